@@ -1,0 +1,54 @@
+package dev.gmem.cli;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** The gmem command line. Each subcommand parses, calls one library method, and prints. */
+@Command(
+        name = "gmem",
+        mixinStandardHelpOptions = true,
+        versionProvider = Main.Version.class,
+        description = {
+            "gmem: guest memory for KVM virtual machines.",
+            "Creates and fills guest memory files (KVM guest_memfd where the kernel has it, memfd with",
+            "userfaultfd everywhere), restores VM memory snapshots eagerly or lazily, and measures it."
+        },
+        subcommands = {ProbeCommand.class, CommandLine.HelpCommand.class})
+public final class Main implements Runnable {
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(System.out);
+    }
+
+    public static void main(String[] args) {
+        System.exit(commandLine().execute(args));
+    }
+
+    /** The configured command line, for tests. */
+    public static CommandLine commandLine() {
+        CommandLine cl = new CommandLine(new Main());
+        cl.setExecutionExceptionHandler(new ErrorHandler());
+        return cl;
+    }
+
+    static final class Version implements CommandLine.IVersionProvider {
+        @Override
+        public String[] getVersion() {
+            String v = Main.class.getPackage().getImplementationVersion();
+            return new String[] {"gmem " + (v == null ? "(development build)" : v) + ", Java " + Runtime.version()};
+        }
+    }
+
+    /** Failures print one line naming what failed, not a stack trace; GMEM_DEBUG=1 shows the trace. */
+    static final class ErrorHandler implements CommandLine.IExecutionExceptionHandler {
+        @Override
+        public int handleExecutionException(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
+            cl.getErr().println("gmem " + cl.getCommandName() + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
+            if (System.getenv("GMEM_DEBUG") != null) e.printStackTrace(cl.getErr());
+            return 1;
+        }
+    }
+}

@@ -1,0 +1,365 @@
+package dev.gmem.linux;
+
+import static dev.gmem.linux.Native.C_INT;
+import static dev.gmem.linux.Native.C_LONG;
+import static dev.gmem.linux.Native.C_POINTER;
+import static dev.gmem.linux.Native.C_SIZE_T;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+import java.nio.file.Path;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * An open file descriptor and its one owner: {@link #close()} closes it, once. The calls that act
+ * on a descriptor are methods here; each failure raises a {@link SyscallException} naming the call,
+ * the descriptor and the key arguments. Calls that the kernel may interrupt before doing any work
+ * (EINTR) are restarted.
+ *
+ * <p>Buffers passed to these calls must be native segments (off-heap memory or mappings).
+ */
+public final class Fd implements AutoCloseable {
+    private static final int CLOSED = -1;
+    private static final int EINTR = Errno.EINTR.number();
+
+    private static final MethodHandle OPEN = Native.downcall("open",
+            FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_INT), false, 2);
+    private static final MethodHandle MEMFD_CREATE = Native.downcall("memfd_create",
+            FunctionDescriptor.of(C_INT, C_POINTER, C_INT));
+    private static final MethodHandle EVENTFD = Native.downcall("eventfd",
+            FunctionDescriptor.of(C_INT, C_INT, C_INT));
+    private static final MethodHandle CLOSE = Native.downcall("close", FunctionDescriptor.of(C_INT, C_INT));
+    private static final MethodHandle DUP = Native.downcall("fcntl",
+            FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT), false, 2);
+    private static final MethodHandle FCNTL = DUP;
+    private static final MethodHandle READ = Native.downcall("read",
+            FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
+    private static final MethodHandle WRITE = Native.downcall("write",
+            FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
+    private static final MethodHandle PREAD = Native.downcall("pread",
+            FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
+    private static final MethodHandle PWRITE = Native.downcall("pwrite",
+            FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
+    private static final MethodHandle LSEEK = Native.downcall("lseek",
+            FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_INT));
+    private static final MethodHandle FTRUNCATE = Native.downcall("ftruncate",
+            FunctionDescriptor.of(C_INT, C_INT, C_LONG));
+    private static final MethodHandle FALLOCATE = Native.downcall("fallocate",
+            FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG));
+    private static final MethodHandle IOCTL_PTR = Native.downcall("ioctl",
+            FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), false, 2);
+    private static final MethodHandle IOCTL_PTR_SHORT = Native.downcall("ioctl",
+            FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), true, 2);
+    private static final MethodHandle IOCTL_LONG = Native.downcall("ioctl",
+            FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), false, 2);
+
+    private static final int F_DUPFD_CLOEXEC = 1030;
+
+    private final AtomicInteger number;
+    private final String name;
+
+    private Fd(int number, String name) {
+        this.number = new AtomicInteger(number);
+        this.name = name;
+    }
+
+    /**
+     * Takes ownership of a descriptor number obtained elsewhere (for example returned by an ioctl
+     * such as KVM_CREATE_VM, or received over a socket). {@code name} says what it is, for messages.
+     */
+    public static Fd adopt(int number, String name) {
+        if (number < 0) throw new IllegalArgumentException("not a file descriptor: " + number);
+        return new Fd(number, name);
+    }
+
+    /** open(2). {@code mode} matters only with O_CREAT. */
+    public static Fd open(Path path, int flags, int mode) throws SyscallException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment cPath = arena.allocateFrom(path.toString());
+            MemorySegment st = Native.callState();
+            while (true) {
+                int fd;
+                try {
+                    fd = (int) OPEN.invokeExact(st, cPath, flags, mode);
+                } catch (Throwable t) {
+                    throw Native.unexpected(t);
+                }
+                if (fd >= 0) return new Fd(fd, path.toString());
+                int e = Native.errno(st);
+                if (e != EINTR) throw new SyscallException("open", path + ", flags=0" + Integer.toOctalString(flags), e);
+            }
+        }
+    }
+
+    /** memfd_create(2): an anonymous shared-memory file. */
+    public static Fd memfd(String name, int flags) throws SyscallException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment st = Native.callState();
+            int fd;
+            try {
+                fd = (int) MEMFD_CREATE.invokeExact(st, arena.allocateFrom(name), flags);
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (fd < 0) throw new SyscallException("memfd_create", name + ", flags=0x" + Integer.toHexString(flags), Native.errno(st));
+            return new Fd(fd, "memfd:" + name);
+        }
+    }
+
+    /** eventfd(2). */
+    public static Fd eventfd(int initialValue, int flags) throws SyscallException {
+        MemorySegment st = Native.callState();
+        int fd;
+        try {
+            fd = (int) EVENTFD.invokeExact(st, initialValue, flags);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (fd < 0) throw new SyscallException("eventfd", "initval=" + initialValue + ", flags=0x" + Integer.toHexString(flags), Native.errno(st));
+        return new Fd(fd, "eventfd");
+    }
+
+    /** The descriptor number; fails once closed. */
+    public int number() {
+        int n = number.get();
+        if (n == CLOSED) throw new IllegalStateException(name + " is closed");
+        return n;
+    }
+
+    /** What this descriptor is, for messages: a path, "memfd:NAME", "guest_memfd", … */
+    public String name() {
+        return name;
+    }
+
+    public boolean isOpen() {
+        return number.get() != CLOSED;
+    }
+
+    /** A second descriptor for the same open file (close-on-exec), with its own owner. */
+    public Fd dup() throws SyscallException {
+        int fd = number();
+        MemorySegment st = Native.callState();
+        int n;
+        try {
+            n = (int) DUP.invokeExact(st, fd, F_DUPFD_CLOEXEC, 0);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (n < 0) throw failure(st, "fcntl F_DUPFD_CLOEXEC", "");
+        return new Fd(n, name);
+    }
+
+    /** fcntl(2) with an int argument, e.g. F_GETFD or F_GETFL. */
+    public int fcntl(int command, int argument) throws SyscallException {
+        MemorySegment st = Native.callState();
+        int r;
+        try {
+            r = (int) FCNTL.invokeExact(st, number(), command, argument);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (r < 0) throw failure(st, "fcntl", "cmd=" + command);
+        return r;
+    }
+
+    /** read(2) into {@code dst}; returns the bytes read (0 at end of file). */
+    public long read(MemorySegment dst) throws SyscallException {
+        int fd = number();
+        MemorySegment st = Native.callState();
+        while (true) {
+            long n;
+            try {
+                n = (long) READ.invokeExact(st, fd, dst, dst.byteSize());
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (n >= 0) return n;
+            if (Native.errno(st) != EINTR) throw failure(st, "read", "len=" + dst.byteSize());
+        }
+    }
+
+    /** write(2) from {@code src}; returns the bytes written. */
+    public long write(MemorySegment src) throws SyscallException {
+        int fd = number();
+        MemorySegment st = Native.callState();
+        while (true) {
+            long n;
+            try {
+                n = (long) WRITE.invokeExact(st, fd, src, src.byteSize());
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (n >= 0) return n;
+            if (Native.errno(st) != EINTR) throw failure(st, "write", "len=" + src.byteSize());
+        }
+    }
+
+    /** pread(2) into {@code dst} from {@code offset}; returns the bytes read (0 at end of file). */
+    public long pread(MemorySegment dst, long offset) throws SyscallException {
+        int fd = number();
+        MemorySegment st = Native.callState();
+        while (true) {
+            long n;
+            try {
+                n = (long) PREAD.invokeExact(st, fd, dst, dst.byteSize(), offset);
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (n >= 0) return n;
+            if (Native.errno(st) != EINTR) throw failure(st, "pread", "off=" + offset + ", len=" + dst.byteSize());
+        }
+    }
+
+    /** pwrite(2) from {@code src} at {@code offset}; returns the bytes written, which may be fewer. */
+    public long pwrite(MemorySegment src, long offset) throws SyscallException {
+        int fd = number();
+        MemorySegment st = Native.callState();
+        while (true) {
+            long n;
+            try {
+                n = (long) PWRITE.invokeExact(st, fd, src, src.byteSize(), offset);
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (n >= 0) return n;
+            if (Native.errno(st) != EINTR) throw failure(st, "pwrite", "off=" + offset + ", len=" + src.byteSize());
+        }
+    }
+
+    /** pwrite(2) until all of {@code src} is written, or a call fails. */
+    public void pwriteFully(MemorySegment src, long offset) throws SyscallException {
+        long done = 0;
+        long size = src.byteSize();
+        while (done < size) {
+            long n = pwrite(src.asSlice(done), offset + done);
+            if (n == 0) throw new SyscallException("pwrite", "fd=" + number() + ", off=" + (offset + done) + ": wrote 0 bytes", Errno.EIO);
+            done += n;
+        }
+    }
+
+    /** lseek(2); with SEEK_DATA or SEEK_HOLE an ENXIO means "no data (or hole) at or after offset". */
+    public long lseek(long offset, int whence) throws SyscallException {
+        MemorySegment st = Native.callState();
+        long r;
+        try {
+            r = (long) LSEEK.invokeExact(st, number(), offset, whence);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (r < 0) throw failure(st, "lseek", "off=" + offset + ", whence=" + whence);
+        return r;
+    }
+
+    /** ftruncate(2). */
+    public void truncate(long size) throws SyscallException {
+        MemorySegment st = Native.callState();
+        int r;
+        try {
+            r = (int) FTRUNCATE.invokeExact(st, number(), size);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (r < 0) throw failure(st, "ftruncate", "size=" + size);
+    }
+
+    /** fallocate(2) with FALLOC_FL_* {@code mode}. */
+    public void fallocate(int mode, long offset, long length) throws SyscallException {
+        int fd = number();
+        MemorySegment st = Native.callState();
+        while (true) {
+            int r;
+            try {
+                r = (int) FALLOCATE.invokeExact(st, fd, mode, offset, length);
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (r == 0) return;
+            if (Native.errno(st) != EINTR) {
+                throw failure(st, "fallocate", "mode=0x" + Integer.toHexString(mode) + ", off=" + offset + ", len=" + length);
+            }
+        }
+    }
+
+    /**
+     * ioctl(2) with a pointer argument; returns the ioctl's non-negative result.
+     * {@code what} names the request in messages, e.g. "KVM_CREATE_GUEST_MEMFD".
+     */
+    public int ioctl(String what, long request, MemorySegment argument) throws SyscallException {
+        MemorySegment st = Native.callState();
+        int r;
+        try {
+            r = (int) IOCTL_PTR.invokeExact(st, number(), request, argument);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (r < 0) throw failure(st, "ioctl " + what, "req=0x" + Long.toHexString(request));
+        return r;
+    }
+
+    /**
+     * ioctl(2) with a pointer argument, for requests that never block and finish in microseconds
+     * (a userfaultfd COPY or CONTINUE of a few pages): linked as a critical call, which saves the
+     * thread-state transition. Never use it for KVM_RUN, or for a request on a blocking device.
+     */
+    public int ioctlShort(String what, long request, MemorySegment argument) throws SyscallException {
+        MemorySegment st = Native.callState();
+        int r;
+        try {
+            r = (int) IOCTL_PTR_SHORT.invokeExact(st, number(), request, argument);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (r < 0) throw failure(st, "ioctl " + what, "req=0x" + Long.toHexString(request));
+        return r;
+    }
+
+    /** ioctl(2) with an integer argument; returns the ioctl's non-negative result. */
+    public int ioctl(String what, long request, long argument) throws SyscallException {
+        MemorySegment st = Native.callState();
+        int r;
+        try {
+            r = (int) IOCTL_LONG.invokeExact(st, number(), request, argument);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (r < 0) throw failure(st, "ioctl " + what, "req=0x" + Long.toHexString(request) + ", arg=" + argument);
+        return r;
+    }
+
+    private SyscallException failure(MemorySegment st, String call, String arguments) {
+        String fd = "fd=" + number.get() + (name.isEmpty() ? "" : " " + name);
+        return new SyscallException(call, arguments.isEmpty() ? fd : fd + ", " + arguments, Native.errno(st));
+    }
+
+    /** Closes the descriptor; later calls are no-ops. A failing close(2) is reported (EIO on some filesystems). */
+    @Override
+    public void close() throws SyscallException {
+        int n = number.getAndSet(CLOSED);
+        if (n == CLOSED) return;
+        MemorySegment st = Native.callState();
+        int r;
+        try {
+            r = (int) CLOSE.invokeExact(st, n);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        // EINTR from close on Linux still released the descriptor: never retry it.
+        if (r < 0 && Native.errno(st) != EINTR) throw new SyscallException("close", "fd=" + n + " " + name, Native.errno(st));
+    }
+
+    /** Closes without reporting errors, for clean-up paths that already carry an exception. */
+    public void closeQuietly() {
+        try {
+            close();
+        } catch (SyscallException ignored) {
+            // The descriptor is released whatever close(2) returned.
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "Fd[" + number.get() + " " + name + "]";
+    }
+}

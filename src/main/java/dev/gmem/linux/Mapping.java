@@ -1,0 +1,179 @@
+package dev.gmem.linux;
+
+import static dev.gmem.linux.Native.C_INT;
+import static dev.gmem.linux.Native.C_LONG;
+import static dev.gmem.linux.Native.C_POINTER;
+import static dev.gmem.linux.Native.C_SIZE_T;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.lang.invoke.MethodHandle;
+
+/**
+ * A memory mapping and its one owner. The mapping is reached through {@link #segment()}, whose
+ * lifetime is the mapping's: after {@link #close()} the segment refuses access (it does not point
+ * at unmapped memory), and the pages are unmapped exactly once.
+ */
+public final class Mapping implements AutoCloseable {
+    private static final MethodHandle MMAP = Native.downcall("mmap",
+            FunctionDescriptor.of(C_POINTER, C_POINTER, C_SIZE_T, C_INT, C_INT, C_INT, C_LONG));
+    private static final MethodHandle MUNMAP = Native.downcall("munmap",
+            FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T), true, -1);
+    private static final MethodHandle MPROTECT = Native.downcall("mprotect",
+            FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_INT), true, -1);
+    private static final MethodHandle MADVISE = Native.downcall("madvise",
+            FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_INT));
+    private static final MethodHandle MINCORE = Native.downcall("mincore",
+            FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_POINTER));
+    private static final long MAP_FAILED = -1L;
+
+    private final Arena arena;
+    private final MemorySegment segment;
+    private final String description;
+
+    private Mapping(Arena arena, MemorySegment segment, String description) {
+        this.arena = arena;
+        this.segment = segment;
+        this.description = description;
+    }
+
+    /**
+     * mmap(2) of {@code length} bytes of {@code fd} from {@code offset}; {@code fd} null maps
+     * anonymous memory (add MAP_ANONYMOUS to flags).
+     */
+    public static Mapping map(Fd fd, long offset, long length, int prot, int flags) throws SyscallException {
+        int fdNumber = fd == null ? -1 : fd.number();
+        MemorySegment st = Native.callState();
+        MemorySegment result;
+        try {
+            result = (MemorySegment) MMAP.invokeExact(st, MemorySegment.NULL, length, prot, flags, fdNumber, offset);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        String what = (fd == null ? "anonymous" : "fd=" + fdNumber + " " + fd.name()) + ", off=" + offset
+                + ", len=" + length + ", prot=" + prot + ", flags=0x" + Integer.toHexString(flags);
+        if (result.address() == MAP_FAILED) throw new SyscallException("mmap", what, Native.errno(st));
+        long address = result.address();
+        Arena arena = Arena.ofShared();
+        MemorySegment segment = Native.at(address, length, arena, unused -> unmap(address, length));
+        return new Mapping(arena, segment, what);
+    }
+
+    /** Anonymous private read-write memory, e.g. a source buffer. */
+    public static Mapping anonymous(long length) throws SyscallException {
+        return map(null, 0, length, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_PRIVATE | Linux.MAP_ANONYMOUS);
+    }
+
+    /** A shared read-write mapping of the whole of a file of {@code length} bytes. */
+    public static Mapping shared(Fd fd, long length) throws SyscallException {
+        return map(fd, 0, length, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_SHARED);
+    }
+
+    private static void unmap(long address, long length) {
+        MemorySegment st = Native.callState();
+        int r;
+        try {
+            r = (int) MUNMAP.invokeExact(st, MemorySegment.ofAddress(address), length);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        // munmap fails only for arguments that mmap itself returned, so a failure is a bug here.
+        if (r != 0) throw new AssertionError(new SyscallException("munmap", "addr=0x" + Long.toHexString(address) + ", len=" + length, Native.errno(st)));
+    }
+
+    /** The mapped bytes; refuses access once this mapping is closed. */
+    public MemorySegment segment() {
+        return segment;
+    }
+
+    /** The start address, for the kernel interfaces that take one (userfaultfd ranges, KVM memslots). */
+    public long address() {
+        return segment.address();
+    }
+
+    public long length() {
+        return segment.byteSize();
+    }
+
+    public boolean isOpen() {
+        return arena.scope().isAlive();
+    }
+
+    /** mprotect(2) on {@code [offset, offset+length)} of this mapping. */
+    public void protect(long offset, long length, int prot) throws SyscallException {
+        MemorySegment range = slice(offset, length);
+        MemorySegment st = Native.callState();
+        int r;
+        try {
+            r = (int) MPROTECT.invokeExact(st, range, length, prot);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (r != 0) throw new SyscallException("mprotect", "off=" + offset + ", len=" + length + ", prot=" + prot, Native.errno(st));
+    }
+
+    /** madvise(2) on {@code [offset, offset+length)} of this mapping, e.g. MADV_POPULATE_WRITE. */
+    public void advise(long offset, long length, int advice) throws SyscallException {
+        MemorySegment range = slice(offset, length);
+        MemorySegment st = Native.callState();
+        while (true) {
+            int r;
+            try {
+                r = (int) MADVISE.invokeExact(st, range, length, advice);
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (r == 0) return;
+            if (Native.errno(st) != Errno.EINTR.number()) {
+                throw new SyscallException("madvise", "off=" + offset + ", len=" + length + ", advice=" + advice, Native.errno(st));
+            }
+        }
+    }
+
+    /**
+     * mincore(2): one byte per page of {@code [offset, offset+length)}, bit 0 set where the page is
+     * resident. {@code pageSize} is the mapping's page size.
+     */
+    public byte[] residency(long offset, long length, long pageSize) throws SyscallException {
+        MemorySegment range = slice(offset, length);
+        int pages = Math.toIntExact((length + pageSize - 1) / pageSize);
+        try (Arena scratch = Arena.ofConfined()) {
+            MemorySegment vec = scratch.allocate(pages);
+            MemorySegment st = Native.callState();
+            int r;
+            try {
+                r = (int) MINCORE.invokeExact(st, range, length, vec);
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (r != 0) throw new SyscallException("mincore", "off=" + offset + ", len=" + length, Native.errno(st));
+            return vec.toArray(ValueLayout.JAVA_BYTE);
+        }
+    }
+
+    private MemorySegment slice(long offset, long length) {
+        if (offset < 0 || length < 0 || offset > segment.byteSize() - length) {
+            throw new IndexOutOfBoundsException("range [" + offset + ", +" + length + ") outside mapping of " + segment.byteSize() + " bytes");
+        }
+        return segment.asSlice(offset, length);
+    }
+
+    /** Unmaps; the segment refuses access from then on. Idempotent. */
+    @Override
+    public void close() {
+        if (arena.scope().isAlive()) {
+            try {
+                arena.close();
+            } catch (IllegalStateException alreadyClosed) {
+                // Another thread closed it first.
+            }
+        }
+    }
+
+    @Override
+    public String toString() {
+        return "Mapping[0x" + Long.toHexString(segment.address()) + " " + description + "]";
+    }
+}

@@ -1,0 +1,109 @@
+package dev.gmem.linux;
+
+import static dev.gmem.linux.Native.C_INT;
+import static dev.gmem.linux.Native.C_LONG;
+import static dev.gmem.linux.Native.C_POINTER;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.FunctionDescriptor;
+import java.lang.foreign.MemorySegment;
+import java.lang.invoke.MethodHandle;
+import java.nio.charset.StandardCharsets;
+import java.util.Locale;
+
+/** Process- and system-wide calls that take no descriptor. */
+public final class Posix {
+    private static final MethodHandle SYSCALL = Native.downcall("syscall",
+            FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG), false, 1);
+    private static final MethodHandle SYSCONF = Native.downcall("sysconf", FunctionDescriptor.of(C_LONG, C_INT));
+    private static final MethodHandle UNAME = Native.downcall("uname", FunctionDescriptor.of(C_INT, C_POINTER));
+    private static final int UTSNAME_FIELD = 65;
+
+    private Posix() {}
+
+    /** The machine's architecture, for syscall numbers. */
+    public enum Arch {
+        X86_64(323),
+        AARCH64(282);
+
+        private final long userfaultfd;
+
+        Arch(long userfaultfd) {
+            this.userfaultfd = userfaultfd;
+        }
+
+        /** The number of the userfaultfd(2) system call, which the C library does not wrap. */
+        public long userfaultfdSyscall() {
+            return userfaultfd;
+        }
+
+        /** This JVM's architecture; fails, naming it, on one gmem does not know. */
+        public static Arch current() {
+            String arch = System.getProperty("os.arch").toLowerCase(Locale.ROOT);
+            return switch (arch) {
+                case "amd64", "x86_64" -> X86_64;
+                case "aarch64", "arm64" -> AARCH64;
+                default -> throw new UnsupportedOperationException("gmem knows the system call numbers of x86_64 and aarch64, not of " + arch);
+            };
+        }
+    }
+
+    /** The fields of uname(2). */
+    public record Uname(String sysname, String nodename, String release, String version, String machine) {}
+
+    /** syscall(2) by number, for system calls the C library does not wrap; {@code name} is for messages. */
+    public static long syscall(String name, long number, long... args) throws SyscallException {
+        if (args.length > 6) throw new IllegalArgumentException("a system call takes at most 6 arguments");
+        long[] a = java.util.Arrays.copyOf(args, 6);
+        MemorySegment st = Native.callState();
+        long r;
+        try {
+            r = (long) SYSCALL.invokeExact(st, number, a[0], a[1], a[2], a[3], a[4], a[5]);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (r < 0) throw new SyscallException(name, java.util.Arrays.toString(args), Native.errno(st));
+        return r;
+    }
+
+    private static long sysconf(int name) {
+        MemorySegment st = Native.callState();
+        try {
+            return (long) SYSCONF.invokeExact(st, name);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+    }
+
+    private static final long PAGE_SIZE = sysconf(Linux.SC_PAGESIZE);
+
+    /** The base page size, e.g. 4096. */
+    public static long pageSize() {
+        return PAGE_SIZE;
+    }
+
+    /** CPUs online now. */
+    public static int onlineCpus() {
+        return (int) sysconf(Linux.SC_NPROCESSORS_ONLN);
+    }
+
+    /** uname(2). */
+    public static Uname uname() throws SyscallException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buf = arena.allocate(UTSNAME_FIELD * 6L);
+            MemorySegment st = Native.callState();
+            int r;
+            try {
+                r = (int) UNAME.invokeExact(st, buf);
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (r != 0) throw new SyscallException("uname", "", Native.errno(st));
+            return new Uname(field(buf, 0), field(buf, 1), field(buf, 2), field(buf, 3), field(buf, 4));
+        }
+    }
+
+    private static String field(MemorySegment buf, int index) {
+        return buf.asSlice((long) index * UTSNAME_FIELD, UTSNAME_FIELD).getString(0, StandardCharsets.UTF_8);
+    }
+}

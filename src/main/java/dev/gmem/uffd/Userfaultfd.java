@@ -1,0 +1,231 @@
+package dev.gmem.uffd;
+
+import dev.gmem.linux.Errno;
+import dev.gmem.linux.Fd;
+import dev.gmem.linux.Linux;
+import dev.gmem.linux.Mapping;
+import dev.gmem.linux.Posix;
+import dev.gmem.linux.SyscallException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Path;
+
+/**
+ * A userfaultfd and its one owner. Created by the system call where the kernel allows it, else
+ * through {@code /dev/userfaultfd}; {@link #via()} says which. The first call on a new one must be
+ * {@link #handshake}.
+ *
+ * <p>The resolving calls ({@link #copy}, {@link #zeropage}, {@link #continueRange}) return values
+ * rather than raise for the two outcomes a fault handler expects: a non-negative count of bytes
+ * resolved (fewer than asked means the kernel stopped early with EAGAIN: retry the rest), or
+ * {@link #EXISTS} when the page is already there, or {@link #RETRY} when the kernel made no
+ * progress and asks for a retry after the pending events are read. Every other error raises.
+ * They are safe to call from several threads at once.
+ */
+public final class Userfaultfd implements AutoCloseable {
+    /** Result of a resolving call: the destination page already exists (EEXIST). */
+    public static final long EXISTS = -Errno.EEXIST.number();
+    /** Result of a resolving call: no progress, read pending events then retry (EAGAIN). */
+    public static final long RETRY = -Errno.EAGAIN.number();
+    /** Result of CONTINUE: no page in the file at that offset (EFAULT). */
+    public static final long NO_PAGE = -Errno.EFAULT.number();
+
+    public static final Path DEVICE = Path.of("/dev/userfaultfd");
+
+    /** How the descriptor was obtained. */
+    public enum Source { SYSCALL, DEVICE }
+
+    /** What UFFDIO_API agreed: the features available and the ioctls allowed on the descriptor. */
+    public record Api(long features, long ioctls) {}
+
+    private static final ThreadLocal<MemorySegment> SCRATCH =
+            ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(64, 8));
+
+    private final Fd fd;
+    private final Source via;
+    private volatile Api api;
+
+    private Userfaultfd(Fd fd, Source via) {
+        this.fd = fd;
+        this.via = via;
+    }
+
+    /**
+     * A new userfaultfd, close-on-exec, with {@code flags} (O_NONBLOCK, UFFD_USER_MODE_ONLY). Tries
+     * the system call first; if the kernel refuses it (EPERM without privilege, ENOSYS), opens
+     * /dev/userfaultfd instead. Fails with the reasons of both when neither works.
+     */
+    public static Userfaultfd open(int flags) throws SyscallException {
+        int f = flags | Linux.O_CLOEXEC;
+        SyscallException syscallFailure;
+        try {
+            long n = Posix.syscall("userfaultfd", Posix.Arch.current().userfaultfdSyscall(), f);
+            return new Userfaultfd(Fd.adopt((int) n, "userfaultfd"), Source.SYSCALL);
+        } catch (SyscallException e) {
+            syscallFailure = e;
+        }
+        try (Fd device = Fd.open(DEVICE, Linux.O_RDWR | Linux.O_CLOEXEC, 0)) {
+            int n = device.ioctl("USERFAULTFD_IOC_NEW", UffdAbi.USERFAULTFD_IOC_NEW, f);
+            return new Userfaultfd(Fd.adopt(n, "userfaultfd"), Source.DEVICE);
+        } catch (SyscallException e) {
+            e.addSuppressed(syscallFailure);
+            throw new SyscallException("userfaultfd", "system call: " + syscallFailure.errnoText() + "; " + DEVICE + ": " + e.getMessage(), e.errnoNumber());
+        }
+    }
+
+    /**
+     * UFFDIO_API, which must come first: requests {@code features} and returns what the kernel
+     * offers (all its features, whatever was asked) and the ioctls allowed. Unknown feature bits
+     * give EINVAL; so does a second handshake on the same descriptor.
+     */
+    public Api handshake(long features) throws SyscallException {
+        MemorySegment a = scratch();
+        a.set(ValueLayout.JAVA_LONG, 0, UffdAbi.UFFD_API);
+        a.set(ValueLayout.JAVA_LONG, 8, features);
+        a.set(ValueLayout.JAVA_LONG, 16, 0L);
+        try {
+            fd.ioctl("UFFDIO_API", UffdAbi.UFFDIO_API, a);
+        } catch (SyscallException e) {
+            throw new SyscallException(e.call(), e.arguments() + ", features=0x" + Long.toHexString(features), e.errnoNumber());
+        }
+        Api result = new Api(a.get(ValueLayout.JAVA_LONG, 8), a.get(ValueLayout.JAVA_LONG, 16));
+        this.api = result;
+        return result;
+    }
+
+    /** The result of the handshake, or null before it. */
+    public Api api() {
+        return api;
+    }
+
+    public Source via() {
+        return via;
+    }
+
+    public Fd fd() {
+        return fd;
+    }
+
+    /**
+     * UFFDIO_REGISTER of {@code [start, start+length)} (addresses) with REGISTER_MODE_* bits;
+     * returns the mask of ioctls the range allows.
+     */
+    public long register(long start, long length, long mode) throws SyscallException {
+        MemorySegment r = scratch();
+        r.set(ValueLayout.JAVA_LONG, 0, start);
+        r.set(ValueLayout.JAVA_LONG, 8, length);
+        r.set(ValueLayout.JAVA_LONG, 16, mode);
+        r.set(ValueLayout.JAVA_LONG, 24, 0L);
+        try {
+            fd.ioctl("UFFDIO_REGISTER", UffdAbi.UFFDIO_REGISTER, r);
+        } catch (SyscallException e) {
+            throw new SyscallException(e.call(), e.arguments() + ", start=0x" + Long.toHexString(start) + ", len=" + length + ", mode=" + mode, e.errnoNumber());
+        }
+        return r.get(ValueLayout.JAVA_LONG, 24);
+    }
+
+    /** Registers a range of a mapping; see {@link #register(long, long, long)}. */
+    public long register(Mapping mapping, long offset, long length, long mode) throws SyscallException {
+        checkRange(mapping, offset, length);
+        return register(mapping.address() + offset, length, mode);
+    }
+
+    /** UFFDIO_UNREGISTER. */
+    public void unregister(long start, long length) throws SyscallException {
+        MemorySegment r = range(start, length);
+        fd.ioctl("UFFDIO_UNREGISTER", UffdAbi.UFFDIO_UNREGISTER, r);
+    }
+
+    /** UFFDIO_WAKE: wakes the threads waiting on faults in the range. */
+    public void wake(long start, long length) throws SyscallException {
+        fd.ioctlShort("UFFDIO_WAKE", UffdAbi.UFFDIO_WAKE, range(start, length));
+    }
+
+    /**
+     * UFFDIO_COPY of {@code length} bytes from {@code source} into the registered range at {@code dst}
+     * (page-aligned). Returns the bytes copied, {@link #EXISTS} or {@link #RETRY}; see the class notes.
+     */
+    public long copy(long dst, MemorySegment source, long length, long mode) throws SyscallException {
+        MemorySegment c = scratch();
+        c.set(ValueLayout.JAVA_LONG, 0, dst);
+        c.set(ValueLayout.JAVA_LONG, 8, source.address());
+        c.set(ValueLayout.JAVA_LONG, 16, length);
+        c.set(ValueLayout.JAVA_LONG, 24, mode);
+        c.set(ValueLayout.JAVA_LONG, 32, 0L);
+        if (source.byteSize() < length) throw new IndexOutOfBoundsException("source holds " + source.byteSize() + " bytes, copy asks " + length);
+        return resolve("UFFDIO_COPY", UffdAbi.UFFDIO_COPY, c, 32, dst, length);
+    }
+
+    /** UFFDIO_ZEROPAGE: resolves the range with zeroed pages. Same results as {@link #copy}. */
+    public long zeropage(long start, long length, long mode) throws SyscallException {
+        MemorySegment z = scratch();
+        z.set(ValueLayout.JAVA_LONG, 0, start);
+        z.set(ValueLayout.JAVA_LONG, 8, length);
+        z.set(ValueLayout.JAVA_LONG, 16, mode);
+        z.set(ValueLayout.JAVA_LONG, 24, 0L);
+        return resolve("UFFDIO_ZEROPAGE", UffdAbi.UFFDIO_ZEROPAGE, z, 24, start, length);
+    }
+
+    /**
+     * UFFDIO_CONTINUE: maps the pages the file already holds into a MINOR-registered range.
+     * Returns the bytes mapped, {@link #EXISTS}, {@link #RETRY}, or {@link #NO_PAGE} when the file
+     * has no page at some offset of the range.
+     */
+    public long continueRange(long start, long length, long mode) throws SyscallException {
+        MemorySegment c = scratch();
+        c.set(ValueLayout.JAVA_LONG, 0, start);
+        c.set(ValueLayout.JAVA_LONG, 8, length);
+        c.set(ValueLayout.JAVA_LONG, 16, mode);
+        c.set(ValueLayout.JAVA_LONG, 24, 0L);
+        return resolve("UFFDIO_CONTINUE", UffdAbi.UFFDIO_CONTINUE, c, 24, start, length);
+    }
+
+    private long resolve(String what, long request, MemorySegment args, long resultOffset, long start, long length) throws SyscallException {
+        try {
+            fd.ioctlShort(what, request, args);
+            return args.get(ValueLayout.JAVA_LONG, resultOffset);
+        } catch (SyscallException e) {
+            long progress = args.get(ValueLayout.JAVA_LONG, resultOffset);
+            if (e.is(Errno.EAGAIN)) return progress > 0 ? progress : RETRY;
+            if (e.is(Errno.EEXIST)) return EXISTS;
+            if (e.is(Errno.EFAULT) && request == UffdAbi.UFFDIO_CONTINUE) return NO_PAGE;
+            throw new SyscallException(e.call(), e.arguments() + ", start=0x" + Long.toHexString(start) + ", len=" + length, e.errnoNumber());
+        }
+    }
+
+    /**
+     * Reads pending events into {@code buffer} (a multiple of 32 bytes); returns how many messages
+     * arrived, or 0 when the descriptor is non-blocking and none is pending.
+     */
+    public int read(MemorySegment buffer) throws SyscallException {
+        try {
+            return (int) (fd.read(buffer) / UffdAbi.MSG.byteSize());
+        } catch (SyscallException e) {
+            if (e.is(Errno.EAGAIN)) return 0;
+            throw e;
+        }
+    }
+
+    private static MemorySegment range(long start, long length) {
+        MemorySegment r = scratch();
+        r.set(ValueLayout.JAVA_LONG, 0, start);
+        r.set(ValueLayout.JAVA_LONG, 8, length);
+        return r;
+    }
+
+    private static MemorySegment scratch() {
+        return SCRATCH.get();
+    }
+
+    private static void checkRange(Mapping mapping, long offset, long length) {
+        if (offset < 0 || length <= 0 || offset > mapping.length() - length) {
+            throw new IndexOutOfBoundsException("range [" + offset + ", +" + length + ") outside mapping of " + mapping.length() + " bytes");
+        }
+    }
+
+    @Override
+    public void close() throws SyscallException {
+        fd.close();
+    }
+}
