@@ -1,0 +1,123 @@
+package dev.gmem.linux;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.gmem.testing.Leaks;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class FdTest {
+    private static final long PAGE = Posix.pageSize();
+
+    @Test
+    void memfdReadWriteSeekAndHoles() throws Exception {
+        try (Fd fd = Fd.memfd("gmem-fd", Linux.MFD_CLOEXEC); Arena arena = Arena.ofConfined()) {
+            fd.truncate(16 * PAGE);
+            MemorySegment page = arena.allocate(PAGE);
+            page.fill((byte) 0x11);
+            assertThat(fd.pwrite(page, 4 * PAGE)).isEqualTo(PAGE);
+            MemorySegment back = arena.allocate(PAGE);
+            assertThat(fd.pread(back, 4 * PAGE)).isEqualTo(PAGE);
+            assertThat(back.mismatch(page)).isEqualTo(-1);
+            // Holes and data are found with SEEK_DATA / SEEK_HOLE.
+            assertThat(fd.lseek(0, Linux.SEEK_DATA)).isEqualTo(4 * PAGE);
+            assertThat(fd.lseek(4 * PAGE, Linux.SEEK_HOLE)).isEqualTo(5 * PAGE);
+            assertThatThrownBy(() -> fd.lseek(5 * PAGE, Linux.SEEK_DATA))
+                    .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENXIO));
+            // Punching the page makes it a hole that reads zeros.
+            fd.fallocate(Linux.FALLOC_FL_KEEP_SIZE | Linux.FALLOC_FL_PUNCH_HOLE, 4 * PAGE, PAGE);
+            assertThat(fd.pread(back, 4 * PAGE)).isEqualTo(PAGE);
+            assertThat(back.toArray(ValueLayout.JAVA_BYTE)).containsOnly(0);
+            assertThatThrownBy(() -> fd.lseek(0, Linux.SEEK_DATA)).isInstanceOf(SyscallException.class);
+            // write/read at the file position.
+            fd.lseek(0, Linux.SEEK_SET);
+            assertThat(fd.write(page)).isEqualTo(PAGE);
+            fd.lseek(0, Linux.SEEK_SET);
+            assertThat(fd.read(back)).isEqualTo(PAGE);
+            assertThat(back.get(ValueLayout.JAVA_BYTE, 0)).isEqualTo((byte) 0x11);
+            assertThat(fd.fcntl(Linux.F_GETFD, 0) & Linux.FD_CLOEXEC).isEqualTo(Linux.FD_CLOEXEC);
+        }
+    }
+
+    @Test
+    void fallocateErrorsNameTheCall() throws Exception {
+        try (Fd fd = Fd.memfd("gmem-fd-errors", Linux.MFD_CLOEXEC)) {
+            fd.truncate(PAGE);
+            assertThatThrownBy(() -> fd.fallocate(Linux.FALLOC_FL_COLLAPSE_RANGE | 0x40, 0, PAGE))
+                    .isInstanceOfSatisfying(SyscallException.class, e -> {
+                        assertThat(e.errno()).contains(Errno.EOPNOTSUPP);
+                        assertThat(e.getMessage()).startsWith("fallocate(fd=" + fd.number() + " memfd:gmem-fd-errors, mode=0x48, off=0, len=" + PAGE + ")");
+                    });
+        }
+    }
+
+    @Test
+    void closeReleasesTheDescriptorOnceAndRefusesLaterUse() throws Exception {
+        long before = Leaks.openFds();
+        Fd fd = Fd.memfd("gmem-close", Linux.MFD_CLOEXEC);
+        int n = fd.number();
+        assertThat(Leaks.isOpen(n)).isTrue();
+        Fd copy = fd.dup();
+        assertThat(copy.number()).isNotEqualTo(n);
+        fd.close();
+        fd.close(); // idempotent
+        assertThat(fd.isOpen()).isFalse();
+        assertThatThrownBy(fd::number).isInstanceOf(IllegalStateException.class).hasMessageContaining("closed");
+        assertThat(Leaks.isOpen(copy.number())).isTrue();
+        copy.close();
+        assertThat(Leaks.openFds()).isEqualTo(before);
+    }
+
+    @Test
+    void openCreatesFilesAndEventfdCounts(@TempDir Path dir) throws Exception {
+        Path p = dir.resolve("f");
+        try (Fd fd = Fd.open(p, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_CLOEXEC, 0600); Arena arena = Arena.ofConfined()) {
+            MemorySegment s = arena.allocateFrom("hello");
+            fd.pwriteFully(s.asSlice(0, 5), 0);
+        }
+        assertThat(Files.readString(p)).isEqualTo("hello");
+        assertThatThrownBy(() -> Fd.open(p, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL, 0600))
+                .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EEXIST));
+
+        try (Fd efd = Fd.eventfd(0, Linux.EFD_CLOEXEC | Linux.EFD_NONBLOCK); Arena arena = Arena.ofConfined()) {
+            MemorySegment v = arena.allocate(ValueLayout.JAVA_LONG);
+            assertThatThrownBy(() -> efd.read(v)).isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EAGAIN));
+            v.set(ValueLayout.JAVA_LONG, 0, 3);
+            efd.write(v);
+            efd.write(v);
+            assertThat(efd.read(v)).isEqualTo(8);
+            assertThat(v.get(ValueLayout.JAVA_LONG, 0)).isEqualTo(6);
+            Poller poller = new Poller(Linux.POLLIN, efd);
+            assertThat(poller.poll(0)).isZero();
+            efd.write(v);
+            assertThat(poller.poll(1000)).isEqualTo(1);
+            assertThat(poller.ready(0) & Linux.POLLIN).isEqualTo(Linux.POLLIN);
+        }
+    }
+
+    @Test
+    void ioctlNumbersEncodeLikeTheKernelMacros() {
+        assertThat(Ioc.io(0xAE, 0x01)).isEqualTo(0x0000AE01L);
+        assertThat(Ioc.iow(0xAE, 0x46, 32)).isEqualTo(0x4020AE46L);
+        assertThat(Ioc.ior(0xAE, 0x81, 144)).isEqualTo(0x8090AE81L);
+        assertThat(Ioc.iowr(0xAE, 0xd4, 64)).isEqualTo(0xC040AED4L);
+        assertThatThrownBy(() -> Ioc.iow(0xAE, 0x100, 8)).isInstanceOf(IllegalArgumentException.class);
+        assertThatThrownBy(() -> Ioc.iow(0xAE, 1, 0x4000)).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    @Test
+    void unameAndSysconf() throws Exception {
+        Posix.Uname u = Posix.uname();
+        assertThat(u.sysname()).isEqualTo("Linux");
+        assertThat(u.release()).isEqualTo(System.getProperty("os.version"));
+        assertThat(Posix.pageSize()).isPositive().matches(p -> Long.bitCount(p) == 1, "a power of two");
+        assertThat(Posix.onlineCpus()).isEqualTo(Runtime.getRuntime().availableProcessors());
+        assertThat(Posix.Arch.current()).isNotNull();
+    }
+}
