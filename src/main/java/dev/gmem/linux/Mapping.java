@@ -23,8 +23,6 @@ public final class Mapping implements AutoCloseable {
             FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T), true, -1);
     private static final MethodHandle MPROTECT = Native.downcall("mprotect",
             FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_INT), true, -1);
-    private static final MethodHandle MADVISE = Native.downcall("madvise",
-            FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_INT));
     private static final MethodHandle MINCORE = Native.downcall("mincore",
             FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_POINTER));
     private static final long MAP_FAILED = -1L;
@@ -116,20 +114,8 @@ public final class Mapping implements AutoCloseable {
 
     /** madvise(2) on {@code [offset, offset+length)} of this mapping, e.g. MADV_POPULATE_WRITE. */
     public void advise(long offset, long length, int advice) throws SyscallException {
-        MemorySegment range = slice(offset, length);
-        MemorySegment st = Native.callState();
-        while (true) {
-            int r;
-            try {
-                r = (int) MADVISE.invokeExact(st, range, length, advice);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
-            if (r == 0) return;
-            if (Native.errno(st) != Errno.EINTR.number()) {
-                throw new SyscallException("madvise", "off=" + offset + ", len=" + length + ", advice=" + advice, Native.errno(st));
-            }
-        }
+        int e = Posix.madvise(slice(offset, length), advice);
+        if (e != 0) throw new SyscallException("madvise", "off=" + offset + ", len=" + length + ", advice=" + advice, e);
     }
 
     /**

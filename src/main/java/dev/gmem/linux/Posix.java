@@ -17,7 +17,11 @@ public final class Posix {
             FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG), false, 1);
     private static final MethodHandle SYSCONF = Native.downcall("sysconf", FunctionDescriptor.of(C_LONG, C_INT));
     private static final MethodHandle UNAME = Native.downcall("uname", FunctionDescriptor.of(C_INT, C_POINTER));
+    private static final MethodHandle MADVISE = Native.downcall("madvise",
+            FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T, C_INT));
     private static final int UTSNAME_FIELD = 65;
+
+    private static final long PAGE_SIZE = sysconf(Linux.SC_PAGESIZE);
 
     private Posix() {}
 
@@ -75,7 +79,6 @@ public final class Posix {
         }
     }
 
-    private static final long PAGE_SIZE = sysconf(Linux.SC_PAGESIZE);
 
     /** The base page size, e.g. 4096. */
     public static long pageSize() {
@@ -85,6 +88,48 @@ public final class Posix {
     /** CPUs online now. */
     public static int onlineCpus() {
         return (int) sysconf(Linux.SC_NPROCESSORS_ONLN);
+    }
+
+    /**
+     * madvise(2) over {@code range}, whose address and size must be page-aligned. Returns 0, or the
+     * errno when the kernel refuses (callers that probe, like {@link #readablePrefix}, need no exception).
+     */
+    static int madvise(MemorySegment range, int advice) {
+        MemorySegment st = Native.callState();
+        while (true) {
+            int r;
+            try {
+                r = (int) MADVISE.invokeExact(st, range, range.byteSize(), advice);
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (r == 0) return 0;
+            int e = Native.errno(st);
+            if (e != Errno.EINTR.number()) return e;
+        }
+    }
+
+    /**
+     * How many bytes from the start of {@code source} can be read without a fault that would kill
+     * the process (an unmapped or PROT_NONE page): all of it for heap memory. Native memory is
+     * checked page by page with MADV_POPULATE_READ, which also faults the pages in, so a copy that
+     * follows pays for nothing twice. Used before copying from memory of unknown provenance in Java,
+     * where the kernel would answer EFAULT but the JVM would crash.
+     */
+    public static long readablePrefix(MemorySegment source) {
+        if (!source.isNative() || source.byteSize() == 0) return source.byteSize();
+        long start = source.address() & -PAGE_SIZE;
+        long end = (source.address() + source.byteSize() + PAGE_SIZE - 1) & -PAGE_SIZE;
+        if (madvise(Native.at(start, end - start), Linux.MADV_POPULATE_READ) == 0) return source.byteSize();
+        // Find the first unreadable page by bisection over pages.
+        long lo = start;              // [start, lo) is readable
+        long hi = end;                // some page in [lo, hi) is not
+        while (hi - lo > PAGE_SIZE) {
+            long mid = lo + (((hi - lo) / PAGE_SIZE) / 2) * PAGE_SIZE;
+            if (madvise(Native.at(lo, mid - lo), Linux.MADV_POPULATE_READ) == 0) lo = mid;
+            else hi = mid;
+        }
+        return Math.max(0, lo - source.address());
     }
 
     /** uname(2). */

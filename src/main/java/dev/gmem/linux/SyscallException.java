@@ -7,7 +7,7 @@ import java.util.Optional;
  * A system call or C library function failed. The message names the call, its key arguments and
  * the errno symbol, for example {@code pwrite(fd=7, off=4096, len=4096): ENOSPC (No space left on device)}.
  */
-public final class SyscallException extends IOException {
+public class SyscallException extends IOException {
     private static final long serialVersionUID = 1L;
 
     private final String call;

@@ -228,4 +228,9 @@ public final class Userfaultfd implements AutoCloseable {
     public void close() throws SyscallException {
         fd.close();
     }
+
+    /** Closes without reporting errors, for clean-up paths that already carry an exception. */
+    public void closeQuietly() {
+        fd.closeQuietly();
+    }
 }

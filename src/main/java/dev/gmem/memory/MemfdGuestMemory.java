@@ -1,0 +1,126 @@
+package dev.gmem.memory;
+
+import dev.gmem.linux.Errno;
+import dev.gmem.linux.Fd;
+import dev.gmem.linux.Linux;
+import dev.gmem.linux.SyscallException;
+import dev.gmem.probe.Check;
+import dev.gmem.probe.HostProbe;
+import dev.gmem.probe.HostReport;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The whole guest memory contract over a memfd. write() is pwrite into the memfd; the kernel's own
+ * record of populated pages (shmem's up-to-date pages, which SEEK_DATA reports and fallocated but
+ * untouched pages are not) joins gmem's claim bitmap, so pages touched through any mapping count
+ * as populated. Attributes live in gmem's bitmaps and are enforced with mprotect on every host
+ * mapping; userfaultfd is the kernel's, on the memfd mappings.
+ */
+public final class MemfdGuestMemory extends AbstractGuestMemory {
+    private final Fd memfd;
+
+    private MemfdGuestMemory(Fd memfd, long size, long flags) {
+        super(size, flags);
+        this.memfd = memfd;
+    }
+
+    /** A new memfd-backed guest memory file of {@code size} bytes with MMAP / INIT_SHARED {@code flags}. */
+    public static MemfdGuestMemory create(long size, long flags) throws IOException {
+        checkCreation("memfd", size, flags);
+        Fd fd = Fd.memfd("gmem-guest", Linux.MFD_CLOEXEC);
+        try {
+            fd.truncate(size);
+        } catch (SyscallException e) {
+            fd.closeQuietly();
+            throw e;
+        }
+        return new MemfdGuestMemory(fd, size, flags);
+    }
+
+    @Override
+    public Backend backend() {
+        return Backend.MEMFD;
+    }
+
+    @Override
+    public MemoryCapabilities capabilities() {
+        HostReport.Userfaultfd u = HostProbe.host().userfaultfd();
+        Check uffd = u.missingMemfd().available()
+                ? Check.yes("userfaultfd on the memfd mappings: MISSING " + (u.minorMemfd().available() ? "and MINOR" : "only (" + u.minorMemfd().reason() + ")"))
+                : Check.no(u.missingMemfd().reason());
+        return new MemoryCapabilities("pwrite into the memfd, populate-once by gmem's page claims and the kernel's SEEK_DATA",
+                Check.yes("attributes tracked per page by gmem; private pages are PROT_NONE in every host mapping"), uffd);
+    }
+
+    @Override
+    protected Fd file() {
+        return memfd;
+    }
+
+    @Override
+    protected long copyIn(long offset, MemorySegment source) throws IOException {
+        long done = 0;
+        long want = source.byteSize();
+        while (done < want) {
+            long n;
+            try {
+                n = memfd.pwrite(source.asSlice(done), offset + done);
+            } catch (SyscallException e) {
+                // A short copy ends at an unreadable part of the source: report what was written.
+                if (done > 0 && e.is(Errno.EFAULT)) break;
+                throw error("write", "off=" + (offset + done) + ", len=" + (want - done) + ": " + e.getMessage(), Errno.of(e.errnoNumber()).orElse(Errno.EIO));
+            }
+            if (n == 0) break;
+            done += n;
+        }
+        return done;
+    }
+
+    @Override
+    protected long firstPopulatedByKernel(long from, long to) throws IOException {
+        if (from >= to) return to;
+        try {
+            long data = memfd.lseek(from * page, Linux.SEEK_DATA);
+            return Math.min(to, data / page);
+        } catch (SyscallException e) {
+            if (e.is(Errno.ENXIO)) return to;
+            throw e;
+        }
+    }
+
+    /**
+     * shmem leaves the page where a failed copy stopped populated with zeros; the contract says a
+     * failed copy populates nothing, so the page (claimed by the failed write) is punched again.
+     */
+    @Override
+    protected void discardUnwritten(long pageIndex) throws IOException {
+        if (pageIndex < pages && firstPopulatedByKernel(pageIndex, pageIndex + 1) == pageIndex) {
+            memfd.fallocate(Linux.FALLOC_FL_KEEP_SIZE | Linux.FALLOC_FL_PUNCH_HOLE, pageIndex * page, page);
+        }
+    }
+
+    @Override
+    protected void fallocateFile(int mode, long offset, long length) throws SyscallException {
+        checkFallocate(this, mode, offset, length);
+        long end = Math.min(size, offset + length);
+        if (offset >= end) return; // punching past the end is a no-op
+        memfd.fallocate(mode, offset, end - offset);
+    }
+
+    @Override
+    protected void convertFile(long offset, long length, long attributes) {
+        // gmem's bitmaps and the protections of the host mappings are the whole conversion.
+    }
+
+    @Override
+    protected void requireUserfaultfd() {
+        HostReport.Userfaultfd u = HostProbe.host().userfaultfd();
+        if (!u.available()) throw new UnsupportedFeatureException("memfd", "userfaultfd", u.reason());
+    }
+
+    @Override
+    protected void closeFile() throws IOException {
+        memfd.close();
+    }
+}
