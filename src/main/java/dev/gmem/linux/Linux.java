@@ -19,6 +19,11 @@ public final class Linux {
     public static final int F_GETFD = 1;
     public static final int F_GETFL = 3;
     public static final int FD_CLOEXEC = 1;
+    public static final int F_ADD_SEALS = 1033;
+    public static final int F_GET_SEALS = 1034;
+    public static final int F_SEAL_SEAL = 0x1;
+    public static final int F_SEAL_SHRINK = 0x2;
+    public static final int F_SEAL_GROW = 0x4;
 
     // <unistd.h> lseek whence
     public static final int SEEK_SET = 0;

@@ -149,12 +149,13 @@ public final class Mapping implements AutoCloseable {
     /** Unmaps; the segment refuses access from then on. Idempotent. */
     @Override
     public void close() {
-        if (arena.scope().isAlive()) {
-            try {
-                arena.close();
-            } catch (IllegalStateException alreadyClosed) {
-                // Another thread closed it first.
-            }
+        if (!arena.scope().isAlive()) return;
+        try {
+            arena.close();
+        } catch (IllegalStateException e) {
+            // Closed by another thread meanwhile: done. Still alive: the segment is in use (for
+            // example by a native call on another thread), and the mapping stays; say so.
+            if (arena.scope().isAlive()) throw e;
         }
     }
 

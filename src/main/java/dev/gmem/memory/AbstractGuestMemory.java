@@ -89,7 +89,7 @@ abstract class AbstractGuestMemory implements GuestMemory {
     protected abstract void fallocateFile(int mode, long offset, long length) throws SyscallException;
 
     /** Called after a successful fallocate, with the range clipped to the file. */
-    protected void fallocated(boolean punched, long fromPage, long toPage) {}
+    protected void fallocated(boolean punched, long fromPage, long toPage) throws IOException {}
 
     /** The native part of a conversion, or an {@link UnsupportedFeatureException}. */
     protected abstract void convertFile(long offset, long length, long attributes) throws IOException;
@@ -152,9 +152,12 @@ abstract class AbstractGuestMemory implements GuestMemory {
             long copied;
             try {
                 copied = copyIn(offset, source.asSlice(0, (claimed - first) * page));
-            } catch (IOException | RuntimeException e) {
-                discardUnwritten(first);
-                populated.clearRange(first, claimed);
+            } catch (Throwable e) {
+                try {
+                    discardUnwritten(first);
+                } finally {
+                    populated.clearRange(first, claimed);
+                }
                 throw e;
             }
             long stop = first + copied / page;
@@ -203,6 +206,7 @@ abstract class AbstractGuestMemory implements GuestMemory {
         if ((mode & ~(Linux.FALLOC_FL_KEEP_SIZE | Linux.FALLOC_FL_PUNCH_HOLE)) != 0) {
             throw m.error("fallocate", args + ": only KEEP_SIZE and PUNCH_HOLE are supported", Errno.EOPNOTSUPP);
         }
+        if (length > Long.MAX_VALUE - offset) throw m.error("fallocate", args + ": the range overflows", Errno.EFBIG);
         if (offset % m.page != 0 || length % m.page != 0) throw m.error("fallocate", args + ": offset and length must be page-aligned", Errno.EINVAL);
         if ((mode & Linux.FALLOC_FL_PUNCH_HOLE) == 0 && m.outside(offset, length)) {
             throw m.error("fallocate", args + ": allocation past the end of the file (" + m.size + " bytes)", Errno.EINVAL);
@@ -236,6 +240,7 @@ abstract class AbstractGuestMemory implements GuestMemory {
         HostMapping hm = new HostMapping(this, m, offset);
         conversion.writeLock().lock();
         try {
+            ensureOpen(); // close() may have run since the check above
             long first = offset / page;
             long end = first + length / page;
             for (long p = privatePages.nextSet(first, end); p < end; ) {
@@ -244,7 +249,7 @@ abstract class AbstractGuestMemory implements GuestMemory {
                 p = privatePages.nextSet(runEnd, end);
             }
             hostMappings.add(hm);
-        } catch (IOException | RuntimeException e) {
+        } catch (Throwable e) {
             m.close();
             throw e;
         } finally {
@@ -258,8 +263,34 @@ abstract class AbstractGuestMemory implements GuestMemory {
         return privatePages.nextSet(from, to);
     }
 
-    void untrack(HostMapping hm) {
-        hostMappings.remove(hm);
+    /** Unmaps a host mapping; never while a conversion is changing protections. */
+    void closeMapping(HostMapping hm) {
+        conversion.writeLock().lock();
+        try {
+            hostMappings.remove(hm);
+            hm.mapping().close();
+        } finally {
+            conversion.writeLock().unlock();
+        }
+    }
+
+    /**
+     * Runs {@code action} while no conversion can change an attribute, for backends that copy
+     * through their own mapping and must not meet a page turning private mid-copy.
+     */
+    protected <T> T withStableAttributes(IoSupplier<T> action) throws IOException {
+        conversion.readLock().lock();
+        try {
+            return action.get();
+        } finally {
+            conversion.readLock().unlock();
+        }
+    }
+
+    /** A computation that may fail with an I/O error. */
+    @FunctionalInterface
+    protected interface IoSupplier<T> {
+        T get() throws IOException;
     }
 
     /** Runs {@code access} on a host mapping, unless a page it touches is private. */
@@ -313,16 +344,27 @@ abstract class AbstractGuestMemory implements GuestMemory {
                 if (pinned != null && pinned < end) throw new ConversionBusyException(backend().label() + " guest memory, " + args, pinned * page);
             }
             convertFile(offset, length, attributes);
-            if (toPrivate) privatePages.setRange(first, end);
-            else privatePages.clearRange(first, end);
-            int prot = toPrivate ? Linux.PROT_NONE : Linux.PROT_READ | Linux.PROT_WRITE;
-            for (HostMapping hm : hostMappings) {
-                long from = Math.max(offset, hm.fileOffset());
-                long to = Math.min(offset + length, hm.fileOffset() + hm.length());
-                if (from < to) hm.mapping().protect(from - hm.fileOffset(), to - from, prot);
+            // Order matters: a page must never be marked shared while a mapping still has it
+            // PROT_NONE, or a checked access would pass its check and kill the process. So a page
+            // turns private in the bitmap before the mappings, and shared in the mappings before
+            // the bitmap. A failure part-way leaves the range private, the safe side.
+            if (toPrivate) {
+                privatePages.setRange(first, end);
+                protectMappings(offset, length, Linux.PROT_NONE);
+            } else {
+                protectMappings(offset, length, Linux.PROT_READ | Linux.PROT_WRITE);
+                privatePages.clearRange(first, end);
             }
         } finally {
             conversion.writeLock().unlock();
+        }
+    }
+
+    private void protectMappings(long offset, long length, int prot) throws SyscallException {
+        for (HostMapping hm : hostMappings) {
+            long from = Math.max(offset, hm.fileOffset());
+            long to = Math.min(offset + length, hm.fileOffset() + hm.length());
+            if (from < to) hm.mapping().protect(from - hm.fileOffset(), to - from, prot);
         }
     }
 
@@ -401,14 +443,15 @@ abstract class AbstractGuestMemory implements GuestMemory {
             long r;
             try {
                 r = source == null ? reg.userfaultfd().zeropage(address, want, 0) : reg.userfaultfd().copy(address, source, want, 0);
-            } catch (IOException | RuntimeException e) {
+            } catch (Throwable e) {
                 populated.clearRange(first, claimed);
                 throw e;
             }
             if (r == Userfaultfd.EXISTS) {
-                // The file already has a page there: populated, or only fallocated (not yet written).
-                if (firstPopulatedByKernel(first, first + 1) != first) populated.clear(first);
-                populated.clearRange(first + 1, claimed);
+                // The file already has a page there: populated, or only fallocated (not yet
+                // written). Ask the kernel, without our own claim in the way.
+                populated.clearRange(first, claimed);
+                if (firstPopulatedByKernel(first, first + 1) == first) populated.set(first);
                 return r;
             }
             if (r < 0) {
@@ -427,14 +470,28 @@ abstract class AbstractGuestMemory implements GuestMemory {
         if (closed.get()) throw new IllegalStateException(backend().label() + " guest memory is closed");
     }
 
+    /**
+     * Closes once no write, fallocate, conversion or checked access is in flight (close every
+     * {@link UffdRegistration} first: a thread blocked in a fault would hold this up).
+     */
     @Override
     public void close() throws IOException {
-        if (!closed.compareAndSet(false, true)) return;
-        for (HostMapping hm : List.copyOf(hostMappings)) hm.close();
-        synchronized (this) {
-            if (guestView != null) guestView.close();
+        population.writeLock().lock();
+        conversion.writeLock().lock();
+        try {
+            if (!closed.compareAndSet(false, true)) return;
+            for (HostMapping hm : List.copyOf(hostMappings)) {
+                hostMappings.remove(hm);
+                hm.mapping().close();
+            }
+            synchronized (this) {
+                if (guestView != null) guestView.close();
+            }
+            closeFile();
+        } finally {
+            conversion.writeLock().unlock();
+            population.writeLock().unlock();
         }
-        closeFile();
     }
 
     @Override

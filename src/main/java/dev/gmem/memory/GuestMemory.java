@@ -58,7 +58,11 @@ public interface GuestMemory extends AutoCloseable {
      * is populated it fails with ENOSPC. Pages that were fallocated but never written are
      * populated. A source that cannot be read fails with EFAULT, or gives a short write when only
      * its start is readable; a partly copied page has the rest of it zero-filled and counts as
-     * populated. {@code source} must be native memory.
+     * populated. {@code source} must be native memory, and not a userfaultfd-registered mapping of
+     * this same file (its faults could wait behind a hole punch that waits for this write).
+     *
+     * <p>Pages touched through a raw mapping while a write to them is in flight may be written
+     * after the touch; population through gmem's own paths (write, COPY, ZEROPAGE) never overlaps.
      */
     long write(long offset, MemorySegment source) throws IOException;
 

@@ -85,7 +85,6 @@ public final class HostMapping implements AutoCloseable {
     /** Unmaps and stops tracking. Idempotent. */
     @Override
     public void close() {
-        memory.untrack(this);
-        mapping.close();
+        memory.closeMapping(this);
     }
 }

@@ -114,16 +114,21 @@ public final class KernelGuestMemory extends AbstractGuestMemory {
                 try {
                     n = gmem.fd().pwrite(source.asSlice(done), offset + done);
                 } catch (SyscallException e) {
-                    if (done > 0 && e.is(Errno.EFAULT)) break;
+                    if (done > 0) break; // a short write, as write(2) reports it
                     throw e;
                 }
                 if (n == 0) break;
                 done += n;
+                if (done % page != 0) break; // a partly copied page ends the write
             }
             return done;
         }
         if (!canEmulateWrite()) throw new UnsupportedFeatureException("kernel", "write() population", capabilities().write());
-        // Never touch a private page through the mapping (that is a SIGBUS), nor read an unreadable source.
+        return withStableAttributes(() -> copyThroughMapping(offset, source));
+    }
+
+    /** gmem's own population: a copy through a shared mapping, never onto a private page nor from an unreadable source. */
+    private long copyThroughMapping(long offset, MemorySegment source) throws IOException {
         long first = offset / page;
         long end = first + source.byteSize() / page;
         long reachable = (firstPrivatePage(first, end) - first) * page;
@@ -153,9 +158,20 @@ public final class KernelGuestMemory extends AbstractGuestMemory {
     }
 
     @Override
-    protected void fallocated(boolean punched, long fromPage, long toPage) {
-        if (punched) fallocatedPages.clearRange(fromPage, toPage);
-        else fallocatedPages.setRange(fromPage, toPage);
+    protected void fallocated(boolean punched, long fromPage, long toPage) throws IOException {
+        if (punched) {
+            fallocatedPages.clearRange(fromPage, toPage);
+            return;
+        }
+        // Pages already touched (through a mapping or by the guest) stay populated: record them
+        // before they join the fallocated set, where residency no longer tells.
+        if (fromPage < toPage && has(GuestMemfdFlag.MMAP)) {
+            byte[] resident = population().residency(fromPage * page, (toPage - fromPage) * page, page);
+            for (int i = 0; i < resident.length; i++) {
+                if ((resident[i] & 1) != 0 && !fallocatedPages.get(fromPage + i)) populated.set(fromPage + i);
+            }
+        }
+        fallocatedPages.setRange(fromPage, toPage);
     }
 
     @Override

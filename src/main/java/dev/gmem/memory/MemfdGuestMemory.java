@@ -28,9 +28,11 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
     /** A new memfd-backed guest memory file of {@code size} bytes with MMAP / INIT_SHARED {@code flags}. */
     public static MemfdGuestMemory create(long size, long flags) throws IOException {
         checkCreation("memfd", size, flags);
-        Fd fd = Fd.memfd("gmem-guest", Linux.MFD_CLOEXEC);
+        Fd fd = Fd.memfd("gmem-guest", Linux.MFD_CLOEXEC | Linux.MFD_ALLOW_SEALING);
         try {
             fd.truncate(size);
+            // The size is fixed, as guest_memfd's is: a shrink would turn mapped pages into SIGBUS.
+            fd.fcntl(Linux.F_ADD_SEALS, Linux.F_SEAL_SHRINK | Linux.F_SEAL_GROW | Linux.F_SEAL_SEAL);
         } catch (SyscallException e) {
             fd.closeQuietly();
             throw e;
@@ -67,12 +69,13 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
             try {
                 n = memfd.pwrite(source.asSlice(done), offset + done);
             } catch (SyscallException e) {
-                // A short copy ends at an unreadable part of the source: report what was written.
-                if (done > 0 && e.is(Errno.EFAULT)) break;
-                throw error("write", "off=" + (offset + done) + ", len=" + (want - done) + ": " + e.getMessage(), Errno.of(e.errnoNumber()).orElse(Errno.EIO));
+                // After some progress a failure makes a short write, as write(2) reports it.
+                if (done > 0) break;
+                throw error("write", "off=" + offset + ", len=" + want + ": " + e.errnoText(), Errno.of(e.errnoNumber()).orElse(Errno.EIO));
             }
             if (n == 0) break;
             done += n;
+            if (done % page != 0) break; // a partly copied page ends the write
         }
         return done;
     }
