@@ -109,6 +109,17 @@ abstract class GuestMemoryConformance {
         return hm.getByte(offset);
     }
 
+    /** Reads one byte through {@code hm} on a thread of this test, which may block in a fault. */
+    CompletableFuture<Byte> readAsync(HostMapping hm, long offset) {
+        return CompletableFuture.supplyAsync(() -> {
+            try {
+                return hm.getByte(offset);
+            } catch (PrivateMemoryException e) {
+                throw new RuntimeException(e);
+            }
+        }, threads);
+    }
+
     // ---------------------------------------------------------------- creation and flags
 
     @Test
@@ -681,13 +692,7 @@ abstract class GuestMemoryConformance {
         assumeUserfaultfd(m);
         MemorySegment events = arena.allocate(UffdAbi.MSG.byteSize() * 8);
         try (HostMapping hm = m.map(0, 8 * P); UffdRegistration reg = m.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_MISSING, 0)) {
-            CompletableFuture<Byte> reader = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return hm.getByte(5 * P + 3);
-                } catch (PrivateMemoryException e) {
-                    throw new RuntimeException(e);
-                }
-            }, threads);
+            CompletableFuture<Byte> reader = readAsync(hm, 5 * P + 3);
             long[] fault = nextFault(reg, events);
             assertThat(fault[0]).isEqualTo(5 * P);
             assertThat(fault[1] & UffdAbi.PAGEFAULT_FLAG_MINOR).isZero();
@@ -714,13 +719,7 @@ abstract class GuestMemoryConformance {
         try (HostMapping hm = m.map(0, 4 * P); UffdRegistration reg = m.registerUserfaultfd(hm, modes, 0)) {
             assertThat(reg.continueAt(2 * P, P)).as("CONTINUE where the file holds no page").isEqualTo(Userfaultfd.NO_PAGE);
             m.write(2 * P, filled(P, 0xcd));
-            CompletableFuture<Byte> reader = CompletableFuture.supplyAsync(() -> {
-                try {
-                    return hm.getByte(2 * P + 100);
-                } catch (PrivateMemoryException e) {
-                    throw new RuntimeException(e);
-                }
-            }, threads);
+            CompletableFuture<Byte> reader = readAsync(hm, 2 * P + 100);
             long[] fault = nextFault(reg, events);
             assertThat(fault[0]).isEqualTo(2 * P);
             assertThat(fault[1] & UffdAbi.PAGEFAULT_FLAG_MINOR).as("the page exists: a minor fault").isNotZero();
