@@ -325,6 +325,15 @@ abstract class AbstractGuestMemory implements GuestMemory {
     }
 
     @Override
+    public long firstPrivate(long offset, long length) {
+        if (outside(offset, length)) throw new IndexOutOfBoundsException("range [" + offset + ", +" + length + ") outside guest memory of " + size + " bytes");
+        long first = offset / page;
+        long end = (offset + length + page - 1) / page;
+        long p = privatePages.nextSet(first, end);
+        return p < end ? Math.max(offset, p * page) : -1;
+    }
+
+    @Override
     public void setAttributes(long offset, long length, long attributes) throws IOException {
         String args = "off=" + offset + ", len=" + length + ", attributes=0x" + Long.toHexString(attributes);
         if ((attributes & ~PRIVATE) != 0) throw error("set attributes", args + ": only PRIVATE (0x8) is known", Errno.EINVAL);

@@ -107,6 +107,9 @@ public interface GuestMemory extends AutoCloseable {
     /** Whether the page holding {@code offset} is private. */
     boolean isPrivate(long offset);
 
+    /** The offset of the first private page in a range, or -1 when every page of it is shared. */
+    long firstPrivate(long offset, long length);
+
     /**
      * Sets {@code attributes} (0 for shared, {@link #PRIVATE}) on a page-aligned range, page-precise.
      * Returns at once when the range already has them. Converting to private fails with a

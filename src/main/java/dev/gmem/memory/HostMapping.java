@@ -42,6 +42,11 @@ public final class HostMapping implements AutoCloseable {
         return mapping.address() + offset;
     }
 
+    /** madvise(2) on {@code [offset, offset+length)} of this mapping, e.g. MADV_POPULATE_WRITE. */
+    public void advise(long offset, long length, int advice) throws dev.gmem.linux.SyscallException {
+        mapping.advise(offset, length, advice);
+    }
+
     Mapping mapping() {
         return mapping;
     }

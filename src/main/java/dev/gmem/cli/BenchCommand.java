@@ -1,0 +1,119 @@
+package dev.gmem.cli;
+
+import dev.gmem.bench.PopulationBench;
+import dev.gmem.memory.GuestMemory;
+import dev.gmem.restore.Strategy;
+import java.io.PrintWriter;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(
+        name = "bench",
+        mixinStandardHelpOptions = true,
+        description = "Measure gmem on this host. Figures are medians of interleaved runs, compared within one run.",
+        subcommands = {BenchCommand.Populate.class})
+final class BenchCommand implements Runnable {
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    @Override
+    public void run() {
+        spec.commandLine().usage(spec.commandLine().getOut());
+    }
+
+    @Command(
+            name = "populate",
+            mixinStandardHelpOptions = true,
+            description = {
+                "Fill guest memory from one warm source buffer with each population strategy and compare them.",
+                "Every run gets a fresh guest memory file; an untimed warm-up round comes first; strategies are",
+                "interleaved across repeats; every run's bytes are checked against the source outside the timing.",
+                "",
+                "Strategies:",
+                "  mapped-copy    mmap, then copy: one page fault per page (the baseline of each backend)",
+                "  populate-copy  mmap, MADV_POPULATE_WRITE in bulk, then copy",
+                "  write          write() into the file, populate-once, no page faults",
+                "  thp-copy       MADV_HUGEPAGE, populate, copy (where shmem THP is enabled)",
+                "",
+                "vs_baseline is the baseline's median over this median: higher is faster."
+            })
+    static final class Populate implements Callable<Integer> {
+        @Option(names = "--size", defaultValue = "512M", converter = Sizes.class, description = "Bytes to populate per run (default ${DEFAULT-VALUE}; 3G gives the kernel work's second figure).")
+        long size;
+
+        @Option(names = "--backend", defaultValue = "all", description = "kernel, memfd or all (default ${DEFAULT-VALUE}).")
+        String backend;
+
+        @Option(names = "--strategy", split = ",", description = "Only these strategies (comma-separated); the baseline always runs.")
+        List<String> strategies = new ArrayList<>();
+
+        @Option(names = "--threads", split = ",", description = "Thread counts to try (default: 1 and the CPU count).")
+        List<Integer> threads = new ArrayList<>();
+
+        @Option(names = "--repeat", defaultValue = "5", description = "Timed runs per configuration (default ${DEFAULT-VALUE}).")
+        int repeat;
+
+        @Option(names = "--no-c-reference", negatable = true, defaultValue = "true",
+                description = "Also time the bundled C pwrite loop into a memfd (built with cc), side by side (default: on).")
+        boolean cReference;
+
+        @Option(names = "--json", description = "Print the results as JSON.")
+        boolean json;
+
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            List<GuestMemory.Backend> backends = switch (backend.toLowerCase(Locale.ROOT)) {
+                case "all" -> List.of(GuestMemory.Backend.KERNEL, GuestMemory.Backend.MEMFD);
+                case "kernel" -> List.of(GuestMemory.Backend.KERNEL);
+                case "memfd" -> List.of(GuestMemory.Backend.MEMFD);
+                default -> throw new CommandLine.ParameterException(spec.commandLine(), "--backend must be kernel, memfd or all, not '" + backend + "'");
+            };
+            List<Strategy> chosen = new ArrayList<>();
+            for (String s : strategies) {
+                try {
+                    chosen.add(Strategy.parse(s));
+                } catch (IllegalArgumentException e) {
+                    throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+                }
+            }
+            if (repeat < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat must be at least 1");
+            for (int t : threads) {
+                if (t < 1 || t > 256) throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
+            }
+            PopulationBench.Report report;
+            try (Progress progress = new Progress(json)) {
+                report = PopulationBench.run(new PopulationBench.Options(size, backends, chosen, threads, repeat, cReference), progress);
+            }
+            PrintWriter out = spec.commandLine().getOut();
+            if (json) {
+                out.println(Json.write(report));
+            } else {
+                print(out, report);
+            }
+            out.flush();
+            return 0;
+        }
+
+        private static void print(PrintWriter out, PopulationBench.Report r) {
+            out.printf("populate %s, %d timed runs each (median, min, max), one warm-up round, strategies interleaved%n%n",
+                    Sizes.format(r.sizeBytes()), r.repeat());
+            out.printf("%-8s %-14s %7s %10s %10s %10s %8s %12s%n", "backend", "strategy", "threads", "median ms", "min ms", "max ms", "GiB/s", "vs baseline");
+            for (PopulationBench.Result x : r.results()) {
+                out.printf(Locale.ROOT, "%-8s %-14s %7d %10.1f %10.1f %10.1f %8.2f %11.2fx%n",
+                        x.backend(), x.strategy(), x.threads(), x.medianMs(), x.minMs(), x.maxMs(), x.gibPerS(), x.vsBaseline());
+            }
+            out.println();
+            r.chosen().forEach((backend, c) -> out.printf("chosen for %s: %s on %d thread%s: %s%n", backend, c.strategy(), c.threads(),
+                    c.threads() == 1 ? "" : "s", c.reason()));
+            for (PopulationBench.Skipped s : r.skipped()) out.printf("skipped %s %s: %s%n", s.backend(), s.strategy(), s.reason());
+        }
+    }
+}
