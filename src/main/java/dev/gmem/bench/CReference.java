@@ -12,10 +12,14 @@ import java.util.concurrent.TimeUnit;
 
 /**
  * The C pwrite reference: gmem's bundled C program, compiled with the host's C compiler into a
- * temporary directory and run as a child process, so Java and C are measured in one run.
+ * temporary directory and kept running as one child process with a warm source buffer, which
+ * does one timed run each time it is asked, so its runs interleave with gmem's own.
  */
-public final class CReference {
+public final class CReference implements AutoCloseable {
     private final Path binary;
+    private Process process;
+    private java.io.BufferedReader output;
+    private java.io.Writer input;
 
     private CReference(Path binary) {
         this.binary = binary;
@@ -51,19 +55,33 @@ public final class CReference {
         }
     }
 
-    /** Runs the reference {@code runs} times over {@code size} bytes; returns each run's milliseconds. */
-    public List<Double> run(long size, int runs) throws IOException {
-        Process p = new ProcessBuilder(binary.toString(), Long.toString(size), Integer.toString(runs)).start();
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-        String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+    /** Starts the reference over {@code size} bytes: it fills its source once and waits. */
+    public void start(long size) throws IOException {
+        process = new ProcessBuilder(binary.toString(), Long.toString(size)).redirectError(ProcessBuilder.Redirect.INHERIT).start();
+        output = new java.io.BufferedReader(new java.io.InputStreamReader(process.getInputStream(), StandardCharsets.US_ASCII));
+        input = new java.io.OutputStreamWriter(process.getOutputStream(), StandardCharsets.US_ASCII);
+        String ready = output.readLine();
+        if (!"ready".equals(ready)) throw new IOException("the C reference did not start (it said " + ready + ")");
+    }
+
+    /** One timed run; returns its milliseconds. */
+    public double run() throws IOException {
+        input.write("run\n");
+        input.flush();
+        String line = output.readLine();
+        if (line == null) throw new IOException("the C reference stopped (see its error above)");
+        return Double.parseDouble(line.strip());
+    }
+
+    @Override
+    public void close() throws IOException {
+        if (process == null) return;
+        input.close();
         try {
-            if (p.waitFor() != 0) throw new IOException("the C reference failed: " + err.strip());
+            process.waitFor(10, TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
-            throw new IOException("interrupted while running the C reference", e);
         }
-        List<Double> ms = new ArrayList<>();
-        for (String line : out.strip().split("\n")) ms.add(Double.parseDouble(line.strip()));
-        return ms;
+        process.destroyForcibly();
     }
 }

@@ -27,8 +27,17 @@ import java.util.function.Consumer;
  */
 public final class PopulationBench {
     /** What to measure. Empty {@code strategies} means all; empty {@code threads} means 1 and the CPU count. */
+    /**
+     * What to measure. Empty {@code strategies} means all; empty {@code threads} means 1 and the
+     * CPU count. {@code warmBytes} of memory are touched once before anything is timed (negative:
+     * 80% of the available memory), because on virtual machines the first touch of never-used RAM
+     * costs several times a later one, and a benchmark cycles through most of the free memory.
+     */
     public record Options(long size, List<GuestMemory.Backend> backends, List<Strategy> strategies, List<Integer> threads,
-                          int repeat, boolean cReference) {}
+                          int repeat, boolean cReference, long warmBytes) {}
+
+    /** Pause after each run, so that freeing its memory (and a VM's teardown) ends before the next run starts. */
+    private static final long SETTLE_MILLIS = 150;
 
     public record Result(String backend, String strategy, int threads, double medianMs, double minMs, double maxMs,
                          double gibPerS, double vsBaseline) {}
@@ -87,18 +96,27 @@ public final class PopulationBench {
 
         Map<Config, double[]> times = new LinkedHashMap<>();
         for (Config cfg : configs) times.put(cfg, new double[o.repeat()]);
+        long warm = o.warmBytes() >= 0 ? o.warmBytes() : availableMemory() / 5 * 4;
+        if (warm > 0) {
+            progress.accept("warming up " + (warm >> 20) + " MiB of memory (first touch of never-used RAM is slow on virtual machines)");
+            warmMemory(warm);
+        }
         try (Mapping source = Mapping.anonymous(o.size())) {
             fill(source.segment());
+            if (c.isPresent()) c.get().start(o.size());
             int total = configs.size() * (o.repeat() + 1);
             int done = 0;
             for (int round = -1; round < o.repeat(); round++) {
                 for (int i = 0; i < configs.size(); i++) {
                     Config cfg = configs.get((i + Math.max(0, round)) % configs.size());
                     progress.accept("[" + (++done) + "/" + total + "] " + (round < 0 ? "warm-up " : "") + cfg.label());
-                    double ms = cfg.strategy() == null ? c.orElseThrow().run(o.size(), 1).getFirst() : measure(cfg, source.segment());
+                    double ms = cfg.strategy() == null ? c.orElseThrow().run() : measure(cfg, source.segment());
                     if (round >= 0) times.get(cfg)[round] = ms;
+                    settle();
                 }
             }
+        } finally {
+            if (c.isPresent()) c.get().close();
         }
         List<Result> results = new ArrayList<>();
         for (Map.Entry<Config, double[]> e : times.entrySet()) {
@@ -137,6 +155,39 @@ public final class PopulationBench {
             }
             return elapsed / 1e6;
         }
+    }
+
+    /**
+     * Touches {@code bytes} of fresh memory once and frees it. On virtual machines whose host backs
+     * guest RAM lazily, the first touch of never-used memory is far slower than any later one; this
+     * keeps that cost out of the timed runs.
+     */
+    private static void warmMemory(long bytes) throws IOException {
+        long warm = bytes - bytes % dev.gmem.linux.Posix.pageSize();
+        if (warm <= 0) return;
+        try (Mapping m = Mapping.anonymous(warm)) {
+            m.advise(0, warm, dev.gmem.linux.Linux.MADV_POPULATE_WRITE);
+        }
+    }
+
+    private static void settle() throws IOException {
+        try {
+            Thread.sleep(SETTLE_MILLIS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IOException("interrupted", e);
+        }
+    }
+
+    private static long availableMemory() {
+        try {
+            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/meminfo"))) {
+                if (line.startsWith("MemAvailable:")) return Long.parseLong(line.replaceAll("\\D", "")) * 1024;
+            }
+        } catch (IOException | NumberFormatException e) {
+            // Unknown: warm nothing.
+        }
+        return 0;
     }
 
     /** A deterministic source: every 8-byte word distinct, nothing zero, so a missed page cannot pass. */

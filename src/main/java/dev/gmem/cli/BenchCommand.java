@@ -62,6 +62,10 @@ final class BenchCommand implements Runnable {
                 description = "Also time the bundled C pwrite loop into a memfd (built with cc), side by side (default: on).")
         boolean cReference;
 
+        @Option(names = "--warm", converter = Sizes.class, description = "Memory to touch once before timing (default: 80%% of the"
+                + " available memory, since the first touch of never-used RAM is several times slower on virtual machines; 0 skips it).")
+        Long warm;
+
         @Option(names = "--json", description = "Print the results as JSON.")
         boolean json;
 
@@ -84,13 +88,16 @@ final class BenchCommand implements Runnable {
                     throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
                 }
             }
+            if (size % dev.gmem.linux.Posix.pageSize() != 0 || size <= 0) {
+                throw new CommandLine.ParameterException(spec.commandLine(), "--size must be a positive multiple of the page size (" + dev.gmem.linux.Posix.pageSize() + ")");
+            }
             if (repeat < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat must be at least 1");
             for (int t : threads) {
                 if (t < 1 || t > 256) throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
             }
             PopulationBench.Report report;
             try (Progress progress = new Progress(json)) {
-                report = PopulationBench.run(new PopulationBench.Options(size, backends, chosen, threads, repeat, cReference), progress);
+                report = PopulationBench.run(new PopulationBench.Options(size, backends, chosen, threads, repeat, cReference, warm == null ? -1 : warm), progress);
             }
             PrintWriter out = spec.commandLine().getOut();
             if (json) {

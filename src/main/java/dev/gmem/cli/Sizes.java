@@ -3,7 +3,7 @@ package dev.gmem.cli;
 import java.util.Locale;
 import picocli.CommandLine;
 
-/** Byte sizes on the command line: "4096", "64K", "512M", "3G", "1T" (binary units). */
+/** Byte sizes on the command line: "0", "4096", "64K", "512M", "3G", "1T" (binary units). Commands check their own lower bounds. */
 final class Sizes implements CommandLine.ITypeConverter<Long> {
     @Override
     public Long convert(String value) {
@@ -23,7 +23,7 @@ final class Sizes implements CommandLine.ITypeConverter<Long> {
         String digits = unit == 1 ? v : v.substring(0, v.length() - 1);
         try {
             long n = Long.parseLong(digits);
-            if (n <= 0) throw new CommandLine.TypeConversionException("'" + value + "' is not a positive size");
+            if (n < 0) throw new CommandLine.TypeConversionException("'" + value + "' is not a size: it is negative");
             return Math.multiplyExact(n, unit);
         } catch (NumberFormatException | ArithmeticException e) {
             throw new CommandLine.TypeConversionException("'" + value + "' is not a size (examples: 4096, 64K, 512M, 3G)");

@@ -17,7 +17,8 @@ import java.util.List;
  * Fills a range of guest memory from a source buffer with a {@link Strategy}, on one thread or
  * several (each on its own page-aligned slice), and chooses the strategy a restore should use.
  *
- * <p>The range must be unpopulated and shared: the mapped strategies copy through a host mapping
+ * <p>With more than one thread, {@code source} must be accessible from other threads (off-heap
+ * memory from a shared or global arena, or a mapping). The range must be unpopulated and shared: the mapped strategies copy through a host mapping
  * (so a private page is refused up front), and {@link Strategy#WRITE} keeps the populate-once rule
  * (ENOSPC on a populated page).
  */

@@ -1,0 +1,51 @@
+package dev.gmem.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import tools.jackson.databind.JsonNode;
+
+class BenchCommandTest {
+    @Test
+    void populateReportsTheDocumentedJson() {
+        ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "populate", "--size", "2M", "--repeat", "1", "--backend", "memfd",
+                "--strategy", "write", "--threads", "1", "--no-c-reference", "--warm", "0", "--json");
+        assertThat(r.exit()).as(r.err()).isZero();
+        JsonNode root = Json.mapper().readTree(r.out());
+        assertThat(root.get("size_bytes").asLong()).isEqualTo(2L << 20);
+        List<String> rows = new ArrayList<>();
+        for (JsonNode x : root.get("results")) {
+            rows.add(x.get("backend").asString() + "/" + x.get("strategy").asString() + "/" + x.get("threads").asInt());
+            for (String key : List.of("median_ms", "min_ms", "max_ms", "gib_per_s", "vs_baseline")) {
+                assertThat(x.get(key).asDouble()).as(key).isPositive();
+            }
+        }
+        assertThat(rows).containsExactly("memfd/mapped-copy/1", "memfd/write/1");
+        assertThat(root.get("results").get(0).get("vs_baseline").asDouble()).isEqualTo(1.0);
+        assertThat(root.get("chosen").get("memfd").get("strategy").asString()).isEqualTo("write");
+        assertThat(root.get("chosen").get("memfd").get("reason").asString()).isNotBlank();
+    }
+
+    @Test
+    void badArgumentsAreRefusedWithUsage() {
+        ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "populate", "--strategy", "teleport");
+        assertThat(r.exit()).isEqualTo(2);
+        assertThat(r.err()).contains("unknown strategy 'teleport'").contains("mapped-copy");
+        assertThat(ProbeCommandTest.run("bench", "populate", "--size", "12X").err()).contains("is not a size");
+        assertThat(ProbeCommandTest.run("bench", "populate", "--backend", "disk").err()).contains("--backend must be kernel, memfd or all");
+        assertThat(ProbeCommandTest.run("bench", "populate", "--threads", "0").exit()).isEqualTo(2);
+    }
+
+    @Test
+    void sizesParseAndFormat() {
+        assertThat(Sizes.parse("4096")).isEqualTo(4096);
+        assertThat(Sizes.parse("64K")).isEqualTo(65536);
+        assertThat(Sizes.parse("512M")).isEqualTo(512L << 20);
+        assertThat(Sizes.parse("3G")).isEqualTo(3L << 30);
+        assertThat(Sizes.parse("3GiB")).isEqualTo(3L << 30);
+        assertThat(Sizes.format(512L << 20)).isEqualTo("512 MiB");
+        assertThat(Sizes.format(1536)).isEqualTo("1.5 KiB");
+    }
+}
