@@ -123,9 +123,8 @@ public final class PopulationBench {
             Config cfg = e.getKey();
             double[] t = e.getValue().clone();
             Arrays.sort(t);
-            double median = t.length % 2 == 1 ? t[t.length / 2] : (t[t.length / 2 - 1] + t[t.length / 2]) / 2;
-            double[] base = times.get(new Config(cfg.backend(), Strategy.MAPPED_COPY, 1));
-            double baseMedian = median(base);
+            double median = median(t);
+            double baseMedian = median(times.get(new Config(cfg.backend(), Strategy.MAPPED_COPY, 1)));
             results.add(new Result(cfg.backend().label(), cfg.strategy() == null ? "c-pwrite" : cfg.strategy().label(), cfg.threads(),
                     round(median), round(t[0]), round(t[t.length - 1]),
                     round(o.size() / (double) (1L << 30) / (median / 1000)), round(baseMedian / median)));
