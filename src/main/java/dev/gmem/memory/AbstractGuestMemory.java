@@ -441,7 +441,7 @@ abstract class AbstractGuestMemory implements GuestMemory {
             throw error(source == null ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY", "off=" + offset + ", len=" + length + ": must be page-aligned", Errno.EINVAL);
         }
         long address = reg.address(offset);
-        reg.address(offset + length - 1);
+        reg.address(offset + length - 1); // the whole range must lie in the registered mapping (throws otherwise)
         population.readLock().lock();
         try {
             long first = offset / page;

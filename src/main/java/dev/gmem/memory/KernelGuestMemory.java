@@ -87,7 +87,9 @@ public final class KernelGuestMemory extends AbstractGuestMemory {
         String write = nativeWrite ? "the kernel's write() on guest_memfd"
                 : canEmulateWrite() ? "gmem's copy through a shared mapping, populate-once by gmem's page claims (" + probe.write().reason() + ")"
                 : "none: " + probe.write().reason() + "; gmem's own population needs MMAP and INIT_SHARED";
-        return new MemoryCapabilities(write, probe.conversion(), probe.userfaultfd());
+        MemoryCapabilities.WritePath path = nativeWrite ? MemoryCapabilities.WritePath.KERNEL
+                : canEmulateWrite() ? MemoryCapabilities.WritePath.LIBRARY : MemoryCapabilities.WritePath.NONE;
+        return new MemoryCapabilities(path, write, probe.conversion(), probe.userfaultfd());
     }
 
     private boolean canEmulateWrite() {

@@ -51,7 +51,7 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
         Check uffd = u.missingMemfd().available()
                 ? Check.yes("userfaultfd on the memfd mappings: MISSING " + (u.minorMemfd().available() ? "and MINOR" : "only (" + u.minorMemfd().reason() + ")"))
                 : Check.no(u.missingMemfd().reason());
-        return new MemoryCapabilities("pwrite into the memfd, populate-once by gmem's page claims and the kernel's SEEK_DATA",
+        return new MemoryCapabilities(MemoryCapabilities.WritePath.KERNEL, "pwrite into the memfd, populate-once by gmem's page claims and the kernel's SEEK_DATA",
                 Check.yes("attributes tracked per page by gmem; private pages are PROT_NONE in every host mapping"), uffd);
     }
 

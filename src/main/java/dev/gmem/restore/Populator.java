@@ -38,8 +38,8 @@ public final class Populator {
             case MAPPED_COPY, POPULATE_COPY -> mmap ? Check.yes("the file can be mapped")
                     : Check.no("the file was created without MMAP, so it cannot be mapped");
             case WRITE -> {
-                String path = memory.capabilities().write();
-                yield path.startsWith("none") ? Check.no(path) : Check.yes(path);
+                dev.gmem.memory.MemoryCapabilities c = memory.capabilities();
+                yield c.writePath() == dev.gmem.memory.MemoryCapabilities.WritePath.NONE ? Check.no(c.write()) : Check.yes(c.write());
             }
             case THP_COPY -> {
                 if (memory.backend() != GuestMemory.Backend.MEMFD) {
@@ -62,7 +62,7 @@ public final class Populator {
     public static Plan choose(GuestMemory memory) {
         int cpus = Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
         String write = memory.capabilities().write();
-        boolean kernelWrite = memory.backend() == GuestMemory.Backend.MEMFD || write.startsWith("the kernel's write()");
+        boolean kernelWrite = memory.capabilities().writePath() == dev.gmem.memory.MemoryCapabilities.WritePath.KERNEL;
         if (kernelWrite) {
             return new Plan(Strategy.WRITE, 1, "the kernel's write() fills pages without a fault per page ("
                     + write + "); parallel writers into one file serialise on its inode lock, so one thread");
