@@ -37,7 +37,6 @@ public final class PopulationBench {
                           int repeat, boolean cReference, long warmBytes) {}
 
     /** Pause after each run, so that freeing its memory (and a VM's teardown) ends before the next run starts. */
-    private static final long SETTLE_MILLIS = 150;
 
     public record Result(String backend, String strategy, int threads, double medianMs, double minMs, double maxMs,
                          double gibPerS, double vsBaseline) {}
@@ -96,10 +95,10 @@ public final class PopulationBench {
 
         Map<Config, double[]> times = new LinkedHashMap<>();
         for (Config cfg : configs) times.put(cfg, new double[o.repeat()]);
-        long warm = o.warmBytes() >= 0 ? o.warmBytes() : availableMemory() / 5 * 4;
+        long warm = BenchSupport.warmBytes(o.warmBytes());
         if (warm > 0) {
             progress.accept("warming up " + (warm >> 20) + " MiB of memory (first touch of never-used RAM is slow on virtual machines)");
-            warmMemory(warm);
+            BenchSupport.warmMemory(warm);
         }
         try (Mapping source = Mapping.anonymous(o.size())) {
             fill(source.segment());
@@ -112,7 +111,7 @@ public final class PopulationBench {
                     progress.accept("[" + (++done) + "/" + total + "] " + (round < 0 ? "warm-up " : "") + cfg.label());
                     double ms = cfg.strategy() == null ? c.orElseThrow().run() : measure(cfg, source.segment());
                     if (round >= 0) times.get(cfg)[round] = ms;
-                    settle();
+                    BenchSupport.settle();
                 }
             }
         } finally {
@@ -123,23 +122,13 @@ public final class PopulationBench {
             Config cfg = e.getKey();
             double[] t = e.getValue().clone();
             Arrays.sort(t);
-            double median = median(t);
-            double baseMedian = median(times.get(new Config(cfg.backend(), Strategy.MAPPED_COPY, 1)));
+            double median = BenchSupport.median(t);
+            double baseMedian = BenchSupport.median(times.get(new Config(cfg.backend(), Strategy.MAPPED_COPY, 1)));
             results.add(new Result(cfg.backend().label(), cfg.strategy() == null ? "c-pwrite" : cfg.strategy().label(), cfg.threads(),
-                    round(median), round(t[0]), round(t[t.length - 1]),
-                    round(o.size() / (double) (1L << 30) / (median / 1000)), round(baseMedian / median)));
+                    BenchSupport.round(median), BenchSupport.round(t[0]), BenchSupport.round(t[t.length - 1]),
+                    BenchSupport.round(o.size() / (double) (1L << 30) / (median / 1000)), BenchSupport.round(baseMedian / median)));
         }
         return new Report(o.size(), o.repeat(), results, chosen, skipped);
-    }
-
-    private static double median(double[] values) {
-        double[] t = values.clone();
-        Arrays.sort(t);
-        return t.length % 2 == 1 ? t[t.length / 2] : (t[t.length / 2 - 1] + t[t.length / 2]) / 2;
-    }
-
-    private static double round(double v) {
-        return Math.round(v * 1000) / 1000.0;
     }
 
     /** One timed population of a fresh file, then an untimed check of every byte. */
@@ -154,39 +143,6 @@ public final class PopulationBench {
             }
             return elapsed / 1e6;
         }
-    }
-
-    /**
-     * Touches {@code bytes} of fresh memory once and frees it. On virtual machines whose host backs
-     * guest RAM lazily, the first touch of never-used memory is far slower than any later one; this
-     * keeps that cost out of the timed runs.
-     */
-    private static void warmMemory(long bytes) throws IOException {
-        long warm = bytes - bytes % dev.gmem.linux.Posix.pageSize();
-        if (warm <= 0) return;
-        try (Mapping m = Mapping.anonymous(warm)) {
-            m.advise(0, warm, dev.gmem.linux.Linux.MADV_POPULATE_WRITE);
-        }
-    }
-
-    private static void settle() throws IOException {
-        try {
-            Thread.sleep(SETTLE_MILLIS);
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            throw new IOException("interrupted", e);
-        }
-    }
-
-    private static long availableMemory() {
-        try {
-            for (String line : java.nio.file.Files.readAllLines(java.nio.file.Path.of("/proc/meminfo"))) {
-                if (line.startsWith("MemAvailable:")) return Long.parseLong(line.replaceAll("\\D", "")) * 1024;
-            }
-        } catch (IOException | NumberFormatException e) {
-            // Unknown: warm nothing.
-        }
-        return 0;
     }
 
     /** A deterministic source: every 8-byte word distinct, nothing zero, so a missed page cannot pass. */

@@ -13,7 +13,8 @@ import picocli.CommandLine.Command;
             "Creates and fills guest memory files (KVM guest_memfd where the kernel has it, memfd with",
             "userfaultfd everywhere), restores VM memory snapshots eagerly or lazily, and measures it."
         },
-        subcommands = {ProbeCommand.class, BenchCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {ProbeCommand.class, BenchCommand.class, ImageCommand.class, SnapshotCommand.class, RestoreCommand.class,
+            CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -30,6 +31,7 @@ public final class Main implements Runnable {
     /** The configured command line, for tests. */
     public static CommandLine commandLine() {
         CommandLine cl = new CommandLine(new Main());
+        cl.setUsageHelpWidth(120);
         cl.setExecutionExceptionHandler(new ErrorHandler());
         return cl;
     }

@@ -11,22 +11,10 @@ final class Sizes implements CommandLine.ITypeConverter<Long> {
     }
 
     static long parse(String value) {
-        String v = value.strip().toUpperCase(Locale.ROOT).replace("IB", "").replace("B", "");
-        if (v.isEmpty()) throw new CommandLine.TypeConversionException("empty size");
-        long unit = switch (v.charAt(v.length() - 1)) {
-            case 'K' -> 1L << 10;
-            case 'M' -> 1L << 20;
-            case 'G' -> 1L << 30;
-            case 'T' -> 1L << 40;
-            default -> 1;
-        };
-        String digits = unit == 1 ? v : v.substring(0, v.length() - 1);
         try {
-            long n = Long.parseLong(digits);
-            if (n < 0) throw new CommandLine.TypeConversionException("'" + value + "' is not a size: it is negative");
-            return Math.multiplyExact(n, unit);
-        } catch (NumberFormatException | ArithmeticException e) {
-            throw new CommandLine.TypeConversionException("'" + value + "' is not a size (examples: 4096, 64K, 512M, 3G)");
+            return dev.gmem.snapshot.Region.parseSize(value);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.TypeConversionException(e.getMessage());
         }
     }
 

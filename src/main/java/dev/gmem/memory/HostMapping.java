@@ -87,6 +87,15 @@ public final class HostMapping implements AutoCloseable {
         memory.checkedAccess(this, offset, 1, () -> mapping.segment().set(ValueLayout.JAVA_BYTE, offset, value));
     }
 
+    /**
+     * Which pages of {@code [offset, offset+length)} are in memory (mincore(2)): one byte per page,
+     * bit 0 set where the page is resident. For a shared file mapping that is the file's page
+     * cache, populated pages included whether or not this mapping touched them.
+     */
+    public byte[] residency(long offset, long length) throws dev.gmem.linux.SyscallException {
+        return mapping().residency(offset, length, memory.pageSize());
+    }
+
     /** Unmaps and stops tracking. Idempotent. */
     @Override
     public void close() {

@@ -40,6 +40,25 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
         return new MemfdGuestMemory(fd, size, flags);
     }
 
+    /**
+     * Guest memory over a new file at {@code path} (on tmpfs, typically, for a VMM to map as
+     * QEMU's memory-backend-file does) instead of an anonymous memfd: the same contract, with the
+     * file created exclusively (it must not exist) and sized to {@code size}. The file cannot be
+     * sealed, so its size is fixed only by convention: whoever shrinks it turns mapped pages into
+     * SIGBUS. The file stays when this object is closed; the caller decides its fate.
+     */
+    public static MemfdGuestMemory createFile(java.nio.file.Path path, long size, long flags) throws IOException {
+        checkCreation("file", size, flags);
+        Fd fd = Fd.open(path, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_CLOEXEC, 0600);
+        try {
+            fd.truncate(size);
+        } catch (SyscallException e) {
+            fd.closeQuietly();
+            throw e;
+        }
+        return new MemfdGuestMemory(fd, size, flags);
+    }
+
     @Override
     public Backend backend() {
         return Backend.MEMFD;

@@ -86,27 +86,65 @@ public final class Populator {
         if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, not " + threads);
         long length = source.byteSize();
         if (length == 0) return;
-        Check available = availability(strategy, memory);
-        if (!available.available()) {
-            throw new dev.gmem.memory.UnsupportedFeatureException(memory.backend().label(), "population strategy " + strategy.label(), available.reason());
+        try (Filler filler = Filler.open(strategy, memory, offset, length)) {
+            runSliced(threads, length, (from, to) -> filler.fill(offset + from, source.asSlice(from, to - from)));
         }
-        if (strategy == Strategy.WRITE) {
-            runSliced(threads, length, (from, to) -> writeFully(memory, offset + from, source.asSlice(from, to - from)));
-            return;
+    }
+
+    /**
+     * Fills page-aligned ranges inside {@code [offset, offset+length)} of one guest memory file with
+     * one strategy. Safe for many threads on disjoint ranges. A mapped strategy maps the whole
+     * range once; each fill refuses a private page up front.
+     */
+    public static final class Filler implements AutoCloseable {
+        private final Strategy strategy;
+        private final GuestMemory memory;
+        private final HostMapping mapping;
+        private final long base;
+
+        private Filler(Strategy strategy, GuestMemory memory, HostMapping mapping, long base) {
+            this.strategy = strategy;
+            this.memory = memory;
+            this.mapping = mapping;
+            this.base = base;
         }
-        long privatePage = memory.firstPrivate(offset, length);
-        if (privatePage >= 0) {
-            throw new SyscallException("populate", strategy.label() + ", off=" + offset + ", len=" + length
-                    + ": the page at offset " + privatePage + " is private and a host mapping cannot reach it", Errno.EACCES);
-        }
-        try (HostMapping hm = memory.map(offset, length)) {
-            MemorySegment target = hm.segment();
+
+        public static Filler open(Strategy strategy, GuestMemory memory, long offset, long length) throws IOException {
+            Check available = availability(strategy, memory);
+            if (!available.available()) {
+                throw new dev.gmem.memory.UnsupportedFeatureException(memory.backend().label(), "population strategy " + strategy.label(), available.reason());
+            }
+            if (strategy == Strategy.WRITE) return new Filler(strategy, memory, null, offset);
+            HostMapping hm = memory.map(offset, length);
             if (strategy == Strategy.THP_COPY) hm.advise(0, length, Linux.MADV_HUGEPAGE);
-            boolean prefault = strategy != Strategy.MAPPED_COPY;
-            runSliced(threads, length, (from, to) -> {
-                if (prefault) hm.advise(from, to - from, Linux.MADV_POPULATE_WRITE);
-                MemorySegment.copy(source, from, target, from, to - from);
-            });
+            return new Filler(strategy, memory, hm, offset);
+        }
+
+        public Strategy strategy() {
+            return strategy;
+        }
+
+        /** Populates {@code [offset, offset+source.byteSize())}, which must be unpopulated and shared, from {@code source}. */
+        public void fill(long offset, MemorySegment source) throws IOException {
+            long length = source.byteSize();
+            if (length == 0) return;
+            if (mapping == null) {
+                writeFully(memory, offset, source);
+                return;
+            }
+            long privatePage = memory.firstPrivate(offset, length);
+            if (privatePage >= 0) {
+                throw new SyscallException("populate", strategy.label() + ", off=" + offset + ", len=" + length
+                        + ": the page at offset " + privatePage + " is private and a host mapping cannot reach it", Errno.EACCES);
+            }
+            long at = offset - base;
+            if (strategy != Strategy.MAPPED_COPY) mapping.advise(at, length, Linux.MADV_POPULATE_WRITE);
+            MemorySegment.copy(source, 0, mapping.segment(), at, length);
+        }
+
+        @Override
+        public void close() {
+            if (mapping != null) mapping.close();
         }
     }
 

@@ -1,0 +1,159 @@
+package dev.gmem.restore;
+
+import dev.gmem.memory.GuestMemory;
+import dev.gmem.memory.HostMapping;
+import dev.gmem.snapshot.Chunk;
+import dev.gmem.snapshot.ChunkData;
+import dev.gmem.snapshot.PageCounts;
+import dev.gmem.snapshot.PageSource;
+import dev.gmem.snapshot.Region;
+import dev.gmem.util.Parallel;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.util.BitSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.function.LongConsumer;
+
+/**
+ * Eager restore: every data page of a source copied into guest memory before the guest runs.
+ * Checksums are checked first, all of them, so a corrupt snapshot writes nothing; then the data
+ * pages are populated with the strategy {@link Populator#choose} picks (or the one given), chunk
+ * by chunk on the plan's threads. Zero pages and holes cost nothing: a fresh guest memory file
+ * reads as zeros there.
+ */
+public final class EagerRestore {
+    private static final double GIB = 1024.0 * 1024 * 1024;
+
+    private EagerRestore() {}
+
+    /** {@code strategy} null: the one {@link Populator#choose} picks, with its threads; {@code threads} 0: the plan's. */
+    public record Options(Strategy strategy, int threads, boolean verify) {
+        public static Options automatic(boolean verify) {
+            return new Options(null, 0, verify);
+        }
+    }
+
+    /** What a restore did. Times in milliseconds; {@code gibPerS} is data bytes over the whole elapsed time. */
+    public record Report(String source, String format, String backend, String strategy, int threads, String reason, long guestBytes,
+            long bytesRestored, Pages pages, double checksumMs, double populateMs, double elapsedMs, double gibPerS, Double verifyMs,
+            Boolean verified) {}
+
+    public record Pages(long data, long zero, long hole) {}
+
+    /** Restores {@code source} into {@code memory} (at least as large), reporting data bytes populated to {@code progress}. */
+    public static Report restore(PageSource source, GuestMemory memory, Options options, LongConsumer progress) throws IOException {
+        long start = System.nanoTime();
+        if (memory.size() < source.size()) {
+            throw new IOException(source.path() + ": " + source.size() + " bytes of guest memory do not fit in a " + memory.size() + "-byte guest memory file");
+        }
+        for (Region r : source.regions()) {
+            if (r.pageSize() % memory.pageSize() != 0) {
+                throw new IOException(source.path() + ": page size " + r.pageSize() + " is not a multiple of the guest memory's " + memory.pageSize());
+            }
+        }
+        Populator.Plan plan = Populator.choose(memory);
+        Strategy strategy = options.strategy() == null ? plan.strategy() : options.strategy();
+        int threads = options.threads() > 0 ? options.threads() : options.strategy() == null ? plan.threads() : 1;
+        String reason = options.strategy() == null ? plan.reason() : "asked for";
+        int cpus = Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
+
+        source.verify(cpus, b -> {});
+        long checked = System.nanoTime();
+
+        List<Chunk> chunks = source.chunks();
+        List<Region> regions = source.regions();
+        long scratchBytes = Math.max(1, source.scratchBytes());
+        try (Arena arena = Arena.ofShared(); Populator.Filler filler = Populator.Filler.open(strategy, memory, 0, source.size())) {
+            ThreadLocal<MemorySegment> scratch = ThreadLocal.withInitial(() -> arena.allocate(scratchBytes, 4096));
+            Parallel.forEach(threads, "gmem-restore", chunks.size(), i -> {
+                Chunk c = chunks.get(i);
+                if (c.dataPages() == 0) return;
+                Region r = regions.get(c.region());
+                ChunkData data = source.read(i, scratch.get());
+                long base = r.fileOffset() + c.firstPage() * r.pageSize();
+                c.forEachDataRun((first, n) -> filler.fill(base + first * r.pageSize(), data.run(first, n)));
+                progress.accept(c.rawLength());
+            });
+        }
+        long populated = System.nanoTime();
+        PageCounts counts = source.counts();
+        Double verifyMs = null;
+        Boolean verified = null;
+        if (options.verify()) {
+            verifyContents(source, memory, cpus);
+            verifyMs = ms(System.nanoTime() - populated);
+            verified = true;
+        }
+        double elapsed = ms(populated - start);
+        return new Report(source.path().toString(), source.format(), memory.backend().label(), strategy.label(), threads, reason, source.size(),
+                counts.dataBytes(), new Pages(counts.dataPages(), counts.zeroPages(), counts.holePages()), ms(checked - start),
+                ms(populated - checked), elapsed, counts.dataBytes() / GIB / (elapsed / 1000.0), verifyMs, verified);
+    }
+
+    /**
+     * Checks every page of {@code memory} against {@code source}: data pages byte for byte; zero and
+     * hole pages must be unpopulated, or populated with zeros. Pages are read through a host
+     * mapping, and only pages already in memory are read, so checking populates nothing.
+     *
+     * @throws RestoreVerificationException naming the first differing page and byte
+     */
+    public static void verifyContents(PageSource source, GuestMemory memory, int threads) throws IOException {
+        long size = source.size();
+        long page = memory.pageSize();
+        if (memory.firstPrivate(0, size) >= 0) {
+            throw new IOException("cannot verify: guest memory has private pages (from offset " + memory.firstPrivate(0, size) + "), which the host cannot read");
+        }
+        List<Chunk> chunks = source.chunks();
+        List<Region> regions = source.regions();
+        long scratchBytes = Math.max(1, source.scratchBytes());
+        try (HostMapping m = memory.map(0, size); Arena arena = Arena.ofShared()) {
+            MemorySegment dst = m.segment();
+            byte[] resident = m.residency(0, size);
+            BitSet data = new BitSet(resident.length);
+            ThreadLocal<MemorySegment> scratch = ThreadLocal.withInitial(() -> arena.allocate(scratchBytes, 4096));
+            for (Chunk c : chunks) {
+                Region r = regions.get(c.region());
+                long base = r.fileOffset() + c.firstPage() * r.pageSize();
+                c.forEachDataRun((first, n) -> data.set(Math.toIntExact((base + first * r.pageSize()) / page),
+                        Math.toIntExact((base + (first + n) * r.pageSize()) / page)));
+            }
+            Parallel.forEach(threads, "gmem-check", chunks.size(), i -> {
+                Chunk c = chunks.get(i);
+                if (c.dataPages() == 0) return;
+                Region r = regions.get(c.region());
+                ChunkData d = source.read(i, scratch.get());
+                long base = r.fileOffset() + c.firstPage() * r.pageSize();
+                c.forEachDataRun((first, n) -> {
+                    MemorySegment expected = d.run(first, n);
+                    long at = base + first * r.pageSize();
+                    long diff = MemorySegment.mismatch(expected, 0, expected.byteSize(), dst, at, at + expected.byteSize());
+                    if (diff >= 0) throw mismatch(source, at + diff, expected.get(java.lang.foreign.ValueLayout.JAVA_BYTE, diff), dst.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + diff));
+                });
+            });
+            MemorySegment zeros = arena.allocate(page, 4096);
+            for (int p = data.nextClearBit(0); p < resident.length; p = data.nextClearBit(p + 1)) {
+                if ((resident[p] & 1) == 0) continue;
+                long at = p * page;
+                long diff = MemorySegment.mismatch(zeros, 0, page, dst, at, at + page);
+                if (diff >= 0) throw mismatch(source, at + diff, (byte) 0, dst.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + diff));
+            }
+        }
+    }
+
+    private static RestoreVerificationException mismatch(PageSource source, long fileOffset, byte expected, byte found) {
+        long gpa = -1;
+        for (Region r : source.regions()) {
+            if (fileOffset >= r.fileOffset() && fileOffset < r.fileEnd()) gpa = r.guestAddress() + (fileOffset - r.fileOffset());
+        }
+        long pageGpa = gpa - Math.floorMod(gpa, 4096L);
+        return new RestoreVerificationException(String.format(Locale.ROOT,
+                "guest memory differs from %s: page at guest 0x%x (file offset %d), byte +%d: expected 0x%02x, found 0x%02x", source.path(), pageGpa,
+                fileOffset - Math.floorMod(fileOffset, 4096L), Math.floorMod(fileOffset, 4096L), expected & 0xff, found & 0xff), pageGpa);
+    }
+
+    private static double ms(long nanos) {
+        return nanos / 1e6;
+    }
+}

@@ -1,0 +1,42 @@
+package dev.gmem.snapshot;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The data pages of one chunk, ready to copy: either packed in page order (a snapshot's chunk) or
+ * in place, each page at its own position in the window (a raw memory file).
+ */
+public final class ChunkData {
+    private final Chunk chunk;
+    private final MemorySegment bytes;
+    private final boolean packed;
+    private final long pageSize;
+
+    ChunkData(Chunk chunk, MemorySegment bytes, boolean packed, long pageSize) {
+        this.chunk = chunk;
+        this.bytes = bytes;
+        this.packed = packed;
+        this.pageSize = pageSize;
+    }
+
+    public Chunk chunk() {
+        return chunk;
+    }
+
+    /** The bytes of {@code pages} data pages from window page {@code firstPage} on, which must all be data. */
+    public MemorySegment run(int firstPage, int pages) {
+        long at = (packed ? chunk.rank(firstPage) : firstPage) * pageSize;
+        return bytes.asSlice(at, pages * pageSize);
+    }
+
+    /** All data pages packed in page order when they already are (a snapshot chunk, or one run in place), else null. */
+    public MemorySegment packedOrNull() {
+        if (packed) return bytes;
+        int[] only = {-1, 0, 0};
+        chunk.forEachDataRun((first, n) -> {
+            only[0] = only[0] == -1 ? first : -2;
+            only[1] = n;
+        });
+        return only[0] >= 0 ? bytes.asSlice(only[0] * pageSize, only[1] * pageSize) : null;
+    }
+}

@@ -1,0 +1,60 @@
+package dev.gmem.snapshot;
+
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.function.LongConsumer;
+
+/**
+ * Guest memory pages to restore, chunk by chunk: a gmem snapshot ({@link Snapshot}) or a raw VMM
+ * memory file ({@link RawImage}). Opening one validates everything that can be checked without
+ * reading the data; {@link #verify} checks the data itself. Safe for use by many threads, each
+ * with its own scratch buffer.
+ */
+public interface PageSource extends AutoCloseable {
+    Path path();
+
+    /** "snapshot" or "raw". */
+    String format();
+
+    List<Region> regions();
+
+    /** Every window that has data or zero pages, in (region, page) order. */
+    List<Chunk> chunks();
+
+    /** Guest pages in the order the guest touched them, as guest physical addresses; empty when none was recorded. */
+    long[] accessOrder();
+
+    /** Guest bytes: all regions laid end to end. */
+    default long size() {
+        return Region.totalSize(regions());
+    }
+
+    default PageCounts counts() {
+        return PageCounts.of(regions(), chunks());
+    }
+
+    /** The bytes a {@link #read} scratch buffer needs. */
+    long scratchBytes();
+
+    /**
+     * The data of chunk {@code index}, decoded into {@code scratch} if it must be (at least
+     * {@link #scratchBytes()}, native). The result is valid until {@code scratch} is reused or this
+     * source is closed.
+     *
+     * @throws SnapshotFormatException if the chunk's data cannot be decoded to its raw length
+     */
+    ChunkData read(int index, MemorySegment scratch) throws IOException;
+
+    /**
+     * Checks every chunk's stored data against its checksum on {@code threads} threads, reporting
+     * bytes checked to {@code progress}. A raw file has no checksums: nothing to do.
+     *
+     * @throws SnapshotFormatException naming the first bad chunk, with "checksum mismatch"
+     */
+    void verify(int threads, LongConsumer progress) throws IOException;
+
+    @Override
+    void close() throws IOException;
+}

@@ -1,0 +1,201 @@
+package dev.gmem.snapshot;
+
+import dev.gmem.linux.Errno;
+import dev.gmem.linux.Fd;
+import dev.gmem.linux.Linux;
+import dev.gmem.linux.Mapping;
+import dev.gmem.linux.SyscallException;
+import dev.gmem.util.Parallel;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.function.LongConsumer;
+
+/**
+ * A raw VMM memory file: regions laid end to end, no header, holes where memory was never written
+ * (Firecracker's memory snapshot, QEMU's file-backed RAM). Opening it finds the holes with
+ * SEEK_DATA/SEEK_HOLE, then reads the data once to tell zero pages from data pages, so that a
+ * restore or a pack touches only data. The file is mapped read-only and shared; it must not be
+ * truncated while open.
+ */
+public final class RawImage implements PageSource {
+    private final Path path;
+    private final Fd fd;
+    private final Mapping mapping;
+    private final List<Region> regions;
+    private final List<Chunk> chunks;
+
+    private RawImage(Path path, Fd fd, Mapping mapping, List<Region> regions, List<Chunk> chunks) {
+        this.path = path;
+        this.fd = fd;
+        this.mapping = mapping;
+        this.regions = regions;
+        this.chunks = chunks;
+    }
+
+    /**
+     * Opens {@code path} with {@code regions} (null: one region at guest address 0 covering the file,
+     * with 4 KiB pages), and scans it on {@code threads} threads, reporting bytes scanned.
+     *
+     * @throws SnapshotFormatException when the file's size is not the regions' total
+     */
+    public static RawImage open(Path path, List<Region> regions, int threads, LongConsumer progress) throws IOException {
+        if (!Files.isRegularFile(path)) throw new SnapshotFormatException(path, Files.exists(path) ? "not a regular file" : "no such file");
+        Fd fd = Fd.open(path, Linux.O_RDONLY | Linux.O_CLOEXEC, 0);
+        Mapping mapping = null;
+        try {
+            long size = fd.lseek(0, Linux.SEEK_END);
+            if (regions == null) {
+                if (size == 0 || size % Region.MIN_PAGE != 0) {
+                    throw new SnapshotFormatException(path, "raw memory file of " + size + " bytes: its size must be a positive multiple of " + Region.MIN_PAGE);
+                }
+                regions = Region.whole(size, Region.MIN_PAGE);
+            }
+            long expected = Region.totalSize(regions);
+            if (size != expected) {
+                throw new SnapshotFormatException(path, "raw memory file is " + size + " bytes, but its regions add up to " + expected + " bytes");
+            }
+            mapping = Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED);
+            long[] extents = dataExtents(fd, size);
+            List<Chunk> chunks = scan(mapping.segment(), regions, extents, threads, progress);
+            return new RawImage(path, fd, mapping, regions, chunks);
+        } catch (Throwable e) {
+            if (mapping != null) mapping.close();
+            fd.closeQuietly();
+            throw e;
+        }
+    }
+
+    /** [start, end) pairs of the file's data, from SEEK_DATA/SEEK_HOLE. */
+    static long[] dataExtents(Fd fd, long size) throws SyscallException {
+        long[] out = new long[16];
+        int n = 0;
+        long at = 0;
+        while (at < size) {
+            long data;
+            try {
+                data = fd.lseek(at, Linux.SEEK_DATA);
+            } catch (SyscallException e) {
+                if (e.is(Errno.ENXIO)) break;
+                throw e;
+            }
+            long hole = fd.lseek(data, Linux.SEEK_HOLE);
+            if (n + 2 > out.length) out = Arrays.copyOf(out, out.length * 2);
+            out[n++] = data;
+            out[n++] = Math.min(hole, size);
+            at = hole;
+        }
+        return Arrays.copyOf(out, n);
+    }
+
+    private static List<Chunk> scan(MemorySegment file, List<Region> regions, long[] extents, int threads, LongConsumer progress) throws IOException {
+        List<long[]> windows = new ArrayList<>(); // {region, firstPage, pages}
+        for (int r = 0; r < regions.size(); r++) {
+            Region reg = regions.get(r);
+            int w = (int) Math.max(1, SnapshotFormat.CHUNK_BYTES / reg.pageSize());
+            for (long p = 0; p < reg.pages(); p += w) windows.add(new long[] {r, p, Math.min(w, reg.pages() - p)});
+        }
+        long maxPage = regions.stream().mapToLong(Region::pageSize).max().orElseThrow();
+        Chunk[] out = new Chunk[windows.size()];
+        try (Arena arena = Arena.ofShared()) {
+            MemorySegment zeros = arena.allocate(maxPage, 4096);
+            Parallel.forEach(threads, "gmem-scan", windows.size(), i -> {
+                long[] w = windows.get(i);
+                Region reg = regions.get((int) w[0]);
+                long ps = reg.pageSize();
+                int pages = (int) w[2];
+                long start = reg.fileOffset() + w[1] * ps;
+                long[] data = new long[SnapshotFormat.MAP_WORDS];
+                long[] zero = new long[SnapshotFormat.MAP_WORDS];
+                int dataPages = 0;
+                boolean any = false;
+                int k = firstExtentEndingAfter(extents, start);
+                for (int p = 0; p < pages; p++) {
+                    long at = start + p * ps;
+                    while (k < extents.length && extents[k + 1] <= at) k += 2;
+                    if (k >= extents.length || extents[k] >= at + ps) continue; // the whole page is a hole
+                    any = true;
+                    if (MemorySegment.mismatch(file, at, at + ps, zeros, 0, ps) == -1) {
+                        Chunk.set(zero, p);
+                    } else {
+                        Chunk.set(data, p);
+                        dataPages++;
+                    }
+                }
+                if (any) {
+                    int raw = Math.toIntExact(dataPages * ps);
+                    out[i] = new Chunk((int) w[0], w[1], pages, data, zero, Codec.NONE, dataPages == 0 ? 0 : start, raw, raw, 0);
+                }
+                progress.accept(pages * ps);
+            });
+        }
+        List<Chunk> chunks = new ArrayList<>();
+        for (Chunk c : out) {
+            if (c != null) chunks.add(c);
+        }
+        return List.copyOf(chunks);
+    }
+
+    private static int firstExtentEndingAfter(long[] extents, long at) {
+        int lo = 0, hi = extents.length / 2;
+        while (lo < hi) {
+            int mid = (lo + hi) >>> 1;
+            if (extents[2 * mid + 1] <= at) lo = mid + 1;
+            else hi = mid;
+        }
+        return 2 * lo;
+    }
+
+    @Override
+    public Path path() {
+        return path;
+    }
+
+    @Override
+    public String format() {
+        return "raw";
+    }
+
+    @Override
+    public List<Region> regions() {
+        return regions;
+    }
+
+    @Override
+    public List<Chunk> chunks() {
+        return chunks;
+    }
+
+    @Override
+    public long[] accessOrder() {
+        return new long[0];
+    }
+
+    @Override
+    public long scratchBytes() {
+        return 0;
+    }
+
+    @Override
+    public ChunkData read(int index, MemorySegment scratch) {
+        Chunk c = chunks.get(index);
+        Region r = regions.get(c.region());
+        long start = r.fileOffset() + c.firstPage() * r.pageSize();
+        return new ChunkData(c, mapping.segment().asSlice(start, c.pages() * r.pageSize()), false, r.pageSize());
+    }
+
+    /** A raw file carries no checksums. */
+    @Override
+    public void verify(int threads, LongConsumer progress) {}
+
+    @Override
+    public void close() throws IOException {
+        mapping.close();
+        fd.close();
+    }
+}
