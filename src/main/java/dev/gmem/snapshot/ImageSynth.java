@@ -113,16 +113,23 @@ public final class ImageSynth {
         }
     }
 
+    private static final byte[][] WORD_BYTES = java.util.Arrays.stream(WORDS).map(w -> w.getBytes(StandardCharsets.US_ASCII)).toArray(byte[][]::new);
+    private static final ThreadLocal<byte[]> TEXT = ThreadLocal.withInitial(() -> new byte[(int) PAGE]);
+
     private static void fillText(MemorySegment page, SplittableRandom r) {
-        long at = 0;
+        byte[] text = TEXT.get();
+        int at = 0;
         int column = 0;
-        while (at < page.byteSize()) {
-            byte[] w = WORDS[r.nextInt(WORDS.length)].getBytes(StandardCharsets.US_ASCII);
-            for (int i = 0; i < w.length && at < page.byteSize(); i++) page.set(ValueLayout.JAVA_BYTE, at++, w[i]);
-            column += w.length + 1;
-            if (at < page.byteSize()) page.set(ValueLayout.JAVA_BYTE, at++, (byte) (column > 72 ? '\n' : ' '));
+        while (at < text.length) {
+            byte[] w = WORD_BYTES[r.nextInt(WORD_BYTES.length)];
+            int n = Math.min(w.length, text.length - at);
+            System.arraycopy(w, 0, text, at, n);
+            at += n;
+            column += n + 1;
+            if (at < text.length) text[at++] = (byte) (column > 72 ? '\n' : ' ');
             if (column > 72) column = 0;
         }
+        MemorySegment.copy(text, 0, page, ValueLayout.JAVA_BYTE, 0, text.length);
     }
 
     private static long mix(long z) {
