@@ -34,6 +34,7 @@ public final class Destination implements AutoCloseable {
     }
 
     public static Destination anonymous(GuestMemory.Backend backend, long size) throws IOException {
+        checkState(size);
         return new Destination(GuestMemories.create(backend, size, FLAGS), null, null);
     }
 
@@ -50,9 +51,24 @@ public final class Destination implements AutoCloseable {
         if (store.type().equals("hugetlbfs")) {
             throw new IOException(path + ": is on hugetlbfs, whose files cannot be filled with write(); export to a tmpfs path such as /dev/shm");
         }
+        checkState(size);
         Path partial = abs.resolveSibling(abs.getFileName() + ".partial");
         Files.deleteIfExists(partial);
         return new Destination(MemfdGuestMemory.createFile(partial, size, FLAGS), abs, partial);
+    }
+
+    /**
+     * gmem keeps two bits of state per 4 KiB page on the Java heap (populated, private): 1 TiB of
+     * guest memory needs 64 MiB. A size whose state the heap cannot hold is refused up front,
+     * rather than failing later with OutOfMemoryError (a damaged manifest can claim any size).
+     */
+    private static void checkState(long size) throws IOException {
+        long state = size / 4096 / 8 * 2;
+        long heap = Runtime.getRuntime().maxMemory();
+        if (state > heap / 2) {
+            throw new IOException("guest memory of " + size + " bytes needs " + (state >> 20) + " MiB of page state, more than half the Java heap ("
+                    + (heap >> 20) + " MiB); raise it with GMEM_JAVA_OPTS=-Xmx...");
+        }
     }
 
     public GuestMemory memory() {

@@ -17,6 +17,8 @@ import java.util.List;
 public record Region(long guestAddress, long size, long pageSize, long fileOffset) {
     public static final long MIN_PAGE = 4096;
     public static final long MAX_PAGE = 2L << 20;
+    /** Guest physical addresses have at most 52 bits on x86-64 and arm64. */
+    public static final long MAX_GUEST_ADDRESS = 1L << 52;
 
     public long pages() {
         return size / pageSize;
@@ -62,7 +64,9 @@ public record Region(long guestAddress, long size, long pageSize, long fileOffse
             if (r.guestAddress < 0 || r.guestAddress % r.pageSize != 0) {
                 throw new IllegalArgumentException(what + ": guest address must be non-negative and a multiple of its page size " + r.pageSize);
             }
-            if (r.guestAddress > Long.MAX_VALUE - r.size) throw new IllegalArgumentException(what + ": ends past the largest guest address");
+            if (r.guestAddress > MAX_GUEST_ADDRESS - r.size) {
+                throw new IllegalArgumentException(what + ": ends past the largest guest physical address (2^52, the architectural limit)");
+            }
             if (offset > Long.MAX_VALUE - r.size) throw new IllegalArgumentException(what + ": the regions add up to more than 2^63 bytes");
             out.add(new Region(r.guestAddress, r.size, r.pageSize, offset));
             offset += r.size;

@@ -29,6 +29,25 @@ class BenchCommandTest {
     }
 
     @Test
+    void restoreReportsPackDenseAndSparse(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "restore", "--size", "1M", "--proportion-size", "2M", "--repeat", "1",
+                "--backend", "memfd", "--warm", "0", "--dir", dir.toString(), "--json");
+        assertThat(r.exit()).as(r.err()).isZero();
+        JsonNode root = Json.mapper().readTree(r.out());
+        List<String> rows = new ArrayList<>();
+        for (JsonNode x : root.get("results")) {
+            rows.add(x.get("what").asString() + "/" + x.get("guest_bytes").asLong());
+            assertThat(x.get("median_ms").asDouble()).isPositive();
+            assertThat(x.get("gib_per_s").asDouble()).isPositive();
+        }
+        assertThat(rows).containsExactly("pack/1048576", "restore dense/1048576", "restore dense/2097152", "restore sparse/2097152");
+        assertThat(root.get("sparse_vs_dense").get("memfd").asDouble()).isPositive();
+        try (var left = java.nio.file.Files.list(dir)) {
+            assertThat(left.toList()).as("the benchmark removes its files").isEmpty();
+        }
+    }
+
+    @Test
     void badArgumentsAreRefusedWithUsage() {
         ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "populate", "--strategy", "teleport");
         assertThat(r.exit()).isEqualTo(2);
