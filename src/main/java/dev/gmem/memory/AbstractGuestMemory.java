@@ -220,6 +220,21 @@ abstract class AbstractGuestMemory implements GuestMemory {
     }
 
     @Override
+    public void refreshPopulated(long offset, long length) throws IOException {
+        if (outside(offset, length)) throw error("refresh", "off=" + offset + ", len=" + length + ": past the end of the file", Errno.EINVAL);
+        ensureOpen();
+        population.writeLock().lock();
+        try {
+            long end = (offset + length + page - 1) / page;
+            for (long p = populated.nextSet(offset / page, end); p < end; p = populated.nextSet(p + 1, end)) {
+                if (firstPopulatedByKernel(p, p + 1) != p) populated.clear(p);
+            }
+        } finally {
+            population.writeLock().unlock();
+        }
+    }
+
+    @Override
     public long populatedPages() {
         return populated.count(0, pages);
     }

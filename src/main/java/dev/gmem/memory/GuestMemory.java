@@ -88,6 +88,13 @@ public interface GuestMemory extends AutoCloseable {
     /** Whether the page holding {@code offset} is populated (written, copied in, or touched). */
     boolean isPopulated(long offset) throws IOException;
 
+    /**
+     * Forgets the pages of a range that this library counted as populated but the file no longer
+     * holds: pages removed behind its back (MADV_REMOVE through a mapping, a hole punched by
+     * another process). Waits for writes in flight. They can be populated again afterwards.
+     */
+    void refreshPopulated(long offset, long length) throws IOException;
+
     /** Pages this library has populated (write, UFFDIO_COPY, ZEROPAGE) and not punched since. */
     long populatedPages();
 

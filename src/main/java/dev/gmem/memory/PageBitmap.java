@@ -8,18 +8,18 @@ import java.lang.invoke.VarHandle;
  * atomic word operations, and {@link #claim} takes a run of clear bits atomically, 64 pages per
  * compare-and-set. 1 TiB of 4 KiB pages costs 32 MiB.
  */
-final class PageBitmap {
+public final class PageBitmap {
     private static final VarHandle WORDS = MethodHandles.arrayElementVarHandle(long[].class);
 
     private final long[] words;
     private final long pages;
 
-    PageBitmap(long pages) {
+    public PageBitmap(long pages) {
         this.pages = pages;
         this.words = new long[Math.toIntExact((pages + 63) >>> 6)];
     }
 
-    long pages() {
+    public long pages() {
         return pages;
     }
 
@@ -34,19 +34,19 @@ final class PageBitmap {
         return upper & (-1L << lo);
     }
 
-    boolean get(long page) {
+    public boolean get(long page) {
         return ((long) WORDS.getVolatile(words, word(page)) & (1L << (page & 63))) != 0;
     }
 
-    void set(long page) {
+    public void set(long page) {
         WORDS.getAndBitwiseOr(words, word(page), 1L << (page & 63));
     }
 
-    void clear(long page) {
+    public void clear(long page) {
         WORDS.getAndBitwiseAnd(words, word(page), ~(1L << (page & 63)));
     }
 
-    void setRange(long from, long to) {
+    public void setRange(long from, long to) {
         for (long p = from; p < to; ) {
             long lo = p & 63;
             long hi = Math.min(64, lo + (to - p));
@@ -55,7 +55,7 @@ final class PageBitmap {
         }
     }
 
-    void clearRange(long from, long to) {
+    public void clearRange(long from, long to) {
         for (long p = from; p < to; ) {
             long lo = p & 63;
             long hi = Math.min(64, lo + (to - p));
@@ -69,7 +69,7 @@ final class PageBitmap {
      * {@code to}) and returns where that run ends: {@code from} when the first bit was already set.
      * Two callers never claim the same page.
      */
-    long claim(long from, long to) {
+    public long claim(long from, long to) {
         long p = from;
         while (p < to) {
             int w = word(p);
@@ -92,12 +92,12 @@ final class PageBitmap {
     }
 
     /** The first set bit in {@code [from, to)}, or {@code to}. */
-    long nextSet(long from, long to) {
+    public long nextSet(long from, long to) {
         return next(from, to, false);
     }
 
     /** The first clear bit in {@code [from, to)}, or {@code to}. */
-    long nextClear(long from, long to) {
+    public long nextClear(long from, long to) {
         return next(from, to, true);
     }
 
@@ -114,7 +114,7 @@ final class PageBitmap {
     }
 
     /** How many bits are set in {@code [from, to)}. */
-    long count(long from, long to) {
+    public long count(long from, long to) {
         long n = 0;
         for (long p = from; p < to; ) {
             long lo = p & 63;
@@ -126,7 +126,7 @@ final class PageBitmap {
     }
 
     /** Heap bytes this bitmap holds. */
-    long footprintBytes() {
+    public long footprintBytes() {
         return 16L + 8L * words.length;
     }
 }

@@ -75,6 +75,14 @@ public final class UffdRegistration implements AutoCloseable {
         return mapping.address(rel);
     }
 
+    /**
+     * Unregisters the range, keeping the userfaultfd open. Threads waiting on faults are woken and
+     * retry without it: a missing page is then filled by the kernel (with zeros, for a hole).
+     */
+    public void unregister() throws SyscallException {
+        if (mapping.mapping().isOpen()) uffd.unregister(mapping.address(0), mapping.length());
+    }
+
     /** Unregisters the range and closes the userfaultfd; threads still waiting on faults get SIGBUS-free retries. */
     @Override
     public void close() throws SyscallException {

@@ -55,6 +55,9 @@ public interface PageSource extends AutoCloseable {
      */
     void verify(int threads, LongConsumer progress) throws IOException;
 
+    /** Checks one chunk's stored data against its checksum (nothing to check for a raw file). */
+    default void verifyChunk(int index) throws IOException {}
+
     @Override
     void close() throws IOException;
 }

@@ -122,6 +122,7 @@ public final class Snapshot implements PageSource {
     }
 
     /** Checks chunk {@code index}'s stored bytes against its CRC32C. */
+    @Override
     public void verifyChunk(int index) throws SnapshotFormatException {
         Chunk c = manifest.chunks().get(index);
         if (c.storedLength() == 0) return;

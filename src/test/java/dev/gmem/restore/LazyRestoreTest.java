@@ -1,0 +1,208 @@
+package dev.gmem.restore;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.gmem.linux.Linux;
+import dev.gmem.memory.GuestMemory;
+import dev.gmem.memory.UnsupportedFeatureException;
+import dev.gmem.probe.HostProbe;
+import dev.gmem.snapshot.Codec;
+import dev.gmem.snapshot.Fixtures;
+import dev.gmem.snapshot.PageCounts;
+import dev.gmem.snapshot.PageKind;
+import dev.gmem.snapshot.Snapshot;
+import dev.gmem.testing.Host;
+import dev.gmem.testing.Leaks;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.MethodSource;
+
+/** Lazy restore on real userfaultfd: faults served from the snapshot, prefetch racing readers, removals, failures. */
+class LazyRestoreTest {
+    static final long SIZE = 8L << 20;
+    static final long P = 4096;
+
+    @TempDir
+    Path dir;
+
+    static List<Arguments> modesAndCodecs() {
+        List<Arguments> out = new ArrayList<>();
+        for (LazyRestore.UffdMode m : LazyRestore.UffdMode.values()) {
+            for (Codec c : List.of(Codec.NONE, Codec.ZSTD)) out.add(Arguments.of(m, c));
+        }
+        return out;
+    }
+
+    static void assume(LazyRestore.UffdMode mode) {
+        Host.assumeUserfaultfd();
+        if (mode == LazyRestore.UffdMode.MINOR) Host.assumeMinorOnMemfd();
+    }
+
+    Path snapshot(Codec codec, long seed) throws Exception {
+        return Fixtures.pack(Fixtures.raw(dir, "raw", SIZE, seed), dir.resolve("s.snap"), codec);
+    }
+
+    @ParameterizedTest(name = "{0} {1}")
+    @MethodSource("modesAndCodecs")
+    void faultsAloneRestoreEveryByte(LazyRestore.UffdMode mode, Codec codec) throws Exception {
+        assume(mode);
+        try (Snapshot s = Snapshot.open(snapshot(codec, 41)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            LazyRestore.Stats stats;
+            try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode).withPrefetch(false))) {
+                RandomReaders.Result r = RandomReaders.check(lazy.memory(), s, P, 3, 1);
+                assertThat(r.wrongPages()).isZero();
+                assertThat(r.pages()).isEqualTo(SIZE / P);
+                stats = lazy.stats();
+            }
+            PageCounts c = s.counts();
+            assertThat(stats.faults()).isPositive();
+            assertThat(stats.prefetchPages()).isZero();
+            // every data page by the fault path, exactly once; zero pages and holes by ZEROPAGE
+            assertThat(stats.faultPages()).isEqualTo(c.dataPages());
+            assertThat(stats.zeroPages()).isEqualTo(c.zeroPages() + c.holePages());
+            assertThat(stats.latency().count()).isEqualTo(stats.faults());
+            assertThat(stats.latency().p50Us()).isPositive();
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(LazyRestore.UffdMode.class)
+    void prefetchRacingRandomReadersNeverGivesWrongBytes(LazyRestore.UffdMode mode) throws Exception {
+        assume(mode);
+        Path snap = snapshot(Codec.NONE, 42);
+        for (int run = 0; run < 10; run++) {
+            try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+                LazyRestore.Options o = new LazyRestore.Options(mode, LazyRestore.OnRemove.ZERO, true, 3, P, 64 * P);
+                try (LazyRestore lazy = LazyRestore.start(s, d.memory(), o)) {
+                    RandomReaders.Result r = RandomReaders.check(lazy.memory(), s, P, 4, run);
+                    assertThat(r.wrongPages()).as("run " + run + ", first wrong page at guest 0x" + Long.toHexString(r.firstWrongGuestAddress())).isZero();
+                    assertThat(lazy.awaitPopulated(30_000)).isTrue();
+                    LazyRestore.Stats st = lazy.stats();
+                    assertThat(st.complete()).isTrue();
+                    // populate-once: each data page by exactly one of the two paths
+                    assertThat(st.faultPages() + st.prefetchPages()).as("run " + run + ": " + st).isEqualTo(s.counts().dataPages());
+                    assertThat(st.populatedMs()).isNotNull();
+                }
+                assertThat(d.memory().populatedPages()).isGreaterThanOrEqualTo(s.counts().dataPages());
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(LazyRestore.UffdMode.class)
+    void prefetchAloneFillsDataPagesAndSkipsZeroPages(LazyRestore.UffdMode mode) throws Exception {
+        assume(mode);
+        try (Snapshot s = Snapshot.open(snapshot(Codec.LZ4, 43)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode))) {
+                assertThat(lazy.awaitPopulated(30_000)).isTrue();
+                LazyRestore.Stats st = lazy.stats();
+                assertThat(st.prefetchPages()).isEqualTo(s.counts().dataPages());
+                assertThat(st.faults()).isZero();
+                assertThat(st.prefetchGibPerS()).isPositive();
+                // unregistered now: holes read as zeros from the kernel, data is in place
+                EagerRestore.verifyContents(s, d.memory(), 2);
+                assertThat(RandomReaders.check(lazy.memory(), s, P, 2, 5).wrongPages()).isZero();
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(LazyRestore.OnRemove.class)
+    void removedPagesAreServedAsZerosOrFetchedAgain(LazyRestore.OnRemove policy) throws Exception {
+        Host.assumeUserfaultfd();
+        try (Snapshot s = Snapshot.open(snapshot(Codec.NONE, 44)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            LazyRestore.Options o = new LazyRestore.Options(LazyRestore.UffdMode.MISSING, policy, false, 0, P, P);
+            try (LazyRestore lazy = LazyRestore.start(s, d.memory(), o)) {
+                MemorySegment g = lazy.memory();
+                long offset = firstDataPage(s);
+                long before = g.get(ValueLayout.JAVA_LONG, offset); // faults it in
+                byte[] original = g.asSlice(offset, P).toArray(ValueLayout.JAVA_BYTE);
+                assertThat(original).isNotEqualTo(new byte[(int) P]);
+                lazy.mapping().advise(offset, P, Linux.MADV_REMOVE);
+                long after = g.get(ValueLayout.JAVA_LONG, offset); // faults again
+                if (policy == LazyRestore.OnRemove.ZERO) {
+                    assertThat(g.asSlice(offset, P).toArray(ValueLayout.JAVA_BYTE)).isEqualTo(new byte[(int) P]);
+                    assertThat(after).isZero();
+                } else {
+                    assertThat(g.asSlice(offset, P).toArray(ValueLayout.JAVA_BYTE)).isEqualTo(original);
+                    assertThat(after).isEqualTo(before);
+                }
+                assertThat(lazy.stats().removes()).isEqualTo(1);
+            }
+        }
+    }
+
+    @Test
+    void aCorruptChunkStopsTheRestoreLoudly() throws Exception {
+        Host.assumeUserfaultfd();
+        Path snap = snapshot(Codec.NONE, 45);
+        byte[] b = Files.readAllBytes(snap);
+        long lastData;
+        try (Snapshot s = Snapshot.open(snap)) {
+            int i = s.chunks().size() - 1;
+            while (s.chunks().get(i).dataPages() == 0) i--;
+            lastData = s.chunks().get(i).offset();
+        }
+        b[(int) lastData + 5] ^= 1;
+        Files.write(snap, b);
+        try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(LazyRestore.UffdMode.MISSING))) {
+                assertThatThrownBy(() -> lazy.awaitPopulated(30_000)).hasMessageContaining("checksum mismatch");
+                assertThat(lazy.stats().failure()).contains("checksum mismatch");
+                assertThat(lazy.stats().complete()).isFalse();
+            }
+        }
+    }
+
+    @Test
+    void closingReleasesEverything() throws Exception {
+        Host.assumeUserfaultfd();
+        Path snap = snapshot(Codec.NONE, 46);
+        long fds = Leaks.openFds();
+        long mappings = Leaks.mappingsNamed("memfd:gmem-guest") + Leaks.mappingsNamed(snap.toString());
+        for (int i = 0; i < 3; i++) {
+            try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                    LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(LazyRestore.UffdMode.MISSING))) {
+                lazy.memory().get(ValueLayout.JAVA_BYTE, 0);
+            }
+        }
+        assertThat(Leaks.openFds()).isEqualTo(fds);
+        assertThat(Leaks.mappingsNamed("memfd:gmem-guest") + Leaks.mappingsNamed(snap.toString())).isEqualTo(mappings);
+        assertThat(Thread.getAllStackTraces().keySet()).noneMatch(t -> t.getName().startsWith("gmem-uffd") || t.getName().startsWith("gmem-prefetch"));
+    }
+
+    @Test
+    void theKernelBackendSaysWhyWhereItCannotRegister() throws Exception {
+        Host.assumeGuestMemfd();
+        var g = HostProbe.host().guestMemfd().userfaultfd();
+        try (Snapshot s = Snapshot.open(snapshot(Codec.NONE, 47)); Destination d = Destination.anonymous(GuestMemory.Backend.KERNEL, s.size())) {
+            if (g.available()) {
+                try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(LazyRestore.UffdMode.MISSING))) {
+                    assertThat(RandomReaders.check(lazy.memory(), s, P, 2, 1).wrongPages()).isZero();
+                }
+            } else {
+                assertThatThrownBy(() -> LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(LazyRestore.UffdMode.MISSING)))
+                        .isInstanceOf(UnsupportedFeatureException.class).hasMessageContaining(g.reason());
+            }
+        }
+    }
+
+    static long firstDataPage(Snapshot s) {
+        for (var c : s.chunks()) {
+            for (int p = 0; p < c.pages(); p++) {
+                if (c.kind(p) == PageKind.DATA) return (c.firstPage() + p) * P;
+            }
+        }
+        throw new AssertionError("no data page");
+    }
+}
