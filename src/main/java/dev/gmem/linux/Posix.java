@@ -15,6 +15,8 @@ import java.util.Locale;
 public final class Posix {
     private static final MethodHandle SYSCALL = Native.downcall("syscall",
             FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG), false, 1);
+    private static final MethodHandle MEMCMP = Native.plainDowncall("memcmp", FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG));
+    private static final MethodHandle MEMCPY = Native.plainDowncall("memcpy", FunctionDescriptor.of(C_POINTER, C_POINTER, C_POINTER, C_LONG));
     private static final MethodHandle SYSCONF = Native.downcall("sysconf", FunctionDescriptor.of(C_LONG, C_INT));
     private static final MethodHandle UNAME = Native.downcall("uname", FunctionDescriptor.of(C_INT, C_POINTER));
     private static final MethodHandle MADVISE = Native.downcall("madvise",
@@ -150,5 +152,41 @@ public final class Posix {
 
     private static String field(MemorySegment buf, int index) {
         return buf.asSlice((long) index * UTSNAME_FIELD, UTSNAME_FIELD).getString(0, StandardCharsets.UTF_8);
+    }
+
+    /**
+     * Compares {@code length} bytes of {@code a} and {@code b} in C ({@code memcmp}), and returns
+     * the offset of the first difference, or -1 when they are equal.
+     *
+     * <p>Use this (and {@link #copy}) to touch memory that may block on a userfaultfd fault served
+     * by a thread of this same JVM. A Java thread that blocks on a fault inside Java code cannot
+     * reach a safepoint; the next garbage collection then waits for it, and the thread serving the
+     * fault may be waiting for that collection. A thread blocked inside a C call is at a safepoint
+     * already, so nothing waits for it.
+     */
+    public static long mismatch(MemorySegment a, MemorySegment b, long length) {
+        java.util.Objects.checkFromIndexSize(0, length, a.byteSize());
+        java.util.Objects.checkFromIndexSize(0, length, b.byteSize());
+        if (!a.isNative() || !b.isNative()) throw new IllegalArgumentException("native memory only");
+        int r;
+        try {
+            r = (int) MEMCMP.invokeExact(a, b, length);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        // equal, or the pages are now present: the Java comparison below cannot block
+        return r == 0 ? -1 : MemorySegment.mismatch(a, 0, length, b, 0, length);
+    }
+
+    /** Copies {@code length} bytes from {@code source} to {@code target} in C ({@code memcpy}); see {@link #mismatch} for why. */
+    public static void copy(MemorySegment source, MemorySegment target, long length) {
+        java.util.Objects.checkFromIndexSize(0, length, source.byteSize());
+        java.util.Objects.checkFromIndexSize(0, length, target.byteSize());
+        if (!source.isNative() || !target.isNative()) throw new IllegalArgumentException("native memory only");
+        try {
+            MemorySegment ignored = (MemorySegment) MEMCPY.invokeExact(target, source, length);
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
     }
 }

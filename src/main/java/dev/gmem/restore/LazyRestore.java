@@ -127,6 +127,8 @@ public final class LazyRestore implements AutoCloseable {
     private final PageBitmap removed;
     private final Histogram latency = new Histogram(HISTOGRAM_MAX_NANOS, 3);
     private final CountDownLatch done = new CountDownLatch(1);
+    /** Held by the fault thread while it resolves a fault, and by the prefetcher while it unregisters. */
+    private final java.util.concurrent.locks.ReentrantLock resolving = new java.util.concurrent.locks.ReentrantLock();
     private final long startNanos;
     private final long readyNanos;
     private final AtomicLong faults = new AtomicLong();
@@ -213,7 +215,12 @@ public final class LazyRestore implements AutoCloseable {
         }
     }
 
-    /** Guest memory, registered: what the guest (or a VMM's memslot) uses. Accesses fault until their page is in place. */
+    /**
+     * Guest memory, registered: what the guest (or a VMM's memslot) uses. Accesses fault until
+     * their page is in place. Threads of this JVM must touch it only from C (a KVM_RUN, or
+     * {@link dev.gmem.linux.Posix#mismatch} and {@link dev.gmem.linux.Posix#copy}): a Java thread
+     * blocked on a fault inside Java code holds up every safepoint, and with it the fault thread.
+     */
     public MemorySegment memory() {
         return mapping.segment();
     }
@@ -304,6 +311,21 @@ public final class LazyRestore implements AutoCloseable {
         lastFaultNanos = t0;
         long offset = registration.fileOffsetOf(m[2] & -page);
         boolean minor = (m[1] & UffdAbi.PAGEFAULT_FLAG_MINOR) != 0;
+        resolving.lock();
+        try {
+            resolve(offset, minor, pending, messages, cache);
+        } finally {
+            resolving.unlock();
+        }
+        long dt = System.nanoTime() - t0;
+        faults.incrementAndGet();
+        blockedNanos.addAndGet(dt);
+        synchronized (latency) {
+            latency.recordValue(Math.min(dt, HISTOGRAM_MAX_NANOS));
+        }
+    }
+
+    private void resolve(long offset, boolean minor, ArrayDeque<long[]> pending, MemorySegment messages, ChunkCache cache) throws IOException {
         while (true) {
             long r;
             try {
@@ -311,7 +333,10 @@ public final class LazyRestore implements AutoCloseable {
             } catch (SyscallException e) {
                 // once every data page is in place the range is unregistered, which wakes every
                 // waiting thread; a fault read just before that fails with ENOENT and needs nothing
-                if (unregistered && e.is(Errno.ENOENT)) break;
+                if (unregistered && e.is(Errno.ENOENT)) {
+                    wake(offset);
+                    break;
+                }
                 throw e;
             }
             if (r != Userfaultfd.RETRY) break;
@@ -319,12 +344,6 @@ public final class LazyRestore implements AutoCloseable {
             retries.incrementAndGet();
             int n = uffd.read(messages);
             for (int i = 0; i < n; i++) pending.add(message(messages, i));
-        }
-        long dt = System.nanoTime() - t0;
-        faults.incrementAndGet();
-        blockedNanos.addAndGet(dt);
-        synchronized (latency) {
-            latency.recordValue(Math.min(dt, HISTOGRAM_MAX_NANOS));
         }
     }
 
@@ -383,8 +402,9 @@ public final class LazyRestore implements AutoCloseable {
         wake(offset);
     }
 
+    /** UFFDIO_WAKE works on an unregistered range too, and a fault read around the unregistration may need it. */
     private void wake(long offset) throws SyscallException {
-        if (!unregistered) registration.wake(offset, page);
+        registration.wake(offset, page);
     }
 
     /** Writes {@code run} at {@code offset} into the pages not yet populated, skipping those that are (or are being written). */
@@ -448,8 +468,19 @@ public final class LazyRestore implements AutoCloseable {
                 done.countDown();
                 return;
             }
-            unregistered = true;
-            registration.unregister();
+            // No fault may be half resolved when the range is unregistered: a page this thread
+            // skipped because a fault had claimed it must be in place first, or the faulting
+            // thread would retry without userfaultfd and get a zero page.
+            resolving.lock();
+            try {
+                unregistered = true;
+                registration.unregister();
+                // the kernel does not wake faults already read from the queue when a range is
+                // unregistered: wake every waiter; each retries its fault without userfaultfd
+                registration.wake(0, source.size());
+            } finally {
+                resolving.unlock();
+            }
             populatedNanos = System.nanoTime();
             done.countDown();
         } catch (Throwable t) {

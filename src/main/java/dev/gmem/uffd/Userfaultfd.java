@@ -187,9 +187,14 @@ public final class Userfaultfd implements AutoCloseable {
             return args.get(ValueLayout.JAVA_LONG, resultOffset);
         } catch (SyscallException e) {
             long progress = args.get(ValueLayout.JAVA_LONG, resultOffset);
+            // The kernel wakes the faulting threads only when the whole call succeeds: after a
+            // partial success, wake the part that was resolved, so "resolved" always means "woken".
+            if (progress > 0 && (e.is(Errno.EAGAIN) || e.is(Errno.EEXIST) || e.is(Errno.EFAULT)) && (mode(args, resultOffset) & DONTWAKE) == 0) {
+                wake(start, progress);
+            }
             if (e.is(Errno.EAGAIN)) return progress > 0 ? progress : RETRY;
-            if (e.is(Errno.EEXIST)) return EXISTS;
-            if (e.is(Errno.EFAULT) && request == UffdAbi.UFFDIO_CONTINUE) return NO_PAGE;
+            if (e.is(Errno.EEXIST)) return progress > 0 ? progress : EXISTS;
+            if (e.is(Errno.EFAULT) && request == UffdAbi.UFFDIO_CONTINUE) return progress > 0 ? progress : NO_PAGE;
             throw new SyscallException(e.call(), e.arguments() + ", start=0x" + Long.toHexString(start) + ", len=" + length, e.errnoNumber());
         }
     }
@@ -206,6 +211,14 @@ public final class Userfaultfd implements AutoCloseable {
             throw e;
         }
     }
+
+    /** The mode word, just before the result in every resolving ioctl's argument. */
+    private static long mode(MemorySegment args, long resultOffset) {
+        return args.get(ValueLayout.JAVA_LONG, resultOffset - 8);
+    }
+
+    /** UFFDIO_COPY_MODE_DONTWAKE, UFFDIO_ZEROPAGE_MODE_DONTWAKE and UFFDIO_CONTINUE_MODE_DONTWAKE share bit 0. */
+    private static final long DONTWAKE = 1;
 
     private static MemorySegment range(long start, long length) {
         MemorySegment r = scratch();
