@@ -16,7 +16,7 @@ import picocli.CommandLine.Option;
         name = "bench",
         mixinStandardHelpOptions = true,
         description = "Measure gmem on this host. Figures are medians of interleaved runs, compared within one run.",
-        subcommands = {BenchCommand.Populate.class, BenchCommand.Restore.class})
+        subcommands = {BenchCommand.Populate.class, BenchCommand.Restore.class, BenchCommand.Lazy.class})
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -195,6 +195,92 @@ final class BenchCommand implements Runnable {
             }
             out.flush();
             return 0;
+        }
+    }
+
+    @Command(
+            name = "lazy",
+            mixinStandardHelpOptions = true,
+            description = {
+                "Lazy restore on this host, each figure against its target, for each userfaultfd mode:",
+                "  time to ready   a small and a large sparse guest (5% data), warm JVM, median of --repeat starts (target <= 2 ms, alike)",
+                "  fault service   4 KiB pages from a warm dense snapshot, no prefetch, one reader in random order (target p50 <= 15 us, p99 <= 60 us)",
+                "  prefetch        background population alone into a dense guest (target >= 2 GiB/s of data)",
+                "  random access   two readers check every byte while the prefetch runs, --runs times (target: zero wrong bytes)"
+            })
+    static final class Lazy implements Callable<Integer> {
+        @Option(names = "--size", defaultValue = "512M", converter = Sizes.class, description = "The dense guest (default ${DEFAULT-VALUE}).")
+        long size;
+
+        @Option(names = "--small", defaultValue = "1G", converter = Sizes.class, description = "The small sparse guest (default ${DEFAULT-VALUE}).")
+        long small;
+
+        @Option(names = "--large", defaultValue = "16G", converter = Sizes.class, description = "The large sparse guest (default ${DEFAULT-VALUE}).")
+        long large;
+
+        @Option(names = "--uffd-mode", defaultValue = "missing,minor", split = ",", description = "Modes to measure (default ${DEFAULT-VALUE}).")
+        List<String> modes;
+
+        @Option(names = "--repeat", defaultValue = "7", description = "Rounds for the medians (default ${DEFAULT-VALUE}).")
+        int repeat;
+
+        @Option(names = "--runs", defaultValue = "10", description = "Random-access runs (default ${DEFAULT-VALUE}).")
+        int runs;
+
+        @Option(names = "--warm", converter = Sizes.class, description = "Memory to touch once before timing (default: 80%% of the available memory; 0 skips it).")
+        Long warm;
+
+        @Option(names = "--dir", description = "Where the snapshots go (default: /dev/shm, else the temporary directory). They are removed afterwards.")
+        java.nio.file.Path dir;
+
+        @Option(names = "--json", description = "Print the results as JSON.")
+        boolean json;
+
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            List<dev.gmem.restore.LazyRestore.UffdMode> ms = new ArrayList<>();
+            for (String m : modes) {
+                try {
+                    ms.add(dev.gmem.restore.LazyRestore.UffdMode.parse(m));
+                } catch (IllegalArgumentException e) {
+                    throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
+                }
+            }
+            for (long s : new long[] {size, small, large}) {
+                if (s <= 0 || s % (1 << 20) != 0) throw new CommandLine.ParameterException(spec.commandLine(), "sizes must be positive multiples of 1 MiB");
+            }
+            if (repeat < 1 || runs < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat and --runs must be at least 1");
+            dev.gmem.probe.HostReport.Userfaultfd u = dev.gmem.probe.HostProbe.host().userfaultfd();
+            if (!u.available()) throw new dev.gmem.memory.UnsupportedFeatureException("memfd", "lazy restore", u.reason());
+            java.nio.file.Path shm = java.nio.file.Path.of("/dev/shm");
+            java.nio.file.Path where = dir != null ? dir : java.nio.file.Files.isDirectory(shm) ? shm : java.nio.file.Path.of(System.getProperty("java.io.tmpdir"));
+            dev.gmem.bench.LazyBench.Report r;
+            try (Progress progress = new Progress(json)) {
+                r = dev.gmem.bench.LazyBench.run(new dev.gmem.bench.LazyBench.Options(size, small, large, ms, repeat, runs, warm == null ? -1 : warm, where), progress);
+            }
+            PrintWriter out = spec.commandLine().getOut();
+            if (json) {
+                out.println(Json.write(r));
+                out.flush();
+                return 0;
+            }
+            out.println("time to ready (open is reported apart; target: ready <= 2 ms, the same for both sizes)");
+            for (var x : r.ready()) out.printf(Locale.ROOT, "  %-7s %10s guest: open %.3f ms, ready %.3f ms%n", x.mode(), Sizes.format(x.guestBytes()), x.openMs(), x.readyMs());
+            out.println("fault service, 4 KiB pages, warm snapshot (target: p50 <= 15 us, p99 <= 60 us)");
+            for (var x : r.faults()) {
+                out.printf(Locale.ROOT, "  %-7s %d faults; handler p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us; reader's access p50 %.1f us, p99 %.1f us%n", x.mode(),
+                        x.faults(), x.service().p50Us(), x.service().p90Us(), x.service().p99Us(), x.service().maxUs(), x.access().p50Us(), x.access().p99Us());
+            }
+            out.println("background population alone (target >= 2 GiB/s of data)");
+            for (var x : r.prefetch()) out.printf(Locale.ROOT, "  %-7s %s in %.1f ms: %.2f GiB/s%n", x.mode(), Sizes.format(x.dataBytes()), x.medianMs(), x.gibPerS());
+            out.println("random access during prefetch (target: zero wrong bytes)");
+            for (var x : r.stress()) out.printf(Locale.ROOT, "  %-7s %d runs, %d pages read, %d wrong; %d faults, %d races lost to the prefetcher%n", x.mode(), x.runs(),
+                    x.pagesRead(), x.wrongPages(), x.faults(), x.racesLost());
+            out.flush();
+            return r.stress().stream().anyMatch(x -> x.wrongPages() > 0) ? 1 : 0;
         }
     }
 

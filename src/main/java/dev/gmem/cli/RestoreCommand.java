@@ -3,6 +3,8 @@ package dev.gmem.cli;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.restore.Destination;
 import dev.gmem.restore.EagerRestore;
+import dev.gmem.restore.LazyRestore;
+import dev.gmem.restore.RandomReaders;
 import dev.gmem.restore.Strategy;
 import dev.gmem.snapshot.PageSource;
 import dev.gmem.snapshot.PageSources;
@@ -23,6 +25,11 @@ import picocli.CommandLine.Parameters;
             "Restore a gmem snapshot or a raw VMM memory file into a new guest memory file, eagerly: every data page in",
             "place before it returns. Checksums are checked first, so a corrupt snapshot writes nothing. The population",
             "strategy is chosen for this host (see 'gmem bench populate'); zero pages and holes cost nothing.",
+            "",
+            "With --mode lazy, guest memory is usable at once: faults are served from the snapshot through userfaultfd",
+            "(decoding only the chunk needed) while a background thread populates the rest, in the snapshot's recorded",
+            "access order first, then by address, skipping zero pages. --verify then reads every page in random order",
+            "from two threads while the prefetch runs and checks every byte.",
             "",
             "The guest memory is released when the command ends unless --export names a file for a VMM to map."
         })
@@ -49,6 +56,18 @@ final class RestoreCommand implements Callable<Integer> {
             + " memory-backend-file does; it appears under PATH only once the restore succeeded. memfd backend only.")
     Path export;
 
+    @Option(names = "--mode", defaultValue = "eager", description = "eager (every page before returning) or lazy (usable at once; faults served"
+            + " through userfaultfd while a background thread populates the rest). Default ${DEFAULT-VALUE}.")
+    String mode;
+
+    @Option(names = "--uffd-mode", defaultValue = "missing", description = "Lazy restore: missing (UFFDIO_COPY) or minor (write() into the file, then"
+            + " UFFDIO_CONTINUE: the kernel work's flow). Default ${DEFAULT-VALUE}.")
+    String uffdMode;
+
+    @Option(names = "--on-remove", defaultValue = "zero", description = "Lazy restore: what a range the guest discards (MADV_REMOVE) reads as afterwards:"
+            + " zero or refetch (from the snapshot). Default ${DEFAULT-VALUE}.")
+    String onRemove;
+
     @Option(names = "--json", description = "Print the summary as JSON.")
     boolean json;
 
@@ -74,6 +93,8 @@ final class RestoreCommand implements Callable<Integer> {
             }
         }
         if (threads < 0 || threads > 256) throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
+        if (mode.equalsIgnoreCase("lazy")) return lazy(b);
+        if (!mode.equalsIgnoreCase("eager")) throw new CommandLine.ParameterException(spec.commandLine(), "--mode must be eager or lazy, not '" + mode + "'");
         EagerRestore.Report report;
         try (Progress line = new Progress(json);
                 PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(),
@@ -92,6 +113,65 @@ final class RestoreCommand implements Callable<Integer> {
         }
         out.flush();
         return 0;
+    }
+
+    private Integer lazy(GuestMemory.Backend b) throws Exception {
+        if (export != null || strategy != null) throw new CommandLine.ParameterException(spec.commandLine(), "--export and --strategy apply to eager restore");
+        LazyRestore.UffdMode um;
+        LazyRestore.OnRemove or;
+        try {
+            um = LazyRestore.UffdMode.parse(uffdMode);
+            or = LazyRestore.OnRemove.valueOf(onRemove.strip().toUpperCase(Locale.ROOT));
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage().contains("userfaultfd") ? e.getMessage() : "--on-remove must be zero or refetch");
+        }
+        LazyRun r;
+        try (Progress line = new Progress(json)) {
+            line.accept("lazy restore of " + input + " (" + um.label() + " mode)");
+            r = LazyRun.run(input, SnapshotCommand.regions(spec.commandLine(), regions), b, new LazyRestore.Options(um, or, true, 3, 64 << 10, 4 << 20), verify);
+        }
+        PrintWriter out = spec.commandLine().getOut();
+        if (json) {
+            out.println(Json.write(r));
+        } else {
+            LazyRestore.Stats s = r.stats();
+            out.printf(Locale.ROOT, "lazy restore of %s (%s) into %s guest memory, userfaultfd %s mode: %s, %s of data%n", r.source(), r.format(), r.backend(),
+                    s.mode(), Sizes.format(r.guestBytes()), Sizes.format(r.dataBytes()));
+            out.printf(Locale.ROOT, "  open and validate %.2f ms; ready for faults after %.2f ms more; fully populated after %.1f ms%n", r.openMs(), s.readyMs(),
+                    s.populatedMs() == null ? Double.NaN : s.populatedMs());
+            out.printf(Locale.ROOT, "  pages: %d by faults, %d by the prefetcher (%.2f GiB/s), %d zero pages and holes by faults (the rest never touched)%n",
+                    s.faultPages(), s.prefetchPages(), s.prefetchGibPerS() == null ? 0.0 : s.prefetchGibPerS(), s.zeroPages());
+            out.printf(Locale.ROOT, "  faults: %d served (%d CONTINUE), p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us; %.2f ms blocked in all; %d races lost to"
+                    + " the prefetcher%n", s.faults(), s.continues(), s.latency().p50Us(), s.latency().p90Us(), s.latency().p99Us(), s.latency().maxUs(), s.blockedMs(),
+                    s.racesLost());
+            if (r.verify() != null) {
+                out.printf(Locale.ROOT, "  verified while prefetching: %d pages read in random order by %d threads, %d wrong; reads p50 %.1f us, p99 %.1f us%n",
+                        r.verify().pages(), r.readers(), r.verify().wrongPages(), r.verify().accessLatency().p50Us(), r.verify().accessLatency().p99Us());
+            }
+        }
+        out.flush();
+        return r.verify() != null && r.verify().wrongPages() > 0 ? 1 : 0;
+    }
+
+    /** One lazy restore from the command line: open, start, optionally read every page while it runs, wait until populated. */
+    record LazyRun(String source, String format, String backend, long guestBytes, long dataBytes, double openMs, LazyRestore.Stats stats, int readers,
+            RandomReaders.Result verify) {
+        static LazyRun run(Path input, java.util.List<dev.gmem.snapshot.Region> regions, GuestMemory.Backend backend, LazyRestore.Options options,
+                boolean verify) throws Exception {
+            long t0 = System.nanoTime();
+            try (PageSource source = PageSources.open(input, regions, SnapshotCommand.threads(), x -> {})) {
+                double openMs = (System.nanoTime() - t0) / 1e6;
+                try (Destination dst = Destination.anonymous(backend, source.size()); LazyRestore lazy = LazyRestore.start(source, dst.memory(), options)) {
+                    int readers = verify ? 2 : 0;
+                    RandomReaders.Result v = verify ? RandomReaders.check(lazy.memory(), source, dst.memory().pageSize(), readers, System.nanoTime()) : null;
+                    if (!lazy.awaitPopulated(600_000)) throw new java.io.IOException("lazy restore of " + input + " did not finish in 10 minutes");
+                    if (v != null && v.wrongPages() > 0) {
+                        throw new java.io.IOException(v.wrongPages() + " pages differ from " + input + "; the first at guest 0x" + Long.toHexString(v.firstWrongGuestAddress()));
+                    }
+                    return new LazyRun(input.toString(), source.format(), backend.label(), source.size(), source.counts().dataBytes(), openMs, lazy.stats(), readers, v);
+                }
+            }
+        }
     }
 
     record Summary(@com.fasterxml.jackson.annotation.JsonUnwrapped EagerRestore.Report restore, String export) {}

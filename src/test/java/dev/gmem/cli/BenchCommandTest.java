@@ -48,6 +48,25 @@ class BenchCommandTest {
     }
 
     @Test
+    void lazyReportsEveryTarget(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
+        dev.gmem.testing.Host.assumeUserfaultfd();
+        ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "lazy", "--size", "2M", "--small", "2M", "--large", "8M", "--uffd-mode", "missing",
+                "--repeat", "1", "--runs", "2", "--warm", "0", "--dir", dir.toString(), "--json");
+        assertThat(r.exit()).as(r.err()).isZero();
+        JsonNode root = Json.mapper().readTree(r.out());
+        assertThat(root.get("ready")).hasSize(2);
+        assertThat(root.get("ready").get(1).get("guest_bytes").asLong()).isEqualTo(8L << 20);
+        assertThat(root.get("faults").get(0).get("faults").asLong()).isEqualTo(512);
+        assertThat(root.get("faults").get(0).get("service").get("p50_us").asDouble()).isPositive();
+        assertThat(root.get("prefetch").get(0).get("gib_per_s").asDouble()).isPositive();
+        assertThat(root.get("stress").get(0).get("wrong_pages").asLong()).isZero();
+        assertThat(root.get("stress").get(0).get("pages_read").asLong()).isEqualTo(2 * 512);
+        try (var left = java.nio.file.Files.list(dir)) {
+            assertThat(left.toList()).isEmpty();
+        }
+    }
+
+    @Test
     void badArgumentsAreRefusedWithUsage() {
         ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "populate", "--strategy", "teleport");
         assertThat(r.exit()).isEqualTo(2);

@@ -62,6 +62,30 @@ class SnapshotCommandTest {
     }
 
     @Test
+    void lazyRestoreVerifiesWhilePrefetching() throws Exception {
+        dev.gmem.testing.Host.assumeUserfaultfd();
+        String raw = dir.resolve("raw.mem").toString();
+        String snap = dir.resolve("s.snap").toString();
+        assertThat(run("image", "synth", "--size", "4M", "-o", raw).exit()).isZero();
+        assertThat(run("snapshot", "pack", raw, "-o", snap).exit()).isZero();
+        for (String mode : List.of("missing", "minor")) {
+            if (mode.equals("minor")) dev.gmem.testing.Host.assumeMinorOnMemfd();
+            ProbeCommandTest.Run r = run("restore", snap, "--mode", "lazy", "--uffd-mode", mode, "--verify", "--json");
+            assertThat(r.exit()).as(r.err()).isZero();
+            JsonNode j = Json.mapper().readTree(r.out());
+            assertThat(j.get("stats").get("mode").asString()).isEqualTo(mode);
+            assertThat(j.get("stats").get("complete").asBoolean()).isTrue();
+            assertThat(names(j.get("stats"))).contains("faults", "fault_pages", "prefetch_pages", "zero_pages", "latency", "blocked_ms", "ready_ms",
+                    "populated_ms", "prefetch_gib_per_s");
+            assertThat(names(j.get("stats").get("latency"))).containsExactly("count", "p50_us", "p90_us", "p99_us", "max_us", "mean_us");
+            assertThat(j.get("verify").get("pages").asLong()).isEqualTo(1024);
+            assertThat(j.get("verify").get("wrong_pages").asLong()).isZero();
+        }
+        assertThat(run("restore", snap, "--mode", "lazy", "--uffd-mode", "major").err()).contains("unknown userfaultfd mode 'major'");
+        assertThat(run("restore", snap, "--mode", "sideways").err()).contains("--mode must be eager or lazy");
+    }
+
+    @Test
     void badInputFailsWithOneClearLine() throws Exception {
         String raw = dir.resolve("raw.mem").toString();
         assertThat(run("image", "synth", "--size", "2M", "-o", raw).exit()).isZero();
