@@ -71,6 +71,9 @@ public final class Linux {
 
     // <poll.h>
     public static final short POLLIN = 0x001;
+
+    // <signal.h>
+    public static final int SIGPIPE = 13;
     public static final short POLLOUT = 0x004;
     public static final short POLLERR = 0x008;
     public static final short POLLHUP = 0x010;

@@ -29,18 +29,30 @@ public final class Posix {
 
     /** The machine's architecture, for syscall numbers. */
     public enum Arch {
-        X86_64(323),
-        AARCH64(282);
+        X86_64(323, 186, 234),
+        AARCH64(282, 178, 131);
 
         private final long userfaultfd;
+        private final long gettid;
+        private final long tgkill;
 
-        Arch(long userfaultfd) {
+        Arch(long userfaultfd, long gettid, long tgkill) {
             this.userfaultfd = userfaultfd;
+            this.gettid = gettid;
+            this.tgkill = tgkill;
         }
 
         /** The number of the userfaultfd(2) system call, which the C library does not wrap. */
         public long userfaultfdSyscall() {
             return userfaultfd;
+        }
+
+        public long gettidSyscall() {
+            return gettid;
+        }
+
+        public long tgkillSyscall() {
+            return tgkill;
         }
 
         /** This JVM's architecture; fails, naming it, on one gmem does not know. */
@@ -188,5 +200,28 @@ public final class Posix {
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
+    }
+
+    /** The kernel's id of the calling thread (gettid(2)). */
+    public static int threadId() {
+        try {
+            return (int) syscall("gettid", Arch.current().gettidSyscall());
+        } catch (SyscallException e) {
+            throw new AssertionError("gettid cannot fail", e);
+        }
+    }
+
+    /** This process's id. */
+    public static int processId() {
+        return (int) ProcessHandle.current().pid();
+    }
+
+    /**
+     * Sends {@code signal} to one thread of this process (tgkill(2)): to interrupt a blocking call
+     * in it, which then fails with EINTR. The signal must be one this JVM handles harmlessly
+     * ({@link Linux#SIGPIPE}: HotSpot's handler ignores it).
+     */
+    public static void signalThread(int threadId, int signal) throws SyscallException {
+        syscall("tgkill", Arch.current().tgkillSyscall(), processId(), threadId, signal);
     }
 }
