@@ -168,8 +168,7 @@ final class BenchCommand implements Runnable {
                 if (s <= 0 || s % (1 << 20) != 0) throw new CommandLine.ParameterException(spec.commandLine(), "--size and --proportion-size must be positive multiples of 1 MiB");
             }
             if (repeat < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat must be at least 1");
-            java.nio.file.Path shm = java.nio.file.Path.of("/dev/shm");
-            java.nio.file.Path where = dir != null ? dir : java.nio.file.Files.isDirectory(shm) ? shm : java.nio.file.Path.of(System.getProperty("java.io.tmpdir"));
+            java.nio.file.Path where = workDir(dir);
             dev.gmem.bench.RestoreBench.Report r;
             try (Progress progress = new Progress(json)) {
                 r = dev.gmem.bench.RestoreBench.run(new dev.gmem.bench.RestoreBench.Options(size, proportionSize, sparseData, backends, repeat,
@@ -255,8 +254,7 @@ final class BenchCommand implements Runnable {
             if (repeat < 1 || runs < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat and --runs must be at least 1");
             dev.gmem.probe.HostReport.Userfaultfd u = dev.gmem.probe.HostProbe.host().userfaultfd();
             if (!u.available()) throw new dev.gmem.memory.UnsupportedFeatureException("memfd", "lazy restore", u.reason());
-            java.nio.file.Path shm = java.nio.file.Path.of("/dev/shm");
-            java.nio.file.Path where = dir != null ? dir : java.nio.file.Files.isDirectory(shm) ? shm : java.nio.file.Path.of(System.getProperty("java.io.tmpdir"));
+            java.nio.file.Path where = workDir(dir);
             dev.gmem.bench.LazyBench.Report r;
             try (Progress progress = new Progress(json)) {
                 r = dev.gmem.bench.LazyBench.run(new dev.gmem.bench.LazyBench.Options(size, small, large, ms, repeat, runs, warm == null ? -1 : warm, where), progress);
@@ -282,6 +280,12 @@ final class BenchCommand implements Runnable {
             out.flush();
             return r.stress().stream().anyMatch(x -> x.wrongPages() > 0) ? 1 : 0;
         }
+    }
+
+    /** {@code dir} if given, else /dev/shm (a tmpfs: files there measure gmem, not disk writeback), else the temporary directory. */
+    static java.nio.file.Path workDir(java.nio.file.Path dir) {
+        java.nio.file.Path shm = java.nio.file.Path.of("/dev/shm");
+        return dir != null ? dir : java.nio.file.Files.isDirectory(shm) ? shm : java.nio.file.Path.of(System.getProperty("java.io.tmpdir"));
     }
 
     static List<GuestMemory.Backend> backends(CommandLine.Model.CommandSpec spec, String backend) {

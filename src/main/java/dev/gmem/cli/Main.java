@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
             "Creates and fills guest memory files (KVM guest_memfd where the kernel has it, memfd with",
             "userfaultfd everywhere), restores VM memory snapshots eagerly or lazily, and measures it."
         },
-        subcommands = {ProbeCommand.class, BenchCommand.class, ImageCommand.class, SnapshotCommand.class, RestoreCommand.class,
+        subcommands = {DemoCommand.class, ProbeCommand.class, BenchCommand.class, ImageCommand.class, SnapshotCommand.class, RestoreCommand.class,
             CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
     @CommandLine.Spec

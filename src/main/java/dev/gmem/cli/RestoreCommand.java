@@ -3,6 +3,7 @@ package dev.gmem.cli;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.restore.Destination;
 import dev.gmem.restore.EagerRestore;
+import dev.gmem.restore.GuestCheck;
 import dev.gmem.restore.LazyRestore;
 import dev.gmem.restore.RandomReaders;
 import dev.gmem.restore.Strategy;
@@ -68,6 +69,13 @@ final class RestoreCommand implements Callable<Integer> {
             + " zero or refetch (from the snapshot). Default ${DEFAULT-VALUE}.")
     String onRemove;
 
+    @Option(names = "--check-guest", description = "Prove the restore with a real KVM vCPU that reads one word per page and reports a checksum, compared"
+            + " with the source's: after an eager restore, or during a lazy one (the vCPU's own faults are then served by the fault engine).")
+    boolean checkGuest;
+
+    @Option(names = "--check-stride", defaultValue = "1", description = "The vCPU reads one page in this many (default ${DEFAULT-VALUE}).")
+    long checkStride;
+
     @Option(names = "--json", description = "Print the summary as JSON.")
     boolean json;
 
@@ -95,24 +103,31 @@ final class RestoreCommand implements Callable<Integer> {
         if (threads < 0 || threads > 256) throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
         if (mode.equalsIgnoreCase("lazy")) return lazy(b);
         if (!mode.equalsIgnoreCase("eager")) throw new CommandLine.ParameterException(spec.commandLine(), "--mode must be eager or lazy, not '" + mode + "'");
+        if (checkStride < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
         EagerRestore.Report report;
+        GuestSummary guest = null;
         try (Progress line = new Progress(json);
                 PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(),
                         new ByteProgress(line, "scan", Files.size(input)));
                 Destination dst = export == null ? Destination.anonymous(b, source.size()) : Destination.export(export, source.size())) {
             report = EagerRestore.restore(source, dst.memory(), new EagerRestore.Options(forced, threads, verify),
                     new ByteProgress(line, "restore", source.counts().dataBytes()));
+            if (checkGuest) {
+                line.accept("guest check: a vCPU reads the restored memory ...");
+                guest = GuestSummary.of(() -> GuestCheck.run(source, dst.memory(), null, checkStride, GUEST_TIMEOUT), null);
+            }
             dst.commit();
         }
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
-            out.println(Json.write(new Summary(report, export == null ? null : export.toString())));
+            out.println(Json.write(new Summary(report, export == null ? null : export.toString(), guest)));
         } else {
             print(out, report);
+            if (guest != null) out.println("  " + guest.line());
             if (export != null) out.printf("exported to %s%n", export);
         }
         out.flush();
-        return 0;
+        return guest != null && "failed".equals(guest.status()) ? 1 : 0;
     }
 
     private Integer lazy(GuestMemory.Backend b) throws Exception {
@@ -128,7 +143,8 @@ final class RestoreCommand implements Callable<Integer> {
         LazyRun r;
         try (Progress line = new Progress(json)) {
             line.accept("lazy restore of " + input + " (" + um.label() + " mode)");
-            r = LazyRun.run(input, SnapshotCommand.regions(spec.commandLine(), regions), b, new LazyRestore.Options(um, or, true, 3, 64 << 10, 4 << 20), verify);
+            r = LazyRun.run(input, SnapshotCommand.regions(spec.commandLine(), regions), b, new LazyRestore.Options(um, or, true, 3, 64 << 10, 4 << 20), verify,
+                    checkGuest ? checkStride : 0);
         }
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
@@ -149,32 +165,67 @@ final class RestoreCommand implements Callable<Integer> {
                         r.verify().pages(), r.readers(), r.verify().wrongPages(), r.verify().accessLatency().p50Us(), r.verify().accessLatency().p99Us());
             }
         }
+        if (!json && r.guestCheck() != null) out.println("  " + r.guestCheck().line());
         out.flush();
-        return r.verify() != null && r.verify().wrongPages() > 0 ? 1 : 0;
+        return (r.verify() != null && r.verify().wrongPages() > 0) || (r.guestCheck() != null && "failed".equals(r.guestCheck().status())) ? 1 : 0;
     }
 
     /** One lazy restore from the command line: open, start, optionally read every page while it runs, wait until populated. */
     record LazyRun(String source, String format, String backend, long guestBytes, long dataBytes, double openMs, LazyRestore.Stats stats, int readers,
-            RandomReaders.Result verify) {
+            RandomReaders.Result verify, GuestSummary guestCheck) {
         static LazyRun run(Path input, java.util.List<dev.gmem.snapshot.Region> regions, GuestMemory.Backend backend, LazyRestore.Options options,
-                boolean verify) throws Exception {
+                boolean verify, long checkStride) throws Exception {
             long t0 = System.nanoTime();
             try (PageSource source = PageSources.open(input, regions, SnapshotCommand.threads(), x -> {})) {
                 double openMs = (System.nanoTime() - t0) / 1e6;
                 try (Destination dst = Destination.anonymous(backend, source.size()); LazyRestore lazy = LazyRestore.start(source, dst.memory(), options)) {
+                    GuestSummary guest = checkStride > 0
+                            ? GuestSummary.of(() -> GuestCheck.run(source, dst.memory(), lazy.memory(), checkStride, GUEST_TIMEOUT), () -> lazy.stats().faults())
+                            : null;
                     int readers = verify ? 2 : 0;
                     RandomReaders.Result v = verify ? RandomReaders.check(lazy.memory(), source, dst.memory().pageSize(), readers, System.nanoTime()) : null;
                     if (!lazy.awaitPopulated(600_000)) throw new java.io.IOException("lazy restore of " + input + " did not finish in 10 minutes");
                     if (v != null && v.wrongPages() > 0) {
                         throw new java.io.IOException(v.wrongPages() + " pages differ from " + input + "; the first at guest 0x" + Long.toHexString(v.firstWrongGuestAddress()));
                     }
-                    return new LazyRun(input.toString(), source.format(), backend.label(), source.size(), source.counts().dataBytes(), openMs, lazy.stats(), readers, v);
+                    return new LazyRun(input.toString(), source.format(), backend.label(), source.size(), source.counts().dataBytes(), openMs, lazy.stats(), readers, v, guest);
                 }
             }
         }
     }
 
-    record Summary(@com.fasterxml.jackson.annotation.JsonUnwrapped EagerRestore.Report restore, String export) {}
+    record Summary(@com.fasterxml.jackson.annotation.JsonUnwrapped EagerRestore.Report restore, String export, GuestSummary guestCheck) {}
+
+    static final java.time.Duration GUEST_TIMEOUT = java.time.Duration.ofMinutes(10);
+
+    @FunctionalInterface
+    interface GuestRun {
+        GuestCheck.Result run() throws java.io.IOException;
+    }
+
+    /** The guest check's outcome: status passed, failed or skipped, with the reason or the result. */
+    record GuestSummary(String status, String reason, GuestCheck.Result result, Long vcpuFaults) {
+        static GuestSummary of(GuestRun run, java.util.function.LongSupplier faults) throws java.io.IOException {
+            dev.gmem.probe.Check kvm = GuestCheck.availability();
+            if (!kvm.available()) return new GuestSummary("skipped", kvm.reason(), null, null);
+            long before = faults == null ? 0 : faults.getAsLong();
+            try {
+                GuestCheck.Result r = run.run();
+                return new GuestSummary("passed", null, r, faults == null ? null : faults.getAsLong() - before);
+            } catch (dev.gmem.kvm.GuestException e) {
+                return new GuestSummary("failed", e.getMessage(), null, null);
+            }
+        }
+
+        String line() {
+            return switch (status) {
+                case "passed" -> String.format(Locale.ROOT, "guest check passed: a vCPU read %d pages (%d instructions) in %.0f ms and its checksums match%s",
+                        result.pagesRead(), result.instructions(), result.elapsedMs(), vcpuFaults == null ? "" : "; " + vcpuFaults + " of its faults were served by the fault engine");
+                case "skipped" -> "guest check skipped: " + reason;
+                default -> "guest check FAILED: " + reason;
+            };
+        }
+    }
 
     static void print(PrintWriter out, EagerRestore.Report r) {
         out.printf(Locale.ROOT, "restored %s (%s) into %s guest memory: %s, %s of data%n", r.source(), r.format(), r.backend(), Sizes.format(r.guestBytes()),

@@ -15,6 +15,15 @@ class SnapshotCommandTest {
     @TempDir
     Path dir;
 
+    /** A synthetic image and its snapshot in {@code dir}, through the commands; returns the snapshot's path. */
+    static String synthAndPack(Path dir, String size) {
+        String raw = dir.resolve("raw.mem").toString();
+        String snap = dir.resolve("s.snap").toString();
+        assertThat(run("image", "synth", "--size", size, "-o", raw).exit()).isZero();
+        assertThat(run("snapshot", "pack", raw, "-o", snap).exit()).isZero();
+        return snap;
+    }
+
     static List<String> names(JsonNode n) {
         List<String> out = new ArrayList<>();
         n.propertyNames().forEach(out::add);
@@ -64,10 +73,7 @@ class SnapshotCommandTest {
     @Test
     void lazyRestoreVerifiesWhilePrefetching() throws Exception {
         dev.gmem.testing.Host.assumeUserfaultfd();
-        String raw = dir.resolve("raw.mem").toString();
-        String snap = dir.resolve("s.snap").toString();
-        assertThat(run("image", "synth", "--size", "4M", "-o", raw).exit()).isZero();
-        assertThat(run("snapshot", "pack", raw, "-o", snap).exit()).isZero();
+        String snap = synthAndPack(dir, "4M");
         for (String mode : List.of("missing", "minor")) {
             if (mode.equals("minor")) dev.gmem.testing.Host.assumeMinorOnMemfd();
             ProbeCommandTest.Run r = run("restore", snap, "--mode", "lazy", "--uffd-mode", mode, "--verify", "--json");
