@@ -5,11 +5,9 @@ import dev.gmem.memory.GuestMemories;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.memory.MemfdGuestMemory;
 import java.io.IOException;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.FileStore;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 
 /**
  * Where a restore puts guest memory: a new anonymous guest memory file of a backend, or an
@@ -52,7 +50,7 @@ public final class Destination implements AutoCloseable {
             throw new IOException(path + ": is on hugetlbfs, whose files cannot be filled with write(); export to a tmpfs path such as /dev/shm");
         }
         checkState(size);
-        Path partial = abs.resolveSibling(abs.getFileName() + ".partial");
+        Path partial = dev.gmem.snapshot.PartialFile.partialPath(abs);
         Files.deleteIfExists(partial);
         return new Destination(MemfdGuestMemory.createFile(partial, size, FLAGS), abs, partial);
     }
@@ -83,11 +81,7 @@ public final class Destination implements AutoCloseable {
     /** Makes an export visible under its name (atomically). Nothing to do for an anonymous file. */
     public void commit() throws IOException {
         if (export == null) return;
-        try {
-            Files.move(partial, export, StandardCopyOption.ATOMIC_MOVE);
-        } catch (AtomicMoveNotSupportedException e) {
-            throw new IOException(export + ": cannot rename " + partial + " to it atomically", e);
-        }
+        dev.gmem.snapshot.PartialFile.rename(partial, export, false);
         committed = true;
     }
 

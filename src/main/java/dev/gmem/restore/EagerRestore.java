@@ -143,10 +143,7 @@ public final class EagerRestore {
     }
 
     private static RestoreVerificationException mismatch(PageSource source, long fileOffset, byte expected, byte found) {
-        long gpa = -1;
-        for (Region r : source.regions()) {
-            if (fileOffset >= r.fileOffset() && fileOffset < r.fileEnd()) gpa = r.guestAddress() + (fileOffset - r.fileOffset());
-        }
+        long gpa = new dev.gmem.snapshot.PageIndex(source).guestOfFileOffset(fileOffset);
         long pageGpa = gpa - Math.floorMod(gpa, 4096L);
         return new RestoreVerificationException(String.format(Locale.ROOT,
                 "guest memory differs from %s: page at guest 0x%x (file offset %d), byte +%d: expected 0x%02x, found 0x%02x", source.path(), pageGpa,

@@ -9,13 +9,12 @@ import dev.gmem.kvm.Vm;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.memory.KernelGuestMemory;
 import dev.gmem.probe.HostProbe;
-import dev.gmem.snapshot.ChunkData;
+import dev.gmem.snapshot.ChunkReader;
 import dev.gmem.snapshot.PageIndex;
 import dev.gmem.snapshot.PageKind;
 import dev.gmem.snapshot.PageSource;
 import dev.gmem.snapshot.Region;
 import java.io.IOException;
-import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.time.Duration;
@@ -132,17 +131,12 @@ public final class GuestCheck {
 
     /** The source's side: the word at the start of each sampled page, folded as the guest does. */
     private static final class Expected implements AutoCloseable {
-        private final PageSource source;
         private final PageIndex index;
-        private final Arena arena = Arena.ofConfined();
-        private final MemorySegment scratch;
-        private int cached = -1;
-        private ChunkData data;
+        private final ChunkReader reader;
 
         Expected(PageSource source) {
-            this.source = source;
             this.index = new PageIndex(source);
-            this.scratch = arena.allocate(Math.max(4096, source.scratchBytes()), 4096);
+            this.reader = new ChunkReader(source);
         }
 
         long fold(Region r, long fromStep, long steps, long stride) throws IOException {
@@ -154,17 +148,13 @@ public final class GuestCheck {
         private long word(long fileOffset) throws IOException {
             PageIndex.Location at = index.atFileOffset(fileOffset);
             if (at == null || at.kind() != PageKind.DATA) return 0;
-            if (at.index() != cached) {
-                data = source.read(at.index(), scratch);
-                cached = at.index();
-            }
             long within = fileOffset - (at.region().fileOffset() + (at.chunk().firstPage() + at.page()) * at.region().pageSize());
-            return data.run(at.page(), 1).get(ValueLayout.JAVA_LONG_UNALIGNED, within);
+            return reader.page(at).get(ValueLayout.JAVA_LONG_UNALIGNED, within);
         }
 
         @Override
         public void close() {
-            arena.close();
+            reader.close();
         }
     }
 }

@@ -11,6 +11,7 @@ import dev.gmem.memory.PageBitmap;
 import dev.gmem.memory.UffdRegistration;
 import dev.gmem.snapshot.Chunk;
 import dev.gmem.snapshot.ChunkData;
+import dev.gmem.snapshot.ChunkReader;
 import dev.gmem.snapshot.PageIndex;
 import dev.gmem.snapshot.PageKind;
 import dev.gmem.snapshot.PageSource;
@@ -23,7 +24,6 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.ArrayDeque;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.CountDownLatch;
@@ -274,46 +274,71 @@ public final class LazyRestore implements AutoCloseable {
     // ---- the fault thread ----
 
     private void serveFaults() {
-        try (Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofConfined(); ChunkReader cache = new ChunkReader(source)) {
             MemorySegment messages = arena.allocate(UffdAbi.MSG, MESSAGES);
-            ChunkCache cache = new ChunkCache(arena, source.scratchBytes());
             Poller poller = new Poller(Linux.POLLIN, uffd.fd(), stop);
-            ArrayDeque<long[]> pending = new ArrayDeque<>();
+            Events pending = new Events();
             while (!stopping) {
                 poller.poll(-1);
                 if (poller.ready(1) != 0 || stopping) break;
-                int n = uffd.read(messages);
-                for (int i = 0; i < n; i++) pending.add(message(messages, i));
-                while (!pending.isEmpty()) handle(pending.poll(), pending, messages, cache);
+                pending.add(messages, uffd.read(messages));
+                while (pending.next()) handle(pending, messages, cache);
             }
         } catch (Throwable t) {
             fail(t);
         }
     }
 
-    /** {event, flags or start, address or end}. */
-    private static long[] message(MemorySegment messages, int i) {
-        int event = UffdMessages.event(messages, i);
-        if (event == UffdAbi.EVENT_REMOVE) return new long[] {event, UffdMessages.removeStart(messages, i), UffdMessages.removeEnd(messages, i)};
-        return new long[] {event, UffdMessages.faultFlags(messages, i), UffdMessages.faultAddress(messages, i)};
+    /**
+     * Events read but not yet handled, as {event, flags or start, address or end} triples in one
+     * growing array: the fault path allocates nothing per event. Owned by the fault thread.
+     */
+    private static final class Events {
+        private long[] queue = new long[3 * MESSAGES];
+        private int head;
+        private int tail;
+        long event;
+        long a;
+        long b;
+
+        void add(MemorySegment messages, int n) {
+            if (head == tail) head = tail = 0;
+            if (tail + 3 * n > queue.length) queue = java.util.Arrays.copyOf(queue, Math.max(2 * queue.length, tail + 3 * n));
+            for (int i = 0; i < n; i++) {
+                int event = UffdMessages.event(messages, i);
+                boolean remove = event == UffdAbi.EVENT_REMOVE;
+                queue[tail++] = event;
+                queue[tail++] = remove ? UffdMessages.removeStart(messages, i) : UffdMessages.faultFlags(messages, i);
+                queue[tail++] = remove ? UffdMessages.removeEnd(messages, i) : UffdMessages.faultAddress(messages, i);
+            }
+        }
+
+        /** Takes the next event into {@link #event}, {@link #a} and {@link #b}; false when none is left. */
+        boolean next() {
+            if (head == tail) return false;
+            event = queue[head++];
+            a = queue[head++];
+            b = queue[head++];
+            return true;
+        }
     }
 
-    private void handle(long[] m, ArrayDeque<long[]> pending, MemorySegment messages, ChunkCache cache) throws IOException {
-        if (m[0] == UffdAbi.EVENT_REMOVE) {
+    private void handle(Events e, MemorySegment messages, ChunkReader cache) throws IOException {
+        if (e.event == UffdAbi.EVENT_REMOVE) {
             removes.incrementAndGet();
-            long from = registration.fileOffsetOf(m[1]) / page;
-            long to = from + (m[2] - m[1] + page - 1) / page;
+            long from = registration.fileOffsetOf(e.a) / page;
+            long to = from + (e.b - e.a + page - 1) / page;
             removed.setRange(from, to);
             return;
         }
-        if (m[0] != UffdAbi.EVENT_PAGEFAULT) return; // not requested: FORK, REMAP, UNMAP
+        if (e.event != UffdAbi.EVENT_PAGEFAULT) return; // not requested: FORK, REMAP, UNMAP
         long t0 = System.nanoTime();
         lastFaultNanos = t0;
-        long offset = registration.fileOffsetOf(m[2] & -page);
-        boolean minor = (m[1] & UffdAbi.PAGEFAULT_FLAG_MINOR) != 0;
+        long offset = registration.fileOffsetOf(e.b & -page);
+        boolean minor = (e.a & UffdAbi.PAGEFAULT_FLAG_MINOR) != 0;
         resolving.lock();
         try {
-            resolve(offset, minor, pending, messages, cache);
+            resolve(offset, minor, e, messages, cache);
         } finally {
             resolving.unlock();
         }
@@ -325,7 +350,7 @@ public final class LazyRestore implements AutoCloseable {
         }
     }
 
-    private void resolve(long offset, boolean minor, ArrayDeque<long[]> pending, MemorySegment messages, ChunkCache cache) throws IOException {
+    private void resolve(long offset, boolean minor, Events pending, MemorySegment messages, ChunkReader cache) throws IOException {
         while (true) {
             long r;
             try {
@@ -342,8 +367,7 @@ public final class LazyRestore implements AutoCloseable {
             if (r != Userfaultfd.RETRY) break;
             // the address space is changing (a removal): take the pending events first, then retry
             retries.incrementAndGet();
-            int n = uffd.read(messages);
-            for (int i = 0; i < n; i++) pending.add(message(messages, i));
+            pending.add(messages, uffd.read(messages));
         }
     }
 
@@ -361,8 +385,8 @@ public final class LazyRestore implements AutoCloseable {
     }
 
     /** A MISSING fault: the file does not hold the page. */
-    private long resolveMissing(long offset, ChunkCache cache) throws IOException {
-        PageIndex.Location at = locate(offset);
+    private long resolveMissing(long offset, ChunkReader cache) throws IOException {
+        PageIndex.Location at = index.atFileOffset(offset);
         boolean gone = removed.get(offset / page);
         if (at == null || at.kind() != PageKind.DATA || (gone && options.onRemove() == OnRemove.ZERO)) {
             long r = registration.zero(offset, page);
@@ -375,7 +399,7 @@ public final class LazyRestore implements AutoCloseable {
             return r;
         }
         verifyOnce(at.index());
-        ChunkData data = cache.get(at.index());
+        ChunkData data = cache.chunk(at.index());
         int n = 1;
         while (n <= options.faultAroundPages() && at.page() + n < at.chunk().pages() && at.chunk().kind(at.page() + n) == PageKind.DATA
                 && !removed.get(offset / page + n)) {
@@ -435,15 +459,14 @@ public final class LazyRestore implements AutoCloseable {
 
     private void prefetch() {
         prefetchStartNanos = System.nanoTime();
-        try (Arena arena = Arena.ofConfined()) {
-            ChunkCache cache = new ChunkCache(arena, source.scratchBytes());
+        try (ChunkReader cache = new ChunkReader(source)) {
             long batch = options.minBatch();
             long lastBatch = System.nanoTime();
             // first the pages the guest touched first, as recorded in the snapshot
             for (long gpa : source.accessOrder()) {
                 if (stopping) return;
                 long offset = index.fileOffsetOfGuest(gpa);
-                PageIndex.Location at = offset < 0 ? null : locate(offset);
+                PageIndex.Location at = offset < 0 ? null : index.atFileOffset(offset);
                 if (at == null || at.kind() != PageKind.DATA) continue;
                 fill(at.index(), at.page(), 1, cache, batch);
             }
@@ -489,11 +512,11 @@ public final class LazyRestore implements AutoCloseable {
     }
 
     /** Populates the data pages among {@code pages} pages of chunk {@code index} from window page {@code from}, skipping removed ones. */
-    private void fill(int index, int from, int pages, ChunkCache cache, long batch) throws IOException {
+    private void fill(int index, int from, int pages, ChunkReader cache, long batch) throws IOException {
         Chunk c = source.chunks().get(index);
         Region r = source.regions().get(c.region());
         verifyOnce(index);
-        ChunkData data = cache.get(index);
+        ChunkData data = cache.chunk(index);
         long base = r.fileOffset() + c.firstPage() * r.pageSize();
         int end = from + pages;
         int p = from;
@@ -529,34 +552,11 @@ public final class LazyRestore implements AutoCloseable {
 
     // ---- shared ----
 
-    private PageIndex.Location locate(long offset) {
-        return index.atFileOffset(offset);
-    }
-
     private void verifyOnce(int index) throws IOException {
         long bit = 1L << (index & 63);
         if ((verified.get(index >>> 6) & bit) != 0) return;
         source.verifyChunk(index);
         verified.getAndAccumulate(index >>> 6, bit, (a, b) -> a | b);
-    }
-
-    /** The last chunk a thread decoded, kept: consecutive faults and batches mostly hit the same chunk. */
-    private final class ChunkCache {
-        private final MemorySegment scratch;
-        private int index = -1;
-        private ChunkData data;
-
-        ChunkCache(Arena arena, long scratchBytes) {
-            this.scratch = arena.allocate(Math.max(page, scratchBytes), page);
-        }
-
-        ChunkData get(int i) throws IOException {
-            if (i != index) {
-                data = source.read(i, scratch);
-                index = i;
-            }
-            return data;
-        }
     }
 
     private void fail(Throwable t) {

@@ -1,6 +1,6 @@
 package dev.gmem.restore;
 
-import dev.gmem.snapshot.ChunkData;
+import dev.gmem.snapshot.ChunkReader;
 import dev.gmem.snapshot.PageIndex;
 import dev.gmem.snapshot.PageKind;
 import dev.gmem.snapshot.PageSource;
@@ -40,27 +40,19 @@ public final class RandomReaders {
             long share = (pages + threads - 1) / threads;
             dev.gmem.util.Parallel.forEach(threads, "gmem-reader", threads, t -> {
                 Histogram mine = new Histogram(60_000_000_000L, 3);
-                MemorySegment scratch = arena.allocate(Math.max(pageSize, source.scratchBytes()), pageSize);
-                int cached = -1;
-                ChunkData data = null;
-                for (long k = t * share; k < Math.min(pages, (t + 1) * share); k++) {
-                    long offset = order[(int) k] * pageSize;
-                    PageIndex.Location at = index.atFileOffset(offset);
-                    MemorySegment expected = zeros;
-                    if (at != null && at.kind() == PageKind.DATA) {
-                        if (at.index() != cached) {
-                            data = source.read(at.index(), scratch);
-                            cached = at.index();
+                try (ChunkReader reader = new ChunkReader(source)) {
+                    for (long k = t * share; k < Math.min(pages, (t + 1) * share); k++) {
+                        long offset = order[(int) k] * pageSize;
+                        PageIndex.Location at = index.atFileOffset(offset);
+                        MemorySegment expected = at != null && at.kind() == PageKind.DATA ? reader.page(at) : zeros;
+                        long s = System.nanoTime();
+                        // in C: a thread blocked on a fault must not be inside Java code (see Posix.mismatch)
+                        long diff = dev.gmem.linux.Posix.mismatch(guest.asSlice(offset, pageSize), expected, pageSize);
+                        mine.recordValue(Math.min(System.nanoTime() - s, 60_000_000_000L));
+                        if (diff >= 0) {
+                            wrong.incrementAndGet();
+                            firstWrong.compareAndSet(-1, index.guestOfFileOffset(offset));
                         }
-                        expected = data.run(at.page(), 1);
-                    }
-                    long s = System.nanoTime();
-                    // in C: a thread blocked on a fault must not be inside Java code (see Posix.mismatch)
-                    long diff = dev.gmem.linux.Posix.mismatch(guest.asSlice(offset, pageSize), expected, pageSize);
-                    mine.recordValue(Math.min(System.nanoTime() - s, 60_000_000_000L));
-                    if (diff >= 0) {
-                        wrong.incrementAndGet();
-                        firstWrong.compareAndSet(-1, index.guestOfFileOffset(offset));
                     }
                 }
                 synchronized (latency) {

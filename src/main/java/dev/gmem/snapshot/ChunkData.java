@@ -32,11 +32,12 @@ public final class ChunkData {
     /** All data pages packed in page order when they already are (a snapshot chunk, or one run in place), else null. */
     public MemorySegment packedOrNull() {
         if (packed) return bytes;
-        int[] only = {-1, 0, 0};
-        chunk.forEachDataRun((first, n) -> {
-            only[0] = only[0] == -1 ? first : -2;
-            only[1] = n;
-        });
-        return only[0] >= 0 ? bytes.asSlice(only[0] * pageSize, only[1] * pageSize) : null;
+        int n = chunk.dataPages();
+        int first = 0;
+        while (first < chunk.pages() && !Chunk.test(chunk.dataMap(), first)) first++;
+        for (int p = first; p < first + n; p++) {
+            if (!Chunk.test(chunk.dataMap(), p)) return null; // a gap: the data pages are not one run
+        }
+        return bytes.asSlice(first * pageSize, n * pageSize);
     }
 }

@@ -29,7 +29,7 @@ public final class PartialFile implements AutoCloseable {
     public static PartialFile create(Path target) throws IOException {
         Path abs = target.toAbsolutePath();
         if (Files.isDirectory(abs)) throw new IOException(target + ": is a directory");
-        Path partial = abs.resolveSibling(abs.getFileName() + ".partial");
+        Path partial = partialPath(abs);
         Fd fd = Fd.open(partial, Linux.O_RDWR | Linux.O_CREAT | Linux.O_TRUNC | Linux.O_CLOEXEC, 0644);
         return new PartialFile(target, partial, fd);
     }
@@ -48,12 +48,24 @@ public final class PartialFile implements AutoCloseable {
 
     /** Renames the partial file to the target, atomically, replacing what was there. */
     public void commit() throws IOException {
-        try {
-            Files.move(partial, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-        } catch (AtomicMoveNotSupportedException e) {
-            throw new IOException(target + ": cannot rename " + partial + " over it atomically (" + e.getMessage() + ")", e);
-        }
+        rename(partial, target, true);
         committed = true;
+    }
+
+    /** Where the partial file of {@code target} lives: {@code NAME.partial} beside it. */
+    public static Path partialPath(Path target) {
+        Path abs = target.toAbsolutePath();
+        return abs.resolveSibling(abs.getFileName() + ".partial");
+    }
+
+    /** Renames {@code partial} to {@code target} atomically, replacing an existing target only if {@code replace}. */
+    public static void rename(Path partial, Path target, boolean replace) throws IOException {
+        try {
+            if (replace) Files.move(partial, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            else Files.move(partial, target, StandardCopyOption.ATOMIC_MOVE);
+        } catch (AtomicMoveNotSupportedException e) {
+            throw new IOException(target + ": cannot rename " + partial + " to it atomically (" + e.getMessage() + ")", e);
+        }
     }
 
     /** Closes the descriptor and, unless committed, deletes the partial file. */

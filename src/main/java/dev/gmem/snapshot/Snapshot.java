@@ -148,17 +148,16 @@ public final class Snapshot implements PageSource {
      * length: all that can be checked without guest memory.
      */
     public void verifyDeep(int threads, LongConsumer progress) throws IOException {
-        long scratch = scratchBytes();
-        Parallel.forEach(threads, "gmem-verify", manifest.chunks().size(), i -> {
-            verifyChunk(i);
-            Chunk c = manifest.chunks().get(i);
-            if (c.codec() != Codec.NONE) {
-                try (Arena arena = Arena.ofConfined()) {
-                    read(i, arena.allocate(scratch, 4096));
-                }
-            }
-            progress.accept(c.storedLength());
-        });
+        long scratchBytes = Math.max(4096, scratchBytes());
+        try (Arena arena = Arena.ofShared()) {
+            ThreadLocal<MemorySegment> scratch = ThreadLocal.withInitial(() -> arena.allocate(scratchBytes, 4096));
+            Parallel.forEach(threads, "gmem-verify", manifest.chunks().size(), i -> {
+                verifyChunk(i);
+                Chunk c = manifest.chunks().get(i);
+                if (c.codec() != Codec.NONE) read(i, scratch.get());
+                progress.accept(c.storedLength());
+            });
+        }
     }
 
     /** "chunk 12 (region 0, guest 0xc00000, stored at offset 8392704)". */
