@@ -32,12 +32,12 @@ import java.util.function.Consumer;
 public final class LazyBench {
     private LazyBench() {}
 
-    public record Options(long denseSize, long smallSparse, long largeSparse, List<LazyRestore.UffdMode> modes, int repeat, int runs, long warmBytes,
+    public record Options(long denseSize, long smallSparse, long largeSparse, List<dev.gmem.fault.UffdMode> modes, int repeat, int runs, long warmBytes,
             Path dir) {}
 
     public record Ready(String mode, long guestBytes, double openMs, double readyMs) {}
 
-    public record Faults(String mode, long faults, LazyRestore.Latency service, LazyRestore.Latency access) {}
+    public record Faults(String mode, long faults, dev.gmem.fault.Latency service, dev.gmem.fault.Latency access) {}
 
     public record Prefetch(String mode, long dataBytes, double medianMs, double gibPerS) {}
 
@@ -67,7 +67,7 @@ public final class LazyBench {
             List<Faults> faults = new ArrayList<>();
             List<Prefetch> prefetch = new ArrayList<>();
             List<Stress> stress = new ArrayList<>();
-            for (LazyRestore.UffdMode mode : o.modes()) {
+            for (dev.gmem.fault.UffdMode mode : o.modes()) {
                 for (Path snap : List.of(small, large)) {
                     progress.accept("time to ready, " + mode.label() + ", " + snap.getFileName());
                     double[] open = new double[o.repeat()];
@@ -92,7 +92,7 @@ public final class LazyBench {
                 progress.accept("fault service, " + mode.label());
                 try (Snapshot s = Snapshot.open(dense)) {
                     s.verify(cpus, x -> {}); // warm the snapshot's pages
-                    LazyRestore.Options noPrefetch = new LazyRestore.Options(mode, LazyRestore.OnRemove.ZERO, false, 0, 4096, 4096);
+                    LazyRestore.Options noPrefetch = new LazyRestore.Options(mode, dev.gmem.fault.OnRemove.ZERO, false, 0, 4096, 4096);
                     for (int round = 0; round < 2; round++) { // the first round warms the JIT
                         try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
                                 LazyRestore lazy = LazyRestore.start(s, d.memory(), noPrefetch)) {

@@ -240,10 +240,10 @@ final class BenchCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
-            List<dev.gmem.restore.LazyRestore.UffdMode> ms = new ArrayList<>();
+            List<dev.gmem.fault.UffdMode> ms = new ArrayList<>();
             for (String m : modes) {
                 try {
-                    ms.add(dev.gmem.restore.LazyRestore.UffdMode.parse(m));
+                    ms.add(dev.gmem.fault.UffdMode.parse(m));
                 } catch (IllegalArgumentException e) {
                     throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
                 }

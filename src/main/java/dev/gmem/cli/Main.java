@@ -44,13 +44,13 @@ public final class Main implements Runnable {
         }
     }
 
-    /** Failures print one line naming what failed, not a stack trace; GMEM_DEBUG=1 shows the trace. */
+    /** Failures print one line naming what failed, not a stack trace, and exit with the {@link ExitCode} of its type; GMEM_DEBUG=1 shows the trace. */
     static final class ErrorHandler implements CommandLine.IExecutionExceptionHandler {
         @Override
         public int handleExecutionException(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
             cl.getErr().println("gmem " + cl.getCommandName() + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
             if (System.getenv("GMEM_DEBUG") != null) e.printStackTrace(cl.getErr());
-            return 1;
+            return ExitCode.of(e).status;
         }
     }
 }

@@ -4,6 +4,10 @@ import dev.gmem.memory.GuestMemory;
 import dev.gmem.restore.Destination;
 import dev.gmem.restore.EagerRestore;
 import dev.gmem.restore.GuestCheck;
+import dev.gmem.fault.FaultEngine;
+import dev.gmem.fault.OnRemove;
+import dev.gmem.fault.UffdMode;
+import dev.gmem.restore.GuestVerdict;
 import dev.gmem.restore.LazyRestore;
 import dev.gmem.restore.RandomReaders;
 import dev.gmem.restore.Strategy;
@@ -105,7 +109,7 @@ final class RestoreCommand implements Callable<Integer> {
         if (!mode.equalsIgnoreCase("eager")) throw new CommandLine.ParameterException(spec.commandLine(), "--mode must be eager or lazy, not '" + mode + "'");
         if (checkStride < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
         EagerRestore.Report report;
-        GuestSummary guest = null;
+        GuestVerdict guest = null;
         try (Progress line = new Progress(json);
                 PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(),
                         new ByteProgress(line, "scan", Files.size(input)));
@@ -114,7 +118,7 @@ final class RestoreCommand implements Callable<Integer> {
                     new ByteProgress(line, "restore", source.counts().dataBytes()));
             if (checkGuest) {
                 line.accept("guest check: a vCPU reads the restored memory ...");
-                guest = GuestSummary.of(() -> GuestCheck.run(source, dst.memory(), null, checkStride, GUEST_TIMEOUT), null);
+                guest = GuestVerdict.of(() -> GuestCheck.run(source, dst.memory(), null, checkStride, GUEST_TIMEOUT), null);
             }
             dst.commit();
         }
@@ -127,32 +131,43 @@ final class RestoreCommand implements Callable<Integer> {
             if (export != null) out.printf("exported to %s%n", export);
         }
         out.flush();
-        return guest != null && "failed".equals(guest.status()) ? 1 : 0;
+        return guest != null && guest.failed() ? 1 : 0;
     }
 
     private Integer lazy(GuestMemory.Backend b) throws Exception {
         if (export != null || strategy != null) throw new CommandLine.ParameterException(spec.commandLine(), "--export and --strategy apply to eager restore");
-        LazyRestore.UffdMode um;
-        LazyRestore.OnRemove or;
+        if (checkStride < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
+        UffdMode um;
+        OnRemove or;
         try {
-            um = LazyRestore.UffdMode.parse(uffdMode);
-            or = LazyRestore.OnRemove.valueOf(onRemove.strip().toUpperCase(Locale.ROOT));
+            um = UffdMode.parse(uffdMode);
         } catch (IllegalArgumentException e) {
-            throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage().contains("userfaultfd") ? e.getMessage() : "--on-remove must be zero or refetch");
+            throw new CommandLine.ParameterException(spec.commandLine(), "--uffd-mode: " + e.getMessage());
         }
+        try {
+            or = OnRemove.parse(onRemove);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--on-remove: " + e.getMessage());
+        }
+        LazyRestore.Options options = new LazyRestore.Options(um, or, true, 3, FaultEngine.Prefetch.DEFAULT.minBatch(), FaultEngine.Prefetch.DEFAULT.maxBatch());
+        LazyRestore.Checks checks = new LazyRestore.Checks(verify ? 2 : 0, System.nanoTime(), checkGuest ? checkStride : 0, GUEST_TIMEOUT, POPULATE_TIMEOUT);
         LazyRun r;
         try (Progress line = new Progress(json)) {
             line.accept("lazy restore of " + input + " (" + um.label() + " mode)");
-            r = LazyRun.run(input, SnapshotCommand.regions(spec.commandLine(), regions), b, new LazyRestore.Options(um, or, true, 3, 64 << 10, 4 << 20), verify,
-                    checkGuest ? checkStride : 0);
+            long t0 = System.nanoTime();
+            try (PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(), x -> {})) {
+                double openMs = (System.nanoTime() - t0) / 1e6;
+                r = new LazyRun(openMs, LazyRestore.run(source, b, options, checks));
+            }
         }
+        LazyRestore.Outcome o = r.restore();
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
             out.println(Json.write(r));
         } else {
-            LazyRestore.Stats s = r.stats();
-            out.printf(Locale.ROOT, "lazy restore of %s (%s) into %s guest memory, userfaultfd %s mode: %s, %s of data%n", r.source(), r.format(), r.backend(),
-                    s.mode(), Sizes.format(r.guestBytes()), Sizes.format(r.dataBytes()));
+            LazyRestore.Stats s = o.stats();
+            out.printf(Locale.ROOT, "lazy restore of %s (%s) into %s guest memory, userfaultfd %s mode: %s, %s of data%n", o.source(), o.format(), o.backend(),
+                    s.mode(), Sizes.format(o.guestBytes()), Sizes.format(o.dataBytes()));
             out.printf(Locale.ROOT, "  open and validate %.2f ms; ready for faults after %.2f ms more; fully populated after %.1f ms%n", r.openMs(), s.readyMs(),
                     s.populatedMs() == null ? Double.NaN : s.populatedMs());
             out.printf(Locale.ROOT, "  pages: %d by faults, %d by the prefetcher (%.2f GiB/s), %d zero pages and holes by faults (the rest never touched)%n",
@@ -160,72 +175,23 @@ final class RestoreCommand implements Callable<Integer> {
             out.printf(Locale.ROOT, "  faults: %d served (%d CONTINUE), p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us; %.2f ms blocked in all; %d races lost to"
                     + " the prefetcher%n", s.faults(), s.continues(), s.latency().p50Us(), s.latency().p90Us(), s.latency().p99Us(), s.latency().maxUs(), s.blockedMs(),
                     s.racesLost());
-            if (r.verify() != null) {
+            if (o.verify() != null) {
                 out.printf(Locale.ROOT, "  verified while prefetching: %d pages read in random order by %d threads, %d wrong; reads p50 %.1f us, p99 %.1f us%n",
-                        r.verify().pages(), r.readers(), r.verify().wrongPages(), r.verify().accessLatency().p50Us(), r.verify().accessLatency().p99Us());
+                        o.verify().pages(), o.readers(), o.verify().wrongPages(), o.verify().accessLatency().p50Us(), o.verify().accessLatency().p99Us());
             }
+            if (o.guestCheck() != null) out.println("  " + o.guestCheck().line());
         }
-        if (!json && r.guestCheck() != null) out.println("  " + r.guestCheck().line());
         out.flush();
-        return (r.verify() != null && r.verify().wrongPages() > 0) || (r.guestCheck() != null && "failed".equals(r.guestCheck().status())) ? 1 : 0;
+        return o.guestCheck() != null && o.guestCheck().failed() ? 1 : 0;
     }
 
-    /** One lazy restore from the command line: open, start, optionally read every page while it runs, wait until populated. */
-    record LazyRun(String source, String format, String backend, long guestBytes, long dataBytes, double openMs, LazyRestore.Stats stats, int readers,
-            RandomReaders.Result verify, GuestSummary guestCheck) {
-        static LazyRun run(Path input, java.util.List<dev.gmem.snapshot.Region> regions, GuestMemory.Backend backend, LazyRestore.Options options,
-                boolean verify, long checkStride) throws Exception {
-            long t0 = System.nanoTime();
-            try (PageSource source = PageSources.open(input, regions, SnapshotCommand.threads(), x -> {})) {
-                double openMs = (System.nanoTime() - t0) / 1e6;
-                try (Destination dst = Destination.anonymous(backend, source.size()); LazyRestore lazy = LazyRestore.start(source, dst.memory(), options)) {
-                    GuestSummary guest = checkStride > 0
-                            ? GuestSummary.of(() -> GuestCheck.run(source, dst.memory(), lazy.memory(), checkStride, GUEST_TIMEOUT), () -> lazy.stats().faults())
-                            : null;
-                    int readers = verify ? 2 : 0;
-                    RandomReaders.Result v = verify ? RandomReaders.check(lazy.memory(), source, dst.memory().pageSize(), readers, System.nanoTime()) : null;
-                    if (!lazy.awaitPopulated(600_000)) throw new java.io.IOException("lazy restore of " + input + " did not finish in 10 minutes");
-                    if (v != null && v.wrongPages() > 0) {
-                        throw new java.io.IOException(v.wrongPages() + " pages differ from " + input + "; the first at guest 0x" + Long.toHexString(v.firstWrongGuestAddress()));
-                    }
-                    return new LazyRun(input.toString(), source.format(), backend.label(), source.size(), source.counts().dataBytes(), openMs, lazy.stats(), readers, v, guest);
-                }
-            }
-        }
-    }
+    /** The JSON of a lazy restore: the time to open and validate the source, then the restore's outcome. */
+    record LazyRun(double openMs, @com.fasterxml.jackson.annotation.JsonUnwrapped LazyRestore.Outcome restore) {}
 
-    record Summary(@com.fasterxml.jackson.annotation.JsonUnwrapped EagerRestore.Report restore, String export, GuestSummary guestCheck) {}
+    record Summary(@com.fasterxml.jackson.annotation.JsonUnwrapped EagerRestore.Report restore, String export, GuestVerdict guestCheck) {}
 
     static final java.time.Duration GUEST_TIMEOUT = java.time.Duration.ofMinutes(10);
-
-    @FunctionalInterface
-    interface GuestRun {
-        GuestCheck.Result run() throws java.io.IOException;
-    }
-
-    /** The guest check's outcome: status passed, failed or skipped, with the reason or the result. */
-    record GuestSummary(String status, String reason, GuestCheck.Result result, Long vcpuFaults) {
-        static GuestSummary of(GuestRun run, java.util.function.LongSupplier faults) throws java.io.IOException {
-            dev.gmem.probe.Check kvm = GuestCheck.availability();
-            if (!kvm.available()) return new GuestSummary("skipped", kvm.reason(), null, null);
-            long before = faults == null ? 0 : faults.getAsLong();
-            try {
-                GuestCheck.Result r = run.run();
-                return new GuestSummary("passed", null, r, faults == null ? null : faults.getAsLong() - before);
-            } catch (dev.gmem.kvm.GuestException e) {
-                return new GuestSummary("failed", e.getMessage(), null, null);
-            }
-        }
-
-        String line() {
-            return switch (status) {
-                case "passed" -> String.format(Locale.ROOT, "guest check passed: a vCPU read %d pages (%d instructions) in %.0f ms and its checksums match%s",
-                        result.pagesRead(), result.instructions(), result.elapsedMs(), vcpuFaults == null ? "" : "; " + vcpuFaults + " of its faults were served by the fault engine");
-                case "skipped" -> "guest check skipped: " + reason;
-                default -> "guest check FAILED: " + reason;
-            };
-        }
-    }
+    static final java.time.Duration POPULATE_TIMEOUT = java.time.Duration.ofMinutes(10);
 
     static void print(PrintWriter out, EagerRestore.Report r) {
         out.printf(Locale.ROOT, "restored %s (%s) into %s guest memory: %s, %s of data%n", r.source(), r.format(), r.backend(), Sizes.format(r.guestBytes()),

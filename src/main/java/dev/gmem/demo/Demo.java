@@ -1,11 +1,13 @@
 package dev.gmem.demo;
 
+import dev.gmem.fault.UffdMode;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.probe.Check;
 import dev.gmem.probe.HostProbe;
 import dev.gmem.restore.Destination;
 import dev.gmem.restore.EagerRestore;
 import dev.gmem.restore.GuestCheck;
+import dev.gmem.restore.GuestVerdict;
 import dev.gmem.restore.LazyRestore;
 import dev.gmem.restore.Strategy;
 import dev.gmem.snapshot.Codec;
@@ -87,8 +89,8 @@ public final class Demo {
                         rows.add(eager(s, b, baseline, kvm, o, steps));
                     }
                 }
-                for (LazyRestore.UffdMode m : LazyRestore.UffdMode.values()) rows.add(lazy(s, GuestMemory.Backend.MEMFD, m, kvm, o, steps));
-                rows.add(lazy(s, GuestMemory.Backend.KERNEL, LazyRestore.UffdMode.MISSING, kvm, o, steps));
+                for (UffdMode m : UffdMode.values()) rows.add(lazy(s, GuestMemory.Backend.MEMFD, m, kvm, o, steps));
+                rows.add(lazy(s, GuestMemory.Backend.KERNEL, UffdMode.MISSING, kvm, o, steps));
             }
             return new Report(o.size(), data, zero, hole, synthMs, packMs, Files.size(snap), rows);
         } finally {
@@ -117,51 +119,38 @@ public final class Demo {
         }
     }
 
-    private static Row lazy(Snapshot s, GuestMemory.Backend b, LazyRestore.UffdMode m, Check kvm, Options o, Steps steps) throws IOException {
+    private static Row lazy(Snapshot s, GuestMemory.Backend b, UffdMode m, Check kvm, Options o, Steps steps) throws IOException {
         String strategy = "uffd " + m.label();
         Check uffd = b == GuestMemory.Backend.KERNEL
                 ? check(HostProbe.host().guestMemfd().available() && HostProbe.host().guestMemfd().userfaultfd().available(),
                         HostProbe.host().guestMemfd().available() ? HostProbe.host().guestMemfd().userfaultfd().reason() : HostProbe.host().guestMemfd().reason())
-                : check(HostProbe.host().userfaultfd().available() && (m == LazyRestore.UffdMode.MISSING || HostProbe.host().userfaultfd().minorMemfd().available()),
-                        m == LazyRestore.UffdMode.MISSING ? HostProbe.host().userfaultfd().reason() : HostProbe.host().userfaultfd().minorMemfd().reason());
+                : check(HostProbe.host().userfaultfd().available() && (m == UffdMode.MISSING || HostProbe.host().userfaultfd().minorMemfd().available()),
+                        m == UffdMode.MISSING ? HostProbe.host().userfaultfd().reason() : HostProbe.host().userfaultfd().minorMemfd().reason());
         if (!uffd.available()) return new Row("lazy", b.label(), strategy, null, null, null, null, null, null, "skipped: " + uffd.reason());
         String label = "lazy " + b.label() + " " + m.label();
         steps.step(label, 0);
         long t0 = System.nanoTime();
-        try (Destination d = Destination.anonymous(b, s.size()); LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(m))) {
-            String check;
-            Long vcpuFaults = null;
-            Double checkMs = null;
-            if (!kvm.available()) {
-                check = "skipped: " + kvm.reason();
-            } else {
-                // the vCPU runs at once, while the prefetcher populates: its own faults go through userfaultfd
-                long before = lazy.stats().faults();
-                long t = System.nanoTime();
-                check = guest(() -> GuestCheck.run(s, d.memory(), lazy.memory(), o.checkStride(), o.guestTimeout()));
-                checkMs = ms(t);
-                vcpuFaults = lazy.stats().faults() - before;
-            }
-            if (!lazy.awaitPopulated(600_000)) throw new IOException("lazy restore did not finish in 10 minutes");
-            LazyRestore.Stats st = lazy.stats();
-            double total = st.populatedMs() == null ? ms(t0) : st.populatedMs();
-            return new Row("lazy", b.label(), strategy, total, s.counts().dataBytes() / GIB / (total / 1000), st.faults(), vcpuFaults, check, checkMs,
-                    String.format(java.util.Locale.ROOT, "ready in %.2f ms", st.readyMs()));
-        }
+        // the vCPU runs at once, while the prefetcher populates: its own faults go through userfaultfd
+        LazyRestore.Checks checks = new LazyRestore.Checks(0, 0, kvm.available() ? o.checkStride() : 0, o.guestTimeout(), Duration.ofMinutes(10));
+        LazyRestore.Outcome out = LazyRestore.run(s, b, LazyRestore.Options.defaults(m), checks);
+        LazyRestore.Stats st = out.stats();
+        GuestVerdict v = out.guestCheck();
+        double total = st.populatedMs() == null ? ms(t0) : st.populatedMs();
+        return new Row("lazy", b.label(), strategy, total, s.counts().dataBytes() / GIB / (total / 1000), st.faults(), v == null ? null : v.vcpuFaults(),
+                v == null ? "skipped: " + kvm.reason() : text(v), v == null || v.result() == null ? null : v.result().elapsedMs(),
+                String.format(java.util.Locale.ROOT, "ready in %.2f ms", st.readyMs()));
     }
 
-    @FunctionalInterface
-    private interface GuestRun {
-        GuestCheck.Result run() throws IOException;
+    /** "passed (N pages)", "failed: why" or "skipped: why", for the table. */
+    private static String text(GuestVerdict v) {
+        return switch (v.status()) {
+            case "passed" -> "passed (" + v.result().pagesRead() + " pages)";
+            default -> v.status() + ": " + v.reason();
+        };
     }
 
-    private static String guest(GuestRun run) throws IOException {
-        try {
-            GuestCheck.Result r = run.run();
-            return "passed (" + r.pagesRead() + " pages)";
-        } catch (dev.gmem.kvm.GuestException e) {
-            return "failed: " + e.getMessage();
-        }
+    private static String guest(GuestVerdict.Run run) throws IOException {
+        return text(GuestVerdict.of(run, null));
     }
 
     private static Check check(boolean ok, String reason) {

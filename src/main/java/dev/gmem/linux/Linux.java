@@ -18,6 +18,7 @@ public final class Linux {
     public static final int O_CLOEXEC = 02000000;
     public static final int F_GETFD = 1;
     public static final int F_GETFL = 3;
+    public static final int F_SETFL = 4;
     public static final int FD_CLOEXEC = 1;
     public static final int F_ADD_SEALS = 1033;
     public static final int F_GET_SEALS = 1034;

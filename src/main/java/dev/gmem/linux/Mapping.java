@@ -159,6 +159,34 @@ public final class Mapping implements AutoCloseable {
         }
     }
 
+    /**
+     * Unmaps, waiting while native calls on other threads still hold the segment (a thread
+     * released from a userfault is leaving its call). Tries for up to {@code waitMillis} here, then
+     * leaves the rest to a daemon thread named gmem-unmap that retries until the mapping is gone.
+     * Never throws. Returns true when the mapping was unmapped before returning.
+     */
+    public boolean closeEventually(long waitMillis) {
+        long deadline = System.nanoTime() + waitMillis * 1_000_000;
+        while (true) {
+            if (tryClose()) return true;
+            if (System.nanoTime() > deadline) break;
+            java.util.concurrent.locks.LockSupport.parkNanos(200_000);
+        }
+        Thread.ofPlatform().name("gmem-unmap").daemon().start(() -> {
+            while (!tryClose()) java.util.concurrent.locks.LockSupport.parkNanos(10_000_000);
+        });
+        return false;
+    }
+
+    private boolean tryClose() {
+        try {
+            close();
+            return true;
+        } catch (IllegalStateException stillInUse) {
+            return false;
+        }
+    }
+
     @Override
     public String toString() {
         return "Mapping[0x" + Long.toHexString(segment.address()) + " " + description + "]";

@@ -279,6 +279,17 @@ abstract class AbstractGuestMemory implements GuestMemory {
     }
 
     /** Unmaps a host mapping; never while a conversion is changing protections. */
+    /** Stops tracking {@code hm}, then unmaps it outside the lock: its unmapping may wait for native calls to return. */
+    boolean closeMappingEventually(HostMapping hm, long waitMillis) {
+        conversion.writeLock().lock();
+        try {
+            hostMappings.remove(hm);
+        } finally {
+            conversion.writeLock().unlock();
+        }
+        return hm.mapping().closeEventually(waitMillis);
+    }
+
     void closeMapping(HostMapping hm) {
         conversion.writeLock().lock();
         try {

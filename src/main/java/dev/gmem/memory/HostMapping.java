@@ -96,6 +96,18 @@ public final class HostMapping implements AutoCloseable {
         return mapping().residency(offset, length, memory.pageSize());
     }
 
+    public boolean isOpen() {
+        return mapping.isOpen();
+    }
+
+    /**
+     * Unmaps and stops tracking, waiting while native calls on other threads still hold the mapping
+     * (threads just released from userfaults); see {@link Mapping#closeEventually}. Never throws.
+     */
+    public boolean closeEventually(long waitMillis) {
+        return memory.closeMappingEventually(this, waitMillis);
+    }
+
     /** Unmaps and stops tracking. Idempotent. */
     @Override
     public void close() {

@@ -46,11 +46,11 @@ public final class EagerRestore {
     public static Report restore(PageSource source, GuestMemory memory, Options options, LongConsumer progress) throws IOException {
         long start = System.nanoTime();
         if (memory.size() < source.size()) {
-            throw new IOException(source.path() + ": " + source.size() + " bytes of guest memory do not fit in a " + memory.size() + "-byte guest memory file");
+            throw new SourceMismatchException(source.path() + ": " + source.size() + " bytes of guest memory do not fit in a " + memory.size() + "-byte guest memory file");
         }
         for (Region r : source.regions()) {
             if (r.pageSize() % memory.pageSize() != 0) {
-                throw new IOException(source.path() + ": page size " + r.pageSize() + " is not a multiple of the guest memory's " + memory.pageSize());
+                throw new SourceMismatchException(source.path() + ": page size " + r.pageSize() + " is not a multiple of the guest memory's " + memory.pageSize());
             }
         }
         Populator.Plan plan = Populator.choose(memory);

@@ -1,8 +1,6 @@
 package dev.gmem.restore;
 
-import dev.gmem.linux.Errno;
 import dev.gmem.linux.Linux;
-import dev.gmem.linux.SyscallException;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.memory.HostMapping;
 import dev.gmem.probe.Check;
@@ -134,8 +132,7 @@ public final class Populator {
             }
             long privatePage = memory.firstPrivate(offset, length);
             if (privatePage >= 0) {
-                throw new SyscallException("populate", strategy.label() + ", off=" + offset + ", len=" + length
-                        + ": the page at offset " + privatePage + " is private and a host mapping cannot reach it", Errno.EACCES);
+                throw new dev.gmem.memory.PrivateMemoryException(privatePage);
             }
             long at = offset - base;
             if (strategy != Strategy.MAPPED_COPY) mapping.advise(at, length, Linux.MADV_POPULATE_WRITE);
@@ -152,10 +149,10 @@ public final class Populator {
         long done = 0;
         while (done < source.byteSize()) {
             long n = memory.write(offset + done, source.asSlice(done));
-            if (n <= 0) throw new SyscallException("populate", "write, off=" + (offset + done) + ": no progress", Errno.EIO);
+            if (n <= 0) throw new IllegalStateException("write at offset " + (offset + done) + " made no progress"); // write() fails rather than return 0
             done += n;
             if (n % memory.pageSize() != 0) {
-                throw new SyscallException("populate", "write, off=" + (offset + done) + ": the source could not be read past this point", Errno.EFAULT);
+                throw new SourceUnreadableException("population stopped at offset " + (offset + done) + ": the source could not be read past this point", offset + done);
             }
         }
     }

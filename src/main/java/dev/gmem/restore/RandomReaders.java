@@ -1,5 +1,6 @@
 package dev.gmem.restore;
 
+import dev.gmem.fault.Latency;
 import dev.gmem.snapshot.ChunkReader;
 import dev.gmem.snapshot.PageIndex;
 import dev.gmem.snapshot.PageKind;
@@ -24,22 +25,36 @@ public final class RandomReaders {
      * @param wrongPages pages that differ from the source; {@code firstWrongGuestAddress} the first one found (-1: none)
      * @param accessLatency every page read, in microseconds: p50, p90, p99, max
      */
-    public record Result(long pages, long wrongPages, long firstWrongGuestAddress, double elapsedMs, LazyRestore.Latency accessLatency) {}
+    public record Result(long pages, long wrongPages, long firstWrongGuestAddress, double elapsedMs, Latency accessLatency) {}
+
+    /** Says, after each page read, whether reading should go on: throws the error of the restore that fills the memory. */
+    @FunctionalInterface
+    public interface Health {
+        void check() throws IOException;
+    }
 
     /** Reads all of {@code guest} (laid out as {@code source}'s regions) on {@code threads} threads in an order drawn from {@code seed}. */
     public static Result check(MemorySegment guest, PageSource source, long pageSize, int threads, long seed) throws IOException {
+        return check(guest, source, pageSize, threads, seed, () -> {});
+    }
+
+    /**
+     * As {@link #check(MemorySegment, PageSource, long, int, long)}, asking {@code health} after
+     * every page: its error (a lazy restore that failed) stops every reader and is thrown.
+     */
+    public static Result check(MemorySegment guest, PageSource source, long pageSize, int threads, long seed, Health health) throws IOException {
         long pages = source.size() / pageSize;
         long[] order = permutation(pages, seed);
         PageIndex index = new PageIndex(source);
         AtomicLong wrong = new AtomicLong();
         AtomicLong firstWrong = new AtomicLong(-1);
-        Histogram latency = new Histogram(60_000_000_000L, 3);
+        Histogram latency = Latency.histogram();
         long t0 = System.nanoTime();
         try (Arena arena = Arena.ofShared()) {
             MemorySegment zeros = arena.allocate(pageSize, pageSize);
             long share = (pages + threads - 1) / threads;
             dev.gmem.util.Parallel.forEach(threads, "gmem-reader", threads, t -> {
-                Histogram mine = new Histogram(60_000_000_000L, 3);
+                Histogram mine = Latency.histogram();
                 try (ChunkReader reader = new ChunkReader(source)) {
                     for (long k = t * share; k < Math.min(pages, (t + 1) * share); k++) {
                         long offset = order[(int) k] * pageSize;
@@ -48,7 +63,8 @@ public final class RandomReaders {
                         long s = System.nanoTime();
                         // in C: a thread blocked on a fault must not be inside Java code (see Posix.mismatch)
                         long diff = dev.gmem.linux.Posix.mismatch(guest.asSlice(offset, pageSize), expected, pageSize);
-                        mine.recordValue(Math.min(System.nanoTime() - s, 60_000_000_000L));
+                        mine.recordValue(Math.min(System.nanoTime() - s, Latency.MAX_NANOS));
+                        health.check();
                         if (diff >= 0) {
                             wrong.incrementAndGet();
                             firstWrong.compareAndSet(-1, index.guestOfFileOffset(offset));
@@ -61,13 +77,7 @@ public final class RandomReaders {
             });
         }
         double ms = (System.nanoTime() - t0) / 1e6;
-        LazyRestore.Latency l = new LazyRestore.Latency(latency.getTotalCount(), us(latency.getValueAtPercentile(50)), us(latency.getValueAtPercentile(90)),
-                us(latency.getValueAtPercentile(99)), us(latency.getMaxValue()), latency.getMean() / 1000);
-        return new Result(pages, wrong.get(), firstWrong.get(), ms, l);
-    }
-
-    private static double us(long nanos) {
-        return Math.round(nanos / 10.0) / 100.0;
+        return new Result(pages, wrong.get(), firstWrong.get(), ms, Latency.of(latency));
     }
 
     private static long[] permutation(long n, long seed) {

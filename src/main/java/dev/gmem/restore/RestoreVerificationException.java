@@ -1,13 +1,13 @@
 package dev.gmem.restore;
 
-import java.io.IOException;
 
 /** Restored guest memory that differs from its source; the message names the first differing page and byte. */
-public final class RestoreVerificationException extends IOException {
+public final class RestoreVerificationException extends RestoreException {
+    private static final long serialVersionUID = 1L;
     private final long guestAddress;
 
     public RestoreVerificationException(String message, long guestAddress) {
-        super(message);
+        super(message, null);
         this.guestAddress = guestAddress;
     }
 

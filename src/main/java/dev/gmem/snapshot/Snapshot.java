@@ -130,8 +130,9 @@ public final class Snapshot implements PageSource {
         crc.update(stored(index).asByteBuffer());
         int actual = (int) crc.getValue();
         if (actual != c.crc32c()) {
-            throw new SnapshotFormatException(path, where(index) + ": checksum mismatch: stored " + SnapshotFormat.hex(c.crc32c()) + ", computed "
-                    + SnapshotFormat.hex(actual));
+            Region r = manifest.regions().get(c.region());
+            throw new ChunkChecksumException(path, index, r.guestAddress() + c.firstPage() * r.pageSize(), where(index) + ": checksum mismatch: stored "
+                    + SnapshotFormat.hex(c.crc32c()) + ", computed " + SnapshotFormat.hex(actual));
         }
     }
 

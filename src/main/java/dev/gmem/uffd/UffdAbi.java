@@ -27,11 +27,17 @@ public final class UffdAbi {
     public static final StructLayout POISON = MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"), U64.withName("updated"));
     public static final StructLayout MOVE = MemoryLayout.structLayout(
             U64.withName("dst"), U64.withName("src"), U64.withName("len"), U64.withName("mode"), U64.withName("move"));
-    /** {@code struct uffd_msg}: 32 bytes, packed. */
+    /** The {@code arg.pagefault} member of a message: flags, address, and the thread id with THREAD_ID. */
+    public static final StructLayout MSG_PAGEFAULT = MemoryLayout.structLayout(
+            U64.withName("flags"), U64.withName("address"), ValueLayout.JAVA_INT.withName("ptid"), MemoryLayout.paddingLayout(4));
+    /** The {@code arg.remove} member of a message: the removed range {@code [start, end)}. */
+    public static final StructLayout MSG_REMOVE = MemoryLayout.structLayout(U64.withName("start"), U64.withName("end"), MemoryLayout.paddingLayout(8));
+    /** {@code struct uffd_msg}: 32 bytes, packed; {@code arg} is a union of the per-event members. */
     public static final StructLayout MSG = MemoryLayout.structLayout(
             ValueLayout.JAVA_BYTE.withName("event"), ValueLayout.JAVA_BYTE.withName("reserved1"),
             ValueLayout.JAVA_SHORT.withName("reserved2"), ValueLayout.JAVA_INT.withName("reserved3"),
-            MemoryLayout.sequenceLayout(3, U64).withName("arg"));
+            MemoryLayout.unionLayout(MSG_PAGEFAULT.withName("pagefault"), MSG_REMOVE.withName("remove"),
+                    MemoryLayout.sequenceLayout(3, U64).withName("reserved")).withName("arg"));
 
     public static final long USERFAULTFD_IOC_NEW = Ioc.io(UFFDIO, 0x00);
     public static final long UFFDIO_API = Ioc.iowr(UFFDIO, 0x3F, API.byteSize());

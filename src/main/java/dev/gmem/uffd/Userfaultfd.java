@@ -7,14 +7,17 @@ import dev.gmem.linux.Mapping;
 import dev.gmem.linux.Posix;
 import dev.gmem.linux.SyscallException;
 import java.lang.foreign.Arena;
+import java.lang.foreign.MemoryLayout;
+import java.lang.foreign.MemoryLayout.PathElement;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
+import java.lang.invoke.VarHandle;
 import java.nio.file.Path;
 
 /**
  * A userfaultfd and its one owner. Created by the system call where the kernel allows it, else
- * through {@code /dev/userfaultfd}; {@link #via()} says which. The first call on a new one must be
- * {@link #handshake}.
+ * through {@code /dev/userfaultfd}, or received from another process ({@link #adopt});
+ * {@link #via()} says which. The first call on a new one must be {@link #handshake}; a received one
+ * was handshaken by its sender.
  *
  * <p>The resolving calls ({@link #copy}, {@link #zeropage}, {@link #continueRange}) return values
  * rather than raise for the two outcomes a fault handler expects: a non-negative count of bytes
@@ -34,13 +37,40 @@ public final class Userfaultfd implements AutoCloseable {
     public static final Path DEVICE = Path.of("/dev/userfaultfd");
 
     /** How the descriptor was obtained. */
-    public enum Source { SYSCALL, DEVICE }
+    public enum Source { SYSCALL, DEVICE, RECEIVED }
 
     /** What UFFDIO_API agreed: the features available and the ioctls allowed on the descriptor. */
     public record Api(long features, long ioctls) {}
 
     private static final ThreadLocal<MemorySegment> SCRATCH =
             ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(64, 8));
+
+    private static final VarHandle API_API = field(UffdAbi.API, "api");
+    private static final VarHandle API_FEATURES = field(UffdAbi.API, "features");
+    private static final VarHandle API_IOCTLS = field(UffdAbi.API, "ioctls");
+    private static final VarHandle RANGE_START = field(UffdAbi.RANGE, "start");
+    private static final VarHandle RANGE_LEN = field(UffdAbi.RANGE, "len");
+    private static final VarHandle REGISTER_START = field(UffdAbi.REGISTER, "range", "start");
+    private static final VarHandle REGISTER_LEN = field(UffdAbi.REGISTER, "range", "len");
+    private static final VarHandle REGISTER_MODE = field(UffdAbi.REGISTER, "mode");
+    private static final VarHandle REGISTER_IOCTLS = field(UffdAbi.REGISTER, "ioctls");
+    private static final VarHandle COPY_DST = field(UffdAbi.COPY, "dst");
+    private static final VarHandle COPY_SRC = field(UffdAbi.COPY, "src");
+    private static final VarHandle COPY_LEN = field(UffdAbi.COPY, "len");
+    private static final VarHandle COPY_MODE = field(UffdAbi.COPY, "mode");
+    private static final VarHandle COPY_RESULT = field(UffdAbi.COPY, "copy");
+    /** ZEROPAGE and CONTINUE share one shape: a range, a mode and a result. */
+    private static final VarHandle RANGED_START = field(UffdAbi.ZEROPAGE, "range", "start");
+    private static final VarHandle RANGED_LEN = field(UffdAbi.ZEROPAGE, "range", "len");
+    private static final VarHandle RANGED_MODE = field(UffdAbi.ZEROPAGE, "mode");
+    private static final VarHandle ZEROPAGE_RESULT = field(UffdAbi.ZEROPAGE, "zeropage");
+    private static final VarHandle CONTINUE_RESULT = field(UffdAbi.CONTINUE, "mapped");
+
+    private static VarHandle field(MemoryLayout struct, String... path) {
+        PathElement[] p = new PathElement[path.length];
+        for (int i = 0; i < path.length; i++) p[i] = PathElement.groupElement(path[i]);
+        return struct.varHandle(p);
+    }
 
     private final Fd fd;
     private final Source via;
@@ -75,26 +105,41 @@ public final class Userfaultfd implements AutoCloseable {
     }
 
     /**
+     * Takes ownership of a userfaultfd received from another process (over a Unix socket), whose
+     * sender already made the UFFDIO_API handshake with {@code features}; a second handshake would
+     * fail with EINVAL, so {@link #handshake} must not be called on it. The descriptor is made
+     * non-blocking if it is not (the flag belongs to the open file, which the sender shares), since
+     * a fault engine polls it and drains it without blocking.
+     */
+    public static Userfaultfd adopt(Fd fd, long features) throws SyscallException {
+        int flags = fd.fcntl(Linux.F_GETFL, 0);
+        if ((flags & Linux.O_NONBLOCK) == 0) fd.fcntl(Linux.F_SETFL, flags | Linux.O_NONBLOCK);
+        Userfaultfd u = new Userfaultfd(fd, Source.RECEIVED);
+        u.api = new Api(features, -1L);
+        return u;
+    }
+
+    /**
      * UFFDIO_API, which must come first: requests {@code features} and returns what the kernel
      * offers (all its features, whatever was asked) and the ioctls allowed. Unknown feature bits
      * give EINVAL; so does a second handshake on the same descriptor.
      */
     public Api handshake(long features) throws SyscallException {
         MemorySegment a = scratch();
-        a.set(ValueLayout.JAVA_LONG, 0, UffdAbi.UFFD_API);
-        a.set(ValueLayout.JAVA_LONG, 8, features);
-        a.set(ValueLayout.JAVA_LONG, 16, 0L);
+        API_API.set(a, 0L, UffdAbi.UFFD_API);
+        API_FEATURES.set(a, 0L, features);
+        API_IOCTLS.set(a, 0L, 0L);
         try {
             fd.ioctl("UFFDIO_API", UffdAbi.UFFDIO_API, a);
         } catch (SyscallException e) {
             throw new SyscallException(e.call(), e.arguments() + ", features=0x" + Long.toHexString(features), e.errnoNumber());
         }
-        Api result = new Api(a.get(ValueLayout.JAVA_LONG, 8), a.get(ValueLayout.JAVA_LONG, 16));
+        Api result = new Api((long) API_FEATURES.get(a, 0L), (long) API_IOCTLS.get(a, 0L));
         this.api = result;
         return result;
     }
 
-    /** The result of the handshake, or null before it. */
+    /** The result of the handshake, or null before it; for an adopted one, the sender's features and -1 for the ioctls (not known). */
     public Api api() {
         return api;
     }
@@ -113,16 +158,16 @@ public final class Userfaultfd implements AutoCloseable {
      */
     public long register(long start, long length, long mode) throws SyscallException {
         MemorySegment r = scratch();
-        r.set(ValueLayout.JAVA_LONG, 0, start);
-        r.set(ValueLayout.JAVA_LONG, 8, length);
-        r.set(ValueLayout.JAVA_LONG, 16, mode);
-        r.set(ValueLayout.JAVA_LONG, 24, 0L);
+        REGISTER_START.set(r, 0L, start);
+        REGISTER_LEN.set(r, 0L, length);
+        REGISTER_MODE.set(r, 0L, mode);
+        REGISTER_IOCTLS.set(r, 0L, 0L);
         try {
             fd.ioctl("UFFDIO_REGISTER", UffdAbi.UFFDIO_REGISTER, r);
         } catch (SyscallException e) {
             throw new SyscallException(e.call(), e.arguments() + ", start=0x" + Long.toHexString(start) + ", len=" + length + ", mode=" + mode, e.errnoNumber());
         }
-        return r.get(ValueLayout.JAVA_LONG, 24);
+        return (long) REGISTER_IOCTLS.get(r, 0L);
     }
 
     /** Registers a range of a mapping; see {@link #register(long, long, long)}. */
@@ -147,24 +192,19 @@ public final class Userfaultfd implements AutoCloseable {
      * (page-aligned). Returns the bytes copied, {@link #EXISTS} or {@link #RETRY}; see the class notes.
      */
     public long copy(long dst, MemorySegment source, long length, long mode) throws SyscallException {
-        MemorySegment c = scratch();
-        c.set(ValueLayout.JAVA_LONG, 0, dst);
-        c.set(ValueLayout.JAVA_LONG, 8, source.address());
-        c.set(ValueLayout.JAVA_LONG, 16, length);
-        c.set(ValueLayout.JAVA_LONG, 24, mode);
-        c.set(ValueLayout.JAVA_LONG, 32, 0L);
         if (source.byteSize() < length) throw new IndexOutOfBoundsException("source holds " + source.byteSize() + " bytes, copy asks " + length);
-        return resolve("UFFDIO_COPY", UffdAbi.UFFDIO_COPY, c, 32, dst, length);
+        MemorySegment c = scratch();
+        COPY_DST.set(c, 0L, dst);
+        COPY_SRC.set(c, 0L, source.address());
+        COPY_LEN.set(c, 0L, length);
+        COPY_MODE.set(c, 0L, mode);
+        COPY_RESULT.set(c, 0L, 0L);
+        return resolve("UFFDIO_COPY", UffdAbi.UFFDIO_COPY, c, COPY_RESULT, mode, dst, length);
     }
 
     /** UFFDIO_ZEROPAGE: resolves the range with zeroed pages. Same results as {@link #copy}. */
     public long zeropage(long start, long length, long mode) throws SyscallException {
-        MemorySegment z = scratch();
-        z.set(ValueLayout.JAVA_LONG, 0, start);
-        z.set(ValueLayout.JAVA_LONG, 8, length);
-        z.set(ValueLayout.JAVA_LONG, 16, mode);
-        z.set(ValueLayout.JAVA_LONG, 24, 0L);
-        return resolve("UFFDIO_ZEROPAGE", UffdAbi.UFFDIO_ZEROPAGE, z, 24, start, length);
+        return resolve("UFFDIO_ZEROPAGE", UffdAbi.UFFDIO_ZEROPAGE, ranged(start, length, mode), ZEROPAGE_RESULT, mode, start, length);
     }
 
     /**
@@ -173,23 +213,28 @@ public final class Userfaultfd implements AutoCloseable {
      * has no page at some offset of the range.
      */
     public long continueRange(long start, long length, long mode) throws SyscallException {
-        MemorySegment c = scratch();
-        c.set(ValueLayout.JAVA_LONG, 0, start);
-        c.set(ValueLayout.JAVA_LONG, 8, length);
-        c.set(ValueLayout.JAVA_LONG, 16, mode);
-        c.set(ValueLayout.JAVA_LONG, 24, 0L);
-        return resolve("UFFDIO_CONTINUE", UffdAbi.UFFDIO_CONTINUE, c, 24, start, length);
+        return resolve("UFFDIO_CONTINUE", UffdAbi.UFFDIO_CONTINUE, ranged(start, length, mode), CONTINUE_RESULT, mode, start, length);
     }
 
-    private long resolve(String what, long request, MemorySegment args, long resultOffset, long start, long length) throws SyscallException {
+    /** The argument of ZEROPAGE or CONTINUE, with the result cleared. */
+    private static MemorySegment ranged(long start, long length, long mode) {
+        MemorySegment z = scratch();
+        RANGED_START.set(z, 0L, start);
+        RANGED_LEN.set(z, 0L, length);
+        RANGED_MODE.set(z, 0L, mode);
+        ZEROPAGE_RESULT.set(z, 0L, 0L);
+        return z;
+    }
+
+    private long resolve(String what, long request, MemorySegment args, VarHandle result, long mode, long start, long length) throws SyscallException {
         try {
             fd.ioctlShort(what, request, args);
-            return args.get(ValueLayout.JAVA_LONG, resultOffset);
+            return (long) result.get(args, 0L);
         } catch (SyscallException e) {
-            long progress = args.get(ValueLayout.JAVA_LONG, resultOffset);
+            long progress = (long) result.get(args, 0L);
             // The kernel wakes the faulting threads only when the whole call succeeds: after a
             // partial success, wake the part that was resolved, so "resolved" always means "woken".
-            if (progress > 0 && (e.is(Errno.EAGAIN) || e.is(Errno.EEXIST) || e.is(Errno.EFAULT)) && (mode(args, resultOffset) & DONTWAKE) == 0) {
+            if (progress > 0 && (e.is(Errno.EAGAIN) || e.is(Errno.EEXIST) || e.is(Errno.EFAULT)) && (mode & UffdAbi.MODE_DONTWAKE) == 0) {
                 wake(start, progress);
             }
             if (e.is(Errno.EAGAIN)) return progress > 0 ? progress : RETRY;
@@ -212,18 +257,10 @@ public final class Userfaultfd implements AutoCloseable {
         }
     }
 
-    /** The mode word, just before the result in every resolving ioctl's argument. */
-    private static long mode(MemorySegment args, long resultOffset) {
-        return args.get(ValueLayout.JAVA_LONG, resultOffset - 8);
-    }
-
-    /** UFFDIO_COPY_MODE_DONTWAKE, UFFDIO_ZEROPAGE_MODE_DONTWAKE and UFFDIO_CONTINUE_MODE_DONTWAKE share bit 0. */
-    private static final long DONTWAKE = 1;
-
     private static MemorySegment range(long start, long length) {
         MemorySegment r = scratch();
-        r.set(ValueLayout.JAVA_LONG, 0, start);
-        r.set(ValueLayout.JAVA_LONG, 8, length);
+        RANGE_START.set(r, 0L, start);
+        RANGE_LEN.set(r, 0L, length);
         return r;
     }
 

@@ -101,10 +101,10 @@ class SnapshotCommandTest {
         b[4096 + 10] ^= 1; // the first chunk's data
         Files.write(Path.of(snap), b);
         ProbeCommandTest.Run v = run("snapshot", "verify", snap);
-        assertThat(v.exit()).isEqualTo(1);
+        assertThat(v.exit()).isEqualTo(4);
         assertThat(v.err()).contains("checksum mismatch").contains(snap).contains("chunk 0");
         ProbeCommandTest.Run r = run("restore", snap);
-        assertThat(r.exit()).isEqualTo(1);
+        assertThat(r.exit()).isEqualTo(4);
         assertThat(r.err()).contains("checksum mismatch");
 
         assertThat(run("snapshot", "pack", raw, "-o", snap, "--compress", "brotli").err()).contains("unknown compression 'brotli'");

@@ -67,7 +67,7 @@ class GuestCheckTest {
         Host.assumeKvm();
         Host.assumeUserfaultfd();
         try (Snapshot s = Snapshot.open(snapshot(53)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(LazyRestore.UffdMode.MISSING).withPrefetch(false))) {
+                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING).withPrefetch(false))) {
             GuestCheck.Result r = GuestCheck.run(s, d.memory(), lazy.memory(), 1, TIMEOUT);
             assertThat(r.pagesRead()).isEqualTo(SIZE / 4096);
             assertThat(lazy.stats().faults()).as("the vCPU's accesses came through userfaultfd").isPositive();

@@ -37,15 +37,15 @@ class LazyRestoreTest {
 
     static List<Arguments> modesAndCodecs() {
         List<Arguments> out = new ArrayList<>();
-        for (LazyRestore.UffdMode m : LazyRestore.UffdMode.values()) {
+        for (dev.gmem.fault.UffdMode m : dev.gmem.fault.UffdMode.values()) {
             for (Codec c : List.of(Codec.NONE, Codec.ZSTD)) out.add(Arguments.of(m, c));
         }
         return out;
     }
 
-    static void assume(LazyRestore.UffdMode mode) {
+    static void assume(dev.gmem.fault.UffdMode mode) {
         Host.assumeUserfaultfd();
-        if (mode == LazyRestore.UffdMode.MINOR) Host.assumeMinorOnMemfd();
+        if (mode == dev.gmem.fault.UffdMode.MINOR) Host.assumeMinorOnMemfd();
     }
 
     Path snapshot(Codec codec, long seed) throws Exception {
@@ -54,7 +54,7 @@ class LazyRestoreTest {
 
     @ParameterizedTest(name = "{0} {1}")
     @MethodSource("modesAndCodecs")
-    void faultsAloneRestoreEveryByte(LazyRestore.UffdMode mode, Codec codec) throws Exception {
+    void faultsAloneRestoreEveryByte(dev.gmem.fault.UffdMode mode, Codec codec) throws Exception {
         assume(mode);
         try (Snapshot s = Snapshot.open(snapshot(codec, 41)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
             LazyRestore.Stats stats;
@@ -76,13 +76,13 @@ class LazyRestoreTest {
     }
 
     @ParameterizedTest
-    @EnumSource(LazyRestore.UffdMode.class)
-    void prefetchRacingRandomReadersNeverGivesWrongBytes(LazyRestore.UffdMode mode) throws Exception {
+    @EnumSource(dev.gmem.fault.UffdMode.class)
+    void prefetchRacingRandomReadersNeverGivesWrongBytes(dev.gmem.fault.UffdMode mode) throws Exception {
         assume(mode);
         Path snap = snapshot(Codec.NONE, 42);
         for (int run = 0; run < 10; run++) {
             try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
-                LazyRestore.Options o = new LazyRestore.Options(mode, LazyRestore.OnRemove.ZERO, true, 3, P, 64 * P);
+                LazyRestore.Options o = new LazyRestore.Options(mode, dev.gmem.fault.OnRemove.ZERO, true, 3, P, 64 * P);
                 try (LazyRestore lazy = LazyRestore.start(s, d.memory(), o)) {
                     RandomReaders.Result r = RandomReaders.check(lazy.memory(), s, P, 4, run);
                     assertThat(r.wrongPages()).as("run " + run + ", first wrong page at guest 0x" + Long.toHexString(r.firstWrongGuestAddress())).isZero();
@@ -99,8 +99,8 @@ class LazyRestoreTest {
     }
 
     @ParameterizedTest
-    @EnumSource(LazyRestore.UffdMode.class)
-    void prefetchAloneFillsDataPagesAndSkipsZeroPages(LazyRestore.UffdMode mode) throws Exception {
+    @EnumSource(dev.gmem.fault.UffdMode.class)
+    void prefetchAloneFillsDataPagesAndSkipsZeroPages(dev.gmem.fault.UffdMode mode) throws Exception {
         assume(mode);
         try (Snapshot s = Snapshot.open(snapshot(Codec.LZ4, 43)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
             try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode))) {
@@ -117,18 +117,18 @@ class LazyRestoreTest {
     }
 
     @ParameterizedTest
-    @EnumSource(LazyRestore.OnRemove.class)
-    void removedPagesAreServedAsZerosOrFetchedAgain(LazyRestore.OnRemove policy) throws Exception {
+    @EnumSource(dev.gmem.fault.OnRemove.class)
+    void removedPagesAreServedAsZerosOrFetchedAgain(dev.gmem.fault.OnRemove policy) throws Exception {
         Host.assumeUserfaultfd();
         try (Snapshot s = Snapshot.open(snapshot(Codec.NONE, 44)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
-            LazyRestore.Options o = new LazyRestore.Options(LazyRestore.UffdMode.MISSING, policy, false, 0, P, P);
+            LazyRestore.Options o = new LazyRestore.Options(dev.gmem.fault.UffdMode.MISSING, policy, false, 0, P, P);
             try (LazyRestore lazy = LazyRestore.start(s, d.memory(), o)) {
                 long offset = firstDataPage(s);
                 byte[] original = read(lazy, offset); // faults it in
                 assertThat(original).isNotEqualTo(new byte[(int) P]);
                 lazy.mapping().advise(offset, P, Linux.MADV_REMOVE);
                 byte[] after = read(lazy, offset); // faults again
-                assertThat(after).isEqualTo(policy == LazyRestore.OnRemove.ZERO ? new byte[(int) P] : original);
+                assertThat(after).isEqualTo(policy == dev.gmem.fault.OnRemove.ZERO ? new byte[(int) P] : original);
                 assertThat(lazy.stats().removes()).isEqualTo(1);
             }
         }
@@ -148,7 +148,7 @@ class LazyRestoreTest {
         b[(int) lastData + 5] ^= 1;
         Files.write(snap, b);
         try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
-            try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(LazyRestore.UffdMode.MISSING))) {
+            try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING))) {
                 assertThatThrownBy(() -> lazy.awaitPopulated(30_000)).hasMessageContaining("checksum mismatch");
                 assertThat(lazy.stats().failure()).contains("checksum mismatch");
                 assertThat(lazy.stats().complete()).isFalse();
@@ -164,7 +164,7 @@ class LazyRestoreTest {
         long mappings = Leaks.mappingsNamed("memfd:gmem-guest") + Leaks.mappingsNamed(snap.toString());
         for (int i = 0; i < 3; i++) {
             try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                    LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(LazyRestore.UffdMode.MISSING))) {
+                    LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING))) {
                 read(lazy, 0);
             }
         }
@@ -179,11 +179,11 @@ class LazyRestoreTest {
         var g = HostProbe.host().guestMemfd().userfaultfd();
         try (Snapshot s = Snapshot.open(snapshot(Codec.NONE, 47)); Destination d = Destination.anonymous(GuestMemory.Backend.KERNEL, s.size())) {
             if (g.available()) {
-                try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(LazyRestore.UffdMode.MISSING))) {
+                try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING))) {
                     assertThat(RandomReaders.check(lazy.memory(), s, P, 2, 1).wrongPages()).isZero();
                 }
             } else {
-                assertThatThrownBy(() -> LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(LazyRestore.UffdMode.MISSING)))
+                assertThatThrownBy(() -> LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING)))
                         .isInstanceOf(UnsupportedFeatureException.class).hasMessageContaining(g.reason());
             }
         }

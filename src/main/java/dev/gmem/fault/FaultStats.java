@@ -1,0 +1,63 @@
+package dev.gmem.fault;
+
+import java.util.concurrent.atomic.AtomicLong;
+import org.HdrHistogram.Histogram;
+
+/**
+ * The engine's counters, each credited by the path that did the work (never by which thread ran
+ * it), and the fault service latency histogram.
+ *
+ * <ul>
+ *   <li>{@code faults}: page-fault events resolved (one per event read, however many pages it filled);
+ *   <li>{@code faultPages}: data pages populated by the fault path (COPY, or write() in MINOR mode),
+ *       fault-around pages included;
+ *   <li>{@code zeroPages}: pages (zero pages, holes, removed pages) populated with zeros by the fault path;
+ *   <li>{@code continues}: faults answered with UFFDIO_CONTINUE (MINOR mode);
+ *   <li>{@code prefetchPages}: data pages populated by the prefetcher;
+ *   <li>{@code racesLost}: faults whose page another path had populated first (EEXIST), answered
+ *       with a wake;
+ *   <li>{@code retries}: resolutions retried after EAGAIN (a removal was pending);
+ *   <li>{@code removes}: UFFD_EVENT_REMOVE events read.
+ * </ul>
+ * Each data page is populated by exactly one path, so faultPages + prefetchPages is the data
+ * pages in place (removals and refetches aside). The latency of a fault runs from reading its event
+ * to the end of its resolution (which wakes the thread); {@code blockedNanos} is their sum, a lower
+ * bound on the time faulting threads were blocked.
+ */
+public final class FaultStats {
+    final AtomicLong faults = new AtomicLong();
+    final AtomicLong faultPages = new AtomicLong();
+    final AtomicLong zeroPages = new AtomicLong();
+    final AtomicLong continues = new AtomicLong();
+    final AtomicLong prefetchPages = new AtomicLong();
+    final AtomicLong racesLost = new AtomicLong();
+    final AtomicLong retries = new AtomicLong();
+    final AtomicLong removes = new AtomicLong();
+    final AtomicLong blockedNanos = new AtomicLong();
+    private final Histogram latency = Latency.histogram();
+
+    /** The counters at one moment. */
+    public record Counts(long faults, long faultPages, long zeroPages, long continues, long prefetchPages, long racesLost, long retries, long removes,
+            double blockedMs, Latency latency) {}
+
+    void faultServed(long nanos) {
+        faults.incrementAndGet();
+        blockedNanos.addAndGet(nanos);
+        synchronized (latency) {
+            latency.recordValue(Math.min(nanos, Latency.MAX_NANOS));
+        }
+    }
+
+    public long faults() {
+        return faults.get();
+    }
+
+    public Counts counts() {
+        Latency l;
+        synchronized (latency) {
+            l = Latency.of(latency);
+        }
+        return new Counts(faults.get(), faultPages.get(), zeroPages.get(), continues.get(), prefetchPages.get(), racesLost.get(), retries.get(), removes.get(),
+                blockedNanos.get() / 1e6, l);
+    }
+}

@@ -1,0 +1,142 @@
+package dev.gmem.restore;
+
+import dev.gmem.fault.PageProvider;
+import dev.gmem.snapshot.Chunk;
+import dev.gmem.snapshot.ChunkData;
+import dev.gmem.snapshot.ChunkReader;
+import dev.gmem.snapshot.PageIndex;
+import dev.gmem.snapshot.PageKind;
+import dev.gmem.snapshot.PageSource;
+import dev.gmem.snapshot.Region;
+import java.io.IOException;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLongArray;
+
+/**
+ * A local {@link PageSource} (a gmem snapshot or a raw memory file) as a fault engine's page
+ * provider: source offsets are the source's file offsets (regions laid end to end). A fetch
+ * decodes only the chunk it needs, into its fetcher's buffer, and checks that chunk's checksum on
+ * its first use by any fetcher; it completes before {@code fetch} returns. Does not own the source.
+ */
+public final class SourcePages implements PageProvider {
+    private final PageSource source;
+    private final PageIndex index;
+    private final List<Chunk> chunks;
+    private final List<Region> regions;
+    /** File offset of each chunk's first page, ascending. */
+    private final long[] chunkStart;
+    /** Chunks whose checksum has been checked, one bit each. */
+    private final AtomicLongArray verified;
+    private final long[] accessOrder;
+
+    public SourcePages(PageSource source) {
+        this.source = source;
+        this.index = new PageIndex(source);
+        this.chunks = source.chunks();
+        this.regions = source.regions();
+        this.chunkStart = new long[chunks.size()];
+        for (int i = 0; i < chunks.size(); i++) {
+            Chunk c = chunks.get(i);
+            Region r = regions.get(c.region());
+            chunkStart[i] = r.fileOffset() + c.firstPage() * r.pageSize();
+        }
+        this.verified = new AtomicLongArray((chunks.size() + 63) / 64);
+        this.accessOrder = Arrays.stream(source.accessOrder()).map(index::fileOffsetOfGuest).filter(o -> o >= 0).toArray();
+    }
+
+    public PageSource source() {
+        return source;
+    }
+
+    @Override
+    public long size() {
+        return source.size();
+    }
+
+    @Override
+    public long pageSize(long offset) {
+        PageIndex.Location at = index.atFileOffset(offset);
+        if (at == null) throw new IllegalArgumentException("offset " + offset + " is past the end of " + source.path());
+        return at.region().pageSize();
+    }
+
+    @Override
+    public PageKind kind(long offset) {
+        PageIndex.Location at = index.atFileOffset(offset);
+        return at == null ? PageKind.HOLE : at.kind();
+    }
+
+    @Override
+    public int dataRun(long offset, int maxPages) {
+        PageIndex.Location at = index.atFileOffset(offset);
+        if (at == null || at.kind() != PageKind.DATA) throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
+        int n = 1;
+        while (n < maxPages && at.page() + n < at.chunk().pages() && at.chunk().kind(at.page() + n) == PageKind.DATA) n++;
+        return n;
+    }
+
+    @Override
+    public long nextData(long offset) {
+        int i = Arrays.binarySearch(chunkStart, offset);
+        if (i < 0) i = Math.max(0, -i - 2); // the chunk that starts before offset may still hold it
+        for (; i < chunks.size(); i++) {
+            Chunk c = chunks.get(i);
+            if (c.dataPages() == 0) continue;
+            long page = regions.get(c.region()).pageSize();
+            int from = (int) Math.max(0, Math.min(c.pages(), ceilDiv(offset - chunkStart[i], page)));
+            for (int p = from; p < c.pages(); p++) {
+                if (c.kind(p) == PageKind.DATA) return chunkStart[i] + p * page;
+            }
+        }
+        return -1;
+    }
+
+    private static long ceilDiv(long a, long b) {
+        return a <= 0 ? 0 : (a + b - 1) / b;
+    }
+
+    @Override
+    public long[] accessOrder() {
+        return accessOrder;
+    }
+
+    @Override
+    public Fetcher fetcher() {
+        return new LocalFetcher();
+    }
+
+    @Override
+    public String describe() {
+        return source.path().toString();
+    }
+
+    /** Does not close the source: it belongs to the caller. */
+    @Override
+    public void close() {}
+
+    private void verifyOnce(int chunk) throws IOException {
+        long bit = 1L << (chunk & 63);
+        if ((verified.get(chunk >>> 6) & bit) != 0) return;
+        source.verifyChunk(chunk);
+        verified.getAndAccumulate(chunk >>> 6, bit, (a, b) -> a | b);
+    }
+
+    private final class LocalFetcher implements Fetcher {
+        private final ChunkReader reader = new ChunkReader(source);
+
+        @Override
+        public void fetch(long offset, int pages, long token, Delivery to) throws IOException {
+            PageIndex.Location at = index.atFileOffset(offset);
+            if (at == null || at.kind() != PageKind.DATA) throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
+            verifyOnce(at.index());
+            ChunkData data = reader.chunk(at.index());
+            to.deliver(token, offset, data.run(at.page(), pages));
+        }
+
+        @Override
+        public void close() {
+            reader.close();
+        }
+    }
+}
