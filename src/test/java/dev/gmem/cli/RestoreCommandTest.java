@@ -1,0 +1,70 @@
+package dev.gmem.cli;
+
+import static dev.gmem.cli.ProbeCommandTest.run;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.gmem.probe.HostProbe;
+import dev.gmem.testing.Host;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import tools.jackson.databind.JsonNode;
+
+/** gmem restore --mode lazy end to end: a good snapshot, a corrupt one (never a hang), and a host that cannot; exit statuses by error type. */
+class RestoreCommandTest {
+    @TempDir
+    Path dir;
+
+    String snapshot() {
+        String raw = dir.resolve("raw.mem").toString();
+        assertThat(run("image", "synth", "--size", "8M", "-o", raw).exit()).isZero();
+        String snap = dir.resolve("s.snap").toString();
+        assertThat(run("snapshot", "pack", raw, "-o", snap).exit()).isZero();
+        return snap;
+    }
+
+    @Test
+    void aLazyRestoreWithVerifyReadsEveryPageAndReportsAsJson() throws Exception {
+        Host.assumeUserfaultfd();
+        ProbeCommandTest.Run r = run("restore", snapshot(), "--mode", "lazy", "--verify", "--json");
+        assertThat(r.exit()).as(r.err()).isZero();
+        JsonNode j = tools.jackson.databind.json.JsonMapper.builder().build().readTree(r.out());
+        assertThat(j.get("open_ms").asDouble()).isPositive();
+        assertThat(j.get("verify").get("wrong_pages").asLong()).isZero();
+        assertThat(j.get("verify").get("pages").asLong()).isEqualTo((8 << 20) / 4096);
+        assertThat(j.get("stats").get("complete").asBoolean()).isTrue();
+    }
+
+    @Test
+    void aCorruptChunkMakesALazyVerifyExitWithBadInputNeverAHang() throws Exception {
+        Host.assumeUserfaultfd();
+        String snap = snapshot();
+        byte[] b = Files.readAllBytes(Path.of(snap));
+        b[4096 + 10] ^= 1; // the first chunk's data
+        Files.write(Path.of(snap), b);
+        for (String mode : new String[] {"missing", "minor"}) {
+            if (mode.equals("minor") && !HostProbe.host().userfaultfd().minorMemfd().available()) continue;
+            ProbeCommandTest.Run r = run("restore", snap, "--mode", "lazy", "--uffd-mode", mode, "--verify");
+            assertThat(r.exit()).as(r.err()).isEqualTo(ExitCode.BAD_INPUT.status);
+            assertThat(r.err()).contains("lazy restore of").contains("checksum mismatch").contains("chunk 0").contains("guest 0x0");
+            assertThat(r.err().strip().lines()).hasSize(1);
+        }
+    }
+
+    @Test
+    void aHostThatCannotRegisterExitsWithUnsupportedAndTheReason() {
+        Host.assumeGuestMemfd();
+        var g = HostProbe.host().guestMemfd().userfaultfd();
+        org.junit.jupiter.api.Assumptions.assumeFalse(g.available(), "this kernel registers userfaultfd on guest_memfd: nothing to refuse");
+        ProbeCommandTest.Run r = run("restore", snapshot(), "--mode", "lazy", "--backend", "kernel");
+        assertThat(r.exit()).isEqualTo(ExitCode.UNSUPPORTED.status);
+        assertThat(r.err()).contains(g.reason());
+    }
+
+    @Test
+    void badOptionsAreUsageErrors() {
+        assertThat(run("restore", "x.snap", "--mode", "lazy", "--uffd-mode", "sideways").exit()).isEqualTo(ExitCode.USAGE.status);
+        assertThat(run("restore", "x.snap", "--mode", "lazy", "--on-remove", "keep").err()).contains("--on-remove").contains("zero or refetch");
+    }
+}

@@ -1,0 +1,379 @@
+package dev.gmem.fault;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.gmem.linux.Errno;
+import dev.gmem.linux.Fd;
+import dev.gmem.linux.Linux;
+import dev.gmem.linux.Posix;
+import dev.gmem.linux.SyscallException;
+import dev.gmem.linux.UnixSockets;
+import dev.gmem.memory.GuestMemory;
+import dev.gmem.restore.Destination;
+import dev.gmem.restore.LazyRestore;
+import dev.gmem.restore.RandomReaders;
+import dev.gmem.restore.RestoreFailedException;
+import dev.gmem.restore.SourcePages;
+import dev.gmem.snapshot.ChunkChecksumException;
+import dev.gmem.snapshot.Codec;
+import dev.gmem.snapshot.Fixtures;
+import dev.gmem.snapshot.RawImage;
+import dev.gmem.snapshot.Region;
+import dev.gmem.snapshot.Snapshot;
+import dev.gmem.snapshot.SnapshotWriter;
+import dev.gmem.testing.Host;
+import dev.gmem.testing.Leaks;
+import dev.gmem.testing.UffdPeer;
+import dev.gmem.uffd.UffdFeature;
+import dev.gmem.uffd.Userfaultfd;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
+import org.junit.jupiter.params.provider.ValueSource;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+
+/**
+ * The fault engine on real userfaultfd: failures that release blocked threads, EAGAIN during a
+ * removal, ENOENT after unregistering, removals racing the prefetcher, multi-region sources, a
+ * provider that delivers later, close while faults are in flight, and a foreign target served for
+ * a separate process.
+ */
+class FaultEngineTest {
+    static final long P = 4096;
+    static final long SIZE = 8L << 20;
+    /** Two regions, as a VMM with memory on both sides of a gap has: 5 MiB at 0 and 3 MiB at 4 GiB. */
+    static final String REGIONS = "0:5M,0x100000000:3M";
+
+    @TempDir
+    Path dir;
+
+    static void assume(UffdMode mode) {
+        Host.assumeUserfaultfd();
+        if (mode == UffdMode.MINOR) Host.assumeMinorOnMemfd();
+    }
+
+    /** A two-region raw image (regions end to end) and its snapshot; the access order names a few pages of the second region first. */
+    Path[] twoRegions(long seed, Codec codec) throws Exception {
+        Path raw = Fixtures.raw(dir, "two.raw", SIZE, seed);
+        Path snap = dir.resolve("two.snap");
+        List<Region> regions = Region.endToEnd(Region.parse(REGIONS, P));
+        try (RawImage image = RawImage.open(raw, regions, 2, b -> {})) {
+            long[] order = {0x100000000L + 5 * P, 0x100000000L + 9 * P, 7 * P};
+            SnapshotWriter.pack(image, snap, codec, order, b -> {});
+        }
+        return new Path[] {raw, snap};
+    }
+
+    /** The first data page's offset at or after {@code from}. */
+    static long dataPage(Snapshot s, long from) {
+        long o = new SourcePages(s).nextData(from);
+        assertThat(o).isNotNegative();
+        return o;
+    }
+
+    /** One page of registered memory, read in C (a fault must not block a thread inside Java code). */
+    static byte[] read(MemorySegment memory, long offset) {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment buf = a.allocate(P);
+            Posix.copy(memory.asSlice(offset, P), buf, P);
+            return buf.toArray(ValueLayout.JAVA_BYTE);
+        }
+    }
+
+    static byte[] page(byte[] image, long offset) {
+        return Arrays.copyOfRange(image, (int) offset, (int) (offset + P));
+    }
+
+    static Thread reader(MemorySegment memory, long offset, AtomicReference<byte[]> into) {
+        return Thread.ofPlatform().name("test-reader").start(() -> into.set(read(memory, offset)));
+    }
+
+    @Test
+    void aFaultPathFailureReleasesABlockedReaderWithinASecondAndNamesTheChunk() throws Exception {
+        Host.assumeUserfaultfd();
+        Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", SIZE, 11), dir.resolve("s.snap"), Codec.NONE);
+        long victim;
+        int chunk;
+        try (Snapshot s = Snapshot.open(snap)) {
+            victim = dataPage(s, 3L << 20);
+            chunk = new dev.gmem.snapshot.PageIndex(s).atFileOffset(victim).index();
+            byte[] b = Files.readAllBytes(snap);
+            b[(int) s.chunks().get(chunk).offset() + 7] ^= 1;
+            Files.write(snap, b);
+        }
+        try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(UffdMode.MISSING).withPrefetch(false))) {
+            AtomicReference<byte[]> got = new AtomicReference<>();
+            long t0 = System.nanoTime();
+            Thread t = reader(lazy.memory(), victim, got);
+            t.join(1000);
+            assertThat(t.isAlive()).as("the reader blocked on the corrupt chunk is released within a second").isFalse();
+            assertThat(System.nanoTime() - t0).isLessThan(TimeUnit.SECONDS.toNanos(1));
+            assertThatThrownBy(lazy::checkHealthy).isInstanceOf(RestoreFailedException.class)
+                    .hasMessageContaining("checksum mismatch").hasMessageContaining("chunk " + chunk).hasMessageContaining("guest 0x")
+                    .cause().isInstanceOfSatisfying(ChunkChecksumException.class, e -> assertThat(e.chunk()).isEqualTo(chunk));
+            // readers that check the restore's health stop with its error instead of reporting wrong pages
+            assertThatThrownBy(() -> RandomReaders.check(lazy.memory(), s, P, 2, 3, lazy::checkHealthy)).isInstanceOf(RestoreFailedException.class)
+                    .hasMessageContaining("checksum mismatch");
+            assertThat(lazy.engine().target().registered()).as("released: unregistered").isFalse();
+        }
+    }
+
+    @Test
+    void eagainWhileARemovalIsPendingIsRetriedAfterTheRemovalIsRead() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 12);
+        byte[] image = Files.readAllBytes(raw);
+        try (Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s.snap"), Codec.NONE)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            TestProviders.Gated gated = new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-uffd"));
+            OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
+            try (FaultEngine engine = FaultEngine.start(target, gated, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null))) {
+                long a = dataPage(s, 0);
+                long b = dataPage(s, 4L << 20);
+                AtomicReference<byte[]> got = new AtomicReference<>();
+                Thread r = reader(target.mapping().segment(), a, got);
+                gated.awaitReached(); // the fault thread holds A's fetch
+                Thread remover = Thread.ofPlatform().name("test-remover").start(() -> {
+                    try {
+                        target.mapping().advise(b, P, Linux.MADV_REMOVE); // waits until its REMOVE event is read
+                    } catch (SyscallException e) {
+                        throw new AssertionError(e);
+                    }
+                });
+                remover.join(200);
+                assertThat(remover.isAlive()).as("MADV_REMOVE waits for the handler to read its event").isTrue();
+                gated.open(); // A's COPY now meets the pending removal: EAGAIN, drain, retry
+                r.join(5000);
+                remover.join(5000);
+                assertThat(r.isAlive() || remover.isAlive()).isFalse();
+                assertThat(got.get()).isEqualTo(page(image, a));
+                FaultStats.Counts c = engine.stats().counts();
+                assertThat(c.retries()).as("the COPY was retried after EAGAIN").isPositive();
+                assertThat(c.removes()).isEqualTo(1);
+                assertThat(read(target.mapping().segment(), b)).as("a removed page reads as zeros").isEqualTo(new byte[(int) P]);
+                assertThat(engine.failure()).isNull();
+            }
+        }
+    }
+
+    @Test
+    void enoentAfterUnregisteringWakesTheThreadWithoutAnError() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 13);
+        byte[] image = Files.readAllBytes(raw);
+        try (Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s.snap"), Codec.NONE)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            TestProviders.Gated gated = new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-uffd"));
+            OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
+            try (FaultEngine engine = FaultEngine.start(target, gated, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null))) {
+                long a = dataPage(s, 0);
+                AtomicReference<byte[]> got = new AtomicReference<>();
+                Thread r = reader(target.mapping().segment(), a, got);
+                gated.awaitReached();
+                // another path put the page in the file (through the unregistered guest view), then the range was unregistered
+                MemorySegment.copy(MemorySegment.ofArray(page(image, a)), 0, d.memory().guestView(), a, P);
+                target.unregister();
+                gated.open(); // A's COPY now fails with ENOENT
+                r.join(5000);
+                assertThat(r.isAlive()).isFalse();
+                assertThat(got.get()).isEqualTo(page(image, a));
+                // unregistering woke the reader already; the fault thread finishes its COPY (ENOENT) on its own time
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+                while (engine.stats().faults() == 0 && engine.failure() == null && System.nanoTime() < deadline) Thread.sleep(5);
+                assertThat(engine.failure()).as("ENOENT after unregistering is not an error").isNull();
+                assertThat(engine.stats().counts().faults()).isEqualTo(1);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(UffdMode.class)
+    void aRemovalDuringPrefetchIsNeverOverwrittenWithOldContents(UffdMode mode) throws Exception {
+        assume(mode);
+        Path[] two = twoRegions(14, Codec.LZ4);
+        try (Snapshot s = Snapshot.open(two[1]); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            TestProviders.Gated gated = new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-prefetch"));
+            OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), mode);
+            try (FaultEngine engine = FaultEngine.start(target, gated, new FaultEngine.Options(OnRemove.ZERO, 3, OnFailure.RELEASE, new FaultEngine.Prefetch(P, 16 * P)))) {
+                gated.awaitReached(); // the prefetcher waits at its first fetch
+                long a = dataPage(s, 5L << 20); // in the second region, among the pages of the access order
+                MemorySegment memory = target.mapping().segment();
+                assertThat(read(memory, a)).isNotEqualTo(new byte[(int) P]); // faulted in
+                target.mapping().advise(a, P, Linux.MADV_REMOVE);
+                assertThat(read(memory, a)).as("removed: zeros").isEqualTo(new byte[(int) P]);
+                gated.open();
+                assertThat(engine.awaitPopulated(30_000)).isTrue();
+                assertThat(read(memory, a)).as("the prefetcher skipped the removed page").isEqualTo(new byte[(int) P]);
+                RandomReaders.Result r = RandomReaders.check(memory, s, P, 2, 7, engine::checkHealthy);
+                assertThat(r.wrongPages()).as("only the removed page differs from the snapshot").isEqualTo(1);
+                assertThat(r.firstWrongGuestAddress()).isEqualTo(new dev.gmem.snapshot.PageIndex(s).guestOfFileOffset(a));
+                assertThat(engine.stats().counts().removes()).isEqualTo(1);
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @EnumSource(UffdMode.class)
+    void aMultiRegionSourceRestoresEveryByteWithPrefetchRacingReaders(UffdMode mode) throws Exception {
+        assume(mode);
+        Path[] two = twoRegions(15, Codec.ZSTD);
+        for (int run = 0; run < 3; run++) {
+            try (Snapshot s = Snapshot.open(two[1]); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                    LazyRestore lazy = LazyRestore.start(s, d.memory(), new LazyRestore.Options(mode, OnRemove.ZERO, true, 3, P, 32 * P))) {
+                assertThat(s.regions()).hasSize(2);
+                RandomReaders.Result r = RandomReaders.check(lazy.memory(), s, P, 3, run, lazy::checkHealthy);
+                assertThat(r.wrongPages()).as("run " + run).isZero();
+                assertThat(lazy.awaitPopulated(30_000)).isTrue();
+                LazyRestore.Stats st = lazy.stats();
+                assertThat(st.faultPages() + st.prefetchPages()).as(st.toString()).isEqualTo(s.counts().dataPages());
+            }
+        }
+    }
+
+    @Test
+    void aProviderThatDeliversLaterOnItsOwnThreadServesEveryFault() throws Exception {
+        Host.assumeUserfaultfd();
+        Path[] two = twoRegions(16, Codec.NONE);
+        try (Snapshot s = Snapshot.open(two[1]); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                TestProviders.Later later = new TestProviders.Later(new SourcePages(s))) {
+            OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
+            try (FaultEngine engine = FaultEngine.start(target, later, new FaultEngine.Options(OnRemove.ZERO, 2, OnFailure.RELEASE, null))) {
+                RandomReaders.Result r = RandomReaders.check(target.mapping().segment(), s, P, 3, 5, engine::checkHealthy);
+                assertThat(r.wrongPages()).isZero();
+                FaultStats.Counts c = engine.stats().counts();
+                assertThat(c.faultPages()).isEqualTo(s.counts().dataPages());
+                assertThat(c.latency().count()).isEqualTo(c.faults());
+                assertThat(engine.failure()).isNull();
+            }
+        }
+    }
+
+    @Test
+    void closeWhileFaultsAreInFlightNeverThrowsAndLeavesNothing() throws Exception {
+        Host.assumeUserfaultfd();
+        Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", SIZE, 17), dir.resolve("s.snap"), Codec.ZSTD);
+        long fds = Leaks.openFds();
+        long mappings = Leaks.mappingsNamed("memfd:gmem-guest");
+        for (int i = 0; i < 10; i++) {
+            try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(UffdMode.MISSING).withPrefetch(i % 2 == 0));
+                List<Thread> readers = new ArrayList<>();
+                for (int t = 0; t < 4; t++) {
+                    long seed = t * 31L + i;
+                    readers.add(Thread.ofPlatform().name("test-reader-" + t).start(() -> {
+                        try {
+                            RandomReaders.check(lazy.memory(), s, P, 1, seed);
+                        } catch (Throwable expected) {
+                            // the memory goes away under the reader: it stops, as it must
+                        }
+                    }));
+                }
+                Thread.sleep(i % 4);
+                lazy.close(); // with readers blocked on faults and inside native calls on the mapping
+                for (Thread t : readers) {
+                    t.join(5000);
+                    assertThat(t.isAlive()).as("reader released by close").isFalse();
+                }
+            }
+        }
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+        while (Leaks.mappingsNamed("memfd:gmem-guest") != mappings && System.nanoTime() < deadline) Thread.sleep(10);
+        assertThat(Leaks.mappingsNamed("memfd:gmem-guest")).isEqualTo(mappings);
+        assertThat(Leaks.openFds()).isEqualTo(fds);
+        assertThat(Thread.getAllStackTraces().keySet()).noneMatch(t -> t.isAlive() && (t.getName().startsWith("gmem-uffd") || t.getName().startsWith("gmem-prefetch")));
+    }
+
+    @ParameterizedTest(name = "prefetch {0}")
+    @ValueSource(booleans = {false, true})
+    void aForeignTargetServesMemoryThatAnotherProcessRegisteredAndSent(boolean prefetch) throws Exception {
+        Host.assumeUserfaultfd();
+        Path peer = UffdPeer.binary();
+        Path[] two = twoRegions(18, Codec.ZSTD);
+        byte[] image = Files.readAllBytes(two[0]);
+        long fds = Leaks.openFds();
+        Path socket = dir.resolve("peer.sock");
+        long removeFirst = 100;
+        long removePages = 16;
+        try (Snapshot s = Snapshot.open(two[1]); Fd listener = UnixSockets.listen(socket, 1)) {
+            Process child = new ProcessBuilder(peer.toString(), socket.toString(), (5L << 20) + "," + (3L << 20), "3", Long.toString(removeFirst), Long.toString(removePages))
+                    .redirectError(dir.resolve("peer.err").toFile()).start();
+            try {
+                UffdPeer.Handshake h = UffdPeer.receive(listener, 10_000);
+                List<ForeignRegion> regions = new ArrayList<>();
+                for (JsonNode r : JsonMapper.builder().build().readTree(h.json())) {
+                    regions.add(new ForeignRegion(r.get("base_host_virt_addr").asLong(), r.get("size").asLong(), r.get("offset").asLong(), r.get("page_size").asLong()));
+                }
+                assertThat(regions).hasSize(2);
+                Userfaultfd uffd = Userfaultfd.adopt(h.uffd(), UffdFeature.EVENT_REMOVE.bit());
+                assertThat(uffd.via()).isEqualTo(Userfaultfd.Source.RECEIVED);
+                assertThatThrownBy(() -> uffd.handshake(0)).as("the sender already made the handshake")
+                        .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.is(Errno.EINVAL)).isTrue());
+                ForeignTarget target = ForeignTarget.of(uffd, regions);
+                FaultEngine.Options o = new FaultEngine.Options(OnRemove.ZERO, 3, OnFailure.HOLD, prefetch ? FaultEngine.Prefetch.DEFAULT : null);
+                try (FaultEngine engine = FaultEngine.start(target, new SourcePages(s), o)) {
+                    byte[] out;
+                    try (InputStream in = child.getInputStream()) {
+                        out = in.readNBytes((int) (SIZE + removePages * P));
+                    }
+                    assertThat(child.waitFor(30, TimeUnit.SECONDS)).as("the peer finishes").isTrue();
+                    assertThat(child.exitValue()).as(Files.readString(dir.resolve("peer.err"))).isZero();
+                    assertThat(out).hasSize((int) (SIZE + removePages * P));
+                    long wrong = 0;
+                    for (long off = 0; off < SIZE; off += P) {
+                        if (!Arrays.equals(out, (int) off, (int) (off + P), image, (int) off, (int) (off + P))) wrong++;
+                    }
+                    assertThat(wrong).as("pages of the other process that differ from the source").isZero();
+                    byte[] removed = Arrays.copyOfRange(out, (int) SIZE, out.length);
+                    assertThat(removed).as("pages it discarded read as zeros").isEqualTo(new byte[(int) (removePages * P)]);
+                    FaultStats.Counts c = engine.stats().counts();
+                    assertThat(engine.failure()).isNull();
+                    assertThat(c.removes()).isEqualTo(1);
+                    assertThat(c.faultPages() + c.prefetchPages()).as(c.toString()).isGreaterThanOrEqualTo(s.counts().dataPages());
+                    if (!prefetch) assertThat(c.prefetchPages()).isZero();
+                    long zeroAndHole = s.counts().zeroPages() + s.counts().holePages();
+                    assertThat(c.zeroPages()).isGreaterThanOrEqualTo(zeroAndHole);
+                }
+            } finally {
+                child.destroyForcibly();
+                child.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+        assertThat(Leaks.openFds()).as("the received descriptor is closed with the target").isEqualTo(fds);
+    }
+
+    @Test
+    void aForeignTargetRefusesReleaseAndMisalignedRegions() throws Exception {
+        Host.assumeUserfaultfd();
+        try (Snapshot s = Snapshot.open(twoRegions(19, Codec.NONE)[1])) {
+            Userfaultfd uffd = Userfaultfd.open(Linux.O_NONBLOCK);
+            try {
+                uffd.handshake(0);
+                assertThatThrownBy(() -> ForeignTarget.of(uffd, List.of(new ForeignRegion(0x10000 + 1, P, 0, P)))).isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("multiples of its page size");
+                assertThatThrownBy(() -> ForeignTarget.of(uffd, List.of(new ForeignRegion(0x10000, 2 * P, 0, P), new ForeignRegion(0x11000, P, 2 * P, P))))
+                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("overlap");
+                ForeignTarget t = ForeignTarget.of(uffd, List.of(new ForeignRegion(0x7f0000000000L, 5L << 20, 0, P)));
+                assertThatThrownBy(() -> FaultEngine.start(t, new SourcePages(s), FaultEngine.Options.local())).isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("never unregistered");
+                ForeignTarget big = ForeignTarget.of(uffd, List.of(new ForeignRegion(0x7f0000000000L, 16L << 20, 0, P)));
+                assertThatThrownBy(() -> FaultEngine.start(big, new SourcePages(s), new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.HOLD, null)))
+                        .isInstanceOf(TargetMismatchException.class);
+            } finally {
+                uffd.closeQuietly();
+            }
+        }
+    }
+}

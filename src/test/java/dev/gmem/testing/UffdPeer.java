@@ -1,0 +1,93 @@
+package dev.gmem.testing;
+
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+import dev.gmem.linux.Fd;
+import dev.gmem.linux.Linux;
+import dev.gmem.linux.Poller;
+import dev.gmem.linux.UnixSockets;
+import java.io.IOException;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * The test peer that plays a VMM ({@code src/test/resources/peer/uffd_peer.c}): a separate process
+ * that registers its own anonymous memory with userfaultfd and sends the descriptor and its regions
+ * over a Unix socket, then reads its memory (faults served by the test) and writes it to stdout.
+ * Built once per test JVM with cc; tests that need it are skipped with the reason where it cannot be.
+ */
+public final class UffdPeer {
+    private static Path binary;
+    private static String whyNot;
+
+    private UffdPeer() {}
+
+    /** The peer's binary, built on first use; skips the test with the reason when there is no C compiler. */
+    public static synchronized Path binary() {
+        if (binary == null && whyNot == null) build();
+        assumeTrue(binary != null, () -> "needs the C test peer: " + whyNot);
+        return binary;
+    }
+
+    private static void build() {
+        try {
+            Path dir = Files.createTempDirectory("gmem-uffd-peer");
+            Path source = dir.resolve("uffd_peer.c");
+            try (InputStream in = UffdPeer.class.getResourceAsStream("/peer/uffd_peer.c")) {
+                if (in == null) throw new IOException("the test resources have no /peer/uffd_peer.c");
+                Files.copy(in, source);
+            }
+            Path out = dir.resolve("uffd_peer");
+            Process cc = new ProcessBuilder("cc", "-O2", "-pthread", "-o", out.toString(), source.toString()).redirectErrorStream(true).start();
+            String text = new String(cc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+            if (!cc.waitFor(60, TimeUnit.SECONDS) || cc.exitValue() != 0) {
+                cc.destroyForcibly();
+                whyNot = "cc failed: " + text.strip();
+                return;
+            }
+            out.toFile().deleteOnExit();
+            source.toFile().deleteOnExit();
+            dir.toFile().deleteOnExit();
+            binary = out;
+        } catch (IOException e) {
+            whyNot = "no C compiler (" + e.getMessage() + "); install gcc";
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            whyNot = "interrupted while building";
+        }
+    }
+
+    /** What the peer sent: its JSON text and the one descriptor. */
+    public record Handshake(String json, Fd uffd) {}
+
+    /**
+     * Accepts the peer's connection on {@code listener} and receives its one message, retrying
+     * zero-length reads as a handler must; fails after {@code timeoutMillis}.
+     */
+    public static Handshake receive(Fd listener, long timeoutMillis) throws IOException {
+        long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
+        if (new Poller(Linux.POLLIN, listener).poll((int) timeoutMillis) == 0) throw new IOException("the peer did not connect in " + timeoutMillis + " ms");
+        try (Fd conn = UnixSockets.accept(listener); Arena arena = Arena.ofConfined()) {
+            MemorySegment buffer = arena.allocate(64 << 10);
+            StringBuilder json = new StringBuilder();
+            List<Fd> fds = new ArrayList<>();
+            while (fds.isEmpty()) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (left <= 0 || new Poller(Linux.POLLIN, conn).poll((int) left) == 0) throw new IOException("the peer sent no descriptor in " + timeoutMillis + " ms");
+                UnixSockets.Received r = UnixSockets.receive(conn, buffer, 4);
+                if (r.bytes() == 0 && r.fds().isEmpty()) throw new IOException("the peer closed the connection before sending its descriptor");
+                json.append(new String(buffer.asSlice(0, r.bytes()).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
+                fds.addAll(r.fds());
+            }
+            for (int i = 1; i < fds.size(); i++) fds.get(i).closeQuietly();
+            return new Handshake(json.toString(), fds.get(0));
+        }
+    }
+}
