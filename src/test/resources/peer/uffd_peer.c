@@ -6,6 +6,8 @@
  *
  *   uffd_peer SOCKET SIZE[,SIZE...] THREADS [REMOVE_PAGE REMOVE_PAGES]
  *
+ * A SIZE that ends in 'h' is a region of 2 MiB hugetlbfs pages (MAP_HUGETLB), as a VMM backed by
+ * huge pages has; the others have 4 KiB pages.
  * THREADS threads first touch every page, each in its own interleaved order (their faults are
  * served by the other process); then all regions are written to stdout, in order. With
  * REMOVE_PAGE, REMOVE_PAGES pages from that page of the first region are then discarded with
@@ -22,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <linux/mman.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -33,6 +36,7 @@
 
 static unsigned char *base[MAX_REGIONS];
 static unsigned long size[MAX_REGIONS];
+static unsigned long page_size[MAX_REGIONS];
 static int regions;
 static int threads;
 
@@ -75,6 +79,11 @@ int main(int argc, char **argv) {
     }
     for (char *s = argv[2]; *s && regions < MAX_REGIONS; regions++) {
         size[regions] = strtoul(s, &s, 0);
+        page_size[regions] = PAGE;
+        if (*s == 'h') {
+            page_size[regions] = 2UL << 20;
+            s++;
+        }
         if (*s == ',') s++;
     }
     threads = atoi(argv[3]);
@@ -90,13 +99,14 @@ int main(int argc, char **argv) {
     unsigned long offset = 0;
     used += (size_t) snprintf(json + used, sizeof json - used, "[");
     for (int r = 0; r < regions; r++) {
-        base[r] = mmap(NULL, size[r], PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        int huge = page_size[r] == PAGE ? 0 : MAP_HUGETLB | (21 << MAP_HUGE_SHIFT);
+        base[r] = mmap(NULL, size[r], PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | huge, -1, 0);
         if (base[r] == MAP_FAILED) die("mmap");
         struct uffdio_register reg = {.range = {.start = (uintptr_t) base[r], .len = size[r]}, .mode = UFFDIO_REGISTER_MODE_MISSING};
         if (ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) die("UFFDIO_REGISTER");
         used += (size_t) snprintf(json + used, sizeof json - used,
-                "%s{\"base_host_virt_addr\":%lu,\"size\":%lu,\"offset\":%lu,\"page_size\":4096,\"page_size_kib\":4096}", r ? "," : "",
-                (unsigned long) (uintptr_t) base[r], size[r], offset);
+                "%s{\"base_host_virt_addr\":%lu,\"size\":%lu,\"offset\":%lu,\"page_size\":%lu,\"page_size_kib\":%lu}", r ? "," : "",
+                (unsigned long) (uintptr_t) base[r], size[r], offset, page_size[r], page_size[r]);
         offset += size[r];
     }
     used += (size_t) snprintf(json + used, sizeof json - used, "]");

@@ -73,7 +73,7 @@ public final class LazyBench {
                     double[] open = new double[o.repeat()];
                     double[] readyMs = new double[o.repeat()];
                     long size = 0;
-                    for (int round = -3; round < o.repeat(); round++) { // three warm-up starts
+                    for (int round = -10; round < o.repeat(); round++) { // ten warm-up starts: the figure is for a warm JVM
                         long t0 = System.nanoTime();
                         try (Snapshot s = Snapshot.open(snap)) {
                             double openMs = (System.nanoTime() - t0) / 1e6;

@@ -3,7 +3,6 @@ package dev.gmem.cli;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.restore.Destination;
 import dev.gmem.restore.EagerRestore;
-import dev.gmem.restore.GuestCheck;
 import dev.gmem.fault.FaultEngine;
 import dev.gmem.fault.OnRemove;
 import dev.gmem.fault.UffdMode;
@@ -108,27 +107,23 @@ final class RestoreCommand implements Callable<Integer> {
         if (mode.equalsIgnoreCase("lazy")) return lazy(b);
         if (!mode.equalsIgnoreCase("eager")) throw new CommandLine.ParameterException(spec.commandLine(), "--mode must be eager or lazy, not '" + mode + "'");
         if (checkStride < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
-        EagerRestore.Report report;
-        GuestVerdict guest = null;
+        EagerRestore.Outcome outcome;
         try (Progress line = new Progress(json);
                 PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(),
                         new ByteProgress(line, "scan", Files.size(input)));
                 Destination dst = export == null ? Destination.anonymous(b, source.size()) : Destination.export(export, source.size())) {
-            report = EagerRestore.restore(source, dst.memory(), new EagerRestore.Options(forced, threads, verify),
-                    new ByteProgress(line, "restore", source.counts().dataBytes()));
-            if (checkGuest) {
-                line.accept("guest check: a vCPU reads the restored memory ...");
-                guest = GuestVerdict.of(() -> GuestCheck.run(source, dst.memory(), null, checkStride, GUEST_TIMEOUT), null);
-            }
-            dst.commit();
+            outcome = EagerRestore.run(source, dst, new EagerRestore.Options(forced, threads, verify), checkGuest ? checkStride : 0, GUEST_TIMEOUT,
+                    new ByteProgress(line, "restore", source.counts().dataBytes()), line);
         }
+        EagerRestore.Report report = outcome.report();
+        GuestVerdict guest = outcome.guestCheck();
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
             out.println(Json.write(new Summary(report, export == null ? null : export.toString(), guest)));
         } else {
             print(out, report);
             if (guest != null) out.println("  " + guest.line());
-            if (export != null) out.printf("exported to %s%n", export);
+            if (export != null && (guest == null || !guest.failed())) out.printf("exported to %s%n", export);
         }
         out.flush();
         return guest != null && guest.failed() ? 1 : 0;

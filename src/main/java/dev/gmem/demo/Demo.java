@@ -103,19 +103,12 @@ public final class Demo {
         EagerRestore.Options opts = baseline ? new EagerRestore.Options(Strategy.MAPPED_COPY, 1, false) : EagerRestore.Options.automatic(false);
         String label = "eager " + b.label() + (baseline ? " baseline" : " chosen");
         try (Destination d = Destination.anonymous(b, s.size())) {
-            EagerRestore.Report r = EagerRestore.restore(s, d.memory(), opts, steps.step(label, s.counts().dataBytes()));
-            String check;
-            Double checkMs = null;
-            if (!kvm.available()) {
-                check = "skipped: " + kvm.reason();
-            } else {
-                steps.step(label + ": vCPU check", 0);
-                long t = System.nanoTime();
-                check = guest(() -> GuestCheck.run(s, d.memory(), null, o.checkStride(), o.guestTimeout()));
-                checkMs = ms(t);
-            }
-            return new Row("eager", b.label(), r.strategy() + " x" + r.threads() + (baseline ? " (baseline)" : ""), r.elapsedMs(), r.gibPerS(), null, null, check,
-                    checkMs, null);
+            EagerRestore.Outcome out = EagerRestore.run(s, d, opts, kvm.available() ? o.checkStride() : 0, o.guestTimeout(), steps.step(label, s.counts().dataBytes()),
+                    step -> steps.step(label + ": vCPU check", 0));
+            EagerRestore.Report r = out.report();
+            GuestVerdict v = out.guestCheck();
+            return new Row("eager", b.label(), r.strategy() + " x" + r.threads() + (baseline ? " (baseline)" : ""), r.elapsedMs(), r.gibPerS(), null, null,
+                    v == null ? "skipped: " + kvm.reason() : text(v), v == null || v.result() == null ? null : v.result().elapsedMs(), null);
         }
     }
 
@@ -147,10 +140,6 @@ public final class Demo {
             case "passed" -> "passed (" + v.result().pagesRead() + " pages)";
             default -> v.status() + ": " + v.reason();
         };
-    }
-
-    private static String guest(GuestVerdict.Run run) throws IOException {
-        return text(GuestVerdict.of(run, null));
     }
 
     private static Check check(boolean ok, String reason) {

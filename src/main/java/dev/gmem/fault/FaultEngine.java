@@ -52,21 +52,26 @@ import java.util.concurrent.locks.ReentrantLock;
  * <ul>
  *   <li><b>Populate once.</b> Every path fills a page through the target's claims, so each data
  *       page is populated by exactly one path; the counters in {@link FaultStats} add up.
- *   <li><b>The {@code resolving} lock</b> is held while a fault's pages are installed (never while
- *       pages are fetched, never across I/O of the provider) and while the range is unregistered
- *       (on completion or on failure). So no fault is half installed when the range is
- *       unregistered: a faulting thread retrying without userfaultfd would otherwise read zeros
- *       where a page was about to arrive. Nobody waits for a removal to be read while holding it:
- *       the fault thread drains events itself; other threads release it, pause, and retry.
- *   <li><b>Removals before faults.</b> A REMOVE event is applied (its pages marked removed) as
- *       soon as it is read, before any fault read with it or after it is served, and every
- *       installation checks the removed bits again, under the lock, before installing. A fault the
- *       kernel raised after a removal but queued before its event meets EAGAIN until the event is
- *       read. So a removed page never gets old contents under {@link OnRemove#ZERO}. Removed bits
+ *   <li><b>The {@code resolving} lock</b> (fair) is held while events are read, while a fault's
+ *       pages are installed, while the prefetcher fills a piece (at most 256 KiB), and while the
+ *       range is unregistered; never while pages are fetched, never across I/O of the provider.
+ *       So no fault is half installed when the range is unregistered (a faulting thread retrying
+ *       without userfaultfd would otherwise read zeros where a page was about to arrive), and
+ *       every check of the removed bits and the installation after it happen with no REMOVE read
+ *       in between. Nobody waits for a removal to be read while holding it: the fault thread
+ *       drains events itself; other threads release it, pause, and retry.
+ *   <li><b>Removals before faults.</b> A REMOVE event is applied (its pages marked removed) in the
+ *       same locked step that reads it, before any fault read with it or after it is served, and
+ *       every installation checks the removed bits under the lock. An installation before the read
+ *       is erased by the discard that follows it (a COPY meanwhile gets EAGAIN); one after sees the
+ *       bits. So a removed page never gets old contents under {@link OnRemove#ZERO}. Removed bits
  *       are never cleared: a page removed once is zero (or refetched) on every later fault.
+ *   <li><b>A MISSING fault on a foreign target proves its page absent</b>: the target's claim on it
+ *       is dropped before it is resolved, so a stale claim (a discard the engine did not hear of)
+ *       can never turn a fault into an endless wake.
  *   <li><b>ENOENT after unregistering.</b> Once the target is unregistered, a resolution of a fault
  *       read just before gets ENOENT; the engine wakes the thread (which then retries without
- *       userfaultfd) and counts nothing. ENOENT while registered is an error.
+ *       userfaultfd) and counts the fault as served, with no pages. ENOENT while registered is an error.
  *   <li><b>Failure.</b> Any other error stops the engine: it is recorded once (the first),
  *       {@link #awaitPopulated} and {@link #checkHealthy} throw it, both threads stop, and under
  *       {@link OnFailure#RELEASE} the range is unregistered and every thread woken (they then see
@@ -121,7 +126,8 @@ public final class FaultEngine implements AutoCloseable {
     /** Pages removed by UFFD_EVENT_REMOVE, in units; set by the fault thread, never cleared. */
     final PageBitmap removed;
     final FaultStats stats = new FaultStats();
-    private final ReentrantLock resolving = new ReentrantLock();
+    /** Fair, so that the fault thread never waits behind a run of the prefetcher's pieces. */
+    private final ReentrantLock resolving = new ReentrantLock(true);
     private final Fd stop;
     private final CountDownLatch done = new CountDownLatch(1);
     private final Thread faultThread;
@@ -253,18 +259,28 @@ public final class FaultEngine implements AutoCloseable {
         }
     }
 
-    /** Reads every pending event: removals are applied at once, faults queued. */
+
+    /**
+     * Reads every pending event, under the lock: removals are applied at once, faults queued.
+     * Reading a REMOVE lets its madvise go on to discard the pages, so the read and the marking
+     * must not fall between another thread's check of the removed bits and its installation.
+     */
     private void drain() throws IOException {
-        int n;
-        while ((n = uffd.read(messages)) > 0) {
-            for (int i = 0; i < n; i++) {
-                switch (UffdMessages.event(messages, i)) {
-                    case UffdAbi.EVENT_PAGEFAULT -> queue.add(UffdMessages.faultFlags(messages, i), UffdMessages.faultAddress(messages, i));
-                    case UffdAbi.EVENT_REMOVE -> removed(UffdMessages.removeStart(messages, i), UffdMessages.removeEnd(messages, i));
-                    default -> {} // not requested: FORK, REMAP, UNMAP
+        resolving.lock();
+        try {
+            int n;
+            while ((n = uffd.read(messages)) > 0) {
+                for (int i = 0; i < n; i++) {
+                    switch (UffdMessages.event(messages, i)) {
+                        case UffdAbi.EVENT_PAGEFAULT -> queue.add(UffdMessages.faultFlags(messages, i), UffdMessages.faultAddress(messages, i));
+                        case UffdAbi.EVENT_REMOVE -> removed(UffdMessages.removeStart(messages, i), UffdMessages.removeEnd(messages, i));
+                        default -> {} // not requested (ForeignTarget refuses senders that asked for FORK, REMAP or UNMAP)
+                    }
                 }
+                if (n < MESSAGES) break;
             }
-            if (n < MESSAGES) break;
+        } finally {
+            resolving.unlock();
         }
     }
 
@@ -306,6 +322,7 @@ public final class FaultEngine implements AutoCloseable {
             drain();
         }
         stats.faultServed(System.nanoTime() - t0);
+        serving = -1;
     }
 
     /** A MINOR fault: the file holds the page; map it. */
@@ -350,6 +367,7 @@ public final class FaultEngine implements AutoCloseable {
     private long zeroFault(long offset, long page, boolean gone) throws IOException {
         resolving.lock();
         try {
+            if (!target.writable()) target.forget(offset, page); // a MISSING fault proves the foreign page absent
             long r = target.zero(offset, page);
             if (r == Userfaultfd.EXISTS && gone) {
                 target.forget(offset, page); // still counted as populated from before the removal
@@ -382,6 +400,7 @@ public final class FaultEngine implements AutoCloseable {
                 }
             }
             MemorySegment run = length == bytes.byteSize() ? bytes : bytes.asSlice(0, length);
+            if (!target.writable()) target.forget(offset, page); // a MISSING fault proves the foreign page absent
             long r;
             if (mode == UffdMode.MISSING) {
                 r = target.copy(offset, run);
@@ -466,6 +485,11 @@ public final class FaultEngine implements AutoCloseable {
 
     UffdMode mode() {
         return mode;
+    }
+
+    /** The lock installations hold; the prefetcher takes it for each piece it fills. */
+    ReentrantLock resolving() {
+        return resolving;
     }
 
     void prefetchStarted() {
@@ -557,6 +581,17 @@ public final class FaultEngine implements AutoCloseable {
         }
         stopping = true;
         signalStop();
+        if (target.writable()) {
+            // release waiting threads first: the engine's threads may take a moment to stop
+            resolving.lock();
+            try {
+                target.unregister();
+            } catch (Throwable ignored) {
+                // closing the target below unregisters as well
+            } finally {
+                resolving.unlock();
+            }
+        }
         join(faultThread);
         join(prefetchThread);
         target.close();

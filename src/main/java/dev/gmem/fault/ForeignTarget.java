@@ -3,6 +3,7 @@ package dev.gmem.fault;
 import dev.gmem.linux.Posix;
 import dev.gmem.linux.SyscallException;
 import dev.gmem.memory.PageBitmap;
+import dev.gmem.uffd.UffdFeature;
 import dev.gmem.uffd.Userfaultfd;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -46,7 +47,8 @@ public final class ForeignTarget implements FaultTarget {
      * A target over {@code regions} of the process that sent {@code uffd}; takes ownership of
      * {@code uffd} only if this succeeds.
      *
-     * @throws IllegalArgumentException if the regions are empty, overlap, or are not aligned to their page size (4 KiB or 2 MiB)
+     * @throws IllegalArgumentException if the regions are empty, overlap, leave gaps in the source (they must lie end to end from
+     *     offset 0), are not aligned to their page size (4 KiB or 2 MiB), or the sender asked for FORK, REMAP or UNMAP events
      */
     public static ForeignTarget of(Userfaultfd uffd, List<ForeignRegion> regions) {
         if (regions.isEmpty()) throw new IllegalArgumentException("a foreign target needs at least one region");
@@ -68,10 +70,18 @@ public final class ForeignTarget implements FaultTarget {
             }
         }
         sorted.sort(Comparator.comparingLong(ForeignRegion::sourceOffset));
-        for (int i = 1; i < sorted.size(); i++) {
-            if (sorted.get(i - 1).sourceEnd() > sorted.get(i).sourceOffset()) {
-                throw new IllegalArgumentException("regions " + sorted.get(i - 1) + " and " + sorted.get(i) + " overlap in the source");
+        long expected = 0;
+        for (ForeignRegion r : sorted) {
+            if (r.sourceOffset() != expected) {
+                throw new IllegalArgumentException("region " + r + ": the regions must lie end to end in the source from offset 0 (as a VMM's memory file"
+                        + " lays them), and this one " + (r.sourceOffset() < expected ? "overlaps the one before" : "leaves a gap before it"));
             }
+            expected = r.sourceEnd();
+        }
+        long unwanted = UffdFeature.mask(UffdFeature.EVENT_FORK, UffdFeature.EVENT_REMAP, UffdFeature.EVENT_UNMAP);
+        if (uffd.via() == Userfaultfd.Source.RECEIVED && (uffd.api().features() & unwanted) != 0) {
+            throw new IllegalArgumentException("the sender's userfaultfd asked for " + UffdFeature.names(uffd.api().features() & unwanted)
+                    + ": gmem serves faults and removals only (a FORK event would install a descriptor of the sender's child here)");
         }
         return new ForeignTarget(uffd, regions);
     }
@@ -107,28 +117,29 @@ public final class ForeignTarget implements FaultTarget {
 
     @Override
     public long offsetOf(long address) {
-        int lo = 0, hi = byHost.length - 1;
-        while (lo <= hi) {
-            int mid = (lo + hi) >>> 1;
-            ForeignRegion r = byHost[mid];
-            if (address < r.hostAddress()) hi = mid - 1;
-            else if (address >= r.hostEnd()) lo = mid + 1;
-            else return r.sourceOffset() + (address - r.hostAddress());
-        }
-        return -1;
+        ForeignRegion r = find(byHost, address, true);
+        return r == null ? -1 : r.sourceOffset() + (address - r.hostAddress());
     }
 
     /** The region holding source offset {@code offset}. */
     private ForeignRegion regionAt(long offset) {
-        int lo = 0, hi = bySource.length - 1;
+        ForeignRegion r = find(bySource, offset, false);
+        if (r == null) throw new IllegalArgumentException("source offset " + offset + " is in no region of this target");
+        return r;
+    }
+
+    /** Binary search of regions sorted by host address ({@code host}) or by source offset for the one holding {@code at}; null if none. */
+    private static ForeignRegion find(ForeignRegion[] sorted, long at, boolean host) {
+        int lo = 0, hi = sorted.length - 1;
         while (lo <= hi) {
             int mid = (lo + hi) >>> 1;
-            ForeignRegion r = bySource[mid];
-            if (offset < r.sourceOffset()) hi = mid - 1;
-            else if (offset >= r.sourceEnd()) lo = mid + 1;
+            ForeignRegion r = sorted[mid];
+            long start = host ? r.hostAddress() : r.sourceOffset();
+            if (at < start) hi = mid - 1;
+            else if (at >= start + r.length()) lo = mid + 1;
             else return r;
         }
-        throw new IllegalArgumentException("source offset " + offset + " is in no region of this target");
+        return null;
     }
 
     /** The host address of {@code [offset, offset+length)}, which must lie in one region, in whole pages. */

@@ -4,7 +4,7 @@ import dev.gmem.snapshot.PageKind;
 import dev.gmem.uffd.Userfaultfd;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.util.concurrent.locks.LockSupport;
+import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * Background population for a {@link FaultEngine}, on its own thread: the provider's access order
@@ -13,7 +13,8 @@ import java.util.concurrent.locks.LockSupport;
  * so that a busy guest's faults do not queue behind a large batch. Memory gmem owns is filled with
  * write() (then mapped with UFFDIO_CONTINUE in MINOR mode); a foreign target with UFFDIO_COPY.
  * Every page goes through the target's populate-once claims, so pages the fault path filled are
- * skipped. It holds no lock of the engine's while it fetches or fills.
+ * skipped. It never holds the engine's lock while it fetches; it holds it while it fills each piece
+ * (at most {@link #PIECE} bytes), so that no removal is read between its check and its fill.
  */
 final class Prefetcher implements Runnable {
     private final FaultEngine engine;
@@ -92,6 +93,8 @@ final class Prefetcher implements Runnable {
                 install(offset, bytes);
             } catch (IOException x) {
                 e = x;
+            } catch (Throwable t) {
+                e = new IOException(t.toString(), t); // never leave the prefetcher waiting for a delivery that failed
             }
             done(e);
         }
@@ -108,32 +111,57 @@ final class Prefetcher implements Runnable {
         }
     }
 
-    /** Fills the pages of {@code bytes} at {@code offset} that were not removed, run by run. */
+    /**
+     * Fills the pages of {@code bytes} at {@code offset} that were not removed, in pieces of at
+     * most {@link #PIECE} bytes. Each piece is checked against the removed bits and filled under
+     * the engine's lock, so no REMOVE is read between the check and the fill (a write() into the
+     * file is not held back by a pending removal as a COPY is).
+     */
     private void install(long offset, MemorySegment bytes) throws IOException {
         long page = target.pageSize(offset);
-        long n = bytes.byteSize() / page;
-        long p = 0;
-        while (p < n) {
+        long pagesPerPiece = Math.max(1, PIECE / page);
+        for (long p = 0, n = bytes.byteSize() / page; p < n && !engine.stopping(); p += pagesPerPiece) {
+            long q = Math.min(n, p + pagesPerPiece);
+            ReentrantLock lock = engine.resolving();
+            lock.lock();
+            try {
+                fillPiece(offset, bytes, p, q, page);
+            } finally {
+                lock.unlock();
+            }
+        }
+    }
+
+    /** The largest piece filled under the lock: about 100 us of copying, all a fault may wait behind. */
+    static final long PIECE = 256 << 10;
+
+    /** Fills pages {@code [p, q)} of {@code bytes}, skipping removed ones; the engine's lock is held. */
+    private void fillPiece(long offset, MemorySegment bytes, long p, long q, long page) throws IOException {
+        while (p < q) {
             if (engine.removed.get((offset + p * page) / engine.unit)) {
                 p++;
                 continue;
             }
-            long q = p;
-            while (q < n && !engine.removed.get((offset + q * page) / engine.unit)) q++;
+            long e = p;
+            while (e < q && !engine.removed.get((offset + e * page) / engine.unit)) e++;
             long at = offset + p * page;
-            MemorySegment run = bytes.asSlice(p * page, (q - p) * page);
+            MemorySegment run = bytes.asSlice(p * page, (e - p) * page);
             if (target.writable()) {
                 engine.writeSome(at, run, page, engine.stats.prefetchPages);
                 if (engine.mode() == UffdMode.MINOR) mapWritten(at, run.byteSize(), page);
-            } else {
-                copySome(at, run, page);
+            } else if (!copySome(at, run, page)) {
+                return; // a removal is pending: the caller's next piece starts after the fault thread read it
             }
-            p = q;
+            p = e;
         }
     }
 
-    /** UFFDIO_COPY of a run, page by page past pages already populated, pausing while a removal is pending. */
-    private void copySome(long offset, MemorySegment run, long page) throws IOException {
+    /**
+     * UFFDIO_COPY of a run, page by page past pages already populated. Returns false on EAGAIN (a
+     * removal is pending): the fault thread must read it, which needs the lock this thread holds,
+     * so the run is given up; the pages left are filled by their faults or by a later pass.
+     */
+    private boolean copySome(long offset, MemorySegment run, long page) throws IOException {
         long at = 0;
         while (at < run.byteSize() && !engine.stopping()) {
             long r = target.copy(offset + at, run.asSlice(at));
@@ -142,11 +170,12 @@ final class Prefetcher implements Runnable {
                 engine.stats.prefetchPages.addAndGet(r / page);
             } else if (r == Userfaultfd.RETRY) {
                 engine.stats.retries.incrementAndGet();
-                LockSupport.parkNanos(20_000); // the fault thread reads the pending removal
+                return false;
             } else {
                 at += page; // EXISTS: populated by a fault
             }
         }
+        return true;
     }
 
     /** UFFDIO_CONTINUE over what was written, page by page past pages already mapped. */
@@ -157,7 +186,7 @@ final class Prefetcher implements Runnable {
             if (r > 0) {
                 at += r;
             } else if (r == Userfaultfd.RETRY) {
-                LockSupport.parkNanos(20_000);
+                return; // a removal is pending; what is left unmapped faults MINOR and is mapped then
             } else {
                 at += page; // EXISTS: mapped by a fault; NO_PAGE: written by neither yet (a fault will)
             }

@@ -278,8 +278,11 @@ abstract class AbstractGuestMemory implements GuestMemory {
         return privatePages.nextSet(from, to);
     }
 
-    /** Unmaps a host mapping; never while a conversion is changing protections. */
-    /** Stops tracking {@code hm}, then unmaps it outside the lock: its unmapping may wait for native calls to return. */
+    /**
+     * Stops tracking {@code hm}, then unmaps it outside the lock: its unmapping may wait for native
+     * calls to return (threads just released from userfaults). In between, a conversion no longer
+     * protects it; it is on its way out, and gmem's own paths no longer use it.
+     */
     boolean closeMappingEventually(HostMapping hm, long waitMillis) {
         conversion.writeLock().lock();
         try {
@@ -290,6 +293,7 @@ abstract class AbstractGuestMemory implements GuestMemory {
         return hm.mapping().closeEventually(waitMillis);
     }
 
+    /** Unmaps a host mapping; never while a conversion is changing protections. */
     void closeMapping(HostMapping hm) {
         conversion.writeLock().lock();
         try {

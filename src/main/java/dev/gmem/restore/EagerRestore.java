@@ -92,6 +92,27 @@ public final class EagerRestore {
                 ms(populated - checked), elapsed, counts.dataBytes() / GIB / (elapsed / 1000.0), verifyMs, verified);
     }
 
+    /** A finished eager restore and its guest check (null where none was asked for). */
+    public record Outcome(Report report, GuestVerdict guestCheck) {}
+
+    /**
+     * The use case the command line and the demo call: restores {@code source} into {@code dst},
+     * proves it with a vCPU reading one page in {@code guestStride} (0: no guest check) where this
+     * host has KVM, and commits {@code dst} (an export appears under its name) unless the guest
+     * check failed. {@code status} hears each step's name.
+     */
+    public static Outcome run(PageSource source, Destination dst, Options options, long guestStride, java.time.Duration guestTimeout, LongConsumer progress,
+            java.util.function.Consumer<String> status) throws IOException {
+        Report report = restore(source, dst.memory(), options, progress);
+        GuestVerdict guest = null;
+        if (guestStride > 0) {
+            status.accept("guest check: a vCPU reads the restored memory ...");
+            guest = GuestVerdict.of(() -> GuestCheck.run(source, dst.memory(), null, guestStride, guestTimeout), null);
+        }
+        if (guest == null || !guest.failed()) dst.commit();
+        return new Outcome(report, guest);
+    }
+
     /**
      * Checks every page of {@code memory} against {@code source}: data pages byte for byte; zero and
      * hole pages must be unpopulated, or populated with zeros. Pages are read through a host

@@ -24,8 +24,8 @@ public final class SourcePages implements PageProvider {
     private final PageIndex index;
     private final List<Chunk> chunks;
     private final List<Region> regions;
-    /** File offset of each chunk's first page, ascending. */
-    private final long[] chunkStart;
+    /** File offset of each chunk's first page, ascending; built on first use (by the prefetcher), off the path to ready. */
+    private volatile long[] chunkStart;
     /** Chunks whose checksum has been checked, one bit each. */
     private final AtomicLongArray verified;
     private final long[] accessOrder;
@@ -35,12 +35,6 @@ public final class SourcePages implements PageProvider {
         this.index = new PageIndex(source);
         this.chunks = source.chunks();
         this.regions = source.regions();
-        this.chunkStart = new long[chunks.size()];
-        for (int i = 0; i < chunks.size(); i++) {
-            Chunk c = chunks.get(i);
-            Region r = regions.get(c.region());
-            chunkStart[i] = r.fileOffset() + c.firstPage() * r.pageSize();
-        }
         this.verified = new AtomicLongArray((chunks.size() + 63) / 64);
         this.accessOrder = Arrays.stream(source.accessOrder()).map(index::fileOffsetOfGuest).filter(o -> o >= 0).toArray();
     }
@@ -76,8 +70,23 @@ public final class SourcePages implements PageProvider {
         return n;
     }
 
+    private long[] chunkStarts() {
+        long[] starts = chunkStart;
+        if (starts == null) {
+            starts = new long[chunks.size()];
+            for (int i = 0; i < chunks.size(); i++) {
+                Chunk c = chunks.get(i);
+                Region r = regions.get(c.region());
+                starts[i] = r.fileOffset() + c.firstPage() * r.pageSize();
+            }
+            chunkStart = starts; // racing builders compute the same array
+        }
+        return starts;
+    }
+
     @Override
     public long nextData(long offset) {
+        long[] chunkStart = chunkStarts();
         int i = Arrays.binarySearch(chunkStart, offset);
         if (i < 0) i = Math.max(0, -i - 2); // the chunk that starts before offset may still hold it
         for (; i < chunks.size(); i++) {

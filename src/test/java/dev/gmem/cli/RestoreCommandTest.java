@@ -45,7 +45,9 @@ class RestoreCommandTest {
         Files.write(Path.of(snap), b);
         for (String mode : new String[] {"missing", "minor"}) {
             if (mode.equals("minor") && !HostProbe.host().userfaultfd().minorMemfd().available()) continue;
+            long t0 = System.nanoTime();
             ProbeCommandTest.Run r = run("restore", snap, "--mode", "lazy", "--uffd-mode", mode, "--verify");
+            assertThat(System.nanoTime() - t0).as("ends within 30 s").isLessThan(30_000_000_000L);
             assertThat(r.exit()).as(r.err()).isEqualTo(ExitCode.BAD_INPUT.status);
             assertThat(r.err()).contains("lazy restore of").contains("checksum mismatch").contains("chunk 0").contains("guest 0x0");
             assertThat(r.err().strip().lines()).hasSize(1);

@@ -118,11 +118,9 @@ class FaultEngineTest {
         try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
                 LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(UffdMode.MISSING).withPrefetch(false))) {
             AtomicReference<byte[]> got = new AtomicReference<>();
-            long t0 = System.nanoTime();
             Thread t = reader(lazy.memory(), victim, got);
             t.join(1000);
             assertThat(t.isAlive()).as("the reader blocked on the corrupt chunk is released within a second").isFalse();
-            assertThat(System.nanoTime() - t0).isLessThan(TimeUnit.SECONDS.toNanos(1));
             assertThatThrownBy(lazy::checkHealthy).isInstanceOf(RestoreFailedException.class)
                     .hasMessageContaining("checksum mismatch").hasMessageContaining("chunk " + chunk).hasMessageContaining("guest 0x")
                     .cause().isInstanceOfSatisfying(ChunkChecksumException.class, e -> assertThat(e.chunk()).isEqualTo(chunk));
@@ -210,17 +208,19 @@ class FaultEngineTest {
             try (FaultEngine engine = FaultEngine.start(target, gated, new FaultEngine.Options(OnRemove.ZERO, 3, OnFailure.RELEASE, new FaultEngine.Prefetch(P, 16 * P)))) {
                 gated.awaitReached(); // the prefetcher waits at its first fetch
                 long a = dataPage(s, 5L << 20); // in the second region, among the pages of the access order
+                long b = dataPage(s, 6L << 20); // never touched before its removal: only the removed bit keeps the prefetcher off it
                 MemorySegment memory = target.mapping().segment();
                 assertThat(read(memory, a)).isNotEqualTo(new byte[(int) P]); // faulted in
                 target.mapping().advise(a, P, Linux.MADV_REMOVE);
+                target.mapping().advise(b, P, Linux.MADV_REMOVE);
                 assertThat(read(memory, a)).as("removed: zeros").isEqualTo(new byte[(int) P]);
                 gated.open();
                 assertThat(engine.awaitPopulated(30_000)).isTrue();
                 assertThat(read(memory, a)).as("the prefetcher skipped the removed page").isEqualTo(new byte[(int) P]);
+                assertThat(read(memory, b)).as("the prefetcher skipped the removed, never touched page").isEqualTo(new byte[(int) P]);
                 RandomReaders.Result r = RandomReaders.check(memory, s, P, 2, 7, engine::checkHealthy);
-                assertThat(r.wrongPages()).as("only the removed page differs from the snapshot").isEqualTo(1);
-                assertThat(r.firstWrongGuestAddress()).isEqualTo(new dev.gmem.snapshot.PageIndex(s).guestOfFileOffset(a));
-                assertThat(engine.stats().counts().removes()).isEqualTo(1);
+                assertThat(r.wrongPages()).as("only the removed pages differ from the snapshot").isEqualTo(2);
+                assertThat(engine.stats().counts().removes()).isEqualTo(2);
             }
         }
     }
@@ -257,6 +257,30 @@ class FaultEngineTest {
                 assertThat(c.faultPages()).isEqualTo(s.counts().dataPages());
                 assertThat(c.latency().count()).isEqualTo(c.faults());
                 assertThat(engine.failure()).isNull();
+            }
+        }
+    }
+
+    @Test
+    void aFailureReportedLaterByAProviderThreadReleasesTheReader() throws Exception {
+        Host.assumeUserfaultfd();
+        Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", SIZE, 20), dir.resolve("s.snap"), Codec.NONE);
+        long victim;
+        try (Snapshot s = Snapshot.open(snap)) {
+            victim = dataPage(s, 2L << 20);
+            byte[] b = Files.readAllBytes(snap);
+            b[(int) s.chunks().get(new dev.gmem.snapshot.PageIndex(s).atFileOffset(victim).index()).offset() + 3] ^= 1;
+            Files.write(snap, b);
+        }
+        try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                TestProviders.Later later = new TestProviders.Later(new SourcePages(s))) {
+            OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
+            try (FaultEngine engine = FaultEngine.start(target, later, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null))) {
+                Thread t = reader(target.mapping().segment(), victim, new AtomicReference<>());
+                t.join(1000);
+                assertThat(t.isAlive()).as("released within a second").isFalse();
+                assertThatThrownBy(engine::checkHealthy).isInstanceOf(FaultEngineFailedException.class).hasMessageContaining("checksum mismatch")
+                        .cause().isInstanceOf(ChunkChecksumException.class);
             }
         }
     }
@@ -300,15 +324,38 @@ class FaultEngineTest {
     @ValueSource(booleans = {false, true})
     void aForeignTargetServesMemoryThatAnotherProcessRegisteredAndSent(boolean prefetch) throws Exception {
         Host.assumeUserfaultfd();
+        serveAPeer(twoRegions(18, Codec.ZSTD), (5L << 20) + "," + (3L << 20), prefetch);
+    }
+
+    @Test
+    void aForeignTargetServesHugetlbPagesWhole() throws Exception {
+        Host.assumeUserfaultfd();
+        Path free = Path.of("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
+        long pages = Files.exists(free) ? Long.parseLong(Files.readString(free).strip()) : 0;
+        org.junit.jupiter.api.Assumptions.assumeTrue(pages >= 2, () -> "needs 2 free 2 MiB huge pages, and " + free + " says " + pages
+                + " (an administrator can reserve some in /proc/sys/vm/nr_hugepages)");
+        Path raw = Fixtures.raw(dir, "huge.raw", SIZE, 21);
+        Path snap = dir.resolve("huge.snap");
+        try (RawImage image = RawImage.open(raw, Region.endToEnd(Region.parse("0:4M,0x100000000:4M:2M", P)), 2, b -> {})) {
+            SnapshotWriter.pack(image, snap, Codec.LZ4, new long[0], b -> {});
+        }
+        serveAPeer(new Path[] {raw, snap}, (4L << 20) + "," + (4L << 20) + "h", true);
+    }
+
+    /**
+     * Starts the C peer with regions {@code sizes}, serves its faults from {@code two[1]} through a
+     * {@link ForeignTarget}, and checks every byte it read against the raw image {@code two[0]}, and
+     * that the 16 pages it discarded from page 100 of its first region read as zeros.
+     */
+    private void serveAPeer(Path[] two, String sizes, boolean prefetch) throws Exception {
         Path peer = UffdPeer.binary();
-        Path[] two = twoRegions(18, Codec.ZSTD);
         byte[] image = Files.readAllBytes(two[0]);
         long fds = Leaks.openFds();
         Path socket = dir.resolve("peer.sock");
         long removeFirst = 100;
         long removePages = 16;
         try (Snapshot s = Snapshot.open(two[1]); Fd listener = UnixSockets.listen(socket, 1)) {
-            Process child = new ProcessBuilder(peer.toString(), socket.toString(), (5L << 20) + "," + (3L << 20), "3", Long.toString(removeFirst), Long.toString(removePages))
+            Process child = new ProcessBuilder(peer.toString(), socket.toString(), sizes, "3", Long.toString(removeFirst), Long.toString(removePages))
                     .redirectError(dir.resolve("peer.err").toFile()).start();
             try {
                 UffdPeer.Handshake h = UffdPeer.receive(listener, 10_000);
@@ -341,10 +388,9 @@ class FaultEngineTest {
                     FaultStats.Counts c = engine.stats().counts();
                     assertThat(engine.failure()).isNull();
                     assertThat(c.removes()).isEqualTo(1);
-                    assertThat(c.faultPages() + c.prefetchPages()).as(c.toString()).isGreaterThanOrEqualTo(s.counts().dataPages());
+                    assertThat(c.faultPages() + c.prefetchPages()).as("each data page populated once: " + c).isEqualTo(s.counts().dataPages());
                     if (!prefetch) assertThat(c.prefetchPages()).isZero();
-                    long zeroAndHole = s.counts().zeroPages() + s.counts().holePages();
-                    assertThat(c.zeroPages()).isGreaterThanOrEqualTo(zeroAndHole);
+                    assertThat(c.zeroPages()).isGreaterThanOrEqualTo(s.counts().zeroPages() + s.counts().holePages());
                 }
             } finally {
                 child.destroyForcibly();
@@ -365,6 +411,15 @@ class FaultEngineTest {
                         .hasMessageContaining("multiples of its page size");
                 assertThatThrownBy(() -> ForeignTarget.of(uffd, List.of(new ForeignRegion(0x10000, 2 * P, 0, P), new ForeignRegion(0x11000, P, 2 * P, P))))
                         .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("overlap");
+                assertThatThrownBy(() -> ForeignTarget.of(uffd, List.of(new ForeignRegion(0x10000, P, P, P)))).isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("end to end");
+                Userfaultfd forking = Userfaultfd.adopt(uffd.fd().dup(), UffdFeature.mask(UffdFeature.EVENT_REMOVE, UffdFeature.EVENT_FORK));
+                try {
+                    assertThatThrownBy(() -> ForeignTarget.of(forking, List.of(new ForeignRegion(0x10000, P, 0, P)))).isInstanceOf(IllegalArgumentException.class)
+                            .hasMessageContaining("EVENT_FORK");
+                } finally {
+                    forking.closeQuietly();
+                }
                 ForeignTarget t = ForeignTarget.of(uffd, List.of(new ForeignRegion(0x7f0000000000L, 5L << 20, 0, P)));
                 assertThatThrownBy(() -> FaultEngine.start(t, new SourcePages(s), FaultEngine.Options.local())).isInstanceOf(IllegalArgumentException.class)
                         .hasMessageContaining("never unregistered");
