@@ -63,32 +63,11 @@ public final class LazyBench {
                 progress.accept("warming up " + (warm >> 20) + " MiB of memory");
                 BenchSupport.warmMemory(warm);
             }
-            List<Ready> ready = new ArrayList<>();
+            List<Ready> ready = readyTimes(o, List.of(small, large), progress);
             List<Faults> faults = new ArrayList<>();
             List<Prefetch> prefetch = new ArrayList<>();
             List<Stress> stress = new ArrayList<>();
             for (dev.gmem.fault.UffdMode mode : o.modes()) {
-                for (Path snap : List.of(small, large)) {
-                    progress.accept("time to ready, " + mode.label() + ", " + snap.getFileName());
-                    double[] open = new double[o.repeat()];
-                    double[] readyMs = new double[o.repeat()];
-                    long size = 0;
-                    for (int round = -10; round < o.repeat(); round++) { // ten warm-up starts: the figure is for a warm JVM
-                        long t0 = System.nanoTime();
-                        try (Snapshot s = Snapshot.open(snap)) {
-                            double openMs = (System.nanoTime() - t0) / 1e6;
-                            size = s.size();
-                            try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                                    LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode).withPrefetch(false))) {
-                                if (round >= 0) {
-                                    open[round] = openMs;
-                                    readyMs[round] = lazy.stats().readyMs();
-                                }
-                            }
-                        }
-                    }
-                    ready.add(new Ready(mode.label(), size, BenchSupport.round(BenchSupport.median(open)), BenchSupport.round(BenchSupport.median(readyMs))));
-                }
                 progress.accept("fault service, " + mode.label());
                 try (Snapshot s = Snapshot.open(dense)) {
                     s.verify(cpus, x -> {}); // warm the snapshot's pages
@@ -138,6 +117,46 @@ public final class LazyBench {
         } finally {
             for (Path p : List.of(dense, small, large, raw)) Files.deleteIfExists(p);
         }
+    }
+
+    /**
+     * Time to ready for every mode and snapshot, interleaved round by round (ten warm-up rounds
+     * first: the figure is for a warm JVM, as in a VMM), medians of the timed rounds.
+     */
+    private static List<Ready> readyTimes(Options o, List<Path> snaps, Consumer<String> progress) throws IOException {
+        int configs = o.modes().size() * snaps.size();
+        double[][] open = new double[configs][o.repeat()];
+        double[][] readyMs = new double[configs][o.repeat()];
+        long[] size = new long[configs];
+        progress.accept("time to ready, every mode and size in turn");
+        for (int round = -10; round < o.repeat(); round++) {
+            int k = 0;
+            for (dev.gmem.fault.UffdMode mode : o.modes()) {
+                for (Path snap : snaps) {
+                    long t0 = System.nanoTime();
+                    try (Snapshot s = Snapshot.open(snap)) {
+                        double openMs = (System.nanoTime() - t0) / 1e6;
+                        size[k] = s.size();
+                        try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode).withPrefetch(false))) {
+                            if (round >= 0) {
+                                open[k][round] = openMs;
+                                readyMs[k][round] = lazy.stats().readyMs();
+                            }
+                        }
+                    }
+                    k++;
+                }
+            }
+        }
+        List<Ready> ready = new ArrayList<>();
+        int k = 0;
+        for (dev.gmem.fault.UffdMode mode : o.modes()) {
+            for (int i = 0; i < snaps.size(); i++, k++) {
+                ready.add(new Ready(mode.label(), size[k], BenchSupport.round(BenchSupport.median(open[k])), BenchSupport.round(BenchSupport.median(readyMs[k]))));
+            }
+        }
+        return ready;
     }
 
     private static void image(Path raw, Path snap, long size, ImageSynth.Mix mix, int threads) throws IOException {
