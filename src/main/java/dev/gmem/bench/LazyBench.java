@@ -48,10 +48,11 @@ public final class LazyBench {
     public static Report run(Options o, Consumer<String> progress) throws IOException {
         Files.createDirectories(o.dir());
         int cpus = Runtime.getRuntime().availableProcessors();
-        Path dense = o.dir().resolve("gmem-lazy-dense.snap");
-        Path small = o.dir().resolve("gmem-lazy-sparse-small.snap");
-        Path large = o.dir().resolve("gmem-lazy-sparse-large.snap");
-        Path raw = o.dir().resolve("gmem-lazy.mem");
+        Path work = Files.createTempDirectory(o.dir(), "gmem-bench-lazy-"); // its own: two runs at once never share a file
+        Path dense = work.resolve("gmem-lazy-dense.snap");
+        Path small = work.resolve("gmem-lazy-sparse-small.snap");
+        Path large = work.resolve("gmem-lazy-sparse-large.snap");
+        Path raw = work.resolve("gmem-lazy.mem");
         try {
             progress.accept("synthesizing and packing the images");
             image(raw, dense, o.denseSize(), new ImageSynth.Mix(0, 0, 0), cpus);
@@ -115,7 +116,7 @@ public final class LazyBench {
             }
             return new Report(ready, faults, prefetch, stress);
         } finally {
-            for (Path p : List.of(dense, small, large, raw)) Files.deleteIfExists(p);
+            for (Path p : List.of(dense, small, large, raw, work)) Files.deleteIfExists(p);
         }
     }
 

@@ -45,11 +45,12 @@ public final class RestoreBench {
 
     public static Report run(Options o, Consumer<String> progress) throws IOException {
         Files.createDirectories(o.dir());
+        Path work = Files.createTempDirectory(o.dir(), "gmem-bench-restore-"); // its own: two runs at once never share a file
         int cpus = Runtime.getRuntime().availableProcessors();
-        Image small = image(o.dir(), "dense", o.size());
-        Image dense = image(o.dir(), "dense", o.proportionSize());
-        Image sparse = image(o.dir(), "sparse", o.proportionSize());
-        Path packOut = o.dir().resolve("gmem-bench-pack.snap");
+        Image small = image(work, "dense", o.size());
+        Image dense = image(work, "dense", o.proportionSize());
+        Image sparse = image(work, "sparse", o.proportionSize());
+        Path packOut = work.resolve("gmem-bench-pack.snap");
         List<Image> restores = o.size() == o.proportionSize() ? List.of(small, sparse) : List.of(small, dense, sparse);
         List<Path> files = new ArrayList<>(List.of(packOut));
         for (Image i : restores) files.addAll(List.of(i.raw(), i.snap()));
@@ -114,6 +115,7 @@ public final class RestoreBench {
             return new Report(o.dir().toString(), o.size(), o.proportionSize(), o.sparseData(), o.repeat(), results, ratio);
         } finally {
             for (Path p : files) Files.deleteIfExists(p);
+            Files.deleteIfExists(work);
         }
     }
 

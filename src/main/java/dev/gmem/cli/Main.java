@@ -25,6 +25,7 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
+        Signals.install();
         System.exit(commandLine().execute(args));
     }
 

@@ -57,8 +57,9 @@ public final class Demo {
 
     public static Report run(Options o, Steps steps) throws IOException {
         Files.createDirectories(o.dir());
-        Path raw = o.dir().resolve("gmem-demo.mem");
-        Path snap = o.dir().resolve("gmem-demo.snap");
+        Path work = Files.createTempDirectory(o.dir(), "gmem-demo-"); // its own: two demos at once never share a file
+        Path raw = work.resolve("gmem-demo.mem");
+        Path snap = work.resolve("gmem-demo.snap");
         int cpus = Runtime.getRuntime().availableProcessors();
         try {
             long t0 = System.nanoTime();
@@ -96,6 +97,7 @@ public final class Demo {
         } finally {
             Files.deleteIfExists(raw);
             Files.deleteIfExists(snap);
+            Files.deleteIfExists(work);
         }
     }
 

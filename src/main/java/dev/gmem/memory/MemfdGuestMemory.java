@@ -49,10 +49,18 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
      */
     public static MemfdGuestMemory createFile(java.nio.file.Path path, long size, long flags) throws IOException {
         checkCreation("file", size, flags);
-        Fd fd = Fd.open(path, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_CLOEXEC, 0600);
+        return overFile(Fd.open(path, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_NOFOLLOW | Linux.O_CLOEXEC, 0600), size, flags);
+    }
+
+    /**
+     * Guest memory in the new, empty regular file open at {@code fd} (on tmpfs or a disk file
+     * system), which this takes over: sized to {@code size} and closed with the guest memory.
+     */
+    public static MemfdGuestMemory overFile(Fd fd, long size, long flags) throws IOException {
         try {
+            checkCreation("file", size, flags);
             fd.truncate(size);
-        } catch (SyscallException e) {
+        } catch (IOException | RuntimeException e) {
             fd.closeQuietly();
             throw e;
         }

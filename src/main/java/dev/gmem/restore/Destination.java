@@ -1,5 +1,6 @@
 package dev.gmem.restore;
 
+import dev.gmem.util.OutputFile;
 import dev.gmem.kvm.GuestMemfdFlag;
 import dev.gmem.memory.GuestMemories;
 import dev.gmem.memory.GuestMemory;
@@ -12,28 +13,25 @@ import java.nio.file.Path;
 /**
  * Where a restore puts guest memory: a new anonymous guest memory file of a backend, or an
  * exported file at a path a VMM maps (a tmpfs file, as QEMU's memory-backend-file uses). An export
- * is filled under {@code PATH.partial} and renamed to PATH by {@link #commit} only once the restore
- * has succeeded; closing without a commit removes it, so a failed restore never leaves a file that
- * looks complete.
+ * is filled in an {@link OutputFile} beside PATH and appears as PATH by {@link #commit} only once
+ * the restore has succeeded; closing without a commit removes it, so a failed restore never leaves
+ * a file that looks complete, and never touches a file it did not create.
  */
 public final class Destination implements AutoCloseable {
     /** Guest memory files are shared from the start and mappable, as a restore needs. */
     public static final long FLAGS = GuestMemfdFlag.mask(GuestMemfdFlag.MMAP, GuestMemfdFlag.INIT_SHARED);
 
     private final GuestMemory memory;
-    private final Path export;
-    private final Path partial;
-    private boolean committed;
+    private final OutputFile export;
 
-    private Destination(GuestMemory memory, Path export, Path partial) {
+    private Destination(GuestMemory memory, OutputFile export) {
         this.memory = memory;
         this.export = export;
-        this.partial = partial;
     }
 
     public static Destination anonymous(GuestMemory.Backend backend, long size) throws IOException {
         checkState(size);
-        return new Destination(GuestMemories.create(backend, size, FLAGS), null, null);
+        return new Destination(GuestMemories.create(backend, size, FLAGS), null);
     }
 
     /**
@@ -41,18 +39,18 @@ public final class Destination implements AutoCloseable {
      * supports write() (tmpfs, or a disk file system; not hugetlbfs).
      */
     public static Destination export(Path path, long size) throws IOException {
-        Path abs = path.toAbsolutePath();
-        Path dir = abs.getParent();
-        if (dir == null || !Files.isDirectory(dir)) throw new IOException(path + ": the directory " + dir + " does not exist");
-        if (Files.exists(abs)) throw new IOException(path + ": already exists; gmem does not overwrite an export (remove it first)");
-        FileStore store = Files.getFileStore(dir);
-        if (store.type().equals("hugetlbfs")) {
+        checkState(size);
+        Path dir = path.toAbsolutePath().getParent();
+        if (dir != null && Files.isDirectory(dir) && Files.getFileStore(dir).type().equals("hugetlbfs")) {
             throw new IOException(path + ": is on hugetlbfs, whose files cannot be filled with write(); export to a tmpfs path such as /dev/shm");
         }
-        checkState(size);
-        Path partial = dev.gmem.snapshot.PartialFile.partialPath(abs);
-        Files.deleteIfExists(partial);
-        return new Destination(MemfdGuestMemory.createFile(partial, size, FLAGS), abs, partial);
+        OutputFile out = OutputFile.create(path, OutputFile.Mode.CREATE, 0600);
+        try {
+            return new Destination(MemfdGuestMemory.overFile(out.fd().dup(), size, FLAGS), out);
+        } catch (IOException | RuntimeException e) {
+            out.close();
+            throw e;
+        }
     }
 
     /**
@@ -75,14 +73,15 @@ public final class Destination implements AutoCloseable {
 
     /** The export's final path, or null for an anonymous file. */
     public Path exportPath() {
-        return export;
+        return export == null ? null : export.target();
     }
 
-    /** Makes an export visible under its name (atomically). Nothing to do for an anonymous file. */
+    /**
+     * Makes an export visible under its name, atomically, unless another writer created that name
+     * meanwhile (then this fails and theirs is left intact). Nothing to do for an anonymous file.
+     */
     public void commit() throws IOException {
-        if (export == null) return;
-        dev.gmem.snapshot.PartialFile.rename(partial, export, false);
-        committed = true;
+        if (export != null) export.commit();
     }
 
     @Override
@@ -90,7 +89,7 @@ public final class Destination implements AutoCloseable {
         try {
             memory.close();
         } finally {
-            if (export != null && !committed) Files.deleteIfExists(partial);
+            if (export != null) export.close();
         }
     }
 }

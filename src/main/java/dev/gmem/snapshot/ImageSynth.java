@@ -1,5 +1,6 @@
 package dev.gmem.snapshot;
 
+import dev.gmem.util.OutputFile;
 import dev.gmem.util.Parallel;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -60,7 +61,7 @@ public final class ImageSynth {
         int windowPages = SnapshotFormat.CHUNK_BYTES / (int) PAGE;
         long windows = (pages + windowPages - 1) / windowPages;
         AtomicLongArray counts = new AtomicLongArray(Kind.values().length);
-        try (PartialFile file = PartialFile.create(output); Arena arena = Arena.ofShared()) {
+        try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644); Arena arena = Arena.ofShared()) {
             file.fd().truncate(size);
             MemorySegment templates = arena.allocate(TEMPLATES * PAGE, PAGE);
             for (int t = 0; t < TEMPLATES; t++) fillText(templates.asSlice(t * PAGE, PAGE), new SplittableRandom(seed * 31 + t));

@@ -1,5 +1,6 @@
 package dev.gmem.snapshot;
 
+import dev.gmem.util.OutputFile;
 import dev.gmem.linux.Fd;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -13,7 +14,7 @@ import java.util.zip.CRC32C;
 /**
  * Writes gmem snapshots and raw memory files from any {@link PageSource}: pack (raw to snapshot,
  * or a snapshot again with another codec) and unpack (snapshot to a sparse raw file). Output goes
- * to a {@link PartialFile}: it appears under its name only when complete.
+ * to a {@link OutputFile}: it appears under its name only when complete.
  */
 public final class SnapshotWriter {
     private static final long ALIGN = 4096;
@@ -36,7 +37,7 @@ public final class SnapshotWriter {
         List<Chunk> out = new ArrayList<>(in.size());
         long window = 0;
         for (Region r : regions) window = Math.max(window, Math.max(1, SnapshotFormat.CHUNK_BYTES / r.pageSize()) * r.pageSize());
-        try (PartialFile file = PartialFile.create(output); Arena arena = Arena.ofConfined()) {
+        try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644, source.path()); Arena arena = Arena.ofConfined()) {
             Fd fd = file.fd();
             MemorySegment scratch = arena.allocate(Math.max(window, source.scratchBytes()), ALIGN);
             MemorySegment staging = arena.allocate(window, ALIGN);
@@ -109,7 +110,7 @@ public final class SnapshotWriter {
         List<Chunk> chunks = source.chunks();
         List<Region> regions = source.regions();
         long size = source.size();
-        try (PartialFile file = PartialFile.create(output); Arena arena = Arena.ofShared()) {
+        try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644, source.path()); Arena arena = Arena.ofShared()) {
             Fd fd = file.fd();
             fd.truncate(size);
             long scratchBytes = Math.max(1, source.scratchBytes());

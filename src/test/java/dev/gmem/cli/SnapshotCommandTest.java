@@ -94,9 +94,7 @@ class SnapshotCommandTest {
     @Test
     void badInputFailsWithOneClearLine() throws Exception {
         String raw = dir.resolve("raw.mem").toString();
-        assertThat(run("image", "synth", "--size", "2M", "-o", raw).exit()).isZero();
-        String snap = dir.resolve("s.snap").toString();
-        assertThat(run("snapshot", "pack", raw, "-o", snap).exit()).isZero();
+        String snap = packed(raw);
         byte[] b = Files.readAllBytes(Path.of(snap));
         b[4096 + 10] ^= 1; // the first chunk's data
         Files.write(Path.of(snap), b);
@@ -113,5 +111,42 @@ class SnapshotCommandTest {
         assertThat(run("restore", raw, "--backend", "kernel", "--export", dir.resolve("x").toString()).err()).contains("--export needs the memfd backend");
         assertThat(run("snapshot", "inspect", raw).err()).contains("not a gmem snapshot");
         assertThat(run("image", "synth", "--size", "1M", "--zero", "80%", "--hole", "30%", "-o", raw).err()).contains("more than 100%");
+    }
+
+    @Test
+    void outputsNeverGoThroughOrOverWhatGmemWasNotAskedToWrite() throws Exception {
+        String raw = dir.resolve("raw.mem").toString();
+        String snap = packed(raw);
+        byte[] before = Files.readAllBytes(Path.of(snap));
+
+        ProbeCommandTest.Run device = run("snapshot", "pack", raw, "-o", "/dev/null");
+        assertThat(device.exit()).isEqualTo(1);
+        assertThat(device.err()).contains("/dev/null: is not a regular file");
+        assertThat(Files.isRegularFile(Path.of("/dev/null"), java.nio.file.LinkOption.NOFOLLOW_LINKS)).isFalse();
+
+        ProbeCommandTest.Run self = run("snapshot", "unpack", snap, "-o", snap);
+        assertThat(self.exit()).isEqualTo(1);
+        assertThat(self.err()).contains("is also the input");
+        assertThat(Files.readAllBytes(Path.of(snap))).isEqualTo(before);
+
+        Path link = dir.resolve("planted");
+        Files.createSymbolicLink(link, Path.of(raw));
+        ProbeCommandTest.Run through = run("image", "synth", "--size", "1M", "-o", link.toString());
+        assertThat(through.exit()).isEqualTo(1);
+        assertThat(through.err()).contains("symbolic link");
+        assertThat(Files.size(Path.of(raw))).isEqualTo(2 << 20);
+
+        ProbeCommandTest.Run empty = run("restore", snap, "--export", "");
+        assertThat(empty.exit()).isEqualTo(1);
+        assertThat(empty.err()).contains("the output path is empty");
+        assertThat(dev.gmem.testing.Leaks.partials(dir)).isEmpty();
+    }
+
+    /** A 2 MiB synthetic image at {@code raw}, packed: the snapshot's path. */
+    String packed(String raw) {
+        assertThat(run("image", "synth", "--size", "2M", "-o", raw).exit()).isZero();
+        String snap = dir.resolve("s.snap").toString();
+        assertThat(run("snapshot", "pack", raw, "-o", snap).exit()).isZero();
+        return snap;
     }
 }

@@ -47,4 +47,11 @@ public final class Leaks {
             throw new UncheckedIOException(e);
         }
     }
+
+    /** Partial output files ({@code NAME.partial.PID.RANDOM}) in {@code dir}. */
+    public static java.util.List<java.nio.file.Path> partials(java.nio.file.Path dir) throws java.io.IOException {
+        try (var files = java.nio.file.Files.list(dir)) {
+            return files.filter(p -> p.getFileName().toString().contains(".partial.")).toList();
+        }
+    }
 }
