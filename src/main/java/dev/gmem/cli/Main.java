@@ -47,9 +47,25 @@ public final class Main implements Runnable {
 
     /** Failures print one line naming what failed, not a stack trace, and exit with the {@link ExitCode} of its type; GMEM_DEBUG=1 shows the trace. */
     static final class ErrorHandler implements CommandLine.IExecutionExceptionHandler {
+        /** The error as one line: a file system error without a reason gets the one its type says. */
+        static String message(Throwable e) {
+            if (e instanceof java.nio.file.FileSystemException f && f.getReason() == null) {
+                String why = switch (f) {
+                    case java.nio.file.NoSuchFileException x -> "no such file or directory";
+                    case java.nio.file.AccessDeniedException x -> "permission denied";
+                    case java.nio.file.FileAlreadyExistsException x -> "already exists";
+                    case java.nio.file.NotDirectoryException x -> "not a directory";
+                    case java.nio.file.DirectoryNotEmptyException x -> "directory not empty";
+                    default -> f.getClass().getSimpleName();
+                };
+                return f.getFile() + (f.getOtherFile() == null ? "" : " -> " + f.getOtherFile()) + ": " + why;
+            }
+            return e.getMessage() == null ? e.toString() : e.getMessage();
+        }
+
         @Override
         public int handleExecutionException(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
-            cl.getErr().println("gmem " + cl.getCommandName() + ": " + (e.getMessage() == null ? e.toString() : e.getMessage()));
+            cl.getErr().println("gmem " + cl.getCommandName() + ": " + message(e));
             if (System.getenv("GMEM_DEBUG") != null) e.printStackTrace(cl.getErr());
             return ExitCode.of(e).status;
         }

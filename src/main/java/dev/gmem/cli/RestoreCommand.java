@@ -47,6 +47,9 @@ final class RestoreCommand implements Callable<Integer> {
     @Option(names = "--regions", description = SnapshotCommand.REGIONS_HELP)
     String regions;
 
+    @Option(names = "--format", defaultValue = "auto", description = SnapshotCommand.FORMAT_HELP)
+    String format;
+
     @Option(names = "--strategy", description = "Force a population strategy (mapped-copy, populate-copy, write, thp-copy) instead of the chosen one.")
     String strategy;
 
@@ -110,7 +113,7 @@ final class RestoreCommand implements Callable<Integer> {
         EagerRestore.Outcome outcome;
         try (Progress line = new Progress(json);
                 PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(),
-                        new ByteProgress(line, "scan", Files.size(input)));
+                        new ByteProgress(line, "scan", SnapshotCommand.inputSize(input)), SnapshotCommand.format(spec.commandLine(), format));
                 Destination dst = export == null ? Destination.anonymous(b, source.size()) : Destination.export(export, source.size())) {
             outcome = EagerRestore.run(source, dst, new EagerRestore.Options(forced, threads, verify), checkGuest ? checkStride : 0, GUEST_TIMEOUT,
                     new ByteProgress(line, "restore", source.counts().dataBytes()), line);
@@ -150,7 +153,8 @@ final class RestoreCommand implements Callable<Integer> {
         try (Progress line = new Progress(json)) {
             line.accept("lazy restore of " + input + " (" + um.label() + " mode)");
             long t0 = System.nanoTime();
-            try (PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(), x -> {})) {
+            try (PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(), x -> {},
+                    SnapshotCommand.format(spec.commandLine(), format))) {
                 double openMs = (System.nanoTime() - t0) / 1e6;
                 r = new LazyRun(openMs, LazyRestore.run(source, b, options, checks));
             }

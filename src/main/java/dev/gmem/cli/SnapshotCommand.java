@@ -54,6 +54,23 @@ final class SnapshotCommand implements Runnable {
     static final String REGIONS_HELP = "Guest regions of a raw file, laid end to end in it: GPA:SIZE[:PAGESIZE],... (example:"
             + " 0:2G,0x100000000:1G). Default: one region at guest address 0 covering the file.";
 
+    static final String FORMAT_HELP = "How to read the input: auto (by content: a gmem snapshot, a damaged one, which is refused, or else raw), raw or"
+            + " snapshot. Default ${DEFAULT-VALUE}.";
+
+    static PageSources.Format format(CommandLine cl, String format) {
+        try {
+            return PageSources.Format.parse(format);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(cl, "--format: " + e.getMessage());
+        }
+    }
+
+    /** The input's size for a progress bar, after checking that it can be an input at all (with the reason if not). */
+    static long inputSize(Path input) throws IOException {
+        PageSources.checkInput(input);
+        return Files.size(input);
+    }
+
     @Command(name = "pack", mixinStandardHelpOptions = true, description = {
         "Pack a raw memory file (or repack a snapshot) into a gmem snapshot. Holes are found with SEEK_DATA/SEEK_HOLE,",
         "zero pages by reading; neither is stored. The output appears under its name only when complete."})
@@ -66,6 +83,9 @@ final class SnapshotCommand implements Runnable {
 
         @Option(names = "--regions", description = REGIONS_HELP)
         String regions;
+
+        @Option(names = "--format", defaultValue = "auto", description = FORMAT_HELP)
+        String format;
 
         @Option(names = "--compress", defaultValue = "none", description = "zstd, lz4 or none (default ${DEFAULT-VALUE}). A chunk that does not shrink is stored as it is.")
         String compress;
@@ -94,7 +114,8 @@ final class SnapshotCommand implements Runnable {
             long t0 = System.nanoTime();
             SnapshotWriter.PackResult r;
             try (Progress line = new Progress(json);
-                    PageSource source = PageSources.open(input, regions(spec.commandLine(), regions), threads(), new ByteProgress(line, "scan", Files.size(input)))) {
+                    PageSource source = PageSources.open(input, regions(spec.commandLine(), regions), threads(), new ByteProgress(line, "scan", inputSize(input)),
+                            format(spec.commandLine(), format))) {
                 checkOrder(source, order);
                 r = SnapshotWriter.pack(source, output, codec, order, new ByteProgress(line, "pack", source.size()));
             }
@@ -118,7 +139,13 @@ final class SnapshotCommand implements Runnable {
             long fileSize, double elapsedMs, double gibPerS) {}
 
     static long[] readAccessOrder(Path file) throws IOException {
-        List<String> lines = Files.readAllLines(file);
+        PageSources.checkInput(file);
+        List<String> lines;
+        try {
+            lines = Files.readAllLines(file);
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw new IOException(file + ": not text; an access order is one guest physical address per line (hex 0x... or decimal)");
+        }
         long[] out = new long[lines.size()];
         int n = 0;
         for (int i = 0; i < lines.size(); i++) {

@@ -21,6 +21,7 @@ public final class Posix {
     private static final MethodHandle UNAME = Native.downcall("uname", FunctionDescriptor.of(C_INT, C_POINTER));
     private static final MethodHandle MADVISE = Native.downcall("madvise",
             FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T, C_INT));
+    private static final MethodHandle ISATTY = Native.plainDowncall("isatty", FunctionDescriptor.of(C_INT, C_INT));
     private static final int UTSNAME_FIELD = 65;
 
     private static final long PAGE_SIZE = sysconf(Linux.SC_PAGESIZE);
@@ -223,5 +224,14 @@ public final class Posix {
      */
     public static void signalThread(int threadId, int signal) throws SyscallException {
         syscall("tgkill", Arch.current().tgkillSyscall(), processId(), threadId, signal);
+    }
+
+    /** Whether descriptor {@code fd} of this process (0, 1, 2: the standard streams) is a terminal. */
+    public static boolean isTerminal(int fd) {
+        try {
+            return (int) ISATTY.invokeExact(fd) == 1;
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
     }
 }

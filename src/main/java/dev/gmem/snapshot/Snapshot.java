@@ -37,9 +37,7 @@ public final class Snapshot implements PageSource {
 
     /** Opens and validates {@code path}; nothing of its data is trusted until {@link #verify} (or a per-chunk {@link #verifyChunk}). */
     public static Snapshot open(Path path) throws IOException {
-        if (!Files.isRegularFile(path)) {
-            throw new SnapshotFormatException(path, Files.exists(path) ? "not a regular file" : "no such file");
-        }
+        PageSources.checkInput(path);
         Fd fd = Fd.open(path, Linux.O_RDONLY | Linux.O_CLOEXEC, 0);
         Mapping mapping = null;
         try {

@@ -16,18 +16,11 @@ class RestoreCommandTest {
     @TempDir
     Path dir;
 
-    String snapshot() {
-        String raw = dir.resolve("raw.mem").toString();
-        assertThat(run("image", "synth", "--size", "8M", "-o", raw).exit()).isZero();
-        String snap = dir.resolve("s.snap").toString();
-        assertThat(run("snapshot", "pack", raw, "-o", snap).exit()).isZero();
-        return snap;
-    }
 
     @Test
     void aLazyRestoreWithVerifyReadsEveryPageAndReportsAsJson() throws Exception {
         Host.assumeUserfaultfd();
-        ProbeCommandTest.Run r = run("restore", snapshot(), "--mode", "lazy", "--verify", "--json");
+        ProbeCommandTest.Run r = run("restore", CliFixtures.packed(dir, "8M"), "--mode", "lazy", "--verify", "--json");
         assertThat(r.exit()).as(r.err()).isZero();
         JsonNode j = tools.jackson.databind.json.JsonMapper.builder().build().readTree(r.out());
         assertThat(j.get("open_ms").asDouble()).isPositive();
@@ -39,7 +32,7 @@ class RestoreCommandTest {
     @Test
     void aCorruptChunkMakesALazyVerifyExitWithBadInputNeverAHang() throws Exception {
         Host.assumeUserfaultfd();
-        String snap = snapshot();
+        String snap = CliFixtures.packed(dir, "8M");
         byte[] b = Files.readAllBytes(Path.of(snap));
         b[4096 + 10] ^= 1; // the first chunk's data
         Files.write(Path.of(snap), b);
@@ -59,7 +52,7 @@ class RestoreCommandTest {
         Host.assumeGuestMemfd();
         var g = HostProbe.host().guestMemfd().userfaultfd();
         org.junit.jupiter.api.Assumptions.assumeFalse(g.available(), "this kernel registers userfaultfd on guest_memfd: nothing to refuse");
-        ProbeCommandTest.Run r = run("restore", snapshot(), "--mode", "lazy", "--backend", "kernel");
+        ProbeCommandTest.Run r = run("restore", CliFixtures.packed(dir, "8M"), "--mode", "lazy", "--backend", "kernel");
         assertThat(r.exit()).isEqualTo(ExitCode.UNSUPPORTED.status);
         assertThat(r.err()).contains(g.reason());
     }

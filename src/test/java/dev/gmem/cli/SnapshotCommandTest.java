@@ -94,7 +94,7 @@ class SnapshotCommandTest {
     @Test
     void badInputFailsWithOneClearLine() throws Exception {
         String raw = dir.resolve("raw.mem").toString();
-        String snap = packed(raw);
+        String snap = CliFixtures.packed(dir, "2M");
         byte[] b = Files.readAllBytes(Path.of(snap));
         b[4096 + 10] ^= 1; // the first chunk's data
         Files.write(Path.of(snap), b);
@@ -116,7 +116,7 @@ class SnapshotCommandTest {
     @Test
     void outputsNeverGoThroughOrOverWhatGmemWasNotAskedToWrite() throws Exception {
         String raw = dir.resolve("raw.mem").toString();
-        String snap = packed(raw);
+        String snap = CliFixtures.packed(dir, "2M");
         byte[] before = Files.readAllBytes(Path.of(snap));
 
         ProbeCommandTest.Run device = run("snapshot", "pack", raw, "-o", "/dev/null");
@@ -142,11 +142,4 @@ class SnapshotCommandTest {
         assertThat(dev.gmem.testing.Leaks.partials(dir)).isEmpty();
     }
 
-    /** A 2 MiB synthetic image at {@code raw}, packed: the snapshot's path. */
-    String packed(String raw) {
-        assertThat(run("image", "synth", "--size", "2M", "-o", raw).exit()).isZero();
-        String snap = dir.resolve("s.snap").toString();
-        assertThat(run("snapshot", "pack", raw, "-o", snap).exit()).isZero();
-        return snap;
-    }
 }

@@ -228,7 +228,7 @@ class SnapshotCorruptionTest {
         assertThatThrownBy(() -> PageSources.open(dir.resolve("good.snap"), Region.parse("0:4M", 4096), 1, b -> {}))
                 .hasMessageContaining("records its own regions");
         assertThatThrownBy(() -> Snapshot.open(dir.resolve("missing"))).hasMessageContaining("no such file");
-        assertThatThrownBy(() -> Snapshot.open(dir)).hasMessageContaining("not a regular file");
+        assertThatThrownBy(() -> Snapshot.open(dir)).hasMessageContaining("is a directory");
     }
 
     @Test
