@@ -212,6 +212,18 @@ public final class Fd implements AutoCloseable {
         }
     }
 
+    /** pread(2) until {@code dst} is full or the end of the file; returns the bytes read (fewer only at the end of the file). */
+    public long preadFully(MemorySegment dst, long offset) throws SyscallException {
+        long done = 0;
+        long size = dst.byteSize();
+        while (done < size) {
+            long n = pread(dst.asSlice(done), offset + done);
+            if (n == 0) break;
+            done += n;
+        }
+        return done;
+    }
+
     /** pwrite(2) from {@code src} at {@code offset}; returns the bytes written, which may be fewer. */
     public long pwrite(MemorySegment src, long offset) throws SyscallException {
         int fd = number();

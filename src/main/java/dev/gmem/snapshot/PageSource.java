@@ -39,9 +39,9 @@ public interface PageSource extends AutoCloseable {
     long scratchBytes();
 
     /**
-     * The data of chunk {@code index}, decoded into {@code scratch} if it must be (at least
-     * {@link #scratchBytes()}, native). The result is valid until {@code scratch} is reused or this
-     * source is closed.
+     * The data of chunk {@code index}, read (with pread: a source truncated meanwhile gives a
+     * {@link SourceChangedException}, never a SIGBUS) and decoded into {@code scratch}, at least
+     * {@link #scratchBytes()}, native. The result is valid until {@code scratch} is reused.
      *
      * @throws SnapshotFormatException if the chunk's data cannot be decoded to its raw length
      */
@@ -57,6 +57,12 @@ public interface PageSource extends AutoCloseable {
 
     /** Checks one chunk's stored data against its checksum (nothing to check for a raw file). */
     default void verifyChunk(int index) throws IOException {}
+
+    /** {@link #read} of a chunk whose checksum is checked first, reading it only once where the source can. */
+    default ChunkData readVerified(int index, MemorySegment scratch) throws IOException {
+        verifyChunk(index);
+        return read(index, scratch);
+    }
 
     @Override
     void close() throws IOException;

@@ -3,13 +3,11 @@ package dev.gmem.snapshot;
 import dev.gmem.linux.Errno;
 import dev.gmem.linux.Fd;
 import dev.gmem.linux.Linux;
-import dev.gmem.linux.Mapping;
 import dev.gmem.linux.SyscallException;
 import dev.gmem.util.Parallel;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -20,20 +18,19 @@ import java.util.function.LongConsumer;
  * A raw VMM memory file: regions laid end to end, no header, holes where memory was never written
  * (Firecracker's memory snapshot, QEMU's file-backed RAM). Opening it finds the holes with
  * SEEK_DATA/SEEK_HOLE, then reads the data once to tell zero pages from data pages, so that a
- * restore or a pack touches only data. The file is mapped read-only and shared; it must not be
- * truncated while open.
+ * restore or a pack touches only data. It is read with pread into gmem's own buffers, never
+ * through a mapping: a file truncated under gmem gives a {@link SourceChangedException}, never a
+ * SIGBUS in the JVM.
  */
 public final class RawImage implements PageSource {
     private final Path path;
     private final Fd fd;
-    private final Mapping mapping;
     private final List<Region> regions;
     private final List<Chunk> chunks;
 
-    private RawImage(Path path, Fd fd, Mapping mapping, List<Region> regions, List<Chunk> chunks) {
+    private RawImage(Path path, Fd fd, List<Region> regions, List<Chunk> chunks) {
         this.path = path;
         this.fd = fd;
-        this.mapping = mapping;
         this.regions = regions;
         this.chunks = chunks;
     }
@@ -45,9 +42,8 @@ public final class RawImage implements PageSource {
      * @throws SnapshotFormatException when the file's size is not the regions' total
      */
     public static RawImage open(Path path, List<Region> regions, int threads, LongConsumer progress) throws IOException {
-        if (!Files.isRegularFile(path)) throw new SnapshotFormatException(path, Files.exists(path) ? "not a regular file" : "no such file");
+        PageSources.checkInput(path);
         Fd fd = Fd.open(path, Linux.O_RDONLY | Linux.O_CLOEXEC, 0);
-        Mapping mapping = null;
         try {
             long size = fd.lseek(0, Linux.SEEK_END);
             if (regions == null) {
@@ -60,12 +56,10 @@ public final class RawImage implements PageSource {
             if (size != expected) {
                 throw new SnapshotFormatException(path, "raw memory file is " + size + " bytes, but its regions add up to " + expected + " bytes");
             }
-            mapping = Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED);
             long[] extents = dataExtents(fd, size);
-            List<Chunk> chunks = scan(mapping.segment(), regions, extents, threads, progress);
-            return new RawImage(path, fd, mapping, regions, chunks);
+            List<Chunk> chunks = scan(path, fd, regions, extents, threads, progress);
+            return new RawImage(path, fd, regions, chunks);
         } catch (Throwable e) {
-            if (mapping != null) mapping.close();
             fd.closeQuietly();
             throw e;
         }
@@ -93,7 +87,8 @@ public final class RawImage implements PageSource {
         return Arrays.copyOf(out, n);
     }
 
-    private static List<Chunk> scan(MemorySegment file, List<Region> regions, long[] extents, int threads, LongConsumer progress) throws IOException {
+    /** Classifies every page, reading the windows that hold data with pread (a file truncated meanwhile gives a short read, never a SIGBUS). */
+    private static List<Chunk> scan(Path path, Fd file, List<Region> regions, long[] extents, int threads, LongConsumer progress) throws IOException {
         List<long[]> windows = new ArrayList<>(); // {region, firstPage, pages}
         for (int r = 0; r < regions.size(); r++) {
             Region reg = regions.get(r);
@@ -101,9 +96,11 @@ public final class RawImage implements PageSource {
             for (long p = 0; p < reg.pages(); p += w) windows.add(new long[] {r, p, Math.min(w, reg.pages() - p)});
         }
         long maxPage = regions.stream().mapToLong(Region::pageSize).max().orElseThrow();
+        long windowBytes = windowBytes(regions);
         Chunk[] out = new Chunk[windows.size()];
         try (Arena arena = Arena.ofShared()) {
             MemorySegment zeros = arena.allocate(maxPage, 4096);
+            ThreadLocal<MemorySegment> buffers = ThreadLocal.withInitial(() -> arena.allocate(windowBytes, 4096));
             Parallel.forEach(threads, "gmem-scan", windows.size(), i -> {
                 long[] w = windows.get(i);
                 Region reg = regions.get((int) w[0]);
@@ -115,12 +112,14 @@ public final class RawImage implements PageSource {
                 int dataPages = 0;
                 boolean any = false;
                 int k = firstExtentEndingAfter(extents, start);
+                MemorySegment window = null;
                 for (int p = 0; p < pages; p++) {
                     long at = start + p * ps;
                     while (k < extents.length && extents[k + 1] <= at) k += 2;
                     if (k >= extents.length || extents[k] >= at + ps) continue; // the whole page is a hole
                     any = true;
-                    if (MemorySegment.mismatch(file, at, at + ps, zeros, 0, ps) == -1) {
+                    if (window == null) window = readFully(path, file, buffers.get().asSlice(0, pages * ps), start);
+                    if (MemorySegment.mismatch(window, p * ps, (p + 1) * ps, zeros, 0, ps) == -1) {
                         Chunk.set(zero, p);
                     } else {
                         Chunk.set(data, p);
@@ -176,17 +175,36 @@ public final class RawImage implements PageSource {
         return new long[0];
     }
 
+    /** One window, in place. */
     @Override
     public long scratchBytes() {
-        return 0;
+        return windowBytes(regions);
     }
 
+    private static long windowBytes(List<Region> regions) {
+        long max = 0;
+        for (Region r : regions) max = Math.max(max, Math.max(1, SnapshotFormat.CHUNK_BYTES / r.pageSize()) * r.pageSize());
+        return max;
+    }
+
+    /** The chunk's data pages read into {@code scratch} in place (holes and zero pages are not read). */
     @Override
-    public ChunkData read(int index, MemorySegment scratch) {
+    public ChunkData read(int index, MemorySegment scratch) throws IOException {
         Chunk c = chunks.get(index);
         Region r = regions.get(c.region());
-        long start = r.fileOffset() + c.firstPage() * r.pageSize();
-        return new ChunkData(c, mapping.segment().asSlice(start, c.pages() * r.pageSize()), false, r.pageSize());
+        long ps = r.pageSize();
+        long start = r.fileOffset() + c.firstPage() * ps;
+        MemorySegment window = scratch.asSlice(0, c.pages() * ps);
+        c.forEachDataRun((first, n) -> readFully(path, fd, window.asSlice(first * ps, n * ps), start + first * ps));
+        return new ChunkData(c, window, false, ps);
+    }
+
+    private static MemorySegment readFully(Path path, Fd fd, MemorySegment into, long offset) throws IOException {
+        long n = fd.preadFully(into, offset);
+        if (n != into.byteSize()) {
+            throw new SourceChangedException(path, "bytes " + offset + " to " + (offset + into.byteSize()) + " were validated, but the file now ends at " + (offset + n));
+        }
+        return into;
     }
 
     /** A raw file carries no checksums. */
@@ -195,7 +213,6 @@ public final class RawImage implements PageSource {
 
     @Override
     public void close() throws IOException {
-        mapping.close();
         fd.close();
     }
 }

@@ -2,13 +2,11 @@ package dev.gmem.snapshot;
 
 import dev.gmem.linux.Fd;
 import dev.gmem.linux.Linux;
-import dev.gmem.linux.Mapping;
 import dev.gmem.util.Parallel;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.ByteBuffer;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.function.LongConsumer;
@@ -17,43 +15,57 @@ import java.util.zip.CRC32C;
 /**
  * A gmem snapshot file, open for reading. {@link #open} checks the header and the whole manifest
  * (see {@link SnapshotFormat}); {@link #verify} checks every chunk's data against its CRC32C.
- * The file is mapped read-only and shared; it must not be truncated while open (the packer never
+ * Its data is read with pread into gmem's own buffers, never through a mapping: a file truncated
+ * under gmem gives a short read, reported as a {@link SourceChangedException}, rather than a SIGBUS
+ * in the JVM (the packer never
  * rewrites a snapshot in place: it writes a new file and renames it).
  */
 public final class Snapshot implements PageSource {
     private final Path path;
     private final Fd fd;
-    private final Mapping mapping;
     private final Manifest manifest;
     private final long fileSize;
+    /** The largest stored chunk, rounded up to a page: the staging part of a scratch buffer. */
+    private final long maxStored;
+    /** Each thread's buffer for checking a chunk's checksum; freed with the thread. */
+    private final ThreadLocal<MemorySegment> checkBuffers;
 
-    private Snapshot(Path path, Fd fd, Mapping mapping, Manifest manifest, long fileSize) {
+    private Snapshot(Path path, Fd fd, Manifest manifest, long fileSize) {
         this.path = path;
         this.fd = fd;
-        this.mapping = mapping;
         this.manifest = manifest;
         this.fileSize = fileSize;
+        long max = 0;
+        for (Chunk c : manifest.chunks()) max = Math.max(max, c.storedLength());
+        this.maxStored = (max + 4095) / 4096 * 4096;
+        this.checkBuffers = ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(Math.max(4096, maxStored), 4096));
     }
 
     /** Opens and validates {@code path}; nothing of its data is trusted until {@link #verify} (or a per-chunk {@link #verifyChunk}). */
     public static Snapshot open(Path path) throws IOException {
         PageSources.checkInput(path);
         Fd fd = Fd.open(path, Linux.O_RDONLY | Linux.O_CLOEXEC, 0);
-        Mapping mapping = null;
-        try {
+        try (Arena arena = Arena.ofConfined()) {
             long size = fd.lseek(0, Linux.SEEK_END);
             if (size < SnapshotFormat.HEADER_SIZE) {
                 throw new SnapshotFormatException(path, "truncated: " + size + " bytes, shorter than the " + SnapshotFormat.HEADER_SIZE + "-byte snapshot header");
             }
-            mapping = Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED);
-            MemorySegment file = mapping.segment();
-            SnapshotFormat.Header h = SnapshotFormat.decodeHeader(path, file.asSlice(0, SnapshotFormat.HEADER_SIZE).asByteBuffer(), size);
+            MemorySegment header = arena.allocate(SnapshotFormat.HEADER_SIZE, 8);
+            if (fd.preadFully(header, 0) != header.byteSize()) throw new SourceChangedException(path, "its header could not be read whole");
+            SnapshotFormat.Header h = SnapshotFormat.decodeHeader(path, header.asByteBuffer(), size);
             if (h.manifestLength() > Integer.MAX_VALUE - 8) throw new SnapshotFormatException(path, "manifest of " + h.manifestLength() + " bytes is larger than gmem reads (2 GiB)");
-            ByteBuffer m = file.asSlice(h.manifestOffset(), h.manifestLength()).asByteBuffer();
+            ByteBuffer m = ByteBuffer.allocate((int) h.manifestLength());
+            MemorySegment bounce = arena.allocate(Math.min(1 << 20, Math.max(1, h.manifestLength())), 8);
+            for (long at = 0; at < h.manifestLength(); at += bounce.byteSize()) {
+                MemorySegment piece = bounce.asSlice(0, Math.min(bounce.byteSize(), h.manifestLength() - at));
+                if (fd.preadFully(piece, h.manifestOffset() + at) != piece.byteSize()) {
+                    throw new SourceChangedException(path, "its manifest at offset " + h.manifestOffset() + " could not be read whole");
+                }
+                MemorySegment.copy(piece, 0, MemorySegment.ofBuffer(m), at, piece.byteSize());
+            }
             Manifest manifest = SnapshotFormat.decodeManifest(path, m, h.manifestOffset(), h.manifestCrc());
-            return new Snapshot(path, fd, mapping, manifest, size);
+            return new Snapshot(path, fd, manifest, size);
         } catch (Throwable e) {
-            if (mapping != null) mapping.close();
             fd.closeQuietly();
             throw e;
         }
@@ -92,27 +104,55 @@ public final class Snapshot implements PageSource {
         return manifest.accessOrder().clone();
     }
 
+    /** A window's raw bytes (where a compressed chunk decodes) and, after them, the staging area its stored bytes are read into. */
     @Override
     public long scratchBytes() {
-        long max = 0;
-        for (Region r : manifest.regions()) max = Math.max(max, manifest.windowPages(r.pageSize()) * r.pageSize());
-        return max;
+        return rawBytes() + maxStored;
     }
 
-    /** The stored bytes of chunk {@code index}, in the file mapping. */
-    public MemorySegment stored(int index) {
+    private long rawBytes() {
+        long max = 0;
+        for (Region r : manifest.regions()) max = Math.max(max, manifest.windowPages(r.pageSize()) * r.pageSize());
+        return (max + 4095) / 4096 * 4096;
+    }
+
+    /** Reads the stored bytes of chunk {@code index} into the start of {@code into}. */
+    private MemorySegment readStored(int index, MemorySegment into) throws IOException {
         Chunk c = manifest.chunks().get(index);
-        return mapping.segment().asSlice(c.offset(), c.storedLength());
+        MemorySegment dst = into.asSlice(0, c.storedLength());
+        long n = fd.preadFully(dst, c.offset());
+        if (n != c.storedLength()) {
+            throw new SourceChangedException(path, where(index) + " ends at offset " + (c.offset() + c.storedLength()) + ", but the file now ends at "
+                    + (c.offset() + n));
+        }
+        return dst;
     }
 
     @Override
     public ChunkData read(int index, MemorySegment scratch) throws IOException {
+        return read(index, scratch, false);
+    }
+
+    /** Reads chunk {@code index} once, checking its stored bytes against the checksum before decoding them. */
+    @Override
+    public ChunkData readVerified(int index, MemorySegment scratch) throws IOException {
+        return read(index, scratch, true);
+    }
+
+    private ChunkData read(int index, MemorySegment scratch, boolean verify) throws IOException {
         Chunk c = manifest.chunks().get(index);
         long pageSize = manifest.regions().get(c.region()).pageSize();
-        if (c.dataPages() == 0 || c.codec() == Codec.NONE) return new ChunkData(c, stored(index), true, pageSize);
+        if (c.storedLength() == 0) return new ChunkData(c, scratch.asSlice(0, 0), true, pageSize);
+        if (c.codec() == Codec.NONE) {
+            MemorySegment stored = readStored(index, scratch);
+            if (verify) check(index, stored);
+            return new ChunkData(c, stored, true, pageSize);
+        }
+        MemorySegment stored = readStored(index, scratch.asSlice(rawBytes()));
+        if (verify) check(index, stored);
         MemorySegment target = scratch.asSlice(0, c.rawLength());
         try {
-            c.codec().decompress(stored(index), target);
+            c.codec().decompress(stored, target);
         } catch (IllegalArgumentException e) {
             throw new SnapshotFormatException(path, where(index) + ": " + e.getMessage());
         }
@@ -121,11 +161,16 @@ public final class Snapshot implements PageSource {
 
     /** Checks chunk {@code index}'s stored bytes against its CRC32C. */
     @Override
-    public void verifyChunk(int index) throws SnapshotFormatException {
+    public void verifyChunk(int index) throws IOException {
         Chunk c = manifest.chunks().get(index);
         if (c.storedLength() == 0) return;
+        check(index, readStored(index, checkBuffers.get()));
+    }
+
+    private void check(int index, MemorySegment stored) throws ChunkChecksumException {
+        Chunk c = manifest.chunks().get(index);
         CRC32C crc = new CRC32C();
-        crc.update(stored(index).asByteBuffer());
+        crc.update(stored.asByteBuffer());
         int actual = (int) crc.getValue();
         if (actual != c.crc32c()) {
             Region r = manifest.regions().get(c.region());
@@ -151,9 +196,9 @@ public final class Snapshot implements PageSource {
         try (Arena arena = Arena.ofShared()) {
             ThreadLocal<MemorySegment> scratch = ThreadLocal.withInitial(() -> arena.allocate(scratchBytes, 4096));
             Parallel.forEach(threads, "gmem-verify", manifest.chunks().size(), i -> {
-                verifyChunk(i);
                 Chunk c = manifest.chunks().get(i);
-                if (c.codec() != Codec.NONE) read(i, scratch.get());
+                if (c.codec() != Codec.NONE) readVerified(i, scratch.get());
+                else verifyChunk(i);
                 progress.accept(c.storedLength());
             });
         }
@@ -169,7 +214,6 @@ public final class Snapshot implements PageSource {
 
     @Override
     public void close() throws IOException {
-        mapping.close();
         fd.close();
     }
 }

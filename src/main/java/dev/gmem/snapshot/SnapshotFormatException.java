@@ -9,7 +9,7 @@ import java.nio.file.Path;
  * offset) and what was expected; nothing has been written to guest memory when it is thrown by a
  * reader's validation.
  */
-public sealed class SnapshotFormatException extends IOException permits ChunkChecksumException {
+public sealed class SnapshotFormatException extends IOException permits ChunkChecksumException, SourceChangedException {
     private final Path file;
 
     public SnapshotFormatException(Path file, String problem) {
