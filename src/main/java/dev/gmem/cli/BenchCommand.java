@@ -130,7 +130,7 @@ final class BenchCommand implements Runnable {
                 "backend. A restore is timed end to end (open and validate, create the file, every checksum, population);",
                 "each is checked page by page outside the timing. The page cache is warm.",
                 "",
-                "Targets: dense restore >= 2.5 GiB/s; the sparse restore in <= 15% of the dense one's time; pack >= 1.5 GiB/s."
+                "Targets: dense restore >= 2.5 GiB/s; the sparse restore in <= 15%% of the dense one's time; pack >= 1.5 GiB/s."
             })
     static final class Restore implements Callable<Integer> {
         @Option(names = "--size", defaultValue = "512M", converter = Sizes.class, description = "The dense image for speed (default ${DEFAULT-VALUE}).")
@@ -202,7 +202,7 @@ final class BenchCommand implements Runnable {
             mixinStandardHelpOptions = true,
             description = {
                 "Lazy restore on this host, each figure against its target, for each userfaultfd mode:",
-                "  time to ready   a small and a large sparse guest (5% data), warm JVM, median of --repeat starts (target <= 2 ms, alike)",
+                "  time to ready   a small and a large sparse guest (5%% data), warm JVM, median of --repeat starts (target <= 2 ms, alike)",
                 "  fault service   4 KiB pages from a warm dense snapshot, no prefetch, one reader in random order (target p50 <= 15 us, p99 <= 60 us)",
                 "  prefetch        background population alone into a dense guest (target >= 2 GiB/s of data)",
                 "  random access   two readers check every byte while the prefetch runs, --runs times (target: zero wrong bytes)"

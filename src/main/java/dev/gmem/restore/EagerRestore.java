@@ -71,9 +71,15 @@ public final class EagerRestore {
                 Chunk c = chunks.get(i);
                 if (c.dataPages() == 0) return;
                 Region r = regions.get(c.region());
-                ChunkData data = source.read(i, scratch.get());
+                // in place where it can be (the filler's pwrite or Java copy reads it, never native code), else decoded
+                ChunkData inPlace = source.readInPlace(i);
+                ChunkData data = inPlace != null ? inPlace : source.read(i, scratch.get());
                 long base = r.fileOffset() + c.firstPage() * r.pageSize();
-                c.forEachDataRun((first, n) -> filler.fill(base + first * r.pageSize(), data.run(first, n)));
+                try {
+                    c.forEachDataRun((first, n) -> filler.fill(base + first * r.pageSize(), data.run(first, n)));
+                } catch (InternalError | dev.gmem.linux.SyscallException e) {
+                    throw explain(source, base, e);
+                }
                 progress.accept(c.rawLength());
             });
         }
@@ -90,6 +96,18 @@ public final class EagerRestore {
         return new Report(source.path().toString(), source.format(), memory.backend().label(), strategy.label(), threads, reason, source.size(),
                 counts.dataBytes(), new Pages(counts.dataPages(), counts.zeroPages(), counts.holePages()), ms(checked - start),
                 ms(populated - checked), elapsed, counts.dataBytes() / GIB / (elapsed / 1000.0), verifyMs, verified);
+    }
+
+    /**
+     * What a failed copy of a chunk at guest memory offset {@code offset} means: the source changed
+     * under the restore (a truncated file faults in a copy or gives EFAULT in a write), or else the
+     * guest memory could not take the pages (a Java copy into a shared mapping faults when tmpfs or
+     * the memory cgroup has no room).
+     */
+    static IOException explain(PageSource source, long offset, Throwable e) throws IOException {
+        source.checkUnchanged();
+        if (e instanceof IOException io) return io;
+        return new RestoreFailedException("guest memory could not be written at offset " + offset + " (no memory or space left for its file?)", e);
     }
 
     /** A finished eager restore and its guest check (null where none was asked for). */

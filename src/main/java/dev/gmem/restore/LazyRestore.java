@@ -148,6 +148,12 @@ public final class LazyRestore implements AutoCloseable {
 
     private RestoreFailedException failed(FaultEngineFailedException e) {
         Throwable cause = e.getCause() == null ? e : e.getCause();
+        try {
+            source.checkUnchanged(); // a truncated source makes a COPY or write() from it fail with EFAULT: say why
+        } catch (IOException changed) {
+            changed.addSuppressed(cause);
+            cause = changed;
+        }
         return new RestoreFailedException("lazy restore of " + source.path() + " failed: " + cause.getMessage(), cause);
     }
 

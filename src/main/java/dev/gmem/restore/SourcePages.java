@@ -3,6 +3,7 @@ package dev.gmem.restore;
 import dev.gmem.fault.PageProvider;
 import dev.gmem.snapshot.Chunk;
 import dev.gmem.snapshot.ChunkData;
+import java.lang.foreign.MemorySegment;
 import dev.gmem.snapshot.ChunkReader;
 import dev.gmem.snapshot.PageIndex;
 import dev.gmem.snapshot.PageKind;
@@ -15,9 +16,11 @@ import java.util.concurrent.atomic.AtomicLongArray;
 
 /**
  * A local {@link PageSource} (a gmem snapshot or a raw memory file) as a fault engine's page
- * provider: source offsets are the source's file offsets (regions laid end to end). A fetch
- * decodes only the chunk it needs, into its fetcher's buffer, and checks that chunk's checksum on
- * its first use by any fetcher; it completes before {@code fetch} returns. Does not own the source.
+ * provider: source offsets are the source's file offsets (regions laid end to end). The first
+ * fetch from a chunk reads it whole into the fetcher's buffer and checks its checksum; later ones
+ * hand the engine the pages in place (for its UFFDIO_COPY and write(), system calls that fail with
+ * EFAULT rather than fault if the file was truncated), or decode a compressed chunk once. A fetch
+ * completes before {@code fetch} returns. Does not own the source.
  */
 public final class SourcePages implements PageProvider {
     private final PageSource source;
@@ -124,11 +127,12 @@ public final class SourcePages implements PageProvider {
     @Override
     public void close() {}
 
-    private void verifyOnce(int chunk) throws IOException {
-        long bit = 1L << (chunk & 63);
-        if ((verified.get(chunk >>> 6) & bit) != 0) return;
-        source.verifyChunk(chunk);
-        verified.getAndAccumulate(chunk >>> 6, bit, (a, b) -> a | b);
+    private boolean isVerified(int chunk) {
+        return (verified.get(chunk >>> 6) & (1L << (chunk & 63))) != 0;
+    }
+
+    private void markVerified(int chunk) {
+        verified.getAndAccumulate(chunk >>> 6, 1L << (chunk & 63), (a, b) -> a | b);
     }
 
     private final class LocalFetcher implements Fetcher {
@@ -138,9 +142,16 @@ public final class SourcePages implements PageProvider {
         public void fetch(long offset, int pages, long token, Delivery to) throws IOException {
             PageIndex.Location at = index.atFileOffset(offset);
             if (at == null || at.kind() != PageKind.DATA) throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
-            verifyOnce(at.index());
-            ChunkData data = reader.chunk(at.index());
-            to.deliver(token, offset, data.run(at.page(), pages));
+            int chunk = at.index();
+            MemorySegment bytes;
+            if (!isVerified(chunk)) {
+                bytes = reader.chunkVerified(chunk).run(at.page(), pages); // the whole chunk, read once and checked
+                markVerified(chunk);
+            } else {
+                ChunkData inPlace = source.readInPlace(chunk); // for the engine's COPY and write(): system calls only
+                bytes = inPlace != null ? inPlace.run(at.page(), pages) : reader.run(chunk, at.page(), pages);
+            }
+            to.deliver(token, offset, bytes);
         }
 
         @Override

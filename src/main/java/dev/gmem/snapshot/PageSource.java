@@ -58,6 +58,30 @@ public interface PageSource extends AutoCloseable {
     /** Checks one chunk's stored data against its checksum (nothing to check for a raw file). */
     default void verifyChunk(int index) throws IOException {}
 
+    /**
+     * The bytes of {@code pages} data pages of chunk {@code index} from window page
+     * {@code firstPage}, in gmem's buffer {@code scratch} (at least {@link #scratchBytes()}): only
+     * those pages are read where the chunk is not compressed. Safe for any use.
+     */
+    default MemorySegment readRun(int index, int firstPage, int pages, MemorySegment scratch) throws IOException {
+        return read(index, scratch).run(firstPage, pages);
+    }
+
+    /**
+     * The chunk's data straight from the file's read-only mapping, without a copy, where the source
+     * has one and the chunk is stored uncompressed; null otherwise. <b>Only for system calls</b>
+     * (pwrite, UFFDIO_COPY), which fail with EFAULT if the file was truncated, and for Java copies
+     * ({@code MemorySegment.copy}), which then throw InternalError: a caller that meets either asks
+     * {@link #checkUnchanged}. Never hand these bytes to native code or to a checksum: a truncated
+     * file would take the JVM down with SIGBUS there.
+     */
+    default ChunkData readInPlace(int index) {
+        return null;
+    }
+
+    /** Fails with a {@link SourceChangedException} if the file's size is not what it was on opening. */
+    default void checkUnchanged() throws IOException {}
+
     /** {@link #read} of a chunk whose checksum is checked first, reading it only once where the source can. */
     default ChunkData readVerified(int index, MemorySegment scratch) throws IOException {
         verifyChunk(index);

@@ -3,6 +3,7 @@ package dev.gmem.snapshot;
 import dev.gmem.linux.Errno;
 import dev.gmem.linux.Fd;
 import dev.gmem.linux.Linux;
+import dev.gmem.linux.Mapping;
 import dev.gmem.linux.SyscallException;
 import dev.gmem.util.Parallel;
 import java.io.IOException;
@@ -18,19 +19,24 @@ import java.util.function.LongConsumer;
  * A raw VMM memory file: regions laid end to end, no header, holes where memory was never written
  * (Firecracker's memory snapshot, QEMU's file-backed RAM). Opening it finds the holes with
  * SEEK_DATA/SEEK_HOLE, then reads the data once to tell zero pages from data pages, so that a
- * restore or a pack touches only data. It is read with pread into gmem's own buffers, never
- * through a mapping: a file truncated under gmem gives a {@link SourceChangedException}, never a
- * SIGBUS in the JVM.
+ * restore or a pack touches only data. It is read with pread into gmem's own buffers: a file
+ * truncated under gmem gives a {@link SourceChangedException}, never a SIGBUS in the JVM. A
+ * read-only mapping serves {@link #readInPlace} alone (system calls and Java copies only).
  */
 public final class RawImage implements PageSource {
     private final Path path;
     private final Fd fd;
+    /** Read-only, shared: for {@link #readInPlace} only. */
+    private final Mapping mapping;
+    private final long size;
     private final List<Region> regions;
     private final List<Chunk> chunks;
 
-    private RawImage(Path path, Fd fd, List<Region> regions, List<Chunk> chunks) {
+    private RawImage(Path path, Fd fd, Mapping mapping, long size, List<Region> regions, List<Chunk> chunks) {
         this.path = path;
         this.fd = fd;
+        this.mapping = mapping;
+        this.size = size;
         this.regions = regions;
         this.chunks = chunks;
     }
@@ -58,7 +64,7 @@ public final class RawImage implements PageSource {
             }
             long[] extents = dataExtents(fd, size);
             List<Chunk> chunks = scan(path, fd, regions, extents, threads, progress);
-            return new RawImage(path, fd, regions, chunks);
+            return new RawImage(path, fd, Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED), size, regions, chunks);
         } catch (Throwable e) {
             fd.closeQuietly();
             throw e;
@@ -199,6 +205,27 @@ public final class RawImage implements PageSource {
         return new ChunkData(c, window, false, ps);
     }
 
+    @Override
+    public MemorySegment readRun(int index, int firstPage, int pages, MemorySegment scratch) throws IOException {
+        Chunk c = chunks.get(index);
+        Region r = regions.get(c.region());
+        long at = r.fileOffset() + (c.firstPage() + firstPage) * r.pageSize();
+        return readFully(path, fd, scratch.asSlice(0, pages * r.pageSize()), at);
+    }
+
+    @Override
+    public ChunkData readInPlace(int index) {
+        Chunk c = chunks.get(index);
+        Region r = regions.get(c.region());
+        return new ChunkData(c, mapping.segment().asSlice(r.fileOffset() + c.firstPage() * r.pageSize(), c.pages() * r.pageSize()), false, r.pageSize());
+    }
+
+    @Override
+    public void checkUnchanged() throws IOException {
+        long now = fd.lseek(0, Linux.SEEK_END);
+        if (now != size) throw new SourceChangedException(path, "it was " + size + " bytes when opened and is " + now + " bytes now");
+    }
+
     private static MemorySegment readFully(Path path, Fd fd, MemorySegment into, long offset) throws IOException {
         long n = fd.preadFully(into, offset);
         if (n != into.byteSize()) {
@@ -213,6 +240,7 @@ public final class RawImage implements PageSource {
 
     @Override
     public void close() throws IOException {
+        mapping.close();
         fd.close();
     }
 }

@@ -2,6 +2,7 @@ package dev.gmem.snapshot;
 
 import dev.gmem.linux.Fd;
 import dev.gmem.linux.Linux;
+import dev.gmem.linux.Mapping;
 import dev.gmem.util.Parallel;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -15,14 +16,17 @@ import java.util.zip.CRC32C;
 /**
  * A gmem snapshot file, open for reading. {@link #open} checks the header and the whole manifest
  * (see {@link SnapshotFormat}); {@link #verify} checks every chunk's data against its CRC32C.
- * Its data is read with pread into gmem's own buffers, never through a mapping: a file truncated
- * under gmem gives a short read, reported as a {@link SourceChangedException}, rather than a SIGBUS
- * in the JVM (the packer never
+ * Its data is read with pread into gmem's own buffers: a file truncated under gmem gives a short
+ * read, reported as a {@link SourceChangedException}, rather than a SIGBUS in the JVM. A read-only
+ * mapping serves {@link #readInPlace} alone, whose bytes go only to system calls and Java copies
+ * (the packer never
  * rewrites a snapshot in place: it writes a new file and renames it).
  */
 public final class Snapshot implements PageSource {
     private final Path path;
     private final Fd fd;
+    /** Read-only, shared: for {@link #readInPlace} only. */
+    private final Mapping mapping;
     private final Manifest manifest;
     private final long fileSize;
     /** The largest stored chunk, rounded up to a page: the staging part of a scratch buffer. */
@@ -30,9 +34,10 @@ public final class Snapshot implements PageSource {
     /** Each thread's buffer for checking a chunk's checksum; freed with the thread. */
     private final ThreadLocal<MemorySegment> checkBuffers;
 
-    private Snapshot(Path path, Fd fd, Manifest manifest, long fileSize) {
+    private Snapshot(Path path, Fd fd, Mapping mapping, Manifest manifest, long fileSize) {
         this.path = path;
         this.fd = fd;
+        this.mapping = mapping;
         this.manifest = manifest;
         this.fileSize = fileSize;
         long max = 0;
@@ -64,7 +69,7 @@ public final class Snapshot implements PageSource {
                 MemorySegment.copy(piece, 0, MemorySegment.ofBuffer(m), at, piece.byteSize());
             }
             Manifest manifest = SnapshotFormat.decodeManifest(path, m, h.manifestOffset(), h.manifestCrc());
-            return new Snapshot(path, fd, manifest, size);
+            return new Snapshot(path, fd, Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED), manifest, size);
         } catch (Throwable e) {
             fd.closeQuietly();
             throw e;
@@ -131,6 +136,31 @@ public final class Snapshot implements PageSource {
     @Override
     public ChunkData read(int index, MemorySegment scratch) throws IOException {
         return read(index, scratch, false);
+    }
+
+    @Override
+    public MemorySegment readRun(int index, int firstPage, int pages, MemorySegment scratch) throws IOException {
+        Chunk c = manifest.chunks().get(index);
+        if (c.codec() != Codec.NONE) return read(index, scratch).run(firstPage, pages);
+        long pageSize = manifest.regions().get(c.region()).pageSize();
+        MemorySegment dst = scratch.asSlice(0, pages * pageSize);
+        long at = c.offset() + c.rank(firstPage) * pageSize;
+        long n = fd.preadFully(dst, at);
+        if (n != dst.byteSize()) throw new SourceChangedException(path, where(index) + " reaches offset " + (at + dst.byteSize()) + ", but the file now ends at " + (at + n));
+        return dst;
+    }
+
+    @Override
+    public ChunkData readInPlace(int index) {
+        Chunk c = manifest.chunks().get(index);
+        if (c.storedLength() == 0 || c.codec() != Codec.NONE) return null;
+        return new ChunkData(c, mapping.segment().asSlice(c.offset(), c.storedLength()), true, manifest.regions().get(c.region()).pageSize());
+    }
+
+    @Override
+    public void checkUnchanged() throws IOException {
+        long now = fd.lseek(0, Linux.SEEK_END);
+        if (now != fileSize) throw new SourceChangedException(path, "it was " + fileSize + " bytes when opened and is " + now + " bytes now");
     }
 
     /** Reads chunk {@code index} once, checking its stored bytes against the checksum before decoding them. */
@@ -214,6 +244,7 @@ public final class Snapshot implements PageSource {
 
     @Override
     public void close() throws IOException {
+        mapping.close();
         fd.close();
     }
 }

@@ -13,6 +13,7 @@ import dev.gmem.restore.RestoreFailedException;
 import dev.gmem.testing.Host;
 import java.io.RandomAccessFile;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -76,9 +77,13 @@ class SourceTruncationTest {
             truncate(raw, SIZE / 4);
             assertThatThrownBy(() -> SnapshotWriter.pack(image, dir.resolve("s.snap"), Codec.ZSTD, new long[0], b -> {}))
                     .isInstanceOf(SourceChangedException.class).hasMessageContaining(raw.toString());
-            try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, image.size())) {
-                assertThatThrownBy(() -> EagerRestore.restore(image, d.memory(), EagerRestore.Options.automatic(false), b -> {}))
-                        .isInstanceOf(SourceChangedException.class);
+            // population reads a raw file in place: pwrite gets EFAULT, a Java copy an InternalError; both are explained
+            for (dev.gmem.restore.Strategy strategy : List.of(dev.gmem.restore.Strategy.WRITE, dev.gmem.restore.Strategy.MAPPED_COPY,
+                    dev.gmem.restore.Strategy.POPULATE_COPY)) {
+                try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, image.size())) {
+                    assertThatThrownBy(() -> EagerRestore.restore(image, d.memory(), new EagerRestore.Options(strategy, 1, false), b -> {}))
+                            .as(strategy.label()).isInstanceOf(SourceChangedException.class).hasMessageContaining("bytes when opened");
+                }
             }
         }
         assertThat(dev.gmem.testing.Leaks.partials(dir)).isEmpty();
