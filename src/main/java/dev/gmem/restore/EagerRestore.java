@@ -1,5 +1,6 @@
 package dev.gmem.restore;
 
+import dev.gmem.linux.Posix;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.memory.HostMapping;
 import dev.gmem.snapshot.Chunk;
@@ -73,8 +74,12 @@ public final class EagerRestore {
                 Region r = regions.get(c.region());
                 // in place where it can be (the filler's pwrite or Java copy reads it, never native code), else decoded
                 ChunkData inPlace = source.readInPlace(i);
-                ChunkData data = inPlace != null ? inPlace : source.read(i, scratch.get());
                 long base = r.fileOffset() + c.firstPage() * r.pageSize();
+                // fault the mapping's pages in with one MADV_POPULATE_READ, not one fault per 64 KiB; a truncated file fails here
+                if (inPlace != null && Posix.readablePrefix(inPlace.bytes()) < inPlace.bytes().byteSize()) {
+                    throw explain(source, base, new RestoreFailedException("the source could not be read at chunk " + i, null));
+                }
+                ChunkData data = inPlace != null ? inPlace : source.read(i, scratch.get());
                 try {
                     c.forEachDataRun((first, n) -> filler.fill(base + first * r.pageSize(), data.run(first, n)));
                 } catch (InternalError | dev.gmem.linux.SyscallException e) {

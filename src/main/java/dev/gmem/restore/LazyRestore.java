@@ -57,15 +57,17 @@ public final class LazyRestore implements AutoCloseable {
 
     private final PageSource source;
     private final GuestMemory memory;
+    private final SourcePages pages;
     private final OwnedTarget target;
     private final FaultEngine engine;
     private final UffdMode mode;
     private final long startNanos;
     private final long readyNanos;
 
-    private LazyRestore(PageSource source, GuestMemory memory, OwnedTarget target, FaultEngine engine, UffdMode mode, long startNanos) {
+    private LazyRestore(PageSource source, GuestMemory memory, SourcePages pages, OwnedTarget target, FaultEngine engine, UffdMode mode, long startNanos) {
         this.source = source;
         this.memory = memory;
+        this.pages = pages;
         this.target = target;
         this.engine = engine;
         this.mode = mode;
@@ -94,14 +96,17 @@ public final class LazyRestore implements AutoCloseable {
         }
         FaultEngine.Options engineOptions = options.engine();
         OwnedTarget target = OwnedTarget.register(memory, source.size(), options.mode());
+        SourcePages pages = new SourcePages(source);
         FaultEngine engine;
         try {
-            engine = FaultEngine.start(target, new SourcePages(source), engineOptions);
+            engine = FaultEngine.start(target, pages, engineOptions);
         } catch (IOException | RuntimeException e) {
             target.close();
             throw e;
         }
-        return new LazyRestore(source, memory, target, engine, options.mode(), t0);
+        LazyRestore lazy = new LazyRestore(source, memory, pages, target, engine, options.mode(), t0);
+        if (options.prefetch()) pages.verifyAhead(); // checksums beside the prefetcher, once the restore is ready
+        return lazy;
     }
 
     /**
@@ -179,6 +184,7 @@ public final class LazyRestore implements AutoCloseable {
     @Override
     public void close() {
         engine.close();
+        pages.close();
     }
 
     // ---- the use case ----

@@ -32,6 +32,8 @@ public final class SourcePages implements PageProvider {
     /** Chunks whose checksum has been checked, one bit each. */
     private final AtomicLongArray verified;
     private final long[] accessOrder;
+    private volatile boolean closed;
+    private Thread verifier;
 
     public SourcePages(PageSource source) {
         this.source = source;
@@ -44,6 +46,45 @@ public final class SourcePages implements PageProvider {
 
     public PageSource source() {
         return source;
+    }
+
+    /**
+     * Starts a thread, gmem-verify, that checks chunks ahead of use, in the prefetcher's order (the
+     * access order's chunks first, then all by address): pread into its own buffer, CRC32C, mark
+     * verified. A fetch from a verified chunk then takes the pages in place, without the copy a
+     * checking read needs, so the checksums run beside the population on another core. A chunk
+     * whose check fails is left unmarked: the fetch that needs it checks it again and fails there,
+     * as it would without this thread. It stops when every chunk is checked or on {@link #close}.
+     */
+    public SourcePages verifyAhead() {
+        synchronized (this) {
+            if (verifier != null || closed) return this;
+            verifier = Thread.ofPlatform().name("gmem-verify").daemon().start(this::verifyAll);
+        }
+        return this;
+    }
+
+    private void verifyAll() {
+        try {
+            for (long o : accessOrder) {
+                if (closed) return;
+                PageIndex.Location at = index.atFileOffset(o);
+                if (at != null && at.index() >= 0) verifyQuietly(at.index());
+            }
+            for (int i = 0; i < chunks.size() && !closed; i++) verifyQuietly(i);
+        } catch (Throwable ignored) {
+            // the fetch that needs the chunk checks it itself, and reports what went wrong
+        }
+    }
+
+    private void verifyQuietly(int chunk) {
+        if (isVerified(chunk) || chunks.get(chunk).dataPages() == 0) return;
+        try {
+            source.verifyChunk(chunk);
+            markVerified(chunk);
+        } catch (IOException failed) {
+            // left unmarked: see verifyAhead
+        }
     }
 
     @Override
@@ -123,9 +164,22 @@ public final class SourcePages implements PageProvider {
         return source.path().toString();
     }
 
-    /** Does not close the source: it belongs to the caller. */
+    /** Stops the verify-ahead thread; does not close the source, which belongs to the caller. */
     @Override
-    public void close() {}
+    public void close() {
+        Thread t;
+        synchronized (this) {
+            closed = true;
+            t = verifier;
+        }
+        if (t != null) {
+            try {
+                t.join(10_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
 
     private boolean isVerified(int chunk) {
         return (verified.get(chunk >>> 6) & (1L << (chunk & 63))) != 0;

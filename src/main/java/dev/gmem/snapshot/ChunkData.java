@@ -23,6 +23,11 @@ public final class ChunkData {
         return chunk;
     }
 
+    /** All the bytes this holds: the packed data pages, or the window in place. */
+    public MemorySegment bytes() {
+        return bytes;
+    }
+
     /** The bytes of {@code pages} data pages from window page {@code firstPage} on, which must all be data. */
     public MemorySegment run(int firstPage, int pages) {
         long at = (packed ? chunk.rank(firstPage) : firstPage) * pageSize;

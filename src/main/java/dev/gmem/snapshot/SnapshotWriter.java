@@ -56,15 +56,23 @@ public final class SnapshotWriter {
                     progress.accept(c.pages() * r.pageSize());
                     continue;
                 }
-                ChunkData data = source.read(i, scratch);
-                MemorySegment packed = data.packedOrNull();
+                // in place, the data pages are copied into staging in Java (a truncated file makes that throw, not crash);
+                // only gmem's own buffers reach the compressor and the checksum
+                ChunkData inPlace = source.readInPlace(i);
+                ChunkData data = inPlace != null ? inPlace : source.read(i, scratch);
+                MemorySegment packed = inPlace != null ? null : data.packedOrNull();
                 if (packed == null) {
                     long[] at = {0};
-                    c.forEachDataRun((first, n) -> {
-                        MemorySegment run = data.run(first, n);
-                        MemorySegment.copy(run, 0, staging, at[0], run.byteSize());
-                        at[0] += run.byteSize();
-                    });
+                    try {
+                        c.forEachDataRun((first, n) -> {
+                            MemorySegment run = data.run(first, n);
+                            MemorySegment.copy(run, 0, staging, at[0], run.byteSize());
+                            at[0] += run.byteSize();
+                        });
+                    } catch (InternalError e) {
+                        source.checkUnchanged();
+                        throw e;
+                    }
                     packed = staging.asSlice(0, at[0]);
                 }
                 MemorySegment stored = packed;
