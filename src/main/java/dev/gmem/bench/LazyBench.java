@@ -48,7 +48,7 @@ public final class LazyBench {
     public static Report run(Options o, Consumer<String> progress) throws IOException {
         Files.createDirectories(o.dir());
         int cpus = Runtime.getRuntime().availableProcessors();
-        Path work = Files.createTempDirectory(o.dir(), "gmem-bench-lazy-"); // its own: two runs at once never share a file
+        Path work = dev.gmem.util.OutputFile.scratchDirectory(o.dir(), "gmem-bench-lazy-"); // its own: two runs at once never share a file
         Path dense = work.resolve("gmem-lazy-dense.snap");
         Path small = work.resolve("gmem-lazy-sparse-small.snap");
         Path large = work.resolve("gmem-lazy-sparse-large.snap");
@@ -116,7 +116,7 @@ public final class LazyBench {
             }
             return new Report(ready, faults, prefetch, stress);
         } finally {
-            for (Path p : List.of(dense, small, large, raw, work)) Files.deleteIfExists(p);
+            dev.gmem.util.OutputFile.removeScratch(work);
         }
     }
 

@@ -45,7 +45,7 @@ public final class RestoreBench {
 
     public static Report run(Options o, Consumer<String> progress) throws IOException {
         Files.createDirectories(o.dir());
-        Path work = Files.createTempDirectory(o.dir(), "gmem-bench-restore-"); // its own: two runs at once never share a file
+        Path work = dev.gmem.util.OutputFile.scratchDirectory(o.dir(), "gmem-bench-restore-"); // its own: two runs at once never share a file
         int cpus = Runtime.getRuntime().availableProcessors();
         Image small = image(work, "dense", o.size());
         Image dense = image(work, "dense", o.proportionSize());
@@ -115,7 +115,7 @@ public final class RestoreBench {
             return new Report(o.dir().toString(), o.size(), o.proportionSize(), o.sparseData(), o.repeat(), results, ratio);
         } finally {
             for (Path p : files) Files.deleteIfExists(p);
-            Files.deleteIfExists(work);
+            dev.gmem.util.OutputFile.removeScratch(work);
         }
     }
 

@@ -26,7 +26,16 @@ public final class Main implements Runnable {
 
     public static void main(String[] args) {
         Signals.install();
-        System.exit(commandLine().execute(args));
+        int status;
+        try {
+            status = commandLine().execute(args);
+        } catch (Error e) {
+            // picocli hands only Exceptions to the error handler: an Error still gets one line, not a stack trace
+            System.err.println("gmem: " + ErrorHandler.message(e));
+            if (System.getenv("GMEM_DEBUG") != null) e.printStackTrace();
+            status = ExitCode.FAILED.status;
+        }
+        System.exit(status);
     }
 
     /** The configured command line, for tests. */

@@ -57,7 +57,7 @@ public final class Demo {
 
     public static Report run(Options o, Steps steps) throws IOException {
         Files.createDirectories(o.dir());
-        Path work = Files.createTempDirectory(o.dir(), "gmem-demo-"); // its own: two demos at once never share a file
+        Path work = dev.gmem.util.OutputFile.scratchDirectory(o.dir(), "gmem-demo-"); // its own: two demos at once never share a file
         Path raw = work.resolve("gmem-demo.mem");
         Path snap = work.resolve("gmem-demo.snap");
         int cpus = Runtime.getRuntime().availableProcessors();
@@ -97,7 +97,7 @@ public final class Demo {
         } finally {
             Files.deleteIfExists(raw);
             Files.deleteIfExists(snap);
-            Files.deleteIfExists(work);
+            dev.gmem.util.OutputFile.removeScratch(work);
         }
     }
 

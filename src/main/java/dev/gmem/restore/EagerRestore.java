@@ -1,6 +1,5 @@
 package dev.gmem.restore;
 
-import dev.gmem.linux.Posix;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.memory.HostMapping;
 import dev.gmem.snapshot.Chunk;
@@ -75,10 +74,6 @@ public final class EagerRestore {
                 // in place where it can be (the filler's pwrite or Java copy reads it, never native code), else decoded
                 ChunkData inPlace = source.readInPlace(i);
                 long base = r.fileOffset() + c.firstPage() * r.pageSize();
-                // fault the mapping's pages in with one MADV_POPULATE_READ, not one fault per 64 KiB; a truncated file fails here
-                if (inPlace != null && Posix.readablePrefix(inPlace.bytes()) < inPlace.bytes().byteSize()) {
-                    throw explain(source, base, new RestoreFailedException("the source could not be read at chunk " + i, null));
-                }
                 ChunkData data = inPlace != null ? inPlace : source.read(i, scratch.get());
                 try {
                     c.forEachDataRun((first, n) -> filler.fill(base + first * r.pageSize(), data.run(first, n)));
@@ -112,7 +107,8 @@ public final class EagerRestore {
     static IOException explain(PageSource source, long offset, Throwable e) throws IOException {
         source.checkUnchanged();
         if (e instanceof IOException io) return io;
-        return new RestoreFailedException("guest memory could not be written at offset " + offset + " (no memory or space left for its file?)", e);
+        return new RestoreFailedException("copying the pages at guest memory offset " + offset + " met a memory fault: " + source.path()
+                + " could not be read there, or the guest memory could not take them (no memory or space left for its file?)", e);
     }
 
     /** A finished eager restore and its guest check (null where none was asked for). */

@@ -71,7 +71,8 @@ public final class SnapshotWriter {
                         });
                     } catch (InternalError e) {
                         source.checkUnchanged();
-                        throw e;
+                        throw new SnapshotFormatException(source.path(), "could not be read at offset " + start + " (a memory fault while copying it: an I/O error"
+                                + " of its medium?)", e);
                     }
                     packed = staging.asSlice(0, at[0]);
                 }

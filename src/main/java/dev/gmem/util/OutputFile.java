@@ -48,6 +48,7 @@ public final class OutputFile implements AutoCloseable {
     }
 
     private static final Set<OutputFile> LIVE = new HashSet<>();
+    private static final Set<Path> SCRATCH = new HashSet<>();
     private static boolean abandoned;
 
     private final Path target;
@@ -146,6 +147,9 @@ public final class OutputFile implements AutoCloseable {
                     Files.createLink(target, partial);
                 } catch (FileAlreadyExistsException e) {
                     throw new OutputRefusedException(target, "was created by another writer meanwhile; it is left as it is");
+                } catch (java.nio.file.FileSystemException | UnsupportedOperationException e) {
+                    throw new OutputRefusedException(target, "cannot be made to appear atomically here: this file system does not make hard links ("
+                            + e.getMessage() + "); write to a tmpfs or a disk file system such as ext4 or xfs");
                 }
                 Files.delete(partial);
             } else {
@@ -183,10 +187,44 @@ public final class OutputFile implements AutoCloseable {
         }
     }
 
-    /** Deletes every partial file of this process and refuses every later commit: for an interruption. */
+    /**
+     * A new directory of this process's own under {@code parent}, for working files (the demo's,
+     * a benchmark's): removed with what it holds by {@link #removeScratch}, or by an interruption.
+     */
+    public static Path scratchDirectory(Path parent, String prefix) throws IOException {
+        Path dir = Files.createTempDirectory(parent, prefix);
+        synchronized (LIVE) {
+            SCRATCH.add(dir);
+        }
+        return dir;
+    }
+
+    /** Deletes a {@link #scratchDirectory} and everything in it. Never throws. */
+    public static void removeScratch(Path dir) {
+        synchronized (LIVE) {
+            SCRATCH.remove(dir);
+        }
+        deleteTree(dir);
+    }
+
+    private static void deleteTree(Path dir) {
+        try (var files = Files.list(dir)) {
+            for (Path p : files.toList()) {
+                if (Files.isDirectory(p, LinkOption.NOFOLLOW_LINKS)) deleteTree(p);
+                else Files.deleteIfExists(p);
+            }
+            Files.deleteIfExists(dir);
+        } catch (IOException ignored) {
+            // already gone, or not ours to remove any more
+        }
+    }
+
+    /** Deletes every partial file and scratch directory of this process and refuses every later commit: for an interruption. */
     public static void abandonAll() {
         synchronized (LIVE) {
             abandoned = true;
+            for (Path dir : SCRATCH) deleteTree(dir);
+            SCRATCH.clear();
             for (OutputFile f : LIVE) {
                 try {
                     Files.deleteIfExists(f.partial);
