@@ -95,20 +95,37 @@ public final class RawImage implements PageSource {
 
     /** Classifies every page, reading the windows that hold data with pread (a file truncated meanwhile gives a short read, never a SIGBUS). */
     private static List<Chunk> scan(Path path, Fd file, List<Region> regions, long[] extents, int threads, LongConsumer progress) throws IOException {
-        List<long[]> windows = new ArrayList<>(); // {region, firstPage, pages}
+        // only the windows that data extents touch: a huge sparse file costs what its data costs, not its size
+        long[] windows = new long[48]; // {region, firstPage, pages} triples
+        int count = 0;
         for (int r = 0; r < regions.size(); r++) {
             Region reg = regions.get(r);
-            int w = (int) Math.max(1, SnapshotFormat.CHUNK_BYTES / reg.pageSize());
-            for (long p = 0; p < reg.pages(); p += w) windows.add(new long[] {r, p, Math.min(w, reg.pages() - p)});
+            long w = Math.max(1, SnapshotFormat.CHUNK_BYTES / reg.pageSize());
+            long windowSpan = w * reg.pageSize();
+            long last = -1;
+            for (int k = firstExtentEndingAfter(extents, reg.fileOffset()); k < extents.length && extents[k] < reg.fileEnd(); k += 2) {
+                long from = (Math.max(extents[k], reg.fileOffset()) - reg.fileOffset()) / windowSpan;
+                long to = (Math.min(extents[k + 1], reg.fileEnd()) - 1 - reg.fileOffset()) / windowSpan;
+                for (long x = Math.max(from, last + 1); x <= to; x++) {
+                    if (count + 3 > windows.length) windows = java.util.Arrays.copyOf(windows, windows.length * 2);
+                    windows[count++] = r;
+                    windows[count++] = x * w;
+                    windows[count++] = Math.min(w, reg.pages() - x * w);
+                    last = x;
+                }
+            }
         }
+        long[] found = windows;
+        int windowCount = count / 3;
         long maxPage = regions.stream().mapToLong(Region::pageSize).max().orElseThrow();
         long windowBytes = windowBytes(regions);
-        Chunk[] out = new Chunk[windows.size()];
+        Chunk[] out = new Chunk[windowCount];
+        java.util.concurrent.atomic.AtomicLong scanned = new java.util.concurrent.atomic.AtomicLong();
         try (Arena arena = Arena.ofShared()) {
             MemorySegment zeros = arena.allocate(maxPage, 4096);
             ThreadLocal<MemorySegment> buffers = ThreadLocal.withInitial(() -> arena.allocate(windowBytes, 4096));
-            Parallel.forEach(threads, "gmem-scan", windows.size(), i -> {
-                long[] w = windows.get(i);
+            Parallel.forEach(threads, "gmem-scan", windowCount, i -> {
+                long[] w = {found[3 * i], found[3 * i + 1], found[3 * i + 2]};
                 Region reg = regions.get((int) w[0]);
                 long ps = reg.pageSize();
                 int pages = (int) w[2];
@@ -137,8 +154,10 @@ public final class RawImage implements PageSource {
                     out[i] = new Chunk((int) w[0], w[1], pages, data, zero, Codec.NONE, dataPages == 0 ? 0 : start, raw, raw, 0);
                 }
                 progress.accept(pages * ps);
+                scanned.addAndGet(pages * ps);
             });
         }
+        progress.accept(Region.totalSize(regions) - scanned.get()); // the holes, at no cost
         List<Chunk> chunks = new ArrayList<>();
         for (Chunk c : out) {
             if (c != null) chunks.add(c);
