@@ -131,69 +131,86 @@ class FaultEngineTest {
         }
     }
 
+    /**
+     * A MISSING engine without prefetch over a fresh snapshot of {@code SIZE}, whose provider holds
+     * the fault thread's first fetch at a gate; {@code image} is the raw image's bytes.
+     */
+    record HeldFault(byte[] image, Snapshot snapshot, Destination destination, TestProviders.Gated gated, OwnedTarget target, FaultEngine engine)
+            implements AutoCloseable {
+        static HeldFault start(Path dir, long seed) throws Exception {
+            Path raw = Fixtures.raw(dir, "raw", SIZE, seed);
+            Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s.snap"), Codec.NONE));
+            Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+            TestProviders.Gated gated = new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-uffd"));
+            OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
+            FaultEngine engine = FaultEngine.start(target, gated, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null));
+            return new HeldFault(Files.readAllBytes(raw), s, d, gated, target, engine);
+        }
+
+        MemorySegment memory() {
+            return target.mapping().segment();
+        }
+
+        @Override
+        public void close() throws Exception {
+            gated.open();
+            engine.close();
+            destination.close();
+            snapshot.close();
+        }
+    }
+
     @Test
     void eagainWhileARemovalIsPendingIsRetriedAfterTheRemovalIsRead() throws Exception {
         Host.assumeUserfaultfd();
-        Path raw = Fixtures.raw(dir, "raw", SIZE, 12);
-        byte[] image = Files.readAllBytes(raw);
-        try (Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s.snap"), Codec.NONE)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
-            TestProviders.Gated gated = new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-uffd"));
-            OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
-            try (FaultEngine engine = FaultEngine.start(target, gated, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null))) {
-                long a = dataPage(s, 0);
-                long b = dataPage(s, 4L << 20);
-                AtomicReference<byte[]> got = new AtomicReference<>();
-                Thread r = reader(target.mapping().segment(), a, got);
-                gated.awaitReached(); // the fault thread holds A's fetch
-                Thread remover = Thread.ofPlatform().name("test-remover").start(() -> {
-                    try {
-                        target.mapping().advise(b, P, Linux.MADV_REMOVE); // waits until its REMOVE event is read
-                    } catch (SyscallException e) {
-                        throw new AssertionError(e);
-                    }
-                });
-                remover.join(200);
-                assertThat(remover.isAlive()).as("MADV_REMOVE waits for the handler to read its event").isTrue();
-                gated.open(); // A's COPY now meets the pending removal: EAGAIN, drain, retry
-                r.join(5000);
-                remover.join(5000);
-                assertThat(r.isAlive() || remover.isAlive()).isFalse();
-                assertThat(got.get()).isEqualTo(page(image, a));
-                FaultStats.Counts c = engine.stats().counts();
-                assertThat(c.retries()).as("the COPY was retried after EAGAIN").isPositive();
-                assertThat(c.removes()).isEqualTo(1);
-                assertThat(read(target.mapping().segment(), b)).as("a removed page reads as zeros").isEqualTo(new byte[(int) P]);
-                assertThat(engine.failure()).isNull();
-            }
+        try (HeldFault h = HeldFault.start(dir, 12)) {
+            long a = dataPage(h.snapshot(), 0);
+            long b = dataPage(h.snapshot(), 4L << 20);
+            AtomicReference<byte[]> got = new AtomicReference<>();
+            Thread r = reader(h.memory(), a, got);
+            h.gated().awaitReached(); // the fault thread holds A's fetch
+            Thread remover = Thread.ofPlatform().name("test-remover").start(() -> {
+                try {
+                    h.target().mapping().advise(b, P, Linux.MADV_REMOVE); // waits until its REMOVE event is read
+                } catch (SyscallException e) {
+                    throw new AssertionError(e);
+                }
+            });
+            remover.join(200);
+            assertThat(remover.isAlive()).as("MADV_REMOVE waits for the handler to read its event").isTrue();
+            h.gated().open(); // A's COPY now meets the pending removal: EAGAIN, drain, retry
+            r.join(5000);
+            remover.join(5000);
+            assertThat(r.isAlive() || remover.isAlive()).isFalse();
+            assertThat(got.get()).isEqualTo(page(h.image(), a));
+            FaultStats.Counts c = h.engine().stats().counts();
+            assertThat(c.retries()).as("the COPY was retried after EAGAIN").isPositive();
+            assertThat(c.removes()).isEqualTo(1);
+            assertThat(read(h.memory(), b)).as("a removed page reads as zeros").isEqualTo(new byte[(int) P]);
+            assertThat(h.engine().failure()).isNull();
         }
     }
 
     @Test
     void enoentAfterUnregisteringWakesTheThreadWithoutAnError() throws Exception {
         Host.assumeUserfaultfd();
-        Path raw = Fixtures.raw(dir, "raw", SIZE, 13);
-        byte[] image = Files.readAllBytes(raw);
-        try (Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s.snap"), Codec.NONE)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
-            TestProviders.Gated gated = new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-uffd"));
-            OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
-            try (FaultEngine engine = FaultEngine.start(target, gated, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null))) {
-                long a = dataPage(s, 0);
-                AtomicReference<byte[]> got = new AtomicReference<>();
-                Thread r = reader(target.mapping().segment(), a, got);
-                gated.awaitReached();
-                // another path put the page in the file (through the unregistered guest view), then the range was unregistered
-                MemorySegment.copy(MemorySegment.ofArray(page(image, a)), 0, d.memory().guestView(), a, P);
-                target.unregister();
-                gated.open(); // A's COPY now fails with ENOENT
-                r.join(5000);
-                assertThat(r.isAlive()).isFalse();
-                assertThat(got.get()).isEqualTo(page(image, a));
-                // unregistering woke the reader already; the fault thread finishes its COPY (ENOENT) on its own time
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-                while (engine.stats().faults() == 0 && engine.failure() == null && System.nanoTime() < deadline) Thread.sleep(5);
-                assertThat(engine.failure()).as("ENOENT after unregistering is not an error").isNull();
-                assertThat(engine.stats().counts().faults()).isEqualTo(1);
-            }
+        try (HeldFault h = HeldFault.start(dir, 13)) {
+            long a = dataPage(h.snapshot(), 0);
+            AtomicReference<byte[]> got = new AtomicReference<>();
+            Thread r = reader(h.memory(), a, got);
+            h.gated().awaitReached();
+            // another path put the page in the file (through the unregistered guest view), then the range was unregistered
+            MemorySegment.copy(MemorySegment.ofArray(page(h.image(), a)), 0, h.destination().memory().guestView(), a, P);
+            h.target().unregister();
+            h.gated().open(); // A's COPY now fails with ENOENT
+            r.join(5000);
+            assertThat(r.isAlive()).isFalse();
+            assertThat(got.get()).isEqualTo(page(h.image(), a));
+            // unregistering woke the reader already; the fault thread finishes its COPY (ENOENT) on its own time
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
+            while (h.engine().stats().faults() == 0 && h.engine().failure() == null && System.nanoTime() < deadline) Thread.sleep(5);
+            assertThat(h.engine().failure()).as("ENOENT after unregistering is not an error").isNull();
+            assertThat(h.engine().stats().counts().faults()).isEqualTo(1);
         }
     }
 
