@@ -32,8 +32,9 @@ import picocli.CommandLine.Parameters;
             "",
             "With --mode lazy, guest memory is usable at once: faults are served from the snapshot through userfaultfd",
             "(decoding only the chunk needed) while a background thread populates the rest, in the snapshot's recorded",
-            "access order first, then by address, skipping zero pages. --verify then reads every page in random order",
-            "from two threads while the prefetch runs and checks every byte.",
+            "access order first, then by address, skipping zero pages. --verify then reads, in random order from two",
+            "threads while the prefetch runs, every data page, every resident zero page or hole, and a sample of 4096",
+            "absent ones (all of them in a smaller guest), and checks every byte: holes are never faulted in wholesale.",
             "",
             "The guest memory is released when the command ends unless --export names a file for a VMM to map."
         })
@@ -175,8 +176,10 @@ final class RestoreCommand implements Callable<Integer> {
                     + " the prefetcher%n", s.faults(), s.continues(), s.latency().p50Us(), s.latency().p90Us(), s.latency().p99Us(), s.latency().maxUs(), s.blockedMs(),
                     s.racesLost());
             if (o.verify() != null) {
-                out.printf(Locale.ROOT, "  verified while prefetching: %d pages read in random order by %d threads, %d wrong; reads p50 %.1f us, p99 %.1f us%n",
-                        o.verify().pages(), o.readers(), o.verify().wrongPages(), o.verify().accessLatency().p50Us(), o.verify().accessLatency().p99Us());
+                RandomReaders.Result v = o.verify();
+                out.printf(Locale.ROOT, "  verified while prefetching: %d pages (%d data, %d resident zero or hole, %d sampled absent) read in random order by %d"
+                        + " threads, %d wrong; reads p50 %.1f us, p99 %.1f us%n", v.pages(), v.dataPages(), v.residentOtherPages(), v.sampledPages(), o.readers(),
+                        v.wrongPages(), v.accessLatency().p50Us(), v.accessLatency().p99Us());
             }
             if (o.guestCheck() != null) out.println("  " + o.guestCheck().line());
         }

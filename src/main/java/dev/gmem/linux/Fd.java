@@ -264,6 +264,32 @@ public final class Fd implements AutoCloseable {
         return r;
     }
 
+    /**
+     * The file's data as [start, end) pairs of offsets below {@code size}, from SEEK_DATA/SEEK_HOLE:
+     * for a memfd, the pages it holds (in memory or in swap). Never reads or faults in anything.
+     */
+    public long[] dataExtents(long size) throws SyscallException {
+        long[] out = new long[16];
+        int n = 0;
+        long at = 0;
+        while (at < size) {
+            long data;
+            try {
+                data = lseek(at, Linux.SEEK_DATA);
+            } catch (SyscallException e) {
+                if (e.is(Errno.ENXIO)) break;
+                throw e;
+            }
+            if (data >= size) break;
+            long hole = lseek(data, Linux.SEEK_HOLE);
+            if (n + 2 > out.length) out = java.util.Arrays.copyOf(out, out.length * 2);
+            out[n++] = data;
+            out[n++] = Math.min(hole, size);
+            at = hole;
+        }
+        return java.util.Arrays.copyOf(out, n);
+    }
+
     /** ftruncate(2). */
     public void truncate(long size) throws SyscallException {
         MemorySegment st = Native.callState();

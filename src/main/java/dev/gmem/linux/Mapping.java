@@ -123,7 +123,15 @@ public final class Mapping implements AutoCloseable {
      * resident. {@code pageSize} is the mapping's page size.
      */
     public byte[] residency(long offset, long length, long pageSize) throws SyscallException {
-        MemorySegment range = slice(offset, length);
+        return residency(slice(offset, length), pageSize);
+    }
+
+    /**
+     * mincore(2) of any page-aligned range of this process's memory, mapped by gmem or not: one
+     * byte per page of {@code pageSize}, bit 0 set where the page is resident. Never faults a page in.
+     */
+    public static byte[] residency(MemorySegment range, long pageSize) throws SyscallException {
+        long length = range.byteSize();
         int pages = Math.toIntExact((length + pageSize - 1) / pageSize);
         try (Arena scratch = Arena.ofConfined()) {
             MemorySegment vec = scratch.allocate(pages);
@@ -134,7 +142,7 @@ public final class Mapping implements AutoCloseable {
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
-            if (r != 0) throw new SyscallException("mincore", "off=" + offset + ", len=" + length, Native.errno(st));
+            if (r != 0) throw new SyscallException("mincore", "addr=0x" + Long.toHexString(range.address()) + ", len=" + length, Native.errno(st));
             return vec.toArray(ValueLayout.JAVA_BYTE);
         }
     }

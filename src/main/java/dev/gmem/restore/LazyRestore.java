@@ -205,6 +205,13 @@ public final class LazyRestore implements AutoCloseable {
     public record Outcome(String source, String format, String backend, long guestBytes, long dataBytes, Stats stats, int readers, RandomReaders.Result verify,
             GuestVerdict guestCheck) {}
 
+    /** A memfd tells its resident pages by SEEK_DATA, a call per run; anything else is asked through its mapping, a byte a page. */
+    private static RandomReaders.Residency residency(GuestMemory memory, MemorySegment mapped) {
+        return memory.backend() == GuestMemory.Backend.MEMFD
+                ? RandomReaders.Residency.ofFile(memory.fd(), memory.size())
+                : RandomReaders.Residency.ofMapping(mapped, memory.pageSize());
+    }
+
     /**
      * Restores {@code source} lazily into new guest memory of {@code backend}, runs {@code checks}
      * while it runs, waits until every data page is in place, and releases everything.
@@ -219,7 +226,8 @@ public final class LazyRestore implements AutoCloseable {
                     : null;
             lazy.checkHealthy(); // a failed restore explains a failed guest check
             RandomReaders.Result v = checks.readers() > 0
-                    ? RandomReaders.check(lazy.memory(), source, dst.memory().pageSize(), checks.readers(), checks.seed(), lazy::checkHealthy)
+                    ? RandomReaders.check(lazy.memory(), residency(dst.memory(), lazy.memory()), source, dst.memory().pageSize(), checks.readers(), checks.seed(),
+                            lazy::checkHealthy)
                     : null;
             if (!lazy.awaitPopulated(checks.populateTimeout().toMillis())) {
                 throw new RestoreFailedException("lazy restore of " + source.path() + " did not finish in " + checks.populateTimeout().toSeconds() + " s", null);

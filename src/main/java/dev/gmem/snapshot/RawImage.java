@@ -62,35 +62,13 @@ public final class RawImage implements PageSource {
             if (size != expected) {
                 throw new SnapshotFormatException(path, "raw memory file is " + size + " bytes, but its regions add up to " + expected + " bytes");
             }
-            long[] extents = dataExtents(fd, size);
+            long[] extents = fd.dataExtents(size);
             List<Chunk> chunks = scan(path, fd, regions, extents, threads, progress);
             return new RawImage(path, fd, Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED), size, regions, chunks);
         } catch (Throwable e) {
             fd.closeQuietly();
             throw e;
         }
-    }
-
-    /** [start, end) pairs of the file's data, from SEEK_DATA/SEEK_HOLE. */
-    static long[] dataExtents(Fd fd, long size) throws SyscallException {
-        long[] out = new long[16];
-        int n = 0;
-        long at = 0;
-        while (at < size) {
-            long data;
-            try {
-                data = fd.lseek(at, Linux.SEEK_DATA);
-            } catch (SyscallException e) {
-                if (e.is(Errno.ENXIO)) break;
-                throw e;
-            }
-            long hole = fd.lseek(data, Linux.SEEK_HOLE);
-            if (n + 2 > out.length) out = Arrays.copyOf(out, out.length * 2);
-            out[n++] = data;
-            out[n++] = Math.min(hole, size);
-            at = hole;
-        }
-        return Arrays.copyOf(out, n);
     }
 
     /** Classifies every page, reading the windows that hold data with pread (a file truncated meanwhile gives a short read, never a SIGBUS). */

@@ -16,6 +16,24 @@ class RestoreCommandTest {
     @TempDir
     Path dir;
 
+    @Test
+    void aLazyVerifyOfASparseTebibyteNeverFaultsItsHolesIn() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = dir.resolve("tib.raw");
+        try (java.io.RandomAccessFile f = new java.io.RandomAccessFile(raw.toFile(), "rw")) {
+            f.seek(123L << 30);
+            f.write(new byte[] {1, 2, 3});
+            f.setLength(1L << 40);
+        }
+        ProbeCommandTest.Run r = run("restore", raw.toString(), "--mode", "lazy", "--verify", "--json");
+        assertThat(r.exit()).as(r.err()).isZero();
+        JsonNode v = tools.jackson.databind.json.JsonMapper.builder().build().readTree(r.out()).get("verify");
+        assertThat(v.get("wrong_pages").asLong()).isZero();
+        assertThat(v.get("data_pages").asLong()).isEqualTo(1);
+        // the data page, any resident page, and the sample: a few thousand pages of 268 million
+        assertThat(v.get("pages").asLong()).isLessThanOrEqualTo(1 + v.get("resident_other_pages").asLong() + dev.gmem.restore.RandomReaders.ABSENT_SAMPLE);
+        assertThat(v.get("resident_other_pages").asLong()).isLessThan(64);
+    }
 
     @Test
     void aLazyRestoreWithVerifyReadsEveryPageAndReportsAsJson() throws Exception {

@@ -26,6 +26,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /** Lazy restore on real userfaultfd: faults served from the snapshot, prefetch racing readers, removals, failures. */
 class LazyRestoreTest {
@@ -72,6 +73,40 @@ class LazyRestoreTest {
             assertThat(stats.zeroPages()).isEqualTo(c.zeroPages() + c.holePages());
             assertThat(stats.latency().count()).isEqualTo(stats.faults());
             assertThat(stats.latency().p50Us()).isPositive();
+        }
+    }
+
+    @ParameterizedTest(name = "resident pages from {0}")
+    @ValueSource(strings = {"mapping", "file"})
+    void verifyOfASparseGuestReadsItsDataAndResidentPagesButOnlyASampleOfItsHoles(String residencyFrom) throws Exception {
+        Host.assumeUserfaultfd();
+        long size = 256L << 20; // 65536 pages: far more holes than the sample
+        Path raw = dir.resolve("sparse.raw");
+        byte[] data = new byte[(int) (64 * P)];
+        new java.util.Random(5).nextBytes(data);
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(raw, java.nio.file.StandardOpenOption.CREATE_NEW,
+                java.nio.file.StandardOpenOption.WRITE)) {
+            for (long at : new long[] {0, 40L << 20, size - data.length}) ch.write(java.nio.ByteBuffer.wrap(data), at);
+        }
+        long hole = 100L << 20;
+        try (dev.gmem.snapshot.RawImage s = dev.gmem.snapshot.RawImage.open(raw, null, 2, b -> {});
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING).withPrefetch(false))) {
+            // a hole that something wrote into: resident, so the check must read it whether or not the sample draws it
+            lazy.memory().set(ValueLayout.JAVA_BYTE, hole + 17, (byte) 1);
+            RandomReaders.Residency residency = residencyFrom.equals("file") ? RandomReaders.Residency.ofFile(d.memory().fd(), size)
+                    : RandomReaders.Residency.ofMapping(lazy.memory(), P);
+            RandomReaders.Result r = RandomReaders.check(lazy.memory(), residency, s, P, 2, 9, lazy::checkHealthy);
+            assertThat(r.dataPages()).isEqualTo(3 * 64);
+            assertThat(r.residentOtherPages()).isGreaterThanOrEqualTo(1);
+            assertThat(r.sampledPages()).isBetween(1L, (long) RandomReaders.ABSENT_SAMPLE);
+            assertThat(r.wrongPages()).isEqualTo(1);
+            assertThat(r.firstWrongGuestAddress()).isEqualTo(hole);
+            byte[] resident = dev.gmem.linux.Mapping.residency(lazy.memory(), P);
+            long in = 0;
+            for (byte b : resident) in += b & 1;
+            // the data (with fault-around), the written hole and the sample: never the other ~61000 holes
+            assertThat(in).isLessThanOrEqualTo(3 * 64 + 3 * 3 * 64 + 1 + RandomReaders.ABSENT_SAMPLE).isGreaterThanOrEqualTo(3 * 64);
         }
     }
 
