@@ -76,6 +76,11 @@ public final class Fd implements AutoCloseable {
 
     /** open(2). {@code mode} matters only with O_CREAT. */
     public static Fd open(Path path, int flags, int mode) throws SyscallException {
+        return open(path, flags, mode, path.toString());
+    }
+
+    /** open(2), the descriptor named {@code name} in messages (an output's final path, say, rather than its partial file's). */
+    public static Fd open(Path path, int flags, int mode, String name) throws SyscallException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment cPath = arena.allocateFrom(path.toString());
             MemorySegment st = Native.callState();
@@ -86,7 +91,7 @@ public final class Fd implements AutoCloseable {
                 } catch (Throwable t) {
                     throw Native.unexpected(t);
                 }
-                if (fd >= 0) return new Fd(fd, path.toString());
+                if (fd >= 0) return new Fd(fd, name);
                 int e = Native.errno(st);
                 if (e != EINTR) throw new SyscallException("open", path + ", flags=0" + Integer.toOctalString(flags), e);
             }

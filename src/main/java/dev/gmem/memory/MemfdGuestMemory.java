@@ -98,7 +98,7 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
             } catch (SyscallException e) {
                 // After some progress a failure makes a short write, as write(2) reports it.
                 if (done > 0) break;
-                throw error("write", "off=" + offset + ", len=" + want + ": " + e.errnoText(), Errno.of(e.errnoNumber()).orElse(Errno.EIO));
+                throw error("write", "off=" + offset + ", len=" + want, Errno.of(e.errnoNumber()).orElse(Errno.EIO));
             }
             if (n == 0) break;
             done += n;

@@ -1,5 +1,7 @@
 package dev.gmem.restore;
 
+import dev.gmem.linux.Errno;
+import dev.gmem.linux.SyscallException;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.memory.HostMapping;
 import dev.gmem.snapshot.Chunk;
@@ -78,7 +80,7 @@ public final class EagerRestore {
                 try {
                     c.forEachDataRun((first, n) -> filler.fill(base + first * r.pageSize(), data.run(first, n)));
                 } catch (InternalError | dev.gmem.linux.SyscallException e) {
-                    throw explain(source, base, e);
+                    throw explain(source, memory, base, (long) c.pages() * r.pageSize(), e);
                 }
                 progress.accept(c.rawLength());
             });
@@ -99,16 +101,31 @@ public final class EagerRestore {
     }
 
     /**
-     * What a failed copy of a chunk at guest memory offset {@code offset} means: the source changed
-     * under the restore (a truncated file faults in a copy or gives EFAULT in a write), or else the
-     * guest memory could not take the pages (a Java copy into a shared mapping faults when tmpfs or
-     * the memory cgroup has no room).
+     * What a failed copy of the chunk at guest memory offset {@code offset} means: the source
+     * changed under the restore (a truncated file faults in a copy or gives EFAULT in a write); or
+     * the guest memory's file has no room (write() says ENOSPC; a copy into a mapping faults, and
+     * MADV_POPULATE_WRITE says EFAULT, so an fallocate of the chunk's range asks the file system);
+     * or else the error as it came.
      */
-    static IOException explain(PageSource source, long offset, Throwable e) throws IOException {
+    static IOException explain(PageSource source, GuestMemory memory, long offset, long length, Throwable e) throws IOException {
         source.checkUnchanged();
+        boolean noSpace = e instanceof SyscallException s && s.is(Errno.ENOSPC);
+        if (!noSpace) {
+            try {
+                memory.allocate(offset, Math.min(length, memory.size() - offset));
+            } catch (SyscallException f) {
+                noSpace = f.is(Errno.ENOSPC);
+            } catch (IOException | RuntimeException ignored) {
+                // not a question of space: the first error stands
+            }
+        }
+        if (noSpace) {
+            return new RestoreFailedException("no space left for the guest memory at offset " + offset + " of " + memory.size() + " bytes: its file system (or"
+                    + " the memory behind a memfd) is full (ENOSPC)", e);
+        }
         if (e instanceof IOException io) return io;
         return new RestoreFailedException("copying the pages at guest memory offset " + offset + " met a memory fault: " + source.path()
-                + " could not be read there, or the guest memory could not take them (no memory or space left for its file?)", e);
+                + " could not be read there, or the guest memory could not take them", e);
     }
 
     /** A finished eager restore and its guest check (null where none was asked for). */
@@ -122,7 +139,13 @@ public final class EagerRestore {
      */
     public static Outcome run(PageSource source, Destination dst, Options options, long guestStride, java.time.Duration guestTimeout, LongConsumer progress,
             java.util.function.Consumer<String> status) throws IOException {
-        Report report = restore(source, dst.memory(), options, progress);
+        Report report;
+        try {
+            report = restore(source, dst.memory(), options, progress);
+        } catch (RestoreFailedException e) {
+            if (dst.exportPath() == null) throw e;
+            throw new RestoreFailedException("export to " + dst.exportPath() + ": " + e.getMessage(), e.getCause());
+        }
         GuestVerdict guest = null;
         if (guestStride > 0) {
             status.accept("guest check: a vCPU reads the restored memory ...");

@@ -96,7 +96,8 @@ public final class OutputFile implements AutoCloseable {
         Path partial = dir.resolve(abs.getFileName() + ".partial." + ProcessHandle.current().pid() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong() >>> 16));
         Fd fd;
         try {
-            fd = Fd.open(partial, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_NOFOLLOW | Linux.O_CLOEXEC, permissions);
+            fd = Fd.open(partial, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_NOFOLLOW | Linux.O_CLOEXEC, permissions,
+                    target + " (being written as " + partial.getFileName() + ")");
         } catch (SyscallException e) {
             throw new OutputRefusedException(target, "cannot create its partial file " + partial.getFileName() + ": " + e.errnoText());
         }
