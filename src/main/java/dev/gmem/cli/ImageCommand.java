@@ -25,7 +25,7 @@ final class ImageCommand implements Runnable {
             description = {
                 "Write a deterministic synthetic raw guest memory image: the same options and seed give the same bytes.",
                 "Pages come in 64 KiB runs of one kind: holes (never written; the file is sparse there), zero pages,",
-                "duplicates of a few template pages, and data (60% text-like, 40% random)."
+                "duplicates of a few template pages, and data (60%% text-like, 40%% random)."
             })
     static final class Synth implements Callable<Integer> {
         @Option(names = "--size", defaultValue = "512M", converter = Sizes.class, description = "Image size, a multiple of 4096 (default ${DEFAULT-VALUE}).")

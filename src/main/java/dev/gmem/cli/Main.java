@@ -43,7 +43,17 @@ public final class Main implements Runnable {
         CommandLine cl = new CommandLine(new Main());
         cl.setUsageHelpWidth(120);
         cl.setExecutionExceptionHandler(new ErrorHandler());
+        cl.setParameterExceptionHandler(Main::usageError);
         return cl;
+    }
+
+    /** A bad argument is one line that names it and where the help is, exit 2: the whole usage would bury the line. */
+    private static int usageError(CommandLine.ParameterException e, String[] args) {
+        CommandLine c = e.getCommandLine();
+        String message = e.getMessage() == null ? "bad arguments" : e.getMessage().strip().replace('\n', ' ');
+        String who = c.getParent() == null ? "gmem" : "gmem " + c.getCommandName();
+        c.getErr().println(who + ": " + message + " (see '" + c.getCommandSpec().qualifiedName() + " --help')");
+        return ExitCode.USAGE.status;
     }
 
     static final class Version implements CommandLine.IVersionProvider {
