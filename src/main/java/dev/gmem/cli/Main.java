@@ -44,6 +44,11 @@ public final class Main implements Runnable {
         cl.setUsageHelpWidth(120);
         cl.setExecutionExceptionHandler(new ErrorHandler());
         cl.setParameterExceptionHandler(Main::usageError);
+        // every path argument: an empty one is a usage error that names the option, before any work
+        cl.registerConverter(java.nio.file.Path.class, value -> {
+            if (value.isEmpty()) throw new CommandLine.TypeConversionException("an empty path names no file");
+            return java.nio.file.Path.of(value);
+        });
         return cl;
     }
 

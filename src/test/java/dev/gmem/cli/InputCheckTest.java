@@ -30,7 +30,7 @@ class InputCheckTest {
         oneLine(run("restore", link.toString()), 1, "dangling symbolic link");
         oneLine(run("snapshot", "pack", dir.toString(), "-o", dir.resolve("x").toString()), 1, "is a directory");
         oneLine(run("restore", "/dev/null"), 1, "/dev/null: is not a regular file");
-        oneLine(run("restore", ""), 1, "the input path is empty");
+        oneLine(run("restore", ""), ExitCode.USAGE.status, "SNAPSHOT|RAW", "an empty path names no file");
     }
 
     @Test

@@ -6,7 +6,6 @@ import dev.gmem.testing.Leaks;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
@@ -33,10 +32,7 @@ class SignalsTest {
     }
 
     static Process gmem(Path err, String... args) throws Exception {
-        String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
-        List<String> cmd = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"), "--enable-native-access=ALL-UNNAMED", "-cp", cp,
-                Main.class.getName()));
-        cmd.addAll(List.of(args));
+        List<String> cmd = dev.gmem.testing.GmemProcess.command(err.getParent(), dev.gmem.testing.GmemProcess.classPath(), args);
         return new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD).redirectError(err.toFile()).start();
     }
 

@@ -137,8 +137,8 @@ class SnapshotCommandTest {
         assertThat(Files.size(Path.of(raw))).isEqualTo(2 << 20);
 
         ProbeCommandTest.Run empty = run("restore", snap, "--export", "");
-        assertThat(empty.exit()).isEqualTo(1);
-        assertThat(empty.err()).contains("the output path is empty");
+        assertThat(empty.exit()).isEqualTo(ExitCode.USAGE.status);
+        assertThat(empty.err()).isEqualTo("gmem restore: Invalid value for option '--export': an empty path names no file (see 'gmem restore --help')\n");
         assertThat(dev.gmem.testing.Leaks.partials(dir)).isEmpty();
     }
 
