@@ -61,13 +61,6 @@ final class BenchSupport {
     }
 
     static long availableMemory() {
-        try {
-            for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
-                if (line.startsWith("MemAvailable:")) return Long.parseLong(line.replaceAll("\\D", "")) * 1024;
-            }
-        } catch (IOException | NumberFormatException e) {
-            // Unknown: warm nothing.
-        }
-        return 0;
+        return dev.gmem.util.HostMemory.available();
     }
 }

@@ -115,7 +115,7 @@ final class RestoreCommand implements Callable<Integer> {
         try (Progress line = new Progress(json);
                 PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(),
                         new ByteProgress(line, "scan", SnapshotCommand.inputSize(input)), SnapshotCommand.format(spec.commandLine(), format));
-                Destination dst = export == null ? Destination.anonymous(b, source.size()) : Destination.export(export, source.size())) {
+                Destination dst = export == null ? Destination.anonymous(b, source) : Destination.export(export, source.size())) {
             outcome = EagerRestore.run(source, dst, new EagerRestore.Options(forced, threads, verify), checkGuest ? checkStride : 0, GUEST_TIMEOUT,
                     new ByteProgress(line, "restore", source.counts().dataBytes()), line);
         }

@@ -104,7 +104,7 @@ public final class Demo {
     private static Row eager(Snapshot s, GuestMemory.Backend b, boolean baseline, Check kvm, Options o, Steps steps) throws IOException {
         EagerRestore.Options opts = baseline ? new EagerRestore.Options(Strategy.MAPPED_COPY, 1, false) : EagerRestore.Options.automatic(false);
         String label = "eager " + b.label() + (baseline ? " baseline" : " chosen");
-        try (Destination d = Destination.anonymous(b, s.size())) {
+        try (Destination d = Destination.anonymous(b, s)) {
             EagerRestore.Outcome out = EagerRestore.run(s, d, opts, kvm.available() ? o.checkStride() : 0, o.guestTimeout(), steps.step(label, s.counts().dataBytes()),
                     step -> steps.step(label + ": vCPU check", 0));
             EagerRestore.Report r = out.report();

@@ -1,10 +1,11 @@
 package dev.gmem.restore;
 
-import dev.gmem.util.OutputFile;
 import dev.gmem.kvm.GuestMemfdFlag;
 import dev.gmem.memory.GuestMemories;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.memory.MemfdGuestMemory;
+import dev.gmem.snapshot.PageSource;
+import dev.gmem.util.OutputFile;
 import java.io.IOException;
 import java.nio.file.FileStore;
 import java.nio.file.Files;
@@ -22,11 +23,33 @@ public final class Destination implements AutoCloseable {
     public static final long FLAGS = GuestMemfdFlag.mask(GuestMemfdFlag.MMAP, GuestMemfdFlag.INIT_SHARED);
 
     private final GuestMemory memory;
+    private static final double GIB = 1L << 30;
+
     private final OutputFile export;
 
     private Destination(GuestMemory memory, OutputFile export) {
         this.memory = memory;
         this.export = export;
+    }
+
+    /**
+     * New anonymous guest memory for restoring {@code source}, refused up front when the source's data
+     * could never be resident on this host (more than its memory and swap together): every data page
+     * of an eager or lazy restore ends up in memory. Holes and zero pages cost nothing.
+     */
+    public static Destination anonymous(GuestMemory.Backend backend, PageSource source) throws IOException {
+        checkResident(source, dev.gmem.util.HostMemory.capacity());
+        return anonymous(backend, source.size());
+    }
+
+    /** Refuses {@code source} when its data is more than {@code capacity} bytes (0: unknown, nothing refused). */
+    static void checkResident(PageSource source, long capacity) throws SourceMismatchException {
+        long data = source.counts().dataBytes();
+        if (capacity > 0 && data > capacity) {
+            throw new SourceMismatchException(String.format(java.util.Locale.ROOT,
+                    "%s: holds %.1f GiB of data, more than this host's memory and swap together (%.1f GiB): a restore into memory could never hold it",
+                    source.path(), data / GIB, capacity / GIB));
+        }
     }
 
     public static Destination anonymous(GuestMemory.Backend backend, long size) throws IOException {

@@ -220,7 +220,7 @@ public final class LazyRestore implements AutoCloseable {
      * @throws RestoreVerificationException if a reader found a page that differs from the source
      */
     public static Outcome run(PageSource source, GuestMemory.Backend backend, Options options, Checks checks) throws IOException {
-        try (Destination dst = Destination.anonymous(backend, source.size()); LazyRestore lazy = start(source, dst.memory(), options)) {
+        try (Destination dst = Destination.anonymous(backend, source); LazyRestore lazy = start(source, dst.memory(), options)) {
             GuestVerdict guest = checks.guestStride() > 0
                     ? GuestVerdict.of(() -> GuestCheck.run(source, dst.memory(), lazy.memory(), checks.guestStride(), checks.guestTimeout()), lazy.engine.stats()::faults)
                     : null;

@@ -1,0 +1,34 @@
+package dev.gmem.restore;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.gmem.snapshot.Fixtures;
+import dev.gmem.snapshot.RawImage;
+import dev.gmem.util.HostMemory;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Guest memory for a restore is refused up front when the source's data could never be resident. */
+class DestinationTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void moreDataThanTheHostCanHoldIsRefusedBeforeAnythingIsAllocated() throws Exception {
+        try (RawImage s = RawImage.open(Fixtures.raw(dir, "raw", 4L << 20, 3), null, 1, b -> {})) {
+            long data = s.counts().dataBytes();
+            assertThat(data).isPositive();
+            assertThatThrownBy(() -> Destination.checkResident(s, data - 1)).isInstanceOf(SourceMismatchException.class)
+                    .hasMessageContaining(s.path().toString()).hasMessageContaining("more than this host's memory and swap together");
+            Destination.checkResident(s, data); // exactly fits
+            Destination.checkResident(s, 0); // unknown capacity: nothing refused
+        }
+    }
+
+    @Test
+    void theHostsCapacityIsReadFromMeminfo() {
+        assertThat(HostMemory.capacity()).isGreaterThanOrEqualTo(HostMemory.available()).isPositive();
+    }
+}
