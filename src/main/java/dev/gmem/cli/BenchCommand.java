@@ -13,7 +13,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(
-        name = "bench",
+        name = "bench", header = "Measure gmem on this host, as medians of interleaved runs.",
         mixinStandardHelpOptions = true,
         description = "Measure gmem on this host. Figures are medians of interleaved runs, compared within one run.",
         subcommands = {BenchCommand.Populate.class, BenchCommand.Restore.class, BenchCommand.Lazy.class})
@@ -27,7 +27,7 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(
-            name = "populate",
+            name = "populate", header = "Compare the population strategies, filling guest memory from one warm buffer.",
             mixinStandardHelpOptions = true,
             description = {
                 "Fill guest memory from one warm source buffer with each population strategy and compare them.",
@@ -120,7 +120,7 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(
-            name = "restore",
+            name = "restore", header = "Time snapshot pack and eager restore, side by side.",
             mixinStandardHelpOptions = true,
             description = {
                 "Snapshot pack and eager restore, side by side. Three snapshots are packed uncompressed from synthetic images",
@@ -198,7 +198,7 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(
-            name = "lazy",
+            name = "lazy", header = "Measure lazy restore against its targets, in each userfaultfd mode.",
             mixinStandardHelpOptions = true,
             description = {
                 "Lazy restore on this host, each figure against its target, for each userfaultfd mode:",

@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(
-        name = "demo",
+        name = "demo", header = "Run gmem's main job end to end on a synthetic guest, proving each restore with a KVM vCPU.",
         mixinStandardHelpOptions = true,
         description = {
             "gmem's main job in one command: synthesize a guest memory image, pack it into a snapshot, restore it eagerly",

@@ -9,7 +9,7 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
-@Command(name = "image", mixinStandardHelpOptions = true, description = "Synthetic guest memory images.", subcommands = ImageCommand.Synth.class)
+@Command(name = "image", header = "Write synthetic guest memory images.", mixinStandardHelpOptions = true, description = "Synthetic guest memory images.", subcommands = ImageCommand.Synth.class)
 final class ImageCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -20,7 +20,7 @@ final class ImageCommand implements Runnable {
     }
 
     @Command(
-            name = "synth",
+            name = "synth", header = "Write a deterministic synthetic raw guest memory image.",
             mixinStandardHelpOptions = true,
             description = {
                 "Write a deterministic synthetic raw guest memory image: the same options and seed give the same bytes.",

@@ -1,5 +1,7 @@
 package dev.gmem.cli;
 
+import java.util.LinkedHashMap;
+import java.util.Map;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
@@ -12,10 +14,28 @@ import picocli.CommandLine.Command;
             "gmem: guest memory for KVM virtual machines.",
             "Creates and fills guest memory files (KVM guest_memfd where the kernel has it, memfd with",
             "userfaultfd everywhere), restores VM memory snapshots eagerly or lazily, and measures it."
-        },
-        subcommands = {DemoCommand.class, ProbeCommand.class, BenchCommand.class, ImageCommand.class, SnapshotCommand.class, RestoreCommand.class,
-            CommandLine.HelpCommand.class})
+        })
 public final class Main implements Runnable {
+    /**
+     * The subcommands in the order the help lists them, each built only when it is needed: picocli
+     * reads a command's annotations (and its subcommands') when it is added, which for all of them
+     * cost some 100 ms of every run. A run that names a command builds that one alone.
+     */
+    private static final Map<String, Class<?>> COMMANDS = commands();
+
+    // class literals, which picocli instantiates: constructor references here made the JDK 25 AOT cache's assembly crash
+    private static Map<String, Class<?>> commands() {
+        Map<String, Class<?>> m = new LinkedHashMap<>();
+        m.put("demo", DemoCommand.class);
+        m.put("probe", ProbeCommand.class);
+        m.put("bench", BenchCommand.class);
+        m.put("image", ImageCommand.class);
+        m.put("snapshot", SnapshotCommand.class);
+        m.put("restore", RestoreCommand.class);
+        m.put("help", CommandLine.HelpCommand.class);
+        return m;
+    }
+
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
 
@@ -28,7 +48,7 @@ public final class Main implements Runnable {
         Signals.install();
         int status;
         try {
-            status = commandLine().execute(args);
+            status = commandLine(args).execute(args);
         } catch (Error e) {
             // picocli hands only Exceptions to the error handler: an Error still gets one line, not a stack trace
             System.err.println("gmem: " + ErrorHandler.message(e));
@@ -38,9 +58,21 @@ public final class Main implements Runnable {
         System.exit(status);
     }
 
-    /** The configured command line, for tests. */
+    /** The configured command line with every subcommand, for tests. */
     public static CommandLine commandLine() {
+        return commandLine(new String[0]);
+    }
+
+    /** The configured command line for {@code args}: only the command they name, or every command when they name none (help, usage). */
+    static CommandLine commandLine(String[] args) {
         CommandLine cl = new CommandLine(new Main());
+        Class<?> named = args.length > 0 && !args[0].equals("help") ? COMMANDS.get(args[0]) : null;
+        if (named != null) {
+            cl.addSubcommand(args[0], named);
+        } else {
+            for (Map.Entry<String, Class<?>> c : COMMANDS.entrySet()) cl.addSubcommand(c.getKey(), c.getValue());
+        }
+        // the settings below reach the subcommands added so far: they are added first
         cl.setUsageHelpWidth(120);
         cl.setExecutionExceptionHandler(new ErrorHandler());
         cl.setParameterExceptionHandler(Main::usageError);

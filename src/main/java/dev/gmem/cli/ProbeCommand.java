@@ -11,7 +11,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(
-        name = "probe",
+        name = "probe", header = "Report what this host can do for guest memory, each answer found by trying it.",
         mixinStandardHelpOptions = true,
         description = {
             "Report what this host can do for guest memory, each answer found by trying it:",

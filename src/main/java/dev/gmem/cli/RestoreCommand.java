@@ -23,7 +23,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 @Command(
-        name = "restore",
+        name = "restore", header = "Restore a snapshot or a raw memory file into new guest memory, eagerly or lazily.",
         mixinStandardHelpOptions = true,
         description = {
             "Restore a gmem snapshot or a raw VMM memory file into a new guest memory file, eagerly: every data page in",

@@ -20,7 +20,7 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 @Command(
-        name = "snapshot",
+        name = "snapshot", header = "Pack, unpack, inspect and verify gmem snapshots.",
         mixinStandardHelpOptions = true,
         description = {
             "gmem snapshots: pack a raw VMM memory file, unpack it again, inspect and verify.",
@@ -71,7 +71,7 @@ final class SnapshotCommand implements Runnable {
         return Files.size(input);
     }
 
-    @Command(name = "pack", mixinStandardHelpOptions = true, description = {
+    @Command(name = "pack", header = "Pack a raw memory file (or repack a snapshot) into a gmem snapshot.", mixinStandardHelpOptions = true, description = {
         "Pack a raw memory file (or repack a snapshot) into a gmem snapshot. Holes are found with SEEK_DATA/SEEK_HOLE,",
         "zero pages by reading; neither is stored. The output appears under its name only when complete."})
     static final class Pack implements Callable<Integer> {
@@ -169,7 +169,7 @@ final class SnapshotCommand implements Runnable {
         }
     }
 
-    @Command(name = "unpack", mixinStandardHelpOptions = true, description = {
+    @Command(name = "unpack", header = "Write a snapshot back as a sparse raw memory file.", mixinStandardHelpOptions = true, description = {
         "Write a snapshot back as a raw memory file: regions end to end, sparse (zero pages and holes are left as holes),",
         "byte for byte the packed input. Every checksum is checked first."})
     static final class Unpack implements Callable<Integer> {
@@ -208,7 +208,7 @@ final class SnapshotCommand implements Runnable {
 
     record UnpackSummary(String input, String output, long size, long dataBytes, double elapsedMs) {}
 
-    @Command(name = "inspect", mixinStandardHelpOptions = true, description = "Show a snapshot's regions, page counts by kind, chunks and compression ratio (reads the manifest only).")
+    @Command(name = "inspect", header = "Show a snapshot's regions, page counts, chunks and compression ratio.", mixinStandardHelpOptions = true, description = "Show a snapshot's regions, page counts by kind, chunks and compression ratio (reads the manifest only).")
     static final class Inspect implements Callable<Integer> {
         @Parameters(index = "0", paramLabel = "SNAPSHOT")
         Path input;
@@ -246,7 +246,7 @@ final class SnapshotCommand implements Runnable {
         }
     }
 
-    @Command(name = "verify", mixinStandardHelpOptions = true, description = "Check a snapshot completely: header, manifest, every chunk's checksum, and that every compressed chunk decodes. Exit 0 when sound, 1 with the first problem.")
+    @Command(name = "verify", header = "Check a snapshot completely, every chunk's checksum included.", mixinStandardHelpOptions = true, description = "Check a snapshot completely: header, manifest, every chunk's checksum, and that every compressed chunk decodes. Exit 0 when sound, 1 with the first problem.")
     static final class Verify implements Callable<Integer> {
         @Parameters(index = "0", paramLabel = "SNAPSHOT")
         Path input;

@@ -14,7 +14,7 @@ class ProbeCommandTest {
     record Run(int exit, String out, String err) {}
 
     static Run run(String... args) {
-        CommandLine cl = Main.commandLine();
+        CommandLine cl = Main.commandLine(args); // as gmem runs: only the command the arguments name
         StringWriter out = new StringWriter();
         StringWriter err = new StringWriter();
         cl.setOut(new PrintWriter(out));
@@ -64,6 +64,47 @@ class ProbeCommandTest {
         assertThat(r.exit()).isZero();
         assertThat(r.out()).contains("probe").contains("guest memory");
         assertThat(run("probe", "--help").out()).contains("--json").contains("Every \"no\" says why");
+    }
+
+    /** Every command's help, nested ones included: a whole-sentence summary, and no picocli warning (an unescaped % prints one). */
+    @Test
+    void everyHelpHasASentenceForItsSummaryAndNoWarning() {
+        List<String[]> paths = new ArrayList<>();
+        collect(Main.commandLine(), new ArrayList<>(), paths);
+        assertThat(paths).hasSizeGreaterThan(12);
+        java.io.PrintStream saved = System.err;
+        java.io.ByteArrayOutputStream warnings = new java.io.ByteArrayOutputStream();
+        try {
+            System.setErr(new java.io.PrintStream(warnings, true, java.nio.charset.StandardCharsets.UTF_8));
+            for (String[] path : paths) {
+                List<String> args = new ArrayList<>(List.of(path));
+                args.add("--help");
+                Run r = run(args.toArray(String[]::new));
+                assertThat(r.exit()).as(String.join(" ", args)).isZero();
+                assertThat(r.out()).as(String.join(" ", args)).contains("Usage: gmem").doesNotContain("%n");
+            }
+        } finally {
+            System.setErr(saved);
+        }
+        assertThat(warnings.toString(java.nio.charset.StandardCharsets.UTF_8)).isEmpty();
+        CommandLine all = Main.commandLine();
+        for (String[] path : paths) {
+            CommandLine c = all;
+            for (String name : path) c = c.getSubcommands().get(name);
+            if (path.length > 0 && !path[path.length - 1].equals("help")) {
+                assertThat(c.getCommandSpec().usageMessage().header()).as(String.join(" ", path) + " has a one-line summary").hasSize(1);
+                assertThat(c.getCommandSpec().usageMessage().header()[0]).as(String.join(" ", path)).matches("[A-Z].*\\.");
+            }
+        }
+    }
+
+    private static void collect(CommandLine c, List<String> path, List<String[]> out) {
+        out.add(path.toArray(String[]::new));
+        for (var e : c.getSubcommands().entrySet()) {
+            List<String> next = new ArrayList<>(path);
+            next.add(e.getKey());
+            collect(e.getValue(), next, out);
+        }
     }
 
     private static List<String> names(JsonNode node) {
