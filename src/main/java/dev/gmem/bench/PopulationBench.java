@@ -26,7 +26,6 @@ import java.util.function.Consumer;
  * timed region. The baseline of each backend is mapped-copy on one thread.
  */
 public final class PopulationBench {
-    /** What to measure. Empty {@code strategies} means all; empty {@code threads} means 1 and the CPU count. */
     /**
      * What to measure. Empty {@code strategies} means all; empty {@code threads} means 1 and the
      * CPU count. {@code warmBytes} of memory are touched once before anything is timed (negative:

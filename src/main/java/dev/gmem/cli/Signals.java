@@ -1,7 +1,7 @@
 package dev.gmem.cli;
 
 import dev.gmem.util.OutputFile;
-import sun.misc.Signal;
+import java.lang.reflect.Proxy;
 
 /**
  * SIGINT, SIGTERM and SIGHUP: stop at once, remove every partial output file (no later commit succeeds),
@@ -11,24 +11,42 @@ import sun.misc.Signal;
 final class Signals {
     private Signals() {}
 
+    /**
+     * sun.misc.Signal (module jdk.unsupported) is reached by reflection: javac's "internal
+     * proprietary API" warning cannot be suppressed in the source, and the build treats warnings as
+     * errors. It is the one supported way for Java code to handle these signals.
+     */
     static void install() {
-        for (String name : new String[] {"INT", "TERM", "HUP"}) {
-            try {
-                Signal.handle(new Signal(name), Signals::interrupted);
-            } catch (IllegalArgumentException notAllowed) {
-                // the JVM keeps this signal (-Xrs): its default action stays
+        try {
+            Class<?> signal = Class.forName("sun.misc.Signal");
+            Class<?> handlerType = Class.forName("sun.misc.SignalHandler");
+            Object handler = Proxy.newProxyInstance(Signals.class.getClassLoader(), new Class<?>[] {handlerType}, (proxy, method, args) -> {
+                if (method.getName().equals("handle")) {
+                    Object s = args[0];
+                    interrupted((String) signal.getMethod("getName").invoke(s), (int) signal.getMethod("getNumber").invoke(s));
+                }
+                return null;
+            });
+            for (String name : new String[] {"INT", "TERM", "HUP"}) {
+                try {
+                    signal.getMethod("handle", signal, handlerType).invoke(null, signal.getConstructor(String.class).newInstance(name), handler);
+                } catch (java.lang.reflect.InvocationTargetException notAllowed) {
+                    // the JVM keeps this signal (-Xrs): its default action stays
+                }
             }
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("cannot install signal handlers: " + e, e);
         }
     }
 
     private static final java.util.concurrent.atomic.AtomicBoolean ONCE = new java.util.concurrent.atomic.AtomicBoolean();
 
-    private static void interrupted(Signal s) {
+    private static void interrupted(String name, int number) {
         if (!ONCE.compareAndSet(false, true)) return; // a second signal while the first is handled: nothing more to do
         OutputFile.abandonAll();
         // a progress line may be on the terminal: start a fresh line
-        System.err.println((dev.gmem.linux.Posix.isTerminal(2) ? "\r\033[K" : "") + "gmem: interrupted (SIG" + s.getName() + "); partial output files removed");
+        System.err.println((dev.gmem.linux.Posix.isTerminal(2) ? "\r\033[K" : "") + "gmem: interrupted (SIG" + name + "); partial output files removed");
         System.err.flush();
-        Runtime.getRuntime().halt(128 + s.getNumber());
+        Runtime.getRuntime().halt(128 + number);
     }
 }

@@ -177,6 +177,7 @@ public final class UnixSockets {
     }
 
     /** sendmsg(2) of {@code data} with {@code fds} attached (SCM_RIGHTS); returns the bytes sent. */
+    @SuppressWarnings("restricted") // the control buffer is gmem's own, of the size it allocated
     public static long send(Fd socket, MemorySegment data, List<Fd> fds) throws SyscallException {
         if (fds.size() > MAX_FDS) throw new IllegalArgumentException("at most " + MAX_FDS + " descriptors per message, not " + fds.size());
         try (Arena arena = Arena.ofConfined()) {
@@ -211,6 +212,7 @@ public final class UnixSockets {
      * recvmsg(2) into {@code buffer}, accepting up to {@code maxFds} descriptors. The caller owns
      * the returned descriptors. {@code bytes} is 0 when the peer has closed the connection.
      */
+    @SuppressWarnings("restricted") // the control message's address comes from the kernel: its size is the kernel's
     public static Received receive(Fd socket, MemorySegment buffer, int maxFds) throws SyscallException {
         if (maxFds < 0 || maxFds > MAX_FDS) throw new IllegalArgumentException("maxFds must be 0.." + MAX_FDS);
         try (Arena arena = Arena.ofConfined()) {

@@ -4,6 +4,8 @@ import java.nio.file.Path;
 
 /** A chunk's stored data does not match its checksum: the snapshot is corrupt there. The message names the chunk, its guest address and both checksums. */
 public final class ChunkChecksumException extends SnapshotFormatException {
+    private static final long serialVersionUID = 1L;
+
     private final int chunk;
     private final long guestAddress;
 

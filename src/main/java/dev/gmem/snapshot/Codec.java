@@ -83,7 +83,7 @@ public enum Codec {
             n = switch (this) {
                 case NONE -> throw new IllegalStateException("NONE does not decompress");
                 case ZSTD -> {
-                    long size = Zstd.decompressedSize(src);
+                    long size = Zstd.getFrameContentSize(src);
                     if (size != dst.capacity()) throw new IllegalArgumentException("zstd frame declares " + size + " bytes");
                     yield Zstd.decompressDirectByteBuffer(dst, 0, dst.capacity(), src, 0, src.capacity());
                 }

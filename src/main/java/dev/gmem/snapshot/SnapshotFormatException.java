@@ -10,7 +10,9 @@ import java.nio.file.Path;
  * reader's validation.
  */
 public sealed class SnapshotFormatException extends IOException permits ChunkChecksumException, SourceChangedException {
-    private final Path file;
+    private static final long serialVersionUID = 1L;
+
+    private final transient Path file; // a Path is not serializable
 
     public SnapshotFormatException(Path file, String problem) {
         super(file + ": " + problem);

@@ -152,7 +152,7 @@ class FaultEngineTest {
         }
 
         @Override
-        public void close() throws Exception {
+        public void close() throws java.io.IOException {
             gated.open();
             engine.close();
             destination.close();

@@ -74,7 +74,7 @@ class KvmTest {
     @Test
     void guestMemfdFileProperties() throws Exception {
         try (Kvm kvm = Kvm.open(); Vm vm = kvm.createVm(0); GuestMemfd g = vm.createGuestMemfd(4 * PAGE, MMAP_SHARED);
-             GuestMemfd other = vm.createGuestMemfd(4 * PAGE, MMAP_SHARED); Arena arena = Arena.ofConfined()) {
+             GuestMemfd other = vm.createGuestMemfd(4 * PAGE, MMAP_SHARED)) {
             assertThat(g.fd().number()).isNotEqualTo(other.fd().number());
             assertThat(g.fd().fcntl(Linux.F_GETFD, 0) & Linux.FD_CLOEXEC).isZero();
             assertThat(g.has(GuestMemfdFlag.MMAP)).isTrue();

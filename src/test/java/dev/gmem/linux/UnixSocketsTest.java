@@ -69,7 +69,8 @@ class UnixSocketsTest {
                     throw new RuntimeException(e);
                 }
             });
-            try (Fd client = UnixSockets.connect(path); Fd server = accepted.get()) {
+            Fd client = UnixSockets.connect(path); // closed in the middle, on purpose: the peer then reads end of file
+            try (client; Fd server = accepted.get()) {
                 UnixSockets.PeerCredentials cred = UnixSockets.peerCredentials(server);
                 assertThat(cred.pid()).isEqualTo(ProcessHandle.current().pid());
                 MemorySegment msg = arena.allocateFrom("ping");
