@@ -8,7 +8,7 @@ import dev.gmem.snapshot.SnapshotFormatException;
  * 0 done; 1 failed (an I/O or system call error, a restore that failed or differs from its source,
  * a guest check that failed); 2 the command line is wrong; 3 this host lacks what the command
  * needs (the reason is printed); 4 the input is corrupt or not what it claims (a snapshot or
- * memory file), or does not fit where it is restored (more data than this host's memory).
+ * memory file).
  */
 enum ExitCode {
     OK(0),
@@ -28,9 +28,6 @@ enum ExitCode {
         for (Throwable t = error; t != null; t = t.getCause() == t ? null : t.getCause()) {
             switch (t) {
                 case SnapshotFormatException e -> {
-                    return BAD_INPUT;
-                }
-                case dev.gmem.restore.SourceMismatchException e -> {
                     return BAD_INPUT;
                 }
                 case UnsupportedFeatureException e -> {

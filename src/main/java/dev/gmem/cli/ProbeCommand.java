@@ -20,7 +20,7 @@ import picocli.CommandLine.Option;
             "and huge pages. Every \"no\" says why. Always exits 0 once it has printed its report."
         })
 final class ProbeCommand implements Callable<Integer> {
-    @Option(names = "--json", description = "Print the report as JSON (keys documented in the README).")
+    @Option(names = "--json", description = "Print the report as JSON (keys documented in docs/probe.md).")
     boolean json;
 
     @CommandLine.Spec

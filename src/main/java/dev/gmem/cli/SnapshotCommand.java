@@ -25,7 +25,7 @@ import picocli.CommandLine.Parameters;
         description = {
             "gmem snapshots: pack a raw VMM memory file, unpack it again, inspect and verify.",
             "A snapshot stores only data pages (zero pages and holes cost nothing), in 1 MiB chunks each with its",
-            "CRC32C, optionally compressed with zstd or lz4; its format is described in the README."
+            "CRC32C, optionally compressed with zstd or lz4; its format is specified in docs/snapshot-format.md."
         },
         subcommands = {SnapshotCommand.Pack.class, SnapshotCommand.Unpack.class, SnapshotCommand.Inspect.class, SnapshotCommand.Verify.class})
 final class SnapshotCommand implements Runnable {
@@ -246,7 +246,7 @@ final class SnapshotCommand implements Runnable {
         }
     }
 
-    @Command(name = "verify", header = "Check a snapshot completely, every chunk's checksum included.", mixinStandardHelpOptions = true, description = "Check a snapshot completely: header, manifest, every chunk's checksum, and that every compressed chunk decodes. Exit 0 when sound, 1 with the first problem.")
+    @Command(name = "verify", header = "Check a snapshot completely, every chunk's checksum included.", mixinStandardHelpOptions = true, description = "Check a snapshot completely: header, manifest, every chunk's checksum, and that every compressed chunk decodes. Exit 0 when sound, 4 with the first problem.")
     static final class Verify implements Callable<Integer> {
         @Parameters(index = "0", paramLabel = "SNAPSHOT")
         Path input;

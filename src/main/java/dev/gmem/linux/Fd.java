@@ -24,36 +24,65 @@ public final class Fd implements AutoCloseable {
     private static final int CLOSED = -1;
     private static final int EINTR = Errno.EINTR.number();
 
-    private static final MethodHandle OPEN = Native.downcall("open",
-            FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_INT), false, 2);
-    private static final MethodHandle MEMFD_CREATE = Native.downcall("memfd_create",
-            FunctionDescriptor.of(C_INT, C_POINTER, C_INT));
-    private static final MethodHandle EVENTFD = Native.downcall("eventfd",
-            FunctionDescriptor.of(C_INT, C_INT, C_INT));
-    private static final MethodHandle CLOSE = Native.downcall("close", FunctionDescriptor.of(C_INT, C_INT));
-    private static final MethodHandle DUP = Native.downcall("fcntl",
-            FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT), false, 2);
-    private static final MethodHandle FCNTL = DUP;
-    private static final MethodHandle READ = Native.downcall("read",
-            FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
-    private static final MethodHandle WRITE = Native.downcall("write",
-            FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
-    private static final MethodHandle PREAD = Native.downcall("pread",
-            FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
-    private static final MethodHandle PWRITE = Native.downcall("pwrite",
-            FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
-    private static final MethodHandle LSEEK = Native.downcall("lseek",
-            FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_INT));
-    private static final MethodHandle FTRUNCATE = Native.downcall("ftruncate",
-            FunctionDescriptor.of(C_INT, C_INT, C_LONG));
-    private static final MethodHandle FALLOCATE = Native.downcall("fallocate",
-            FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG));
-    private static final MethodHandle IOCTL_PTR = Native.downcall("ioctl",
-            FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), false, 2);
-    private static final MethodHandle IOCTL_PTR_SHORT = Native.downcall("ioctl",
-            FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), true, 2);
-    private static final MethodHandle IOCTL_LONG = Native.downcall("ioctl",
-            FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), false, 2);
+    private static final class Open { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("open",
+                FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_INT), false, 2);
+    }
+    private static final class MemfdCreate { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("memfd_create",
+                FunctionDescriptor.of(C_INT, C_POINTER, C_INT));
+    }
+    private static final class Eventfd { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("eventfd",
+                FunctionDescriptor.of(C_INT, C_INT, C_INT));
+    }
+    private static final class Close { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("close", FunctionDescriptor.of(C_INT, C_INT));
+    }
+    private static final class Fcntl { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("fcntl",
+                FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT), false, 2);
+    }
+    private static final class Read { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("read",
+                FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
+    }
+    private static final class Write { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("write",
+                FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
+    }
+    private static final class Pread { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("pread",
+                FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
+    }
+    private static final class Pwrite { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("pwrite",
+                FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
+    }
+    private static final class Lseek { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("lseek",
+                FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_INT));
+    }
+    private static final class Ftruncate { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("ftruncate",
+                FunctionDescriptor.of(C_INT, C_INT, C_LONG));
+    }
+    private static final class Fallocate { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("fallocate",
+                FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG));
+    }
+    private static final class IoctlPtr { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("ioctl",
+                FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), false, 2);
+    }
+    private static final class IoctlPtrShort { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("ioctl",
+                FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), true, 2);
+    }
+    private static final class IoctlLong { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("ioctl",
+                FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), false, 2);
+    }
 
     private static final int F_DUPFD_CLOEXEC = 1030;
 
@@ -87,7 +116,7 @@ public final class Fd implements AutoCloseable {
             while (true) {
                 int fd;
                 try {
-                    fd = (int) OPEN.invokeExact(st, cPath, flags, mode);
+                    fd = (int) Open.HANDLE.invokeExact(st, cPath, flags, mode);
                 } catch (Throwable t) {
                     throw Native.unexpected(t);
                 }
@@ -104,7 +133,7 @@ public final class Fd implements AutoCloseable {
             MemorySegment st = Native.callState();
             int fd;
             try {
-                fd = (int) MEMFD_CREATE.invokeExact(st, arena.allocateFrom(name), flags);
+                fd = (int) MemfdCreate.HANDLE.invokeExact(st, arena.allocateFrom(name), flags);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -118,7 +147,7 @@ public final class Fd implements AutoCloseable {
         MemorySegment st = Native.callState();
         int fd;
         try {
-            fd = (int) EVENTFD.invokeExact(st, initialValue, flags);
+            fd = (int) Eventfd.HANDLE.invokeExact(st, initialValue, flags);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -148,7 +177,7 @@ public final class Fd implements AutoCloseable {
         MemorySegment st = Native.callState();
         int n;
         try {
-            n = (int) DUP.invokeExact(st, fd, F_DUPFD_CLOEXEC, 0);
+            n = (int) Fcntl.HANDLE.invokeExact(st, fd, F_DUPFD_CLOEXEC, 0);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -161,7 +190,7 @@ public final class Fd implements AutoCloseable {
         MemorySegment st = Native.callState();
         int r;
         try {
-            r = (int) FCNTL.invokeExact(st, number(), command, argument);
+            r = (int) Fcntl.HANDLE.invokeExact(st, number(), command, argument);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -176,7 +205,7 @@ public final class Fd implements AutoCloseable {
         while (true) {
             long n;
             try {
-                n = (long) READ.invokeExact(st, fd, dst, dst.byteSize());
+                n = (long) Read.HANDLE.invokeExact(st, fd, dst, dst.byteSize());
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -192,7 +221,7 @@ public final class Fd implements AutoCloseable {
         while (true) {
             long n;
             try {
-                n = (long) WRITE.invokeExact(st, fd, src, src.byteSize());
+                n = (long) Write.HANDLE.invokeExact(st, fd, src, src.byteSize());
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -208,7 +237,7 @@ public final class Fd implements AutoCloseable {
         while (true) {
             long n;
             try {
-                n = (long) PREAD.invokeExact(st, fd, dst, dst.byteSize(), offset);
+                n = (long) Pread.HANDLE.invokeExact(st, fd, dst, dst.byteSize(), offset);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -236,7 +265,7 @@ public final class Fd implements AutoCloseable {
         while (true) {
             long n;
             try {
-                n = (long) PWRITE.invokeExact(st, fd, src, src.byteSize(), offset);
+                n = (long) Pwrite.HANDLE.invokeExact(st, fd, src, src.byteSize(), offset);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -261,7 +290,7 @@ public final class Fd implements AutoCloseable {
         MemorySegment st = Native.callState();
         long r;
         try {
-            r = (long) LSEEK.invokeExact(st, number(), offset, whence);
+            r = (long) Lseek.HANDLE.invokeExact(st, number(), offset, whence);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -300,7 +329,7 @@ public final class Fd implements AutoCloseable {
         MemorySegment st = Native.callState();
         int r;
         try {
-            r = (int) FTRUNCATE.invokeExact(st, number(), size);
+            r = (int) Ftruncate.HANDLE.invokeExact(st, number(), size);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -314,7 +343,7 @@ public final class Fd implements AutoCloseable {
         while (true) {
             int r;
             try {
-                r = (int) FALLOCATE.invokeExact(st, fd, mode, offset, length);
+                r = (int) Fallocate.HANDLE.invokeExact(st, fd, mode, offset, length);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -333,7 +362,7 @@ public final class Fd implements AutoCloseable {
         MemorySegment st = Native.callState();
         int r;
         try {
-            r = (int) IOCTL_PTR.invokeExact(st, number(), request, argument);
+            r = (int) IoctlPtr.HANDLE.invokeExact(st, number(), request, argument);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -350,7 +379,7 @@ public final class Fd implements AutoCloseable {
         MemorySegment st = Native.callState();
         int r;
         try {
-            r = (int) IOCTL_PTR_SHORT.invokeExact(st, number(), request, argument);
+            r = (int) IoctlPtrShort.HANDLE.invokeExact(st, number(), request, argument);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -363,7 +392,7 @@ public final class Fd implements AutoCloseable {
         MemorySegment st = Native.callState();
         int r;
         try {
-            r = (int) IOCTL_LONG.invokeExact(st, number(), request, argument);
+            r = (int) IoctlLong.HANDLE.invokeExact(st, number(), request, argument);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -384,7 +413,7 @@ public final class Fd implements AutoCloseable {
         MemorySegment st = Native.callState();
         int r;
         try {
-            r = (int) CLOSE.invokeExact(st, n);
+            r = (int) Close.HANDLE.invokeExact(st, n);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }

@@ -17,14 +17,22 @@ import java.lang.invoke.MethodHandle;
  * at unmapped memory), and the pages are unmapped exactly once.
  */
 public final class Mapping implements AutoCloseable {
-    private static final MethodHandle MMAP = Native.downcall("mmap",
-            FunctionDescriptor.of(C_POINTER, C_POINTER, C_SIZE_T, C_INT, C_INT, C_INT, C_LONG));
-    private static final MethodHandle MUNMAP = Native.downcall("munmap",
-            FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T), true, -1);
-    private static final MethodHandle MPROTECT = Native.downcall("mprotect",
-            FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_INT), true, -1);
-    private static final MethodHandle MINCORE = Native.downcall("mincore",
-            FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_POINTER));
+    private static final class Mmap { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("mmap",
+                FunctionDescriptor.of(C_POINTER, C_POINTER, C_SIZE_T, C_INT, C_INT, C_INT, C_LONG));
+    }
+    private static final class Munmap { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("munmap",
+                FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T), true, -1);
+    }
+    private static final class Mprotect { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("mprotect",
+                FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_INT), true, -1);
+    }
+    private static final class Mincore { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("mincore",
+                FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_POINTER));
+    }
     private static final long MAP_FAILED = -1L;
 
     private final Arena arena;
@@ -46,7 +54,7 @@ public final class Mapping implements AutoCloseable {
         MemorySegment st = Native.callState();
         MemorySegment result;
         try {
-            result = (MemorySegment) MMAP.invokeExact(st, MemorySegment.NULL, length, prot, flags, fdNumber, offset);
+            result = (MemorySegment) Mmap.HANDLE.invokeExact(st, MemorySegment.NULL, length, prot, flags, fdNumber, offset);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -73,7 +81,7 @@ public final class Mapping implements AutoCloseable {
         MemorySegment st = Native.callState();
         int r;
         try {
-            r = (int) MUNMAP.invokeExact(st, MemorySegment.ofAddress(address), length);
+            r = (int) Munmap.HANDLE.invokeExact(st, MemorySegment.ofAddress(address), length);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -105,7 +113,7 @@ public final class Mapping implements AutoCloseable {
         MemorySegment st = Native.callState();
         int r;
         try {
-            r = (int) MPROTECT.invokeExact(st, range, length, prot);
+            r = (int) Mprotect.HANDLE.invokeExact(st, range, length, prot);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -138,7 +146,7 @@ public final class Mapping implements AutoCloseable {
             MemorySegment st = Native.callState();
             int r;
             try {
-                r = (int) MINCORE.invokeExact(st, range, length, vec);
+                r = (int) Mincore.HANDLE.invokeExact(st, range, length, vec);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }

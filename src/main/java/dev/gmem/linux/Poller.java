@@ -25,8 +25,10 @@ public final class Poller {
     private static final long EVENTS = POLLFD.byteOffset(MemoryLayout.PathElement.groupElement("events"));
     private static final long REVENTS = POLLFD.byteOffset(MemoryLayout.PathElement.groupElement("revents"));
 
-    private static final MethodHandle POLL = Native.downcall("poll",
-            FunctionDescriptor.of(C_INT, C_POINTER, C_LONG, C_INT));
+    private static final class Poll { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("poll",
+                FunctionDescriptor.of(C_INT, C_POINTER, C_LONG, C_INT));
+    }
 
     private final MemorySegment fds;
     private final int count;
@@ -50,7 +52,7 @@ public final class Poller {
         MemorySegment st = Native.callState();
         int r;
         try {
-            r = (int) POLL.invokeExact(st, fds, (long) count, timeoutMillis);
+            r = (int) Poll.HANDLE.invokeExact(st, fds, (long) count, timeoutMillis);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }

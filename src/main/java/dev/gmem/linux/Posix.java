@@ -13,15 +13,29 @@ import java.util.Locale;
 
 /** Process- and system-wide calls that take no descriptor. */
 public final class Posix {
-    private static final MethodHandle SYSCALL = Native.downcall("syscall",
-            FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG), false, 1);
-    private static final MethodHandle MEMCMP = Native.plainDowncall("memcmp", FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG));
-    private static final MethodHandle MEMCPY = Native.plainDowncall("memcpy", FunctionDescriptor.of(C_POINTER, C_POINTER, C_POINTER, C_LONG));
-    private static final MethodHandle SYSCONF = Native.downcall("sysconf", FunctionDescriptor.of(C_LONG, C_INT));
-    private static final MethodHandle UNAME = Native.downcall("uname", FunctionDescriptor.of(C_INT, C_POINTER));
-    private static final MethodHandle MADVISE = Native.downcall("madvise",
-            FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T, C_INT));
-    private static final MethodHandle ISATTY = Native.plainDowncall("isatty", FunctionDescriptor.of(C_INT, C_INT));
+    private static final class Syscall { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("syscall",
+                FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG), false, 1);
+    }
+    private static final class Memcmp { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.plainDowncall("memcmp", FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG));
+    }
+    private static final class Memcpy { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.plainDowncall("memcpy", FunctionDescriptor.of(C_POINTER, C_POINTER, C_POINTER, C_LONG));
+    }
+    private static final class Sysconf { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("sysconf", FunctionDescriptor.of(C_LONG, C_INT));
+    }
+    private static final class UnameCall { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("uname", FunctionDescriptor.of(C_INT, C_POINTER));
+    }
+    private static final class Madvise { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("madvise",
+                FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T, C_INT));
+    }
+    private static final class Isatty { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.plainDowncall("isatty", FunctionDescriptor.of(C_INT, C_INT));
+    }
     private static final int UTSNAME_FIELD = 65;
 
     private static final long PAGE_SIZE = sysconf(Linux.SC_PAGESIZE);
@@ -77,7 +91,7 @@ public final class Posix {
         MemorySegment st = Native.callState();
         long r;
         try {
-            r = (long) SYSCALL.invokeExact(st, number, a[0], a[1], a[2], a[3], a[4], a[5]);
+            r = (long) Syscall.HANDLE.invokeExact(st, number, a[0], a[1], a[2], a[3], a[4], a[5]);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -88,7 +102,7 @@ public final class Posix {
     private static long sysconf(int name) {
         MemorySegment st = Native.callState();
         try {
-            return (long) SYSCONF.invokeExact(st, name);
+            return (long) Sysconf.HANDLE.invokeExact(st, name);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -114,7 +128,7 @@ public final class Posix {
         while (true) {
             int r;
             try {
-                r = (int) MADVISE.invokeExact(st, range, range.byteSize(), advice);
+                r = (int) Madvise.HANDLE.invokeExact(st, range, range.byteSize(), advice);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -154,7 +168,7 @@ public final class Posix {
             MemorySegment st = Native.callState();
             int r;
             try {
-                r = (int) UNAME.invokeExact(st, buf);
+                r = (int) UnameCall.HANDLE.invokeExact(st, buf);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -183,7 +197,7 @@ public final class Posix {
         if (!a.isNative() || !b.isNative()) throw new IllegalArgumentException("native memory only");
         int r;
         try {
-            r = (int) MEMCMP.invokeExact(a, b, length);
+            r = (int) Memcmp.HANDLE.invokeExact(a, b, length);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -197,7 +211,7 @@ public final class Posix {
         java.util.Objects.checkFromIndexSize(0, length, target.byteSize());
         if (!source.isNative() || !target.isNative()) throw new IllegalArgumentException("native memory only");
         try {
-            MemorySegment ignored = (MemorySegment) MEMCPY.invokeExact(target, source, length);
+            MemorySegment ignored = (MemorySegment) Memcpy.HANDLE.invokeExact(target, source, length);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -229,7 +243,7 @@ public final class Posix {
     /** Whether descriptor {@code fd} of this process (0, 1, 2: the standard streams) is a terminal. */
     public static boolean isTerminal(int fd) {
         try {
-            return (int) ISATTY.invokeExact(fd) == 1;
+            return (int) Isatty.HANDLE.invokeExact(fd) == 1;
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }

@@ -50,18 +50,36 @@ public final class UnixSockets {
     /** The most descriptors one message may carry (the kernel's SCM_MAX_FD). */
     public static final int MAX_FDS = 253;
 
-    private static final MethodHandle SOCKET = Native.downcall("socket", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
-    private static final MethodHandle SOCKETPAIR = Native.downcall("socketpair",
-            FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER));
-    private static final MethodHandle BIND = Native.downcall("bind", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
-    private static final MethodHandle LISTEN = Native.downcall("listen", FunctionDescriptor.of(C_INT, C_INT, C_INT));
-    private static final MethodHandle ACCEPT4 = Native.downcall("accept4",
-            FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_POINTER, C_INT));
-    private static final MethodHandle CONNECT = Native.downcall("connect", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
-    private static final MethodHandle SENDMSG = Native.downcall("sendmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
-    private static final MethodHandle RECVMSG = Native.downcall("recvmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
-    private static final MethodHandle GETSOCKOPT = Native.downcall("getsockopt",
-            FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER, C_POINTER));
+    private static final class Socket { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("socket", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
+    }
+    private static final class Socketpair { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("socketpair",
+                FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER));
+    }
+    private static final class Bind { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("bind", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
+    }
+    private static final class Listen { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("listen", FunctionDescriptor.of(C_INT, C_INT, C_INT));
+    }
+    private static final class Accept4 { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("accept4",
+                FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_POINTER, C_INT));
+    }
+    private static final class Connect { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("connect", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
+    }
+    private static final class Sendmsg { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("sendmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
+    }
+    private static final class Recvmsg { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("recvmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
+    }
+    private static final class Getsockopt { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("getsockopt",
+                FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER, C_POINTER));
+    }
 
     private UnixSockets() {}
 
@@ -83,7 +101,7 @@ public final class UnixSockets {
             MemorySegment st = Native.callState();
             int r;
             try {
-                r = (int) SOCKETPAIR.invokeExact(st, Linux.AF_UNIX, type | Linux.SOCK_CLOEXEC, 0, sv);
+                r = (int) Socketpair.HANDLE.invokeExact(st, Linux.AF_UNIX, type | Linux.SOCK_CLOEXEC, 0, sv);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -110,7 +128,7 @@ public final class UnixSockets {
         MemorySegment st = Native.callState();
         int fd;
         try {
-            fd = (int) SOCKET.invokeExact(st, Linux.AF_UNIX, type | Linux.SOCK_CLOEXEC, 0);
+            fd = (int) Socket.HANDLE.invokeExact(st, Linux.AF_UNIX, type | Linux.SOCK_CLOEXEC, 0);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
@@ -126,9 +144,9 @@ public final class UnixSockets {
             MemorySegment st = Native.callState();
             int r;
             try {
-                r = (int) BIND.invokeExact(st, sock.number(), sa, (int) SOCKADDR_UN_SIZE);
+                r = (int) Bind.HANDLE.invokeExact(st, sock.number(), sa, (int) SOCKADDR_UN_SIZE);
                 check("bind", path.toString(), r, st);
-                r = (int) LISTEN.invokeExact(st, sock.number(), backlog);
+                r = (int) Listen.HANDLE.invokeExact(st, sock.number(), backlog);
                 check("listen", path.toString(), r, st);
             } catch (SyscallException e) {
                 sock.closeQuietly();
@@ -148,7 +166,7 @@ public final class UnixSockets {
             MemorySegment st = Native.callState();
             int r;
             try {
-                r = (int) CONNECT.invokeExact(st, sock.number(), sa, (int) SOCKADDR_UN_SIZE);
+                r = (int) Connect.HANDLE.invokeExact(st, sock.number(), sa, (int) SOCKADDR_UN_SIZE);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -167,7 +185,7 @@ public final class UnixSockets {
         while (true) {
             int fd;
             try {
-                fd = (int) ACCEPT4.invokeExact(st, listener.number(), MemorySegment.NULL, MemorySegment.NULL, Linux.SOCK_CLOEXEC);
+                fd = (int) Accept4.HANDLE.invokeExact(st, listener.number(), MemorySegment.NULL, MemorySegment.NULL, Linux.SOCK_CLOEXEC);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
@@ -196,7 +214,7 @@ public final class UnixSockets {
             while (true) {
                 long n;
                 try {
-                    n = (long) SENDMSG.invokeExact(st, socket.number(), msg, Linux.MSG_NOSIGNAL);
+                    n = (long) Sendmsg.HANDLE.invokeExact(st, socket.number(), msg, Linux.MSG_NOSIGNAL);
                 } catch (Throwable t) {
                     throw Native.unexpected(t);
                 }
@@ -221,7 +239,7 @@ public final class UnixSockets {
             long n;
             while (true) {
                 try {
-                    n = (long) RECVMSG.invokeExact(st, socket.number(), msg, Linux.MSG_CMSG_CLOEXEC);
+                    n = (long) Recvmsg.HANDLE.invokeExact(st, socket.number(), msg, Linux.MSG_CMSG_CLOEXEC);
                 } catch (Throwable t) {
                     throw Native.unexpected(t);
                 }
@@ -282,7 +300,7 @@ public final class UnixSockets {
             MemorySegment st = Native.callState();
             int r;
             try {
-                r = (int) GETSOCKOPT.invokeExact(st, socket.number(), Linux.SOL_SOCKET, Linux.SO_PEERCRED, cred, len);
+                r = (int) Getsockopt.HANDLE.invokeExact(st, socket.number(), Linux.SOL_SOCKET, Linux.SO_PEERCRED, cred, len);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }

@@ -4,7 +4,7 @@ import java.util.List;
 
 /**
  * What this host can do for guest memory, as {@link HostProbe} found it. Serialised as the JSON of
- * {@code gmem probe --json}; field names (in snake_case) are a stable interface, documented in the README.
+ * {@code gmem probe --json}; field names (in snake_case) are a stable interface, documented in docs/probe.md.
  */
 public record HostReport(
         Kernel kernel,

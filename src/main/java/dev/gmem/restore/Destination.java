@@ -4,6 +4,7 @@ import dev.gmem.kvm.GuestMemfdFlag;
 import dev.gmem.memory.GuestMemories;
 import dev.gmem.memory.GuestMemory;
 import dev.gmem.memory.MemfdGuestMemory;
+import dev.gmem.memory.UnsupportedFeatureException;
 import dev.gmem.snapshot.PageSource;
 import dev.gmem.util.OutputFile;
 import java.io.IOException;
@@ -34,21 +35,24 @@ public final class Destination implements AutoCloseable {
 
     /**
      * New anonymous guest memory for restoring {@code source}, refused up front when the source's data
-     * could never be resident on this host (more than its memory and swap together): every data page
-     * of an eager or lazy restore ends up in memory. Holes and zero pages cost nothing.
+     * could never be resident on this host (more than the memory, plus swap for a memfd, that this
+     * process's cgroup allows): every data page of an eager or lazy restore ends up in memory.
+     * Holes and zero pages cost nothing.
+     *
+     * @throws UnsupportedFeatureException naming both sizes: this host cannot hold the guest (exit status 3, never "bad input")
      */
     public static Destination anonymous(GuestMemory.Backend backend, PageSource source) throws IOException {
-        checkResident(source, dev.gmem.util.HostMemory.capacity());
+        checkResident(source, backend, dev.gmem.util.HostMemory.capacity(backend == GuestMemory.Backend.MEMFD));
         return anonymous(backend, source.size());
     }
 
     /** Refuses {@code source} when its data is more than {@code capacity} bytes (0: unknown, nothing refused). */
-    static void checkResident(PageSource source, long capacity) throws SourceMismatchException {
+    static void checkResident(PageSource source, GuestMemory.Backend backend, long capacity) {
         long data = source.counts().dataBytes();
         if (capacity > 0 && data > capacity) {
-            throw new SourceMismatchException(String.format(java.util.Locale.ROOT,
-                    "%s: holds %.1f GiB of data, more than this host's memory and swap together (%.1f GiB): a restore into memory could never hold it",
-                    source.path(), data / GIB, capacity / GIB));
+            throw new UnsupportedFeatureException(backend.label(), "holding the guest's data", String.format(java.util.Locale.ROOT,
+                    "%s holds %.1f GiB of data, more than the %.1f GiB of memory%s this process may use", source.path(), data / GIB, capacity / GIB,
+                    backend == GuestMemory.Backend.MEMFD ? " and swap" : ""));
         }
     }
 

@@ -225,12 +225,18 @@ public final class LazyRestore implements AutoCloseable {
                     ? GuestVerdict.of(() -> GuestCheck.run(source, dst.memory(), lazy.memory(), checks.guestStride(), checks.guestTimeout()), lazy.engine.stats()::faults)
                     : null;
             lazy.checkHealthy(); // a failed restore explains a failed guest check
-            RandomReaders.Result v = checks.readers() > 0
-                    ? RandomReaders.check(lazy.memory(), residency(dst.memory(), lazy.memory()), source, dst.memory().pageSize(), checks.readers(), checks.seed(),
-                            lazy::checkHealthy)
-                    : null;
-            if (!lazy.awaitPopulated(checks.populateTimeout().toMillis())) {
-                throw new RestoreFailedException("lazy restore of " + source.path() + " did not finish in " + checks.populateTimeout().toSeconds() + " s", null);
+            RandomReaders.Health populated = () -> {
+                if (!lazy.awaitPopulated(checks.populateTimeout().toMillis())) {
+                    throw new RestoreFailedException("lazy restore of " + source.path() + " did not finish in " + checks.populateTimeout().toSeconds() + " s", null);
+                }
+            };
+            RandomReaders.Result v = null;
+            if (checks.readers() > 0) {
+                // the readers run while the prefetch does, then take a second look at what became resident meanwhile
+                v = RandomReaders.check(lazy.memory(), residency(dst.memory(), lazy.memory()), source, dst.memory().pageSize(), checks.readers(), checks.seed(),
+                        lazy::checkHealthy, populated);
+            } else {
+                populated.check();
             }
             if (v != null && v.wrongPages() > 0) {
                 throw new RestoreVerificationException(v.wrongPages() + " pages differ from " + source.path() + "; the first at guest 0x"

@@ -18,9 +18,10 @@ import org.HdrHistogram.Histogram;
 
 /**
  * Threads that check guest memory against the source while a lazy restore fills it, reading pages
- * in a random order: every data page; every other page (zero or hole) that is resident, found with
- * mincore, which never faults a page in; and a seeded sample of at most {@link #ABSENT_SAMPLE} of
- * the absent ones, whose reads fault them in as zeros. A guest with no more other pages than that
+ * in a random order: every data page; every other page (zero or hole) that is resident, as a
+ * {@link Residency} tells without faulting anything in (SEEK_DATA on the guest's file, or mincore
+ * on its mapping), at the start and again once the restore has settled; and a seeded sample of
+ * {@link #ABSENT_SAMPLE} distinct absent ones, whose reads fault them in as zeros. A guest with no more other pages than that
  * has every page read. So a sparse terabyte costs its data and a few MiB, never its holes. Each
  * first read of a missing page blocks on its fault, so the time of every read is recorded too:
  * that is the fault latency a guest thread sees.
@@ -105,6 +106,17 @@ public final class RandomReaders {
     /** As {@link #check(MemorySegment, PageSource, long, int, long, Health)}, learning which pages are resident from {@code residency}. */
     public static Result check(MemorySegment guest, Residency residency, PageSource source, long pageSize, int threads, long seed, Health health)
             throws IOException {
+        return check(guest, residency, source, pageSize, threads, seed, health, null);
+    }
+
+    /**
+     * As {@link #check(MemorySegment, Residency, PageSource, long, int, long, Health)}, then, once
+     * {@code settle} has returned (the restore has populated everything), a second look: every
+     * zero page or hole that became resident since the start (a stray write while the prefetch ran,
+     * say) and was not read is read now. Those reads fault nothing in.
+     */
+    public static Result check(MemorySegment guest, Residency residency, PageSource source, long pageSize, int threads, long seed, Health health,
+            Health settle) throws IOException {
         PageIndex index = new PageIndex(source);
         Selection chosen = select(residency, source, index, pageSize, seed);
         long[] order = chosen.offsets();
@@ -139,8 +151,28 @@ public final class RandomReaders {
                 }
             });
         }
+        long later = 0;
+        if (settle != null) {
+            settle.check();
+            if (chosen.residentAtStart() != null) {
+                try (Arena arena = Arena.ofConfined()) {
+                    MemorySegment zeros = arena.allocate(pageSize, pageSize);
+                    long[] now = residency.extents();
+                    for (int i = 0; i < now.length; i += 2) {
+                        for (long offset = now[i] / pageSize * pageSize; offset < Math.min(now[i + 1], source.size()); offset += pageSize) {
+                            if (isData(index, offset) || within(chosen.residentAtStart(), offset) || chosen.sampled().contains(offset)) continue;
+                            later++;
+                            if (dev.gmem.linux.Posix.mismatch(guest.asSlice(offset, pageSize), zeros, pageSize) >= 0) {
+                                wrong.incrementAndGet();
+                                firstWrong.compareAndSet(-1, index.guestOfFileOffset(offset));
+                            }
+                        }
+                    }
+                }
+            }
+        }
         double ms = (System.nanoTime() - t0) / 1e6;
-        return new Result(pages, chosen.data(), chosen.residentOther(), wrong.get(), firstWrong.get(), ms, Latency.of(latency));
+        return new Result(pages + later, chosen.data(), chosen.residentOther() + later, wrong.get(), firstWrong.get(), ms, Latency.of(latency));
     }
 
     /** The source's bytes of the {@code pageSize} unit at file offset {@code offset}, which may lie inside a larger region page. */
@@ -150,8 +182,12 @@ public final class RandomReaders {
         return reader.page(at).asSlice(within, pageSize);
     }
 
-    /** The file offsets of the pages to read, shuffled, and how many of them are data and resident other pages. */
-    private record Selection(long[] offsets, long data, long residentOther) {}
+    /**
+     * The file offsets of the pages to read, shuffled; how many of them are data and resident other
+     * pages; and, for the second look, the resident extents at the start and the sampled pages
+     * (null extents: every page was chosen).
+     */
+    private record Selection(long[] offsets, long data, long residentOther, long[] residentAtStart, java.util.Set<Long> sampled) {}
 
     private static Selection select(Residency residency, PageSource source, PageIndex index, long pageSize, long seed) throws IOException {
         long pages = source.size() / pageSize;
@@ -167,33 +203,61 @@ public final class RandomReaders {
             }
         }
         long others = pages - dataUnits;
-        long resident = 0;
         if (others <= ABSENT_SAMPLE) {
             for (long page = 0; page < pages; page++) {
                 if (!isData(index, page * pageSize)) chosen.add(page * pageSize);
             }
-        } else {
-            long[] runs = residency.extents();
-            for (int i = 0; i < runs.length; i += 2) {
-                for (long offset = runs[i] / pageSize * pageSize; offset < Math.min(runs[i + 1], source.size()); offset += pageSize) {
-                    if (!isData(index, offset)) {
-                        chosen.add(offset);
-                        resident++;
-                    }
+            long[] order = chosen.toArray();
+            shuffle(order, seed);
+            return new Selection(order, dataUnits, 0, null, java.util.Set.of());
+        }
+        long[] runs = residency.extents();
+        long resident = 0;
+        for (int i = 0; i < runs.length; i += 2) {
+            for (long offset = runs[i] / pageSize * pageSize; offset < Math.min(runs[i + 1], source.size()); offset += pageSize) {
+                if (!isData(index, offset)) {
+                    chosen.add(offset);
+                    resident++;
                 }
             }
-            // a sample of the absent rest, drawn with the seed (a page drawn twice, or resident, is read twice: harmless)
-            SplittableRandom r = new SplittableRandom(seed ^ 0x5DEECE66DL);
-            for (int drawn = 0, tries = 0; drawn < ABSENT_SAMPLE && tries < 64 * ABSENT_SAMPLE; tries++) {
-                long offset = r.nextLong(pages) * pageSize;
-                if (isData(index, offset)) continue;
-                chosen.add(offset);
-                drawn++;
-            }
         }
+        // ABSENT_SAMPLE distinct absent pages, drawn with the seed: by rejection where they are common, else by a reservoir over every page
+        java.util.Set<Long> sampled = new java.util.HashSet<>();
+        SplittableRandom r = new SplittableRandom(seed ^ 0x5DEECE66DL);
+        if (others >= pages / 64) {
+            for (long tries = 0; sampled.size() < ABSENT_SAMPLE && tries < 256L * ABSENT_SAMPLE; tries++) {
+                long offset = r.nextLong(pages) * pageSize;
+                if (!isData(index, offset) && !within(runs, offset)) sampled.add(offset);
+            }
+        } else {
+            long[] reservoir = new long[ABSENT_SAMPLE];
+            long seen = 0;
+            for (long page = 0; page < pages; page++) {
+                long offset = page * pageSize;
+                if (isData(index, offset) || within(runs, offset)) continue;
+                if (seen < ABSENT_SAMPLE) reservoir[(int) seen] = offset;
+                else if (r.nextLong(seen + 1) < ABSENT_SAMPLE) reservoir[r.nextInt(ABSENT_SAMPLE)] = offset;
+                seen++;
+            }
+            for (int i = 0; i < Math.min(seen, ABSENT_SAMPLE); i++) sampled.add(reservoir[i]);
+        }
+        for (long offset : sampled) chosen.add(offset);
         long[] order = chosen.toArray();
         shuffle(order, seed);
-        return new Selection(order, dataUnits, resident);
+        return new Selection(order, dataUnits, resident, runs, sampled);
+    }
+
+    /** Whether {@code offset} lies in one of the sorted [start, end) pairs of {@code runs}. */
+    private static boolean within(long[] runs, long offset) {
+        int lo = 0;
+        int hi = runs.length / 2 - 1;
+        while (lo <= hi) {
+            int mid = (lo + hi) >>> 1;
+            if (offset < runs[2 * mid]) hi = mid - 1;
+            else if (offset >= runs[2 * mid + 1]) lo = mid + 1;
+            else return true;
+        }
+        return false;
     }
 
     private static boolean isData(PageIndex index, long offset) {

@@ -9,7 +9,7 @@ import java.util.List;
 import java.util.zip.CRC32C;
 
 /**
- * gmem's snapshot format, version 1 (documented in the README). All integers little-endian.
+ * gmem's snapshot format, version 1 (specified in docs/snapshot-format.md). All integers little-endian.
  *
  * <pre>
  * header, 4096 bytes at offset 0

@@ -94,22 +94,20 @@ public final class OutputFile implements AutoCloseable {
             }
         }
         Path partial = dir.resolve(abs.getFileName() + ".partial." + ProcessHandle.current().pid() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong() >>> 16));
-        Fd fd;
-        try {
-            fd = Fd.open(partial, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_NOFOLLOW | Linux.O_CLOEXEC, permissions,
-                    target + " (being written as " + partial.getFileName() + ")");
-        } catch (SyscallException e) {
-            throw new OutputRefusedException(target, "cannot create its partial file " + partial.getFileName() + ": " + e.errnoText());
-        }
-        OutputFile f = new OutputFile(abs, partial, fd, replaced);
+        // created and registered under one lock: an interruption (abandonAll) never misses a partial file it could see
         synchronized (LIVE) {
-            if (abandoned) {
-                f.discard();
-                throw new OutputRefusedException(target, "interrupted");
+            if (abandoned) throw new OutputRefusedException(target, "interrupted");
+            Fd fd;
+            try {
+                fd = Fd.open(partial, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_NOFOLLOW | Linux.O_CLOEXEC, permissions,
+                        target + " (being written as " + partial.getFileName() + ")");
+            } catch (SyscallException e) {
+                throw new OutputRefusedException(target, "cannot create its partial file " + partial.getFileName() + ": " + e.errnoText());
             }
+            OutputFile f = new OutputFile(abs, partial, fd, replaced);
             LIVE.add(f);
+            return f;
         }
-        return f;
     }
 
     /** A file's identity: its inode (which a new file may reuse) and its status change time (which it cannot). */

@@ -20,15 +20,17 @@ class DestinationTest {
         try (RawImage s = RawImage.open(Fixtures.raw(dir, "raw", 4L << 20, 3), null, 1, b -> {})) {
             long data = s.counts().dataBytes();
             assertThat(data).isPositive();
-            assertThatThrownBy(() -> Destination.checkResident(s, data - 1)).isInstanceOf(SourceMismatchException.class)
-                    .hasMessageContaining(s.path().toString()).hasMessageContaining("more than this host's memory and swap together");
-            Destination.checkResident(s, data); // exactly fits
-            Destination.checkResident(s, 0); // unknown capacity: nothing refused
+            assertThatThrownBy(() -> Destination.checkResident(s, dev.gmem.memory.GuestMemory.Backend.MEMFD, data - 1))
+                    .isInstanceOf(dev.gmem.memory.UnsupportedFeatureException.class).hasMessageContaining(s.path().toString())
+                    .hasMessageContaining("of memory and swap this process may use");
+            Destination.checkResident(s, dev.gmem.memory.GuestMemory.Backend.MEMFD, data); // exactly fits
+            Destination.checkResident(s, dev.gmem.memory.GuestMemory.Backend.KERNEL, 0); // unknown capacity: nothing refused
         }
     }
 
     @Test
     void theHostsCapacityIsReadFromMeminfo() {
-        assertThat(HostMemory.capacity()).isGreaterThanOrEqualTo(HostMemory.available()).isPositive();
+        assertThat(HostMemory.capacity(true)).isGreaterThanOrEqualTo(HostMemory.capacity(false)).isPositive();
+        assertThat(HostMemory.available()).isPositive();
     }
 }

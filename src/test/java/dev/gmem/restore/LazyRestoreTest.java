@@ -107,6 +107,13 @@ class LazyRestoreTest {
             for (byte b : resident) in += b & 1;
             // the data (with fault-around), the written hole and the sample: never the other ~61000 holes
             assertThat(in).isLessThanOrEqualTo(3 * 64 + 3 * 3 * 64 + 1 + RandomReaders.ABSENT_SAMPLE).isGreaterThanOrEqualTo(3 * 64);
+            assertThat(r.sampledPages()).as("distinct absent pages, none of them resident").isEqualTo(RandomReaders.ABSENT_SAMPLE);
+
+            // a stray write into another hole after the readers took their look at residency: the second look, once settled, reads it
+            long strayHole = 200L << 20;
+            RandomReaders.Result again = RandomReaders.check(lazy.memory(), residency, s, P, 2, 10, lazy::checkHealthy,
+                    () -> lazy.memory().set(ValueLayout.JAVA_BYTE, strayHole + 5, (byte) 7));
+            assertThat(again.wrongPages()).as("the first hole and the stray one").isEqualTo(2);
         }
     }
 
