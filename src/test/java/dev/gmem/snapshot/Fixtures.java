@@ -51,6 +51,12 @@ public final class Fixtures {
         return out;
     }
 
+    /** Recomputes the header's own CRC only, leaving whatever else the header says. */
+    public static void fixHeaderChecksum(byte[] file) {
+        ByteBuffer h = ByteBuffer.wrap(file).order(ByteOrder.LITTLE_ENDIAN);
+        h.putInt(SnapshotFormat.HEADER_CRC_AT, SnapshotFormat.crc(ByteBuffer.wrap(file, 0, SnapshotFormat.HEADER_CRC_AT)));
+    }
+
     /** Recomputes the manifest CRC in the header and the header's own CRC. */
     public static void fixChecksums(byte[] file) {
         ByteBuffer h = ByteBuffer.wrap(file).order(ByteOrder.LITTLE_ENDIAN);
