@@ -56,7 +56,8 @@ class AttackSuiteTest {
 
     @BeforeAll
     void fixtures() throws Exception {
-        System.out.println("attack suite: seed " + seed + " (replay with ./gmem test -Dtest=AttackSuiteTest -Dgmem.attack.seed=" + seed + ")");
+        System.out.println("attack suite: seed " + seed
+                + " (replay with ./gmem test -Dtest=AttackSuiteTest -Dgmem.attack.seed=" + seed + ")");
         root = Files.createTempDirectory("gmem-attack");
         Files.setPosixFilePermissions(root, PosixFilePermissions.fromString("rwxr-xr-x"));
         Path fix = Files.createDirectory(root.resolve("fixtures"));
@@ -70,7 +71,8 @@ class AttackSuiteTest {
     @AfterAll
     void summary() throws IOException {
         int total = cases.values().stream().mapToInt(AtomicInteger::get).sum();
-        System.out.println("attack suite: seed " + seed + ", " + total + " gmem runs: " + cases + "; " + refusals.size() + " distinct refusals of damaged snapshots");
+        System.out.println("attack suite: seed " + seed + ", " + total + " gmem runs: " + cases + "; " + refusals.size()
+                + " distinct refusals of damaged snapshots");
         Host.removeTree(root);
     }
 
@@ -81,7 +83,10 @@ class AttackSuiteTest {
         Path d = Files.createTempDirectory(root, name + "-");
         Files.setPosixFilePermissions(d, PosixFilePermissions.fromString("rwxrwxrwx"));
         try {
-            exec("chmod", "1777", d.toString()); // shared and sticky, as /tmp: another user can plant files, never remove them
+            exec(
+                    "chmod",
+                    "1777",
+                    d.toString()); // shared and sticky, as /tmp: another user can plant files, never remove them
         } catch (Exception e) {
             throw new IOException(e);
         }
@@ -100,28 +105,50 @@ class AttackSuiteTest {
     /** What every run must satisfy: no hang, an allowed status, a failure as one clean line, no crash log, no partial file. */
     static void clean(Result r, Path dir, String what, int... allowed) throws IOException {
         assertThat(r.timedOut()).as("%s: hung%n%s", what, r).isFalse();
-        assertThat(Arrays.stream(allowed).boxed().toList()).as("%s: exit status%n%s", what, r).contains(r.exit());
+        assertThat(Arrays.stream(allowed).boxed().toList())
+                .as("%s: exit status%n%s", what, r)
+                .contains(r.exit());
         if (r.exit() == 0) {
-            assertThat(r.errLines()).as("%s: nothing on stderr on success (it is no terminal)%n%s", what, r).isEmpty();
+            assertThat(r.errLines())
+                    .as("%s: nothing on stderr on success (it is no terminal)%n%s", what, r)
+                    .isEmpty();
         } else {
             assertThat(r.errLines()).as("%s: one line on stderr%n%s", what, r).hasSize(1);
             String line = r.errLines().get(0);
-            assertThat(line).as("%s: a gmem message%n%s", what, r).startsWith("gmem").doesNotContain("\tat ").doesNotContain("Exception")
+            assertThat(line)
+                    .as("%s: a gmem message%n%s", what, r)
+                    .startsWith("gmem")
+                    .doesNotContain("\tat ")
+                    .doesNotContain("Exception")
                     .doesNotContain("java.lang");
         }
-        assertThat(GmemProcess.crashLogs(dir)).as("%s: the JVM crashed%n%s", what, r).isEmpty();
-        assertThat(Leaks.partials(dir)).as("%s: a partial file was left behind%n%s", what, r).isEmpty();
+        assertThat(GmemProcess.crashLogs(dir))
+                .as("%s: the JVM crashed%n%s", what, r)
+                .isEmpty();
+        assertThat(Leaks.partials(dir))
+                .as("%s: a partial file was left behind%n%s", what, r)
+                .isEmpty();
     }
 
     static void sameBytes(Path actual, Path expected, String what) throws IOException {
-        assertThat(Files.mismatch(actual, expected)).as("%s: an exit 0 must mean the right bytes", what).isEqualTo(-1);
+        assertThat(Files.mismatch(actual, expected))
+                .as("%s: an exit 0 must mean the right bytes", what)
+                .isEqualTo(-1);
     }
 
     // ---- damaged snapshots ----
 
     /** What is damaged, and how often per run: the semantic kinds more often, as they reach deeper checks. */
     enum Damage {
-        HEADER_BIT(3), HEADER_FIELD_CRC_FIXED(6), DATA_BIT(3), MANIFEST_BIT(3), ANY_BYTES(3), MAGIC(2), TRUNCATED(3), EXTENDED(2), MANIFEST_FIELDS(12);
+        HEADER_BIT(3),
+        HEADER_FIELD_CRC_FIXED(6),
+        DATA_BIT(3),
+        MANIFEST_BIT(3),
+        ANY_BYTES(3),
+        MAGIC(2),
+        TRUNCATED(3),
+        EXTENDED(2),
+        MANIFEST_FIELDS(12);
 
         final int draws;
 
@@ -161,7 +188,8 @@ class AttackSuiteTest {
         switch (kind) {
             case HEADER_BIT -> flip(b, r.nextInt(SnapshotFormat.HEADER_SIZE), r);
             case HEADER_FIELD_CRC_FIXED -> {
-                // a defined header field (version, sizes, the manifest's place and checksum), the header's own checksum made right again
+                // a defined header field (version, sizes, the manifest's place and checksum), the header's own checksum
+                // made right again
                 flip(b, 8 + r.nextInt(28), r);
                 Fixtures.fixHeaderChecksum(b);
             }
@@ -171,7 +199,12 @@ class AttackSuiteTest {
                 for (int k = 1 + r.nextInt(16); k > 0; k--) b[r.nextInt(b.length)] = (byte) r.nextInt(256);
             }
             case MAGIC -> b[r.nextInt(8)] ^= (byte) (1 + r.nextInt(255));
-            case TRUNCATED -> b = Arrays.copyOf(b, r.nextBoolean() ? r.nextInt(b.length) : (r.nextInt(b.length / 4096) + 1) * 4096 - (r.nextBoolean() ? 0 : 4096));
+            case TRUNCATED ->
+                b = Arrays.copyOf(
+                        b,
+                        r.nextBoolean()
+                                ? r.nextInt(b.length)
+                                : (r.nextInt(b.length / 4096) + 1) * 4096 - (r.nextBoolean() ? 0 : 4096));
             case EXTENDED -> {
                 byte[] longer = Arrays.copyOf(b, b.length + 1 + r.nextInt(3 * 4096));
                 for (int i = b.length; i < longer.length; i++) longer[i] = (byte) r.nextInt(256);
@@ -179,7 +212,9 @@ class AttackSuiteTest {
             }
             case MANIFEST_FIELDS -> {
                 // semantic damage behind recomputed checksums: sizes, offsets and counts with values chosen to hurt
-                long[] hurt = {0, 1, -1, 4095, 4096, 1L << 40, 1L << 52, Long.MAX_VALUE, Integer.MAX_VALUE, Integer.MIN_VALUE};
+                long[] hurt = {
+                    0, 1, -1, 4095, 4096, 1L << 40, 1L << 52, Long.MAX_VALUE, Integer.MAX_VALUE, Integer.MIN_VALUE
+                };
                 b = Fixtures.editManifest(good, m -> {
                     for (int k = 1 + r.nextInt(3); k > 0; k--) {
                         int at = r.nextInt(m.limit() - 8);
@@ -220,15 +255,26 @@ class AttackSuiteTest {
 
         // one verdict: what verify accepts every reader accepts, and what it refuses every reader refuses
         boolean accepted = verify.exit() == 0;
-        assertThat(restore.exit() == 0).as("%s: restore agrees with verify%n%s%n%s", what, verify, restore).isEqualTo(accepted);
-        assertThat(unpack.exit() == 0).as("%s: unpack agrees with verify%n%s%n%s", what, verify, unpack).isEqualTo(accepted);
+        assertThat(restore.exit() == 0)
+                .as("%s: restore agrees with verify%n%s%n%s", what, verify, restore)
+                .isEqualTo(accepted);
+        assertThat(unpack.exit() == 0)
+                .as("%s: unpack agrees with verify%n%s%n%s", what, verify, unpack)
+                .isEqualTo(accepted);
         for (Result refused : List.of(verify, restore, unpack)) {
-            if (refused.exit() != 0) refusals.add(refused.errLines().get(0).replaceAll("/\\S+", "PATH").replaceAll("\\d+", "N").replaceFirst("^gmem \\w+: ", ""));
+            if (refused.exit() != 0)
+                refusals.add(refused.errLines()
+                        .get(0)
+                        .replaceAll("/\\S+", "PATH")
+                        .replaceAll("\\d+", "N")
+                        .replaceFirst("^gmem \\w+: ", ""));
         }
         if (lazyToo && Host.hasUserfaultfd()) {
             Result lazy = gmem("damaged snapshots", dir, "restore", f.toString(), "--mode", "lazy", "--verify");
             clean(lazy, dir, what + ", lazy restore", 0, 1, 4);
-            assertThat(lazy.exit() == 0).as("%s: lazy agrees with verify%n%s", what, lazy).isEqualTo(accepted);
+            assertThat(lazy.exit() == 0)
+                    .as("%s: lazy agrees with verify%n%s", what, lazy)
+                    .isEqualTo(accepted);
         }
         Host.removeTree(dir);
     }
@@ -251,19 +297,32 @@ class AttackSuiteTest {
         Files.createSymbolicLink(loop, loop);
         Path empty = Files.createFile(dir.resolve("empty"));
         Path text = Files.writeString(dir.resolve("order.txt"), "not an address\n");
-        List<Path> inputs = new ArrayList<>(List.of(dir, fifo, socket, dangling, loop, empty, dir.resolve("missing"), text));
+        List<Path> inputs =
+                new ArrayList<>(List.of(dir, fifo, socket, dangling, loop, empty, dir.resolve("missing"), text));
         for (Path in : inputs) {
-            for (String[] cmd : List.of(new String[] {"snapshot", "verify", in.toString()}, new String[] {"restore", in.toString()},
-                    new String[] {"snapshot", "pack", in.toString(), "-o", dir.resolve("out.snap").toString()})) {
+            for (String[] cmd : List.of(
+                    new String[] {"snapshot", "verify", in.toString()},
+                    new String[] {"restore", in.toString()},
+                    new String[] {
+                        "snapshot",
+                        "pack",
+                        in.toString(),
+                        "-o",
+                        dir.resolve("out.snap").toString()
+                    })) {
                 Result r = gmem("special files", dir, cmd);
-                boolean rawText = in.equals(text) && !cmd[0].equals("snapshot") || in.equals(text) && cmd[1].equals("pack");
+                boolean rawText =
+                        in.equals(text) && !cmd[0].equals("snapshot") || in.equals(text) && cmd[1].equals("pack");
                 if (rawText) {
                     // a 15-byte file is no raw memory image (not a multiple of 4096)
                     clean(r, dir, String.join(" ", cmd), 4);
                 } else {
                     clean(r, dir, String.join(" ", cmd), 1, 4);
                 }
-                if (r.exit() != 0) assertThat(r.errLines().get(0)).as("names the file: %s", r).contains(in.getFileName().toString());
+                if (r.exit() != 0)
+                    assertThat(r.errLines().get(0))
+                            .as("names the file: %s", r)
+                            .contains(in.getFileName().toString());
             }
         }
         assertThat(dir.resolve("out.snap")).doesNotExist();
@@ -285,19 +344,28 @@ class AttackSuiteTest {
         Path hardLink = Files.createLink(dir.resolve("in-hardlink.snap"), input);
         List<Path> outputs = new ArrayList<>(List.of(fifo, link, subdir));
         for (Path out : outputs) {
-            for (String[] cmd : List.of(new String[] {"snapshot", "pack", rawIn.toString(), "-o", out.toString()},
-                    new String[] {"snapshot", "unpack", input.toString(), "-o", out.toString()}, new String[] {"image", "synth", "--size", "1M", "-o", out.toString()},
+            for (String[] cmd : List.of(
+                    new String[] {"snapshot", "pack", rawIn.toString(), "-o", out.toString()},
+                    new String[] {"snapshot", "unpack", input.toString(), "-o", out.toString()},
+                    new String[] {"image", "synth", "--size", "1M", "-o", out.toString()},
                     new String[] {"restore", input.toString(), "--export", out.toString()})) {
                 Result r = gmem("special files", dir, cmd);
                 clean(r, dir, String.join(" ", cmd), 1, 4);
             }
         }
         // the input as its own output, by name and by hard link
-        for (String[] cmd : List.of(new String[] {"snapshot", "unpack", input.toString(), "-o", input.toString()},
+        for (String[] cmd : List.of(
+                new String[] {"snapshot", "unpack", input.toString(), "-o", input.toString()},
                 new String[] {"snapshot", "unpack", input.toString(), "-o", hardLink.toString()},
                 new String[] {"snapshot", "pack", input.toString(), "-o", input.toString()},
                 new String[] {"snapshot", "pack", rawIn.toString(), "-o", rawIn.toString()},
-                new String[] {"snapshot", "pack", rawIn.toString(), "-o", Files.createLink(dir.resolve("raw-hardlink"), rawIn).toString()})) {
+                new String[] {
+                    "snapshot",
+                    "pack",
+                    rawIn.toString(),
+                    "-o",
+                    Files.createLink(dir.resolve("raw-hardlink"), rawIn).toString()
+                })) {
             Result r = gmem("special files", dir, cmd);
             clean(r, dir, String.join(" ", cmd), 1, 2, 4);
         }
@@ -322,10 +390,20 @@ class AttackSuiteTest {
         Assumptions.assumeTrue(Host.isRoot(), "making a device node (mknod) needs root");
         Path dir = caseDir("device");
         Path device = dir.resolve("null-device");
-        Assumptions.assumeTrue(exec("mknod", device.toString(), "c", "1", "3") == 0, "mknod is refused here (a container without CAP_MKNOD?)");
+        Assumptions.assumeTrue(
+                exec("mknod", device.toString(), "c", "1", "3") == 0,
+                "mknod is refused here (a container without CAP_MKNOD?)");
         Path input = Files.copy(snapA, dir.resolve("in.snap"));
-        for (String[] cmd : List.of(new String[] {"snapshot", "verify", device.toString()}, new String[] {"restore", device.toString()},
-                new String[] {"snapshot", "pack", device.toString(), "-o", dir.resolve("out.snap").toString()},
+        for (String[] cmd : List.of(
+                new String[] {"snapshot", "verify", device.toString()},
+                new String[] {"restore", device.toString()},
+                new String[] {
+                    "snapshot",
+                    "pack",
+                    device.toString(),
+                    "-o",
+                    dir.resolve("out.snap").toString()
+                },
                 new String[] {"snapshot", "pack", rawA.toString(), "-o", device.toString()},
                 new String[] {"snapshot", "unpack", input.toString(), "-o", device.toString()},
                 new String[] {"image", "synth", "--size", "1M", "-o", device.toString()},
@@ -334,7 +412,9 @@ class AttackSuiteTest {
             clean(r, dir, String.join(" ", cmd), 1, 4);
             assertThat(r.errLines().get(0)).as("names the node: %s", r).contains("null-device");
         }
-        assertThat(exec("test", "-c", device.toString())).as("the device node is untouched").isZero();
+        assertThat(exec("test", "-c", device.toString()))
+                .as("the device node is untouched")
+                .isZero();
         assertThat(dir.resolve("out.snap")).doesNotExist();
         Host.removeTree(dir);
     }
@@ -358,7 +438,11 @@ class AttackSuiteTest {
         if (!Files.exists(bigSnap)) {
             Fixtures.raw(fix, "big.raw", 256L << 20, seed);
             Fixtures.pack(big, bigSnap, dev.gmem.snapshot.Codec.ZSTD);
-            clean(gmem("signals", fix, "image", "synth", "--size", "512M", "--seed", "3", "-o", synthRef.toString()), fix, "the synth reference", 0);
+            clean(
+                    gmem("signals", fix, "image", "synth", "--size", "512M", "--seed", "3", "-o", synthRef.toString()),
+                    fix,
+                    "the synth reference",
+                    0);
         }
         String[][] signals = {{"INT", "130"}, {"TERM", "143"}, {"HUP", "129"}};
         Map<String, Integer> interrupted = new TreeMap<>();
@@ -376,7 +460,9 @@ class AttackSuiteTest {
             };
             if (kind == 4 && !Host.hasUserfaultfd()) continue;
             String[] sig = signals[r.nextInt(signals.length)];
-            String what = (certain ? "SIG" + sig[0] + " while stopped, to " : "SIG" + sig[0] + " at a random moment, to ") + String.join(" ", cmd);
+            String what =
+                    (certain ? "SIG" + sig[0] + " while stopped, to " : "SIG" + sig[0] + " at a random moment, to ")
+                            + String.join(" ", cmd);
             cases.computeIfAbsent("signals", k -> new AtomicInteger()).incrementAndGet();
             GmemProcess.Started p = GmemProcess.start(dir, List.of(), GmemProcess.classPath(), cmd);
             Result res;
@@ -384,7 +470,10 @@ class AttackSuiteTest {
             try {
                 // once it works (its partial file exists, or a lazy restore has started)
                 long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-                while (p.process().isAlive() && System.nanoTime() < deadline && Leaks.partials(dir).isEmpty() && !(kind == 4 && startedLazy(p))) {
+                while (p.process().isAlive()
+                        && System.nanoTime() < deadline
+                        && Leaks.partials(dir).isEmpty()
+                        && !(kind == 4 && startedLazy(p))) {
                     Thread.sleep(2);
                 }
                 String pid = Long.toString(p.process().pid());
@@ -407,8 +496,12 @@ class AttackSuiteTest {
                 assertThat(res.errLines().get(0)).as(what).startsWith("gmem: interrupted (SIG" + sig[0] + ")");
                 interrupted.merge(new String[] {"synth", "pack", "unpack", "export", "lazy"}[kind], 1, Integer::sum);
             }
-            if (stoppedMidWrite) assertThat(res.exit()).as("%s: stopped mid-write, so interrupted%n%s", what, res).isEqualTo(Integer.parseInt(sig[1]));
-            // an output under its name is whole, whatever the status: a signal after the commit leaves the finished file
+            if (stoppedMidWrite)
+                assertThat(res.exit())
+                        .as("%s: stopped mid-write, so interrupted%n%s", what, res)
+                        .isEqualTo(Integer.parseInt(sig[1]));
+            // an output under its name is whole, whatever the status: a signal after the commit leaves the finished
+            // file
             if (kind == 4) {
                 assertThat(out).as("a lazy restore writes no file").doesNotExist();
             } else if (Files.exists(out, LinkOption.NOFOLLOW_LINKS)) {
@@ -416,7 +509,11 @@ class AttackSuiteTest {
                     case 0 -> sameBytes(out, synthRef, what);
                     case 1 -> {
                         Path back = dir.resolve("back.raw");
-                        clean(gmem("signals", dir, "snapshot", "unpack", out.toString(), "-o", back.toString()), dir, what + ": unpacking the output", 0);
+                        clean(
+                                gmem("signals", dir, "snapshot", "unpack", out.toString(), "-o", back.toString()),
+                                dir,
+                                what + ": unpacking the output",
+                                0);
                         sameBytes(back, big, what);
                     }
                     default -> sameBytes(out, big, what);
@@ -427,12 +524,19 @@ class AttackSuiteTest {
             Host.removeTree(dir);
         }
         System.out.println("attack suite: interrupted " + interrupted);
-        assertThat(interrupted.keySet()).as("every writer was interrupted at least once").contains("synth", "pack", "unpack", "export");
+        assertThat(interrupted.keySet())
+                .as("every writer was interrupted at least once")
+                .contains("synth", "pack", "unpack", "export");
     }
 
     private static boolean startedLazy(GmemProcess.Started p) {
         // a lazy restore with --verify prints its report at the end; its threads exist from the start
-        return p.process().toHandle().info().totalCpuDuration().map(d -> d.toMillis() > 400).orElse(false);
+        return p.process()
+                .toHandle()
+                .info()
+                .totalCpuDuration()
+                .map(d -> d.toMillis() > 400)
+                .orElse(false);
     }
 
     // ---- a full file system ----
@@ -453,21 +557,43 @@ class AttackSuiteTest {
         Path mnt = Files.createDirectory(dir.resolve("small"));
         List<String[]> cmds = new ArrayList<>();
         for (String strategy : List.of("write", "mapped-copy", "populate-copy")) {
-            cmds.add(new String[] {"restore", bigSnap.toString(), "--strategy", strategy, "--export", mnt.resolve("x.mem").toString()});
+            cmds.add(new String[] {
+                "restore",
+                bigSnap.toString(),
+                "--strategy",
+                strategy,
+                "--export",
+                mnt.resolve("x.mem").toString()
+            });
         }
-        cmds.add(new String[] {"snapshot", "unpack", bigSnap.toString(), "-o", mnt.resolve("x.raw").toString()});
-        cmds.add(new String[] {"snapshot", "pack", big.toString(), "-o", mnt.resolve("x.snap").toString()});
-        cmds.add(new String[] {"image", "synth", "--size", "64M", "-o", mnt.resolve("x.raw").toString()});
+        cmds.add(new String[] {
+            "snapshot", "unpack", bigSnap.toString(), "-o", mnt.resolve("x.raw").toString()
+        });
+        cmds.add(new String[] {
+            "snapshot", "pack", big.toString(), "-o", mnt.resolve("x.snap").toString()
+        });
+        cmds.add(new String[] {
+            "image", "synth", "--size", "64M", "-o", mnt.resolve("x.raw").toString()
+        });
         for (String[] cmd : cmds) {
             // the shell mounts, runs gmem, then lists what is left on the tmpfs: the mount ends with the namespace
-            List<String> prefix = List.of("unshare", "-m", "--propagation", "private", "sh", "-c",
-                    "mount -t tmpfs -o size=8m gmem-attack \"$0\" || exit 99; \"$@\"; rc=$?; echo LEFT: $(ls -A \"$0\"); exit $rc", mnt.toString());
+            List<String> prefix = List.of(
+                    "unshare",
+                    "-m",
+                    "--propagation",
+                    "private",
+                    "sh",
+                    "-c",
+                    "mount -t tmpfs -o size=8m gmem-attack \"$0\" || exit 99; \"$@\"; rc=$?; echo LEFT: $(ls -A \"$0\"); exit $rc",
+                    mnt.toString());
             Result r = gmem("full file system", dir, prefix, GmemProcess.classPath(), cmd);
             String what = "ENOSPC: " + String.join(" ", cmd);
             assertThat(r.exit()).as("%s: the tmpfs mounted%n%s", what, r).isNotEqualTo(99);
             clean(r, dir, what, 1);
             assertThat(r.errLines().get(0)).as(what).containsAnyOf("ENOSPC", "no space left");
-            assertThat(r.out().lines().filter(l -> l.startsWith("LEFT:")).toList()).as(what + ": nothing left on the full file system").containsExactly("LEFT:");
+            assertThat(r.out().lines().filter(l -> l.startsWith("LEFT:")).toList())
+                    .as(what + ": nothing left on the full file system")
+                    .containsExactly("LEFT:");
         }
         Host.removeTree(dir);
     }
@@ -483,21 +609,35 @@ class AttackSuiteTest {
                 Path dir = caseDir("race-" + kind + "-" + round);
                 Path out = dir.resolve("out");
                 String[][] cmds = switch (kind) {
-                    case "pack" -> new String[][] {{"snapshot", "pack", rawA.toString(), "-o", out.toString()}, {"snapshot", "pack", rawB.toString(), "-o", out.toString()}};
-                    case "unpack" -> new String[][] {{"snapshot", "unpack", snapA.toString(), "-o", out.toString()},
-                        {"snapshot", "unpack", snapB.toString(), "-o", out.toString()}};
-                    default -> new String[][] {{"restore", snapA.toString(), "--export", out.toString()}, {"restore", snapB.toString(), "--export", out.toString()}};
+                    case "pack" ->
+                        new String[][] {
+                            {"snapshot", "pack", rawA.toString(), "-o", out.toString()},
+                            {"snapshot", "pack", rawB.toString(), "-o", out.toString()}
+                        };
+                    case "unpack" ->
+                        new String[][] {
+                            {"snapshot", "unpack", snapA.toString(), "-o", out.toString()},
+                            {"snapshot", "unpack", snapB.toString(), "-o", out.toString()}
+                        };
+                    default ->
+                        new String[][] {
+                            {"restore", snapA.toString(), "--export", out.toString()},
+                            {"restore", snapB.toString(), "--export", out.toString()}
+                        };
                 };
-                cases.computeIfAbsent("concurrent writers", k -> new AtomicInteger()).addAndGet(2);
+                cases.computeIfAbsent("concurrent writers", k -> new AtomicInteger())
+                        .addAndGet(2);
                 Result ra;
                 Result rb;
                 GmemProcess.Started a = GmemProcess.start(dir, List.of(), GmemProcess.classPath(), cmds[0]);
                 GmemProcess.Started b = null;
                 try {
                     if (round == 0) {
-                        // a certain overlap: A is stopped with its partial file open while B runs to its end, then A goes on
+                        // a certain overlap: A is stopped with its partial file open while B runs to its end, then A
+                        // goes on
                         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-                        while (a.process().isAlive() && Leaks.partials(dir).isEmpty() && System.nanoTime() < deadline) Thread.sleep(1);
+                        while (a.process().isAlive() && Leaks.partials(dir).isEmpty() && System.nanoTime() < deadline)
+                            Thread.sleep(1);
                         exec("kill", "-STOP", Long.toString(a.process().pid()));
                         boolean overlapped = !Leaks.partials(dir).isEmpty();
                         b = GmemProcess.start(dir, List.of(), GmemProcess.classPath(), cmds[1]);
@@ -505,8 +645,12 @@ class AttackSuiteTest {
                         exec("kill", "-CONT", Long.toString(a.process().pid()));
                         ra = a.await(LIMIT);
                         if (overlapped) {
-                            assertThat(rb.exit()).as("%s: B ran alone to its end%n%s", kind, rb).isZero();
-                            assertThat(ra.exit()).as("%s: A finds the name taken by B meanwhile%n%s", kind, ra).isEqualTo(1);
+                            assertThat(rb.exit())
+                                    .as("%s: B ran alone to its end%n%s", kind, rb)
+                                    .isZero();
+                            assertThat(ra.exit())
+                                    .as("%s: A finds the name taken by B meanwhile%n%s", kind, ra)
+                                    .isEqualTo(1);
                         }
                     } else {
                         b = GmemProcess.start(dir, List.of(), GmemProcess.classPath(), cmds[1]);
@@ -522,7 +666,9 @@ class AttackSuiteTest {
                 }
                 clean(ra, dir, kind + " A", 0, 1);
                 clean(rb, dir, kind + " B", 0, 1);
-                assertThat(ra.exit() == 0 || rb.exit() == 0).as("%s: someone wins%n%s%n%s", kind, ra, rb).isTrue();
+                assertThat(ra.exit() == 0 || rb.exit() == 0)
+                        .as("%s: someone wins%n%s%n%s", kind, ra, rb)
+                        .isTrue();
                 Path[] expected = switch (kind) {
                     case "pack" -> new Path[] {null, null};
                     default -> new Path[] {rawA, rawB};
@@ -530,24 +676,63 @@ class AttackSuiteTest {
                 if (kind.equals("pack")) {
                     // a snapshot, sound, of one of the two inputs
                     Path back = dir.resolve("back.raw");
-                    Result u = gmem("concurrent writers", dir, "snapshot", "unpack", out.toString(), "-o", back.toString());
+                    Result u = gmem(
+                            "concurrent writers", dir, "snapshot", "unpack", out.toString(), "-o", back.toString());
                     clean(u, dir, "unpack of the race's winner", 0);
-                    assertThat(Files.mismatch(back, rawA) == -1 || Files.mismatch(back, rawB) == -1).as("pack: one input, whole").isTrue();
+                    assertThat(Files.mismatch(back, rawA) == -1 || Files.mismatch(back, rawB) == -1)
+                            .as("pack: one input, whole")
+                            .isTrue();
                 } else {
                     boolean isA = Files.mismatch(out, expected[0]) == -1;
                     boolean isB = Files.mismatch(out, expected[1]) == -1;
-                    assertThat(isA || isB).as("%s: the name holds one writer's output, whole", kind).isTrue();
+                    assertThat(isA || isB)
+                            .as("%s: the name holds one writer's output, whole", kind)
+                            .isTrue();
                     if (kind.equals("export")) {
-                        // an export never replaces: exactly one wins, the other is told the name exists, and the file is the winner's
-                        assertThat(ra.exit() + rb.exit()).as("export: one wins, one loses%n%s%n%s", ra, rb).isEqualTo(1);
+                        // an export never replaces: exactly one wins, the other is told the name exists, and the file
+                        // is the winner's
+                        assertThat(ra.exit() + rb.exit())
+                                .as("export: one wins, one loses%n%s%n%s", ra, rb)
+                                .isEqualTo(1);
                         assertThat(isA).isEqualTo(ra.exit() == 0);
-                        String loser = ra.exit() == 0 ? rb.errLines().get(0) : ra.errLines().get(0);
+                        String loser = ra.exit() == 0
+                                ? rb.errLines().get(0)
+                                : ra.errLines().get(0);
                         assertThat(loser).containsAnyOf("exists", "another writer");
                     }
                 }
                 Host.removeTree(dir);
             }
         }
+    }
+
+    /** Two demos at once in one directory: each works in a directory of its own, both succeed, and nothing is left. */
+    @Test
+    @Timeout(value = 5, unit = TimeUnit.MINUTES)
+    void twoDemosAtOnceShareNoFile() throws Exception {
+        Path dir = caseDir("demos");
+        cases.computeIfAbsent("concurrent writers", k -> new AtomicInteger()).addAndGet(2);
+        GmemProcess.Started a = GmemProcess.start(
+                dir, List.of(), GmemProcess.classPath(), "demo", "--size", "8M", "--dir", dir.toString(), "--json");
+        GmemProcess.Started b = GmemProcess.start(
+                dir, List.of(), GmemProcess.classPath(), "demo", "--size", "8M", "--dir", dir.toString(), "--json");
+        Result ra;
+        Result rb;
+        try {
+            ra = a.await(LIMIT);
+            rb = b.await(LIMIT);
+        } finally {
+            for (GmemProcess.Started p : List.of(a, b)) {
+                p.process().destroyForcibly();
+                p.process().waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+        clean(ra, dir, "demo A", 0);
+        clean(rb, dir, "demo B", 0);
+        try (var left = Files.list(dir)) {
+            assertThat(left.toList()).as("the demos' directories are gone").isEmpty();
+        }
+        Host.removeTree(dir);
     }
 
     // ---- an unprivileged user ----
@@ -589,12 +774,22 @@ class AttackSuiteTest {
         clean(read, dir, "nobody reads a root-only snapshot", 1, 4);
         assertThat(read.errLines().get(0)).contains("secret.snap").containsIgnoringCase("permission denied");
 
-        Result write = gmem("unprivileged user", dir, asNobody, nobodyCp, "snapshot", "unpack", open.toString(), "-o", closed.resolve("x.raw").toString());
+        Result write = gmem(
+                "unprivileged user",
+                dir,
+                asNobody,
+                nobodyCp,
+                "snapshot",
+                "unpack",
+                open.toString(),
+                "-o",
+                closed.resolve("x.raw").toString());
         clean(write, dir, "nobody writes into root's directory", 1, 4);
         assertThat(write.errLines().get(0)).contains("x.raw");
         assertThat(closed).isEmptyDirectory();
 
-        Result lazy = gmem("unprivileged user", dir, asNobody, nobodyCp, "restore", open.toString(), "--mode", "lazy", "--verify");
+        Result lazy = gmem(
+                "unprivileged user", dir, asNobody, nobodyCp, "restore", open.toString(), "--mode", "lazy", "--verify");
         clean(lazy, dir, "nobody restores lazily", 0, 3);
         if (lazy.exit() == 3) assertThat(lazy.errLines().get(0)).containsIgnoringCase("userfaultfd");
 
@@ -605,12 +800,51 @@ class AttackSuiteTest {
         Path shared = caseDir("shared");
         Path victim = Files.writeString(dir.resolve("victim.txt"), "root's file\n");
         for (String name : List.of("out.snap", "out.raw", "out.mem")) {
-            assertThat(exec(asNobody, "ln", "-s", victim.toString(), shared.resolve(name).toString())).isZero();
+            assertThat(exec(
+                            asNobody,
+                            "ln",
+                            "-s",
+                            victim.toString(),
+                            shared.resolve(name).toString()))
+                    .isZero();
         }
-        clean(gmem("unprivileged user", shared, "snapshot", "pack", rawA.toString(), "-o", shared.resolve("out.snap").toString()), shared, "pack onto a planted link", 1, 4);
-        clean(gmem("unprivileged user", shared, "snapshot", "unpack", snapA.toString(), "-o", shared.resolve("out.raw").toString()), shared, "unpack onto a planted link",
-                1, 4);
-        clean(gmem("unprivileged user", shared, "restore", snapA.toString(), "--export", shared.resolve("out.mem").toString()), shared, "export onto a planted link", 1,
+        clean(
+                gmem(
+                        "unprivileged user",
+                        shared,
+                        "snapshot",
+                        "pack",
+                        rawA.toString(),
+                        "-o",
+                        shared.resolve("out.snap").toString()),
+                shared,
+                "pack onto a planted link",
+                1,
+                4);
+        clean(
+                gmem(
+                        "unprivileged user",
+                        shared,
+                        "snapshot",
+                        "unpack",
+                        snapA.toString(),
+                        "-o",
+                        shared.resolve("out.raw").toString()),
+                shared,
+                "unpack onto a planted link",
+                1,
+                4);
+        clean(
+                gmem(
+                        "unprivileged user",
+                        shared,
+                        "restore",
+                        snapA.toString(),
+                        "--export",
+                        shared.resolve("out.mem").toString()),
+                shared,
+                "export onto a planted link",
+                1,
                 4);
         assertThat(Files.readString(victim)).isEqualTo("root's file\n");
         Host.removeTree(shared);
@@ -656,7 +890,10 @@ class AttackSuiteTest {
     static int exec(List<String> prefix, String... cmd) throws Exception {
         List<String> all = new ArrayList<>(prefix);
         all.addAll(List.of(cmd));
-        Process p = new ProcessBuilder(all).redirectErrorStream(true).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+        Process p = new ProcessBuilder(all)
+                .redirectErrorStream(true)
+                .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                .start();
         if (!p.waitFor(30, TimeUnit.SECONDS)) {
             p.destroyForcibly();
             p.waitFor(10, TimeUnit.SECONDS);
