@@ -34,7 +34,9 @@ import org.openjdk.jmh.annotations.Warmup;
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
 @Warmup(iterations = 3)
 @Measurement(iterations = 10)
-@Fork(value = 1, jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
+@Fork(
+        value = 1,
+        jvmArgsAppend = {"--enable-native-access=ALL-UNNAMED"})
 public class PopulateBenchmark {
     @Param({"memfd", "kernel"})
     public String backend;
@@ -55,12 +57,15 @@ public class PopulateBenchmark {
     public void source() throws IOException {
         long size = (long) sizeMiB << 20;
         source = Mapping.anonymous(size);
-        for (long i = 0; i < size / 8; i++) source.segment().setAtIndex(ValueLayout.JAVA_LONG, i, (i + 1) * 0x9E3779B97F4A7C15L);
+        for (long i = 0; i < size / 8; i++)
+            source.segment().setAtIndex(ValueLayout.JAVA_LONG, i, (i + 1) * 0x9E3779B97F4A7C15L);
     }
 
     @Setup(Level.Invocation)
     public void freshMemory() throws IOException {
-        memory = GuestMemories.create(GuestMemory.Backend.valueOf(backend.toUpperCase(Locale.ROOT)), source.length(),
+        memory = GuestMemories.create(
+                GuestMemory.Backend.valueOf(backend.toUpperCase(Locale.ROOT)),
+                source.length(),
                 GuestMemfdFlag.mask(GuestMemfdFlag.MMAP, GuestMemfdFlag.INIT_SHARED));
     }
 

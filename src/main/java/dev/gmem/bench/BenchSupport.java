@@ -4,8 +4,6 @@ import dev.gmem.linux.Linux;
 import dev.gmem.linux.Mapping;
 import dev.gmem.linux.Posix;
 import java.io.IOException;
-import java.nio.file.Files;
-import java.nio.file.Path;
 import java.util.Arrays;
 
 /** What every benchmark here shares: memory warm-up, settling between runs, and summary statistics. */

@@ -5,7 +5,6 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
@@ -36,7 +35,9 @@ public final class CReference implements AutoCloseable {
                 Files.copy(in, source);
             }
             Path binary = dir.resolve("pwrite_memfd");
-            Process cc = new ProcessBuilder("cc", "-O2", "-o", binary.toString(), source.toString()).redirectErrorStream(true).start();
+            Process cc = new ProcessBuilder("cc", "-O2", "-o", binary.toString(), source.toString())
+                    .redirectErrorStream(true)
+                    .start();
             String out = new String(cc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
             if (!cc.waitFor(60, TimeUnit.SECONDS) || cc.exitValue() != 0) {
                 whyNot.add("cc failed to build the C reference: " + out.strip());
@@ -57,8 +58,11 @@ public final class CReference implements AutoCloseable {
 
     /** Starts the reference over {@code size} bytes: it fills its source once and waits. */
     public void start(long size) throws IOException {
-        process = new ProcessBuilder(binary.toString(), Long.toString(size)).redirectError(ProcessBuilder.Redirect.INHERIT).start();
-        output = new java.io.BufferedReader(new java.io.InputStreamReader(process.getInputStream(), StandardCharsets.US_ASCII));
+        process = new ProcessBuilder(binary.toString(), Long.toString(size))
+                .redirectError(ProcessBuilder.Redirect.INHERIT)
+                .start();
+        output = new java.io.BufferedReader(
+                new java.io.InputStreamReader(process.getInputStream(), StandardCharsets.US_ASCII));
         input = new java.io.OutputStreamWriter(process.getOutputStream(), StandardCharsets.US_ASCII);
         String ready = output.readLine();
         if (!"ready".equals(ready)) throw new IOException("the C reference did not start (it said " + ready + ")");

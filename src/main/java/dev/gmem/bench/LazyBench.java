@@ -32,7 +32,14 @@ import java.util.function.Consumer;
 public final class LazyBench {
     private LazyBench() {}
 
-    public record Options(long denseSize, long smallSparse, long largeSparse, List<dev.gmem.fault.UffdMode> modes, int repeat, int runs, long warmBytes,
+    public record Options(
+            long denseSize,
+            long smallSparse,
+            long largeSparse,
+            List<dev.gmem.fault.UffdMode> modes,
+            int repeat,
+            int runs,
+            long warmBytes,
             Path dir) {}
 
     public record Ready(String mode, long guestBytes, double openMs, double readyMs) {}
@@ -48,7 +55,8 @@ public final class LazyBench {
     public static Report run(Options o, Consumer<String> progress) throws IOException {
         Files.createDirectories(o.dir());
         int cpus = Runtime.getRuntime().availableProcessors();
-        Path work = dev.gmem.util.OutputFile.scratchDirectory(o.dir(), "gmem-bench-lazy-"); // its own: two runs at once never share a file
+        Path work = dev.gmem.util.OutputFile.scratchDirectory(
+                o.dir(), "gmem-bench-lazy-"); // its own: two runs at once never share a file
         Path dense = work.resolve("gmem-lazy-dense.snap");
         Path small = work.resolve("gmem-lazy-sparse-small.snap");
         Path large = work.resolve("gmem-lazy-sparse-large.snap");
@@ -72,14 +80,17 @@ public final class LazyBench {
                 progress.accept("fault service, " + mode.label());
                 try (Snapshot s = Snapshot.open(dense)) {
                     s.verify(cpus, x -> {}); // warm the snapshot's pages
-                    LazyRestore.Options noPrefetch = new LazyRestore.Options(mode, dev.gmem.fault.OnRemove.ZERO, false, 0, 4096, 4096);
+                    LazyRestore.Options noPrefetch =
+                            new LazyRestore.Options(mode, dev.gmem.fault.OnRemove.ZERO, false, 0, 4096, 4096);
                     for (int round = 0; round < 2; round++) { // the first round warms the JIT
                         try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
                                 LazyRestore lazy = LazyRestore.start(s, d.memory(), noPrefetch)) {
                             RandomReaders.Result r = RandomReaders.check(lazy.memory(), s, 4096, 1, round);
-                            if (r.wrongPages() != 0) throw new IOException("fault service run read " + r.wrongPages() + " wrong pages");
+                            if (r.wrongPages() != 0)
+                                throw new IOException("fault service run read " + r.wrongPages() + " wrong pages");
                             LazyRestore.Stats st = lazy.stats();
-                            if (round == 1) faults.add(new Faults(mode.label(), st.faults(), st.latency(), r.accessLatency()));
+                            if (round == 1)
+                                faults.add(new Faults(mode.label(), st.faults(), st.latency(), r.accessLatency()));
                         }
                         BenchSupport.settle();
                     }
@@ -88,7 +99,8 @@ public final class LazyBench {
                     long bytes = 0;
                     for (int round = -1; round < o.repeat(); round++) {
                         try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode))) {
+                                LazyRestore lazy =
+                                        LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode))) {
                             if (!lazy.awaitPopulated(600_000)) throw new IOException("prefetch did not finish");
                             LazyRestore.Stats st = lazy.stats();
                             bytes = st.prefetchBytes();
@@ -97,12 +109,18 @@ public final class LazyBench {
                         BenchSupport.settle();
                     }
                     double med = BenchSupport.median(ms);
-                    prefetch.add(new Prefetch(mode.label(), bytes, BenchSupport.round(med), BenchSupport.round(bytes / (1024.0 * 1024 * 1024) / (med / 1000))));
+                    prefetch.add(new Prefetch(
+                            mode.label(),
+                            bytes,
+                            BenchSupport.round(med),
+                            BenchSupport.round(bytes / (1024.0 * 1024 * 1024) / (med / 1000))));
                     long read = 0, wrong = 0, fs = 0, lost = 0;
                     for (int run = 0; run < o.runs(); run++) {
-                        progress.accept("random access during prefetch, " + mode.label() + ", run " + (run + 1) + "/" + o.runs());
+                        progress.accept("random access during prefetch, " + mode.label() + ", run " + (run + 1) + "/"
+                                + o.runs());
                         try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode))) {
+                                LazyRestore lazy =
+                                        LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode))) {
                             RandomReaders.Result r = RandomReaders.check(lazy.memory(), s, 4096, 2, run);
                             lazy.awaitPopulated(600_000);
                             read += r.pages();
@@ -139,7 +157,10 @@ public final class LazyBench {
                         double openMs = (System.nanoTime() - t0) / 1e6;
                         size[k] = s.size();
                         try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode).withPrefetch(false))) {
+                                LazyRestore lazy = LazyRestore.start(
+                                        s,
+                                        d.memory(),
+                                        LazyRestore.Options.defaults(mode).withPrefetch(false))) {
                             if (round >= 0) {
                                 open[k][round] = openMs;
                                 readyMs[k][round] = lazy.stats().readyMs();
@@ -154,7 +175,11 @@ public final class LazyBench {
         int k = 0;
         for (dev.gmem.fault.UffdMode mode : o.modes()) {
             for (int i = 0; i < snaps.size(); i++, k++) {
-                ready.add(new Ready(mode.label(), size[k], BenchSupport.round(BenchSupport.median(open[k])), BenchSupport.round(BenchSupport.median(readyMs[k]))));
+                ready.add(new Ready(
+                        mode.label(),
+                        size[k],
+                        BenchSupport.round(BenchSupport.median(open[k])),
+                        BenchSupport.round(BenchSupport.median(readyMs[k]))));
             }
         }
         return ready;

@@ -32,19 +32,32 @@ public final class PopulationBench {
      * 80% of the available memory), because on virtual machines the first touch of never-used RAM
      * costs several times a later one, and a benchmark cycles through most of the free memory.
      */
-    public record Options(long size, List<GuestMemory.Backend> backends, List<Strategy> strategies, List<Integer> threads,
-                          int repeat, boolean cReference, long warmBytes) {}
+    public record Options(
+            long size,
+            List<GuestMemory.Backend> backends,
+            List<Strategy> strategies,
+            List<Integer> threads,
+            int repeat,
+            boolean cReference,
+            long warmBytes) {}
 
     /** Pause after each run, so that freeing its memory (and a VM's teardown) ends before the next run starts. */
-
-    public record Result(String backend, String strategy, int threads, double medianMs, double minMs, double maxMs,
-                         double gibPerS, double vsBaseline) {}
+    public record Result(
+            String backend,
+            String strategy,
+            int threads,
+            double medianMs,
+            double minMs,
+            double maxMs,
+            double gibPerS,
+            double vsBaseline) {}
 
     public record Chosen(String strategy, int threads, String reason) {}
 
     public record Skipped(String backend, String strategy, String reason) {}
 
-    public record Report(long sizeBytes, int repeat, List<Result> results, Map<String, Chosen> chosen, List<Skipped> skipped) {}
+    public record Report(
+            long sizeBytes, int repeat, List<Result> results, Map<String, Chosen> chosen, List<Skipped> skipped) {}
 
     private record Config(GuestMemory.Backend backend, Strategy strategy, int threads) {
         String label() {
@@ -58,7 +71,8 @@ public final class PopulationBench {
 
     /** Runs the benchmark; {@code progress} hears a line before each run. */
     public static Report run(Options o, Consumer<String> progress) throws IOException {
-        if (o.size() <= 0 || o.size() % dev.gmem.linux.Posix.pageSize() != 0) throw new IllegalArgumentException("size must be a positive multiple of the page size");
+        if (o.size() <= 0 || o.size() % dev.gmem.linux.Posix.pageSize() != 0)
+            throw new IllegalArgumentException("size must be a positive multiple of the page size");
         if (o.repeat() < 1) throw new IllegalArgumentException("repeat must be at least 1");
         List<Skipped> skipped = new ArrayList<>();
         Map<String, Chosen> chosen = new LinkedHashMap<>();
@@ -66,8 +80,10 @@ public final class PopulationBench {
         int cpus = Runtime.getRuntime().availableProcessors();
         List<Integer> threadCounts = o.threads().isEmpty() ? (cpus > 1 ? List.of(1, cpus) : List.of(1)) : o.threads();
         for (GuestMemory.Backend backend : o.backends()) {
-            if (backend == GuestMemory.Backend.KERNEL && !HostProbe.host().guestMemfd().available()) {
-                skipped.add(new Skipped(backend.label(), "all", HostProbe.host().guestMemfd().reason()));
+            if (backend == GuestMemory.Backend.KERNEL
+                    && !HostProbe.host().guestMemfd().available()) {
+                skipped.add(new Skipped(
+                        backend.label(), "all", HostProbe.host().guestMemfd().reason()));
                 continue;
             }
             try (GuestMemory probe = GuestMemories.create(backend, dev.gmem.linux.Posix.pageSize(), FLAGS)) {
@@ -96,7 +112,8 @@ public final class PopulationBench {
         for (Config cfg : configs) times.put(cfg, new double[o.repeat()]);
         long warm = BenchSupport.warmBytes(o.warmBytes());
         if (warm > 0) {
-            progress.accept("warming up " + (warm >> 20) + " MiB of memory (first touch of never-used RAM is slow on virtual machines)");
+            progress.accept("warming up " + (warm >> 20)
+                    + " MiB of memory (first touch of never-used RAM is slow on virtual machines)");
             BenchSupport.warmMemory(warm);
         }
         try (Mapping source = Mapping.anonymous(o.size())) {
@@ -123,9 +140,15 @@ public final class PopulationBench {
             Arrays.sort(t);
             double median = BenchSupport.median(t);
             double baseMedian = BenchSupport.median(times.get(new Config(cfg.backend(), Strategy.MAPPED_COPY, 1)));
-            results.add(new Result(cfg.backend().label(), cfg.strategy() == null ? "c-pwrite" : cfg.strategy().label(), cfg.threads(),
-                    BenchSupport.round(median), BenchSupport.round(t[0]), BenchSupport.round(t[t.length - 1]),
-                    BenchSupport.round(o.size() / (double) (1L << 30) / (median / 1000)), BenchSupport.round(baseMedian / median)));
+            results.add(new Result(
+                    cfg.backend().label(),
+                    cfg.strategy() == null ? "c-pwrite" : cfg.strategy().label(),
+                    cfg.threads(),
+                    BenchSupport.round(median),
+                    BenchSupport.round(t[0]),
+                    BenchSupport.round(t[t.length - 1]),
+                    BenchSupport.round(o.size() / (double) (1L << 30) / (median / 1000)),
+                    BenchSupport.round(baseMedian / median)));
         }
         return new Report(o.size(), o.repeat(), results, chosen, skipped);
     }

@@ -31,21 +31,45 @@ public final class RestoreBench {
 
     private RestoreBench() {}
 
-    public record Options(long size, long proportionSize, double sparseData, List<GuestMemory.Backend> backends, int repeat, long warmBytes, Path dir) {}
+    public record Options(
+            long size,
+            long proportionSize,
+            double sparseData,
+            List<GuestMemory.Backend> backends,
+            int repeat,
+            long warmBytes,
+            Path dir) {}
 
     /** One configuration's medians; {@code gibPerS} counts data bytes over the median time. */
-    public record Result(String what, String backend, String strategy, long guestBytes, long dataBytes, double medianMs, double minMs, double maxMs,
-            double checksumMs, double populateMs, double gibPerS) {}
+    public record Result(
+            String what,
+            String backend,
+            String strategy,
+            long guestBytes,
+            long dataBytes,
+            double medianMs,
+            double minMs,
+            double maxMs,
+            double checksumMs,
+            double populateMs,
+            double gibPerS) {}
 
     /** {@code sparseVsDense}: per backend, the sparse restore's median time over the dense one's of the same size. */
-    public record Report(String dir, long sizeBytes, long proportionSizeBytes, double sparseDataFraction, int repeat, List<Result> results,
+    public record Report(
+            String dir,
+            long sizeBytes,
+            long proportionSizeBytes,
+            double sparseDataFraction,
+            int repeat,
+            List<Result> results,
             Map<String, Double> sparseVsDense) {}
 
     private record Image(String name, Path raw, Path snap, long size) {}
 
     public static Report run(Options o, Consumer<String> progress) throws IOException {
         Files.createDirectories(o.dir());
-        Path work = dev.gmem.util.OutputFile.scratchDirectory(o.dir(), "gmem-bench-restore-"); // its own: two runs at once never share a file
+        Path work = dev.gmem.util.OutputFile.scratchDirectory(
+                o.dir(), "gmem-bench-restore-"); // its own: two runs at once never share a file
         int cpus = Runtime.getRuntime().availableProcessors();
         Image small = image(work, "dense", o.size());
         Image dense = image(work, "dense", o.proportionSize());
@@ -58,14 +82,17 @@ public final class RestoreBench {
             for (Image i : restores) {
                 progress.accept("synthesizing and packing " + i.name() + " " + (i.size() >> 20) + " MiB");
                 double zero = Math.min(0.2, 1 - o.sparseData());
-                ImageSynth.Mix mix = i.name().equals("dense") ? new ImageSynth.Mix(0, 0, 0) : new ImageSynth.Mix(1 - o.sparseData() - zero, zero, 0);
+                ImageSynth.Mix mix = i.name().equals("dense")
+                        ? new ImageSynth.Mix(0, 0, 0)
+                        : new ImageSynth.Mix(1 - o.sparseData() - zero, zero, 0);
                 ImageSynth.generate(i.raw(), i.size(), mix, i.size(), cpus, b -> {});
                 pack(i.raw(), i.snap());
                 if (i != small) Files.delete(i.raw()); // only the small dense image is packed again
             }
             long warm = BenchSupport.warmBytes(o.warmBytes());
             if (warm > 0) {
-                progress.accept("warming up " + (warm >> 20) + " MiB of memory (first touch of never-used RAM is slow on virtual machines)");
+                progress.accept("warming up " + (warm >> 20)
+                        + " MiB of memory (first touch of never-used RAM is slow on virtual machines)");
                 BenchSupport.warmMemory(warm);
             }
             Map<String, double[][]> times = new LinkedHashMap<>(); // key -> [round] {total, checksum, populate}
@@ -78,20 +105,37 @@ public final class RestoreBench {
                 double t = pack(small.raw(), packOut);
                 Files.delete(packOut);
                 record(times, "pack", round, o.repeat(), new double[] {t, 0, 0});
-                shape.putIfAbsent("pack", new Result("pack", null, "none", small.size(), small.size(), 0, 0, 0, 0, 0, 0));
+                shape.putIfAbsent(
+                        "pack", new Result("pack", null, "none", small.size(), small.size(), 0, 0, 0, 0, 0, 0));
                 BenchSupport.settle();
                 for (GuestMemory.Backend b : o.backends()) {
                     for (Image i : restores) {
                         String what = "restore " + i.name();
                         String key = what + " " + (i.size() >> 20) + "|" + b.label();
-                        progress.accept("[" + (++step) + "/" + steps + "] " + tag + what + " " + (i.size() >> 20) + " MiB, " + b.label());
+                        progress.accept("[" + (++step) + "/" + steps + "] " + tag + what + " " + (i.size() >> 20)
+                                + " MiB, " + b.label());
                         long t0 = System.nanoTime();
-                        try (Snapshot s = Snapshot.open(i.snap()); Destination d = Destination.anonymous(b, s.size())) {
-                            EagerRestore.Report r = EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), x -> {});
+                        try (Snapshot s = Snapshot.open(i.snap());
+                                Destination d = Destination.anonymous(b, s.size())) {
+                            EagerRestore.Report r =
+                                    EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), x -> {});
                             double ms = (System.nanoTime() - t0) / 1e6;
                             EagerRestore.verifyContents(s, d.memory(), cpus);
                             record(times, key, round, o.repeat(), new double[] {ms, r.checksumMs(), r.populateMs()});
-                            shape.putIfAbsent(key, new Result(what, b.label(), r.strategy() + " x" + r.threads(), r.guestBytes(), r.bytesRestored(), 0, 0, 0, 0, 0, 0));
+                            shape.putIfAbsent(
+                                    key,
+                                    new Result(
+                                            what,
+                                            b.label(),
+                                            r.strategy() + " x" + r.threads(),
+                                            r.guestBytes(),
+                                            r.bytesRestored(),
+                                            0,
+                                            0,
+                                            0,
+                                            0,
+                                            0,
+                                            0));
                         }
                         BenchSupport.settle();
                     }
@@ -102,17 +146,29 @@ public final class RestoreBench {
                 Result s = shape.get(key);
                 double[] total = column(runs, 0);
                 double med = BenchSupport.median(total);
-                results.add(new Result(s.what(), s.backend(), s.strategy(), s.guestBytes(), s.dataBytes(), BenchSupport.round(med),
-                        BenchSupport.round(BenchSupport.min(total)), BenchSupport.round(BenchSupport.max(total)), BenchSupport.round(BenchSupport.median(column(runs, 1))),
-                        BenchSupport.round(BenchSupport.median(column(runs, 2))), BenchSupport.round(s.dataBytes() / GIB / (med / 1000))));
+                results.add(new Result(
+                        s.what(),
+                        s.backend(),
+                        s.strategy(),
+                        s.guestBytes(),
+                        s.dataBytes(),
+                        BenchSupport.round(med),
+                        BenchSupport.round(BenchSupport.min(total)),
+                        BenchSupport.round(BenchSupport.max(total)),
+                        BenchSupport.round(BenchSupport.median(column(runs, 1))),
+                        BenchSupport.round(BenchSupport.median(column(runs, 2))),
+                        BenchSupport.round(s.dataBytes() / GIB / (med / 1000))));
             });
             Map<String, Double> ratio = new LinkedHashMap<>();
             for (GuestMemory.Backend b : o.backends()) {
-                double d = BenchSupport.median(column(times.get("restore dense " + (o.proportionSize() >> 20) + "|" + b.label()), 0));
-                double s = BenchSupport.median(column(times.get("restore sparse " + (o.proportionSize() >> 20) + "|" + b.label()), 0));
+                double d = BenchSupport.median(
+                        column(times.get("restore dense " + (o.proportionSize() >> 20) + "|" + b.label()), 0));
+                double s = BenchSupport.median(
+                        column(times.get("restore sparse " + (o.proportionSize() >> 20) + "|" + b.label()), 0));
                 ratio.put(b.label(), BenchSupport.round(s / d));
             }
-            return new Report(o.dir().toString(), o.size(), o.proportionSize(), o.sparseData(), o.repeat(), results, ratio);
+            return new Report(
+                    o.dir().toString(), o.size(), o.proportionSize(), o.sparseData(), o.repeat(), results, ratio);
         } finally {
             for (Path p : files) Files.deleteIfExists(p);
             dev.gmem.util.OutputFile.removeScratch(work);

@@ -17,7 +17,8 @@ public final class AotTraining {
     private AotTraining() {}
 
     public static void main(String[] args) throws Exception {
-        Path work = OutputFile.scratchDirectory(Path.of(args.length > 0 ? args[0] : System.getProperty("java.io.tmpdir")), "gmem-aot-training-");
+        Path work = OutputFile.scratchDirectory(
+                Path.of(args.length > 0 ? args[0] : System.getProperty("java.io.tmpdir")), "gmem-aot-training-");
         try {
             String raw = work.resolve("guest.raw").toString();
             String snap = work.resolve("guest.snap").toString();
@@ -31,9 +32,17 @@ public final class AotTraining {
                     new String[] {"snapshot", "verify", snap},
                     new String[] {"restore", snap},
                     new String[] {"restore", snap, "--json", "--verify"},
-                    new String[] {"restore", raw, "--export", work.resolve("guest.mem").toString()},
+                    new String[] {
+                        "restore", raw, "--export", work.resolve("guest.mem").toString()
+                    },
                     new String[] {"restore", snap, "--mode", "lazy", "--verify"},
-                    new String[] {"snapshot", "unpack", snap, "-o", work.resolve("back.raw").toString()},
+                    new String[] {
+                        "snapshot",
+                        "unpack",
+                        snap,
+                        "-o",
+                        work.resolve("back.raw").toString()
+                    },
                     new String[] {"restore", work.resolve("missing.snap").toString()});
             PrintWriter quiet = new PrintWriter(OutputStream.nullOutputStream());
             for (String[] c : commands) {

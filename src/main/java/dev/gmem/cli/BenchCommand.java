@@ -13,7 +13,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(
-        name = "bench", header = "Measure gmem on this host, as medians of interleaved runs.",
+        name = "bench",
+        header = "Measure gmem on this host, as medians of interleaved runs.",
         mixinStandardHelpOptions = true,
         description = "Measure gmem on this host. Figures are medians of interleaved runs, compared within one run.",
         subcommands = {BenchCommand.Populate.class, BenchCommand.Restore.class, BenchCommand.Lazy.class})
@@ -27,7 +28,8 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(
-            name = "populate", header = "Compare the population strategies, filling guest memory from one warm buffer.",
+            name = "populate",
+            header = "Compare the population strategies, filling guest memory from one warm buffer.",
             mixinStandardHelpOptions = true,
             description = {
                 "Fill guest memory from one warm source buffer with each population strategy and compare them.",
@@ -43,27 +45,49 @@ final class BenchCommand implements Runnable {
                 "vs_baseline is the baseline's median over this median: higher is faster."
             })
     static final class Populate implements Callable<Integer> {
-        @Option(names = "--size", defaultValue = "512M", converter = Sizes.class, description = "Bytes to populate per run (default ${DEFAULT-VALUE}; 3G gives the kernel work's second figure).")
+        @Option(
+                names = "--size",
+                defaultValue = "512M",
+                converter = Sizes.class,
+                description =
+                        "Bytes to populate per run (default ${DEFAULT-VALUE}; 3G gives the kernel work's second figure).")
         long size;
 
-        @Option(names = "--backend", defaultValue = "all", description = "kernel, memfd or all (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--backend",
+                defaultValue = "all",
+                description = "kernel, memfd or all (default ${DEFAULT-VALUE}).")
         String backend;
 
-        @Option(names = "--strategy", split = ",", description = "Only these strategies (comma-separated); the baseline always runs.")
+        @Option(
+                names = "--strategy",
+                split = ",",
+                description = "Only these strategies (comma-separated); the baseline always runs.")
         List<String> strategies = new ArrayList<>();
 
         @Option(names = "--threads", split = ",", description = "Thread counts to try (default: 1 and the CPU count).")
         List<Integer> threads = new ArrayList<>();
 
-        @Option(names = "--repeat", defaultValue = "5", description = "Timed runs per configuration (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--repeat",
+                defaultValue = "5",
+                description = "Timed runs per configuration (default ${DEFAULT-VALUE}).")
         int repeat;
 
-        @Option(names = "--no-c-reference", negatable = true, defaultValue = "true",
-                description = "Also time the bundled C pwrite loop into a memfd (built with cc), side by side (default: on).")
+        @Option(
+                names = "--no-c-reference",
+                negatable = true,
+                defaultValue = "true",
+                description =
+                        "Also time the bundled C pwrite loop into a memfd (built with cc), side by side (default: on).")
         boolean cReference;
 
-        @Option(names = "--warm", converter = Sizes.class, description = "Memory to touch once before timing (default: 80%% of the"
-                + " available memory, since the first touch of never-used RAM is several times slower on virtual machines; 0 skips it).")
+        @Option(
+                names = "--warm",
+                converter = Sizes.class,
+                description =
+                        "Memory to touch once before timing (default: 80%% of the"
+                                + " available memory, since the first touch of never-used RAM is several times slower on virtual machines; 0 skips it).")
         Long warm;
 
         @Option(names = "--json", description = "Print the results as JSON.")
@@ -84,15 +108,22 @@ final class BenchCommand implements Runnable {
                 }
             }
             if (size % dev.gmem.linux.Posix.pageSize() != 0 || size <= 0) {
-                throw new CommandLine.ParameterException(spec.commandLine(), "--size must be a positive multiple of the page size (" + dev.gmem.linux.Posix.pageSize() + ")");
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(),
+                        "--size must be a positive multiple of the page size (" + dev.gmem.linux.Posix.pageSize()
+                                + ")");
             }
             if (repeat < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat must be at least 1");
             for (int t : threads) {
-                if (t < 1 || t > 256) throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
+                if (t < 1 || t > 256)
+                    throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
             }
             PopulationBench.Report report;
             try (Progress progress = new Progress(json)) {
-                report = PopulationBench.run(new PopulationBench.Options(size, backends, chosen, threads, repeat, cReference, warm == null ? -1 : warm), progress);
+                report = PopulationBench.run(
+                        new PopulationBench.Options(
+                                size, backends, chosen, threads, repeat, cReference, warm == null ? -1 : warm),
+                        progress);
             }
             PrintWriter out = spec.commandLine().getOut();
             if (json) {
@@ -105,22 +136,38 @@ final class BenchCommand implements Runnable {
         }
 
         private static void print(PrintWriter out, PopulationBench.Report r) {
-            out.printf("populate %s, %d timed runs each (median, min, max), one warm-up round, strategies interleaved%n%n",
+            out.printf(
+                    "populate %s, %d timed runs each (median, min, max), one warm-up round, strategies interleaved%n%n",
                     Sizes.format(r.sizeBytes()), r.repeat());
-            out.printf("%-8s %-14s %7s %10s %10s %10s %8s %12s%n", "backend", "strategy", "threads", "median ms", "min ms", "max ms", "GiB/s", "vs baseline");
+            out.printf(
+                    "%-8s %-14s %7s %10s %10s %10s %8s %12s%n",
+                    "backend", "strategy", "threads", "median ms", "min ms", "max ms", "GiB/s", "vs baseline");
             for (PopulationBench.Result x : r.results()) {
-                out.printf(Locale.ROOT, "%-8s %-14s %7d %10.1f %10.1f %10.1f %8.2f %11.2fx%n",
-                        x.backend(), x.strategy(), x.threads(), x.medianMs(), x.minMs(), x.maxMs(), x.gibPerS(), x.vsBaseline());
+                out.printf(
+                        Locale.ROOT,
+                        "%-8s %-14s %7d %10.1f %10.1f %10.1f %8.2f %11.2fx%n",
+                        x.backend(),
+                        x.strategy(),
+                        x.threads(),
+                        x.medianMs(),
+                        x.minMs(),
+                        x.maxMs(),
+                        x.gibPerS(),
+                        x.vsBaseline());
             }
             out.println();
-            r.chosen().forEach((backend, c) -> out.printf("chosen for %s: %s on %d thread%s: %s%n", backend, c.strategy(), c.threads(),
-                    c.threads() == 1 ? "" : "s", c.reason()));
-            for (PopulationBench.Skipped s : r.skipped()) out.printf("skipped %s %s: %s%n", s.backend(), s.strategy(), s.reason());
+            r.chosen()
+                    .forEach((backend, c) -> out.printf(
+                            "chosen for %s: %s on %d thread%s: %s%n",
+                            backend, c.strategy(), c.threads(), c.threads() == 1 ? "" : "s", c.reason()));
+            for (PopulationBench.Skipped s : r.skipped())
+                out.printf("skipped %s %s: %s%n", s.backend(), s.strategy(), s.reason());
         }
     }
 
     @Command(
-            name = "restore", header = "Time snapshot pack and eager restore, side by side.",
+            name = "restore",
+            header = "Time snapshot pack and eager restore, side by side.",
             mixinStandardHelpOptions = true,
             description = {
                 "Snapshot pack and eager restore, side by side. Three snapshots are packed uncompressed from synthetic images",
@@ -133,26 +180,47 @@ final class BenchCommand implements Runnable {
                 "Targets: dense restore >= 2.5 GiB/s; the sparse restore in <= 15%% of the dense one's time; pack >= 1.5 GiB/s."
             })
     static final class Restore implements Callable<Integer> {
-        @Option(names = "--size", defaultValue = "512M", converter = Sizes.class, description = "The dense image for speed (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--size",
+                defaultValue = "512M",
+                converter = Sizes.class,
+                description = "The dense image for speed (default ${DEFAULT-VALUE}).")
         long size;
 
-        @Option(names = "--proportion-size", defaultValue = "4G", converter = Sizes.class, description = "The dense and sparse pair whose times are compared (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--proportion-size",
+                defaultValue = "4G",
+                converter = Sizes.class,
+                description = "The dense and sparse pair whose times are compared (default ${DEFAULT-VALUE}).")
         long proportionSize;
 
-        @Option(names = "--sparse-data", defaultValue = "10%", converter = Percent.class, description = "Data share of the sparse image (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--sparse-data",
+                defaultValue = "10%",
+                converter = Percent.class,
+                description = "Data share of the sparse image (default ${DEFAULT-VALUE}).")
         double sparseData;
 
-        @Option(names = "--backend", defaultValue = "all", description = "kernel, memfd or all (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--backend",
+                defaultValue = "all",
+                description = "kernel, memfd or all (default ${DEFAULT-VALUE}).")
         String backend;
 
         @Option(names = "--repeat", defaultValue = "5", description = "Timed rounds (default ${DEFAULT-VALUE}).")
         int repeat;
 
-        @Option(names = "--warm", converter = Sizes.class, description = "Memory to touch once before timing (default: 80%% of the available memory; 0 skips it).")
+        @Option(
+                names = "--warm",
+                converter = Sizes.class,
+                description = "Memory to touch once before timing (default: 80%% of the available memory; 0 skips it).")
         Long warm;
 
-        @Option(names = "--dir", description = "Where images and snapshots go (default: /dev/shm, a tmpfs, so that pack measures gmem rather than disk"
-                + " writeback; else the temporary directory). They are removed afterwards.")
+        @Option(
+                names = "--dir",
+                description =
+                        "Where images and snapshots go (default: /dev/shm, a tmpfs, so that pack measures gmem rather than disk"
+                                + " writeback; else the temporary directory). They are removed afterwards.")
         java.nio.file.Path dir;
 
         @Option(names = "--json", description = "Print the results as JSON.")
@@ -165,31 +233,66 @@ final class BenchCommand implements Runnable {
         public Integer call() throws Exception {
             List<GuestMemory.Backend> backends = backends(spec, backend);
             for (long s : new long[] {size, proportionSize}) {
-                if (s <= 0 || s % (1 << 20) != 0) throw new CommandLine.ParameterException(spec.commandLine(), "--size and --proportion-size must be positive multiples of 1 MiB");
+                if (s <= 0 || s % (1 << 20) != 0)
+                    throw new CommandLine.ParameterException(
+                            spec.commandLine(), "--size and --proportion-size must be positive multiples of 1 MiB");
             }
             if (repeat < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat must be at least 1");
             java.nio.file.Path where = workDir(dir);
             dev.gmem.bench.RestoreBench.Report r;
             try (Progress progress = new Progress(json)) {
-                r = dev.gmem.bench.RestoreBench.run(new dev.gmem.bench.RestoreBench.Options(size, proportionSize, sparseData, backends, repeat,
-                        warm == null ? -1 : warm, where), progress);
+                r = dev.gmem.bench.RestoreBench.run(
+                        new dev.gmem.bench.RestoreBench.Options(
+                                size, proportionSize, sparseData, backends, repeat, warm == null ? -1 : warm, where),
+                        progress);
             }
             PrintWriter out = spec.commandLine().getOut();
             if (json) {
                 out.println(Json.write(r));
             } else {
-                out.printf(Locale.ROOT, "snapshot pack and eager restore in %s: %d timed rounds (median, min, max), interleaved; sparse images hold %.0f%% data%n%n",
-                        r.dir(), r.repeat(), r.sparseDataFraction() * 100);
-                out.printf("%-15s %-7s %-16s %9s %10s %10s %9s %9s %9s %9s %7s%n", "what", "backend", "strategy", "guest", "data", "median ms", "min ms", "max ms",
-                        "crc ms", "fill ms", "GiB/s");
+                out.printf(
+                        Locale.ROOT,
+                        "snapshot pack and eager restore in %s: %d timed rounds (median, min, max), interleaved; sparse images hold %.0f%% data%n%n",
+                        r.dir(),
+                        r.repeat(),
+                        r.sparseDataFraction() * 100);
+                out.printf(
+                        "%-15s %-7s %-16s %9s %10s %10s %9s %9s %9s %9s %7s%n",
+                        "what",
+                        "backend",
+                        "strategy",
+                        "guest",
+                        "data",
+                        "median ms",
+                        "min ms",
+                        "max ms",
+                        "crc ms",
+                        "fill ms",
+                        "GiB/s");
                 for (dev.gmem.bench.RestoreBench.Result x : r.results()) {
-                    out.printf(Locale.ROOT, "%-15s %-7s %-16s %9s %10s %10.1f %9.1f %9.1f %9.1f %9.1f %7.2f%n", x.what(), x.backend() == null ? "-" : x.backend(),
-                            x.strategy(), Sizes.format(x.guestBytes()), Sizes.format(x.dataBytes()), x.medianMs(), x.minMs(), x.maxMs(), x.checksumMs(),
-                            x.populateMs(), x.gibPerS());
+                    out.printf(
+                            Locale.ROOT,
+                            "%-15s %-7s %-16s %9s %10s %10.1f %9.1f %9.1f %9.1f %9.1f %7.2f%n",
+                            x.what(),
+                            x.backend() == null ? "-" : x.backend(),
+                            x.strategy(),
+                            Sizes.format(x.guestBytes()),
+                            Sizes.format(x.dataBytes()),
+                            x.medianMs(),
+                            x.minMs(),
+                            x.maxMs(),
+                            x.checksumMs(),
+                            x.populateMs(),
+                            x.gibPerS());
                 }
                 out.println();
-                r.sparseVsDense().forEach((b, v) -> out.printf(Locale.ROOT, "%s: the sparse %s restore takes %.1f%% of the dense one's time (target <= 15%%)%n",
-                        b, Sizes.format(r.proportionSizeBytes()), v * 100));
+                r.sparseVsDense()
+                        .forEach((b, v) -> out.printf(
+                                Locale.ROOT,
+                                "%s: the sparse %s restore takes %.1f%% of the dense one's time (target <= 15%%)%n",
+                                b,
+                                Sizes.format(r.proportionSizeBytes()),
+                                v * 100));
                 out.println("GiB/s counts data bytes (pack: the guest bytes read; the dense images are all data).");
             }
             out.flush();
@@ -198,7 +301,8 @@ final class BenchCommand implements Runnable {
     }
 
     @Command(
-            name = "lazy", header = "Measure lazy restore against its targets, in each userfaultfd mode.",
+            name = "lazy",
+            header = "Measure lazy restore against its targets, in each userfaultfd mode.",
             mixinStandardHelpOptions = true,
             description = {
                 "Lazy restore on this host, each figure against its target, for each userfaultfd mode:",
@@ -208,28 +312,53 @@ final class BenchCommand implements Runnable {
                 "  random access   two readers check every byte while the prefetch runs, --runs times (target: zero wrong bytes)"
             })
     static final class Lazy implements Callable<Integer> {
-        @Option(names = "--size", defaultValue = "512M", converter = Sizes.class, description = "The dense guest (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--size",
+                defaultValue = "512M",
+                converter = Sizes.class,
+                description = "The dense guest (default ${DEFAULT-VALUE}).")
         long size;
 
-        @Option(names = "--small", defaultValue = "1G", converter = Sizes.class, description = "The small sparse guest (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--small",
+                defaultValue = "1G",
+                converter = Sizes.class,
+                description = "The small sparse guest (default ${DEFAULT-VALUE}).")
         long small;
 
-        @Option(names = "--large", defaultValue = "16G", converter = Sizes.class, description = "The large sparse guest (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--large",
+                defaultValue = "16G",
+                converter = Sizes.class,
+                description = "The large sparse guest (default ${DEFAULT-VALUE}).")
         long large;
 
-        @Option(names = "--uffd-mode", defaultValue = "missing,minor", split = ",", description = "Modes to measure (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--uffd-mode",
+                defaultValue = "missing,minor",
+                split = ",",
+                description = "Modes to measure (default ${DEFAULT-VALUE}).")
         List<String> modes;
 
-        @Option(names = "--repeat", defaultValue = "7", description = "Rounds for the medians (default ${DEFAULT-VALUE}).")
+        @Option(
+                names = "--repeat",
+                defaultValue = "7",
+                description = "Rounds for the medians (default ${DEFAULT-VALUE}).")
         int repeat;
 
         @Option(names = "--runs", defaultValue = "10", description = "Random-access runs (default ${DEFAULT-VALUE}).")
         int runs;
 
-        @Option(names = "--warm", converter = Sizes.class, description = "Memory to touch once before timing (default: 80%% of the available memory; 0 skips it).")
+        @Option(
+                names = "--warm",
+                converter = Sizes.class,
+                description = "Memory to touch once before timing (default: 80%% of the available memory; 0 skips it).")
         Long warm;
 
-        @Option(names = "--dir", description = "Where the snapshots go (default: /dev/shm, else the temporary directory). They are removed afterwards.")
+        @Option(
+                names = "--dir",
+                description =
+                        "Where the snapshots go (default: /dev/shm, else the temporary directory). They are removed afterwards.")
         java.nio.file.Path dir;
 
         @Option(names = "--json", description = "Print the results as JSON.")
@@ -249,15 +378,23 @@ final class BenchCommand implements Runnable {
                 }
             }
             for (long s : new long[] {size, small, large}) {
-                if (s <= 0 || s % (1 << 20) != 0) throw new CommandLine.ParameterException(spec.commandLine(), "sizes must be positive multiples of 1 MiB");
+                if (s <= 0 || s % (1 << 20) != 0)
+                    throw new CommandLine.ParameterException(
+                            spec.commandLine(), "sizes must be positive multiples of 1 MiB");
             }
-            if (repeat < 1 || runs < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat and --runs must be at least 1");
-            dev.gmem.probe.HostReport.Userfaultfd u = dev.gmem.probe.HostProbe.host().userfaultfd();
-            if (!u.available()) throw new dev.gmem.memory.UnsupportedFeatureException("memfd", "lazy restore", u.reason());
+            if (repeat < 1 || runs < 1)
+                throw new CommandLine.ParameterException(spec.commandLine(), "--repeat and --runs must be at least 1");
+            dev.gmem.probe.HostReport.Userfaultfd u =
+                    dev.gmem.probe.HostProbe.host().userfaultfd();
+            if (!u.available())
+                throw new dev.gmem.memory.UnsupportedFeatureException("memfd", "lazy restore", u.reason());
             java.nio.file.Path where = workDir(dir);
             dev.gmem.bench.LazyBench.Report r;
             try (Progress progress = new Progress(json)) {
-                r = dev.gmem.bench.LazyBench.run(new dev.gmem.bench.LazyBench.Options(size, small, large, ms, repeat, runs, warm == null ? -1 : warm, where), progress);
+                r = dev.gmem.bench.LazyBench.run(
+                        new dev.gmem.bench.LazyBench.Options(
+                                size, small, large, ms, repeat, runs, warm == null ? -1 : warm, where),
+                        progress);
             }
             PrintWriter out = spec.commandLine().getOut();
             if (json) {
@@ -266,17 +403,48 @@ final class BenchCommand implements Runnable {
                 return 0;
             }
             out.println("time to ready (open is reported apart; target: ready <= 2 ms, the same for both sizes)");
-            for (var x : r.ready()) out.printf(Locale.ROOT, "  %-7s %10s guest: open %.3f ms, ready %.3f ms%n", x.mode(), Sizes.format(x.guestBytes()), x.openMs(), x.readyMs());
+            for (var x : r.ready())
+                out.printf(
+                        Locale.ROOT,
+                        "  %-7s %10s guest: open %.3f ms, ready %.3f ms%n",
+                        x.mode(),
+                        Sizes.format(x.guestBytes()),
+                        x.openMs(),
+                        x.readyMs());
             out.println("fault service, 4 KiB pages, warm snapshot (target: p50 <= 15 us, p99 <= 60 us)");
             for (var x : r.faults()) {
-                out.printf(Locale.ROOT, "  %-7s %d faults; handler p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us; reader's access p50 %.1f us, p99 %.1f us%n", x.mode(),
-                        x.faults(), x.service().p50Us(), x.service().p90Us(), x.service().p99Us(), x.service().maxUs(), x.access().p50Us(), x.access().p99Us());
+                out.printf(
+                        Locale.ROOT,
+                        "  %-7s %d faults; handler p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us; reader's access p50 %.1f us, p99 %.1f us%n",
+                        x.mode(),
+                        x.faults(),
+                        x.service().p50Us(),
+                        x.service().p90Us(),
+                        x.service().p99Us(),
+                        x.service().maxUs(),
+                        x.access().p50Us(),
+                        x.access().p99Us());
             }
             out.println("background population alone (target >= 2 GiB/s of data)");
-            for (var x : r.prefetch()) out.printf(Locale.ROOT, "  %-7s %s in %.1f ms: %.2f GiB/s%n", x.mode(), Sizes.format(x.dataBytes()), x.medianMs(), x.gibPerS());
+            for (var x : r.prefetch())
+                out.printf(
+                        Locale.ROOT,
+                        "  %-7s %s in %.1f ms: %.2f GiB/s%n",
+                        x.mode(),
+                        Sizes.format(x.dataBytes()),
+                        x.medianMs(),
+                        x.gibPerS());
             out.println("random access during prefetch (target: zero wrong bytes)");
-            for (var x : r.stress()) out.printf(Locale.ROOT, "  %-7s %d runs, %d pages read, %d wrong; %d faults, %d races lost to the prefetcher%n", x.mode(), x.runs(),
-                    x.pagesRead(), x.wrongPages(), x.faults(), x.racesLost());
+            for (var x : r.stress())
+                out.printf(
+                        Locale.ROOT,
+                        "  %-7s %d runs, %d pages read, %d wrong; %d faults, %d races lost to the prefetcher%n",
+                        x.mode(),
+                        x.runs(),
+                        x.pagesRead(),
+                        x.wrongPages(),
+                        x.faults(),
+                        x.racesLost());
             out.flush();
             return r.stress().stream().anyMatch(x -> x.wrongPages() > 0) ? 1 : 0;
         }
@@ -285,7 +453,11 @@ final class BenchCommand implements Runnable {
     /** {@code dir} if given, else /dev/shm (a tmpfs: files there measure gmem, not disk writeback), else the temporary directory. */
     static java.nio.file.Path workDir(java.nio.file.Path dir) {
         java.nio.file.Path shm = java.nio.file.Path.of("/dev/shm");
-        return dir != null ? dir : java.nio.file.Files.isDirectory(shm) ? shm : java.nio.file.Path.of(System.getProperty("java.io.tmpdir"));
+        return dir != null
+                ? dir
+                : java.nio.file.Files.isDirectory(shm)
+                        ? shm
+                        : java.nio.file.Path.of(System.getProperty("java.io.tmpdir"));
     }
 
     static List<GuestMemory.Backend> backends(CommandLine.Model.CommandSpec spec, String backend) {
@@ -293,7 +465,9 @@ final class BenchCommand implements Runnable {
             case "all" -> List.of(GuestMemory.Backend.KERNEL, GuestMemory.Backend.MEMFD);
             case "kernel" -> List.of(GuestMemory.Backend.KERNEL);
             case "memfd" -> List.of(GuestMemory.Backend.MEMFD);
-            default -> throw new CommandLine.ParameterException(spec.commandLine(), "--backend must be kernel, memfd or all, not '" + backend + "'");
+            default ->
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--backend must be kernel, memfd or all, not '" + backend + "'");
         };
     }
 }

@@ -46,13 +46,17 @@ final class ByteProgress implements LongConsumer {
         if (total > 0) {
             int width = 24;
             int filled = (int) Math.min(width, width * now / total);
-            b.append('[').append("#".repeat(filled)).append(" ".repeat(width - filled)).append("] ");
+            b.append('[')
+                    .append("#".repeat(filled))
+                    .append(" ".repeat(width - filled))
+                    .append("] ");
             b.append(String.format(Locale.ROOT, "%3d%% ", Math.min(100, 100 * now / total)));
         }
         b.append(Sizes.format(now));
         if (total > 0) b.append(" / ").append(Sizes.format(total));
         b.append(String.format(Locale.ROOT, "  %s/s", Sizes.format((long) rate)));
-        if (total > 0 && rate > 0 && now < total) b.append(String.format(Locale.ROOT, "  ETA %.1f s", (total - now) / rate));
+        if (total > 0 && rate > 0 && now < total)
+            b.append(String.format(Locale.ROOT, "  ETA %.1f s", (total - now) / rate));
         return b.toString();
     }
 }

@@ -23,7 +23,8 @@ public final class Main implements Runnable {
      */
     private static final Map<String, Class<?>> COMMANDS = commands();
 
-    // class literals, which picocli instantiates: constructor references here made the JDK 25 AOT cache's assembly crash
+    // class literals, which picocli instantiates: constructor references here made the JDK 25 AOT cache's assembly
+    // crash
     private static Map<String, Class<?>> commands() {
         Map<String, Class<?>> m = new LinkedHashMap<>();
         m.put("demo", DemoCommand.class);
@@ -87,7 +88,9 @@ public final class Main implements Runnable {
     /** A bad argument is one line that names it and where the help is, exit 2: the whole usage would bury the line. */
     private static int usageError(CommandLine.ParameterException e, String[] args) {
         CommandLine c = e.getCommandLine();
-        String message = e.getMessage() == null ? "bad arguments" : e.getMessage().strip().replace('\n', ' ');
+        String message = e.getMessage() == null
+                ? "bad arguments"
+                : e.getMessage().strip().replace('\n', ' ');
         String who = c.getParent() == null ? "gmem" : "gmem " + c.getCommandName();
         c.getErr().println(who + ": " + message + " (see '" + c.getCommandSpec().qualifiedName() + " --help')");
         return ExitCode.USAGE.status;

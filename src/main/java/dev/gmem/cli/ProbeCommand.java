@@ -11,7 +11,8 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
 @Command(
-        name = "probe", header = "Report what this host can do for guest memory, each answer found by trying it.",
+        name = "probe",
+        header = "Report what this host can do for guest memory, each answer found by trying it.",
         mixinStandardHelpOptions = true,
         description = {
             "Report what this host can do for guest memory, each answer found by trying it:",
@@ -44,23 +45,46 @@ final class ProbeCommand implements Callable<Integer> {
         out.printf("kernel %s (%s), %d-byte pages, %d CPUs%n%n", k.release(), k.machine(), k.pageSize(), k.cpus());
         line(out, 0, "KVM", new Check(r.kvm().available(), r.kvm().reason()));
         HostReport.GuestMemfd g = r.guestMemfd();
-        line(out, 0, "guest_memfd", new Check(g.available(), g.available()
-                ? "flags " + String.join(", ", g.flags()) + " (cap 244 = 0x" + Long.toHexString(g.flagsMask()) + ")" : g.reason()));
+        line(
+                out,
+                0,
+                "guest_memfd",
+                new Check(
+                        g.available(),
+                        g.available()
+                                ? "flags " + String.join(", ", g.flags()) + " (cap 244 = 0x"
+                                        + Long.toHexString(g.flagsMask()) + ")"
+                                : g.reason()));
         line(out, 1, "write() population", g.write());
         line(out, 1, "in-place conversion", g.conversion());
         line(out, 1, "userfaultfd", g.userfaultfd());
         HostReport.Userfaultfd u = r.userfaultfd();
-        line(out, 0, "userfaultfd", new Check(u.available(), u.available()
-                ? "via " + u.via() + "; features " + String.join(" ", u.features()) : u.reason()));
+        line(
+                out,
+                0,
+                "userfaultfd",
+                new Check(
+                        u.available(),
+                        u.available()
+                                ? "via " + u.via() + "; features " + String.join(" ", u.features())
+                                : u.reason()));
         line(out, 1, "MISSING on memfd", u.missingMemfd());
         line(out, 1, "MINOR on memfd", u.minorMemfd());
         HostReport.HugePages h = r.hugePages();
         line(out, 0, "THP for shmem", h.thpShmem());
-        String pools = h.hugetlb().isEmpty() ? "no hugetlb pools"
-                : h.hugetlb().stream().map(p -> p.pageSizeKib() + " KiB: " + p.total() + " pages, " + p.free() + " free")
+        String pools = h.hugetlb().isEmpty()
+                ? "no hugetlb pools"
+                : h.hugetlb().stream()
+                        .map(p -> p.pageSizeKib() + " KiB: " + p.total() + " pages, " + p.free() + " free")
                         .collect(Collectors.joining("; "));
         boolean anyFree = h.hugetlb().stream().anyMatch(p -> p.free() > 0);
-        line(out, 0, "hugetlb pages", new Check(anyFree, pools + (anyFree ? "" : " (an administrator can reserve some in /proc/sys/vm/nr_hugepages)")));
+        line(
+                out,
+                0,
+                "hugetlb pages",
+                new Check(
+                        anyFree,
+                        pools + (anyFree ? "" : " (an administrator can reserve some in /proc/sys/vm/nr_hugepages)")));
     }
 
     private static void line(PrintWriter out, int depth, String what, Check c) {

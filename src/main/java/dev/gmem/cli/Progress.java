@@ -7,6 +7,7 @@ import java.util.function.Consumer;
 final class Progress implements Consumer<String>, AutoCloseable {
     /** Asked of stderr itself: progress goes there, whatever stdout is. */
     private static final boolean STDERR_IS_TERMINAL = dev.gmem.linux.Posix.isTerminal(2);
+
     private final PrintStream err = System.err;
     private final boolean enabled;
     private int lastLength;

@@ -1,11 +1,11 @@
 package dev.gmem.cli;
 
-import dev.gmem.memory.GuestMemory;
-import dev.gmem.restore.Destination;
-import dev.gmem.restore.EagerRestore;
 import dev.gmem.fault.FaultEngine;
 import dev.gmem.fault.OnRemove;
 import dev.gmem.fault.UffdMode;
+import dev.gmem.memory.GuestMemory;
+import dev.gmem.restore.Destination;
+import dev.gmem.restore.EagerRestore;
 import dev.gmem.restore.GuestVerdict;
 import dev.gmem.restore.LazyRestore;
 import dev.gmem.restore.RandomReaders;
@@ -13,7 +13,6 @@ import dev.gmem.restore.Strategy;
 import dev.gmem.snapshot.PageSource;
 import dev.gmem.snapshot.PageSources;
 import java.io.PrintWriter;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -23,7 +22,8 @@ import picocli.CommandLine.Option;
 import picocli.CommandLine.Parameters;
 
 @Command(
-        name = "restore", header = "Restore a snapshot or a raw memory file into new guest memory, eagerly or lazily.",
+        name = "restore",
+        header = "Restore a snapshot or a raw memory file into new guest memory, eagerly or lazily.",
         mixinStandardHelpOptions = true,
         description = {
             "Restore a gmem snapshot or a raw VMM memory file into a new guest memory file, eagerly: every data page in",
@@ -39,10 +39,16 @@ import picocli.CommandLine.Parameters;
             "The guest memory is released when the command ends unless --export names a file for a VMM to map."
         })
 final class RestoreCommand implements Callable<Integer> {
-    @Parameters(index = "0", paramLabel = "SNAPSHOT|RAW", description = "A gmem snapshot, or a raw memory file (detected by content).")
+    @Parameters(
+            index = "0",
+            paramLabel = "SNAPSHOT|RAW",
+            description = "A gmem snapshot, or a raw memory file (detected by content).")
     Path input;
 
-    @Option(names = "--backend", defaultValue = "memfd", description = "kernel (a KVM guest_memfd) or memfd (default ${DEFAULT-VALUE}).")
+    @Option(
+            names = "--backend",
+            defaultValue = "memfd",
+            description = "kernel (a KVM guest_memfd) or memfd (default ${DEFAULT-VALUE}).")
     String backend;
 
     @Option(names = "--regions", description = SnapshotCommand.REGIONS_HELP)
@@ -51,7 +57,10 @@ final class RestoreCommand implements Callable<Integer> {
     @Option(names = "--format", defaultValue = "auto", description = SnapshotCommand.FORMAT_HELP)
     String format;
 
-    @Option(names = "--strategy", description = "Force a population strategy (mapped-copy, populate-copy, write, thp-copy) instead of the chosen one.")
+    @Option(
+            names = "--strategy",
+            description =
+                    "Force a population strategy (mapped-copy, populate-copy, write, thp-copy) instead of the chosen one.")
     String strategy;
 
     @Option(names = "--threads", description = "Threads for a forced strategy (default 1).")
@@ -60,27 +69,46 @@ final class RestoreCommand implements Callable<Integer> {
     @Option(names = "--verify", description = "Afterwards, check every page of guest memory against the source.")
     boolean verify;
 
-    @Option(names = "--export", paramLabel = "PATH", description = "Restore into a new file at PATH (on tmpfs, such as /dev/shm) that a VMM maps, as QEMU's"
-            + " memory-backend-file does; it appears under PATH only once the restore succeeded. memfd backend only.")
+    @Option(
+            names = "--export",
+            paramLabel = "PATH",
+            description =
+                    "Restore into a new file at PATH (on tmpfs, such as /dev/shm) that a VMM maps, as QEMU's"
+                            + " memory-backend-file does; it appears under PATH only once the restore succeeded. memfd backend only.")
     Path export;
 
-    @Option(names = "--mode", defaultValue = "eager", description = "eager (every page before returning) or lazy (usable at once; faults served"
-            + " through userfaultfd while a background thread populates the rest). Default ${DEFAULT-VALUE}.")
+    @Option(
+            names = "--mode",
+            defaultValue = "eager",
+            description = "eager (every page before returning) or lazy (usable at once; faults served"
+                    + " through userfaultfd while a background thread populates the rest). Default ${DEFAULT-VALUE}.")
     String mode;
 
-    @Option(names = "--uffd-mode", defaultValue = "missing", description = "Lazy restore: missing (UFFDIO_COPY) or minor (write() into the file, then"
-            + " UFFDIO_CONTINUE: the kernel work's flow). Default ${DEFAULT-VALUE}.")
+    @Option(
+            names = "--uffd-mode",
+            defaultValue = "missing",
+            description = "Lazy restore: missing (UFFDIO_COPY) or minor (write() into the file, then"
+                    + " UFFDIO_CONTINUE: the kernel work's flow). Default ${DEFAULT-VALUE}.")
     String uffdMode;
 
-    @Option(names = "--on-remove", defaultValue = "zero", description = "Lazy restore: what a range the guest discards (MADV_REMOVE) reads as afterwards:"
-            + " zero or refetch (from the snapshot). Default ${DEFAULT-VALUE}.")
+    @Option(
+            names = "--on-remove",
+            defaultValue = "zero",
+            description = "Lazy restore: what a range the guest discards (MADV_REMOVE) reads as afterwards:"
+                    + " zero or refetch (from the snapshot). Default ${DEFAULT-VALUE}.")
     String onRemove;
 
-    @Option(names = "--check-guest", description = "Prove the restore with a real KVM vCPU that reads one word per page and reports a checksum, compared"
-            + " with the source's: after an eager restore, or during a lazy one (the vCPU's own faults are then served by the fault engine).")
+    @Option(
+            names = "--check-guest",
+            description =
+                    "Prove the restore with a real KVM vCPU that reads one word per page and reports a checksum, compared"
+                            + " with the source's: after an eager restore, or during a lazy one (the vCPU's own faults are then served by the fault engine).")
     boolean checkGuest;
 
-    @Option(names = "--check-stride", defaultValue = "1", description = "The vCPU reads one page in this many (default ${DEFAULT-VALUE}).")
+    @Option(
+            names = "--check-stride",
+            defaultValue = "1",
+            description = "The vCPU reads one page in this many (default ${DEFAULT-VALUE}).")
     long checkStride;
 
     @Option(names = "--json", description = "Print the summary as JSON.")
@@ -94,10 +122,13 @@ final class RestoreCommand implements Callable<Integer> {
         GuestMemory.Backend b = switch (backend.toLowerCase(Locale.ROOT)) {
             case "kernel" -> GuestMemory.Backend.KERNEL;
             case "memfd" -> GuestMemory.Backend.MEMFD;
-            default -> throw new CommandLine.ParameterException(spec.commandLine(), "--backend must be kernel or memfd, not '" + backend + "'");
+            default ->
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--backend must be kernel or memfd, not '" + backend + "'");
         };
         if (export != null && b != GuestMemory.Backend.MEMFD) {
-            throw new CommandLine.ParameterException(spec.commandLine(), "--export needs the memfd backend: a KVM guest_memfd has no path to export");
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--export needs the memfd backend: a KVM guest_memfd has no path to export");
         }
         Strategy forced = null;
         if (strategy != null) {
@@ -107,17 +138,32 @@ final class RestoreCommand implements Callable<Integer> {
                 throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
             }
         }
-        if (threads < 0 || threads > 256) throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
+        if (threads < 0 || threads > 256)
+            throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
         if (mode.equalsIgnoreCase("lazy")) return lazy(b);
-        if (!mode.equalsIgnoreCase("eager")) throw new CommandLine.ParameterException(spec.commandLine(), "--mode must be eager or lazy, not '" + mode + "'");
-        if (checkStride < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
+        if (!mode.equalsIgnoreCase("eager"))
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--mode must be eager or lazy, not '" + mode + "'");
+        if (checkStride < 1)
+            throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
         EagerRestore.Outcome outcome;
         try (Progress line = new Progress(json);
-                PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(),
-                        new ByteProgress(line, "scan", SnapshotCommand.inputSize(input)), SnapshotCommand.format(spec.commandLine(), format));
-                Destination dst = export == null ? Destination.anonymous(b, source) : Destination.export(export, source.size())) {
-            outcome = EagerRestore.run(source, dst, new EagerRestore.Options(forced, threads, verify), checkGuest ? checkStride : 0, GUEST_TIMEOUT,
-                    new ByteProgress(line, "restore", source.counts().dataBytes()), line);
+                PageSource source = PageSources.open(
+                        input,
+                        SnapshotCommand.regions(spec.commandLine(), regions),
+                        SnapshotCommand.threads(),
+                        new ByteProgress(line, "scan", SnapshotCommand.inputSize(input)),
+                        SnapshotCommand.format(spec.commandLine(), format));
+                Destination dst =
+                        export == null ? Destination.anonymous(b, source) : Destination.export(export, source.size())) {
+            outcome = EagerRestore.run(
+                    source,
+                    dst,
+                    new EagerRestore.Options(forced, threads, verify),
+                    checkGuest ? checkStride : 0,
+                    GUEST_TIMEOUT,
+                    new ByteProgress(line, "restore", source.counts().dataBytes()),
+                    line);
         }
         EagerRestore.Report report = outcome.report();
         GuestVerdict guest = outcome.guestCheck();
@@ -134,8 +180,11 @@ final class RestoreCommand implements Callable<Integer> {
     }
 
     private Integer lazy(GuestMemory.Backend b) throws Exception {
-        if (export != null || strategy != null) throw new CommandLine.ParameterException(spec.commandLine(), "--export and --strategy apply to eager restore");
-        if (checkStride < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
+        if (export != null || strategy != null)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--export and --strategy apply to eager restore");
+        if (checkStride < 1)
+            throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
         UffdMode um;
         OnRemove or;
         try {
@@ -148,13 +197,19 @@ final class RestoreCommand implements Callable<Integer> {
         } catch (IllegalArgumentException e) {
             throw new CommandLine.ParameterException(spec.commandLine(), "--on-remove: " + e.getMessage());
         }
-        LazyRestore.Options options = new LazyRestore.Options(um, or, true, 3, FaultEngine.Prefetch.DEFAULT.minBatch(), FaultEngine.Prefetch.DEFAULT.maxBatch());
-        LazyRestore.Checks checks = new LazyRestore.Checks(verify ? 2 : 0, System.nanoTime(), checkGuest ? checkStride : 0, GUEST_TIMEOUT, POPULATE_TIMEOUT);
+        LazyRestore.Options options = new LazyRestore.Options(
+                um, or, true, 3, FaultEngine.Prefetch.DEFAULT.minBatch(), FaultEngine.Prefetch.DEFAULT.maxBatch());
+        LazyRestore.Checks checks = new LazyRestore.Checks(
+                verify ? 2 : 0, System.nanoTime(), checkGuest ? checkStride : 0, GUEST_TIMEOUT, POPULATE_TIMEOUT);
         LazyRun r;
         try (Progress line = new Progress(json)) {
             line.accept("lazy restore of " + input + " (" + um.label() + " mode)");
             long t0 = System.nanoTime();
-            try (PageSource source = PageSources.open(input, SnapshotCommand.regions(spec.commandLine(), regions), SnapshotCommand.threads(), x -> {},
+            try (PageSource source = PageSources.open(
+                    input,
+                    SnapshotCommand.regions(spec.commandLine(), regions),
+                    SnapshotCommand.threads(),
+                    x -> {},
                     SnapshotCommand.format(spec.commandLine(), format))) {
                 double openMs = (System.nanoTime() - t0) / 1e6;
                 r = new LazyRun(openMs, LazyRestore.run(source, b, options, checks));
@@ -166,20 +221,54 @@ final class RestoreCommand implements Callable<Integer> {
             out.println(Json.write(r));
         } else {
             LazyRestore.Stats s = o.stats();
-            out.printf(Locale.ROOT, "lazy restore of %s (%s) into %s guest memory, userfaultfd %s mode: %s, %s of data%n", o.source(), o.format(), o.backend(),
-                    s.mode(), Sizes.format(o.guestBytes()), Sizes.format(o.dataBytes()));
-            out.printf(Locale.ROOT, "  open and validate %.2f ms; ready for faults after %.2f ms more; fully populated after %.1f ms%n", r.openMs(), s.readyMs(),
+            out.printf(
+                    Locale.ROOT,
+                    "lazy restore of %s (%s) into %s guest memory, userfaultfd %s mode: %s, %s of data%n",
+                    o.source(),
+                    o.format(),
+                    o.backend(),
+                    s.mode(),
+                    Sizes.format(o.guestBytes()),
+                    Sizes.format(o.dataBytes()));
+            out.printf(
+                    Locale.ROOT,
+                    "  open and validate %.2f ms; ready for faults after %.2f ms more; fully populated after %.1f ms%n",
+                    r.openMs(),
+                    s.readyMs(),
                     s.populatedMs() == null ? Double.NaN : s.populatedMs());
-            out.printf(Locale.ROOT, "  pages: %d by faults, %d by the prefetcher (%.2f GiB/s), %d zero pages and holes by faults (the rest never touched)%n",
-                    s.faultPages(), s.prefetchPages(), s.prefetchGibPerS() == null ? 0.0 : s.prefetchGibPerS(), s.zeroPages());
-            out.printf(Locale.ROOT, "  faults: %d served (%d CONTINUE), p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us; %.2f ms blocked in all; %d races lost to"
-                    + " the prefetcher%n", s.faults(), s.continues(), s.latency().p50Us(), s.latency().p90Us(), s.latency().p99Us(), s.latency().maxUs(), s.blockedMs(),
+            out.printf(
+                    Locale.ROOT,
+                    "  pages: %d by faults, %d by the prefetcher (%.2f GiB/s), %d zero pages and holes by faults (the rest never touched)%n",
+                    s.faultPages(),
+                    s.prefetchPages(),
+                    s.prefetchGibPerS() == null ? 0.0 : s.prefetchGibPerS(),
+                    s.zeroPages());
+            out.printf(
+                    Locale.ROOT,
+                    "  faults: %d served (%d CONTINUE), p50 %.1f us, p90 %.1f us, p99 %.1f us, max %.1f us; %.2f ms blocked in all; %d races lost to"
+                            + " the prefetcher%n",
+                    s.faults(),
+                    s.continues(),
+                    s.latency().p50Us(),
+                    s.latency().p90Us(),
+                    s.latency().p99Us(),
+                    s.latency().maxUs(),
+                    s.blockedMs(),
                     s.racesLost());
             if (o.verify() != null) {
                 RandomReaders.Result v = o.verify();
-                out.printf(Locale.ROOT, "  verified while prefetching: %d pages (%d data, %d resident zero or hole, %d sampled absent) read in random order by %d"
-                        + " threads, %d wrong; reads p50 %.1f us, p99 %.1f us%n", v.pages(), v.dataPages(), v.residentOtherPages(), v.sampledPages(), o.readers(),
-                        v.wrongPages(), v.accessLatency().p50Us(), v.accessLatency().p99Us());
+                out.printf(
+                        Locale.ROOT,
+                        "  verified while prefetching: %d pages (%d data, %d resident zero or hole, %d sampled absent) read in random order by %d"
+                                + " threads, %d wrong; reads p50 %.1f us, p99 %.1f us%n",
+                        v.pages(),
+                        v.dataPages(),
+                        v.residentOtherPages(),
+                        v.sampledPages(),
+                        o.readers(),
+                        v.wrongPages(),
+                        v.accessLatency().p50Us(),
+                        v.accessLatency().p99Us());
             }
             if (o.guestCheck() != null) out.println("  " + o.guestCheck().line());
         }
@@ -188,19 +277,48 @@ final class RestoreCommand implements Callable<Integer> {
     }
 
     /** The JSON of a lazy restore: the time to open and validate the source, then the restore's outcome. */
-    record LazyRun(double openMs, @com.fasterxml.jackson.annotation.JsonUnwrapped LazyRestore.Outcome restore) {}
+    record LazyRun(
+            double openMs,
+            @com.fasterxml.jackson.annotation.JsonUnwrapped LazyRestore.Outcome restore) {}
 
-    record Summary(@com.fasterxml.jackson.annotation.JsonUnwrapped EagerRestore.Report restore, String export, GuestVerdict guestCheck) {}
+    record Summary(
+            @com.fasterxml.jackson.annotation.JsonUnwrapped EagerRestore.Report restore,
+            String export,
+            GuestVerdict guestCheck) {}
 
     static final java.time.Duration GUEST_TIMEOUT = java.time.Duration.ofMinutes(10);
     static final java.time.Duration POPULATE_TIMEOUT = java.time.Duration.ofMinutes(10);
 
     static void print(PrintWriter out, EagerRestore.Report r) {
-        out.printf(Locale.ROOT, "restored %s (%s) into %s guest memory: %s, %s of data%n", r.source(), r.format(), r.backend(), Sizes.format(r.guestBytes()),
+        out.printf(
+                Locale.ROOT,
+                "restored %s (%s) into %s guest memory: %s, %s of data%n",
+                r.source(),
+                r.format(),
+                r.backend(),
+                Sizes.format(r.guestBytes()),
                 Sizes.format(r.bytesRestored()));
-        out.printf(Locale.ROOT, "  pages: %d data, %d zero, %d hole (zero pages and holes are not copied)%n", r.pages().data(), r.pages().zero(), r.pages().hole());
-        out.printf(Locale.ROOT, "  strategy: %s on %d thread%s: %s%n", r.strategy(), r.threads(), r.threads() == 1 ? "" : "s", r.reason());
-        out.printf(Locale.ROOT, "  checksums %.1f ms, population %.1f ms, total %.1f ms: %.2f GiB/s of data%n", r.checksumMs(), r.populateMs(), r.elapsedMs(), r.gibPerS());
-        if (r.verified() != null) out.printf(Locale.ROOT, "  verified: every page matches the source (%.1f ms)%n", r.verifyMs());
+        out.printf(
+                Locale.ROOT,
+                "  pages: %d data, %d zero, %d hole (zero pages and holes are not copied)%n",
+                r.pages().data(),
+                r.pages().zero(),
+                r.pages().hole());
+        out.printf(
+                Locale.ROOT,
+                "  strategy: %s on %d thread%s: %s%n",
+                r.strategy(),
+                r.threads(),
+                r.threads() == 1 ? "" : "s",
+                r.reason());
+        out.printf(
+                Locale.ROOT,
+                "  checksums %.1f ms, population %.1f ms, total %.1f ms: %.2f GiB/s of data%n",
+                r.checksumMs(),
+                r.populateMs(),
+                r.elapsedMs(),
+                r.gibPerS());
+        if (r.verified() != null)
+            out.printf(Locale.ROOT, "  verified: every page matches the source (%.1f ms)%n", r.verifyMs());
     }
 }

@@ -20,16 +20,19 @@ final class Signals {
         try {
             Class<?> signal = Class.forName("sun.misc.Signal");
             Class<?> handlerType = Class.forName("sun.misc.SignalHandler");
-            Object handler = Proxy.newProxyInstance(Signals.class.getClassLoader(), new Class<?>[] {handlerType}, (proxy, method, args) -> {
-                if (method.getName().equals("handle")) {
-                    Object s = args[0];
-                    interrupted((String) signal.getMethod("getName").invoke(s), (int) signal.getMethod("getNumber").invoke(s));
-                }
-                return null;
-            });
+            Object handler = Proxy.newProxyInstance(
+                    Signals.class.getClassLoader(), new Class<?>[] {handlerType}, (proxy, method, args) -> {
+                        if (method.getName().equals("handle")) {
+                            Object s = args[0];
+                            interrupted((String) signal.getMethod("getName").invoke(s), (int)
+                                    signal.getMethod("getNumber").invoke(s));
+                        }
+                        return null;
+                    });
             for (String name : new String[] {"INT", "TERM", "HUP"}) {
                 try {
-                    signal.getMethod("handle", signal, handlerType).invoke(null, signal.getConstructor(String.class).newInstance(name), handler);
+                    signal.getMethod("handle", signal, handlerType)
+                            .invoke(null, signal.getConstructor(String.class).newInstance(name), handler);
                 } catch (java.lang.reflect.InvocationTargetException notAllowed) {
                     // the JVM keeps this signal (-Xrs): its default action stays
                 }
@@ -39,13 +42,15 @@ final class Signals {
         }
     }
 
-    private static final java.util.concurrent.atomic.AtomicBoolean ONCE = new java.util.concurrent.atomic.AtomicBoolean();
+    private static final java.util.concurrent.atomic.AtomicBoolean ONCE =
+            new java.util.concurrent.atomic.AtomicBoolean();
 
     private static void interrupted(String name, int number) {
         if (!ONCE.compareAndSet(false, true)) return; // a second signal while the first is handled: nothing more to do
         OutputFile.abandonAll();
         // a progress line may be on the terminal: start a fresh line
-        System.err.println((dev.gmem.linux.Posix.isTerminal(2) ? "\r\033[K" : "") + "gmem: interrupted (SIG" + name + "); partial output files removed");
+        System.err.println((dev.gmem.linux.Posix.isTerminal(2) ? "\r\033[K" : "") + "gmem: interrupted (SIG" + name
+                + "); partial output files removed");
         System.err.flush();
         Runtime.getRuntime().halt(128 + number);
     }

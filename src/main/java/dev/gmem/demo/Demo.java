@@ -21,7 +21,6 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.function.Consumer;
 import java.util.function.LongConsumer;
 
 /**
@@ -41,12 +40,30 @@ public final class Demo {
      * One restore. {@code guestCheck}: "passed", "failed: …" or "skipped: reason"; {@code faults}:
      * faults served (lazy), of which {@code vcpuFaults} during the vCPU's check.
      */
-    public record Row(String mode, String backend, String strategy, Double ms, Double gibPerS, Long faults, Long vcpuFaults, String guestCheck,
-            Double guestCheckMs, String note) {}
+    public record Row(
+            String mode,
+            String backend,
+            String strategy,
+            Double ms,
+            Double gibPerS,
+            Long faults,
+            Long vcpuFaults,
+            String guestCheck,
+            Double guestCheckMs,
+            String note) {}
 
-    public record Report(long sizeBytes, long dataBytes, long zeroPages, long holePages, double synthMs, double packMs, long snapshotBytes, List<Row> rows) {
+    public record Report(
+            long sizeBytes,
+            long dataBytes,
+            long zeroPages,
+            long holePages,
+            double synthMs,
+            double packMs,
+            long snapshotBytes,
+            List<Row> rows) {
         public boolean passed() {
-            return rows.stream().noneMatch(r -> r.guestCheck() != null && r.guestCheck().startsWith("failed"));
+            return rows.stream()
+                    .noneMatch(r -> r.guestCheck() != null && r.guestCheck().startsWith("failed"));
         }
     }
 
@@ -57,13 +74,20 @@ public final class Demo {
 
     public static Report run(Options o, Steps steps) throws IOException {
         Files.createDirectories(o.dir());
-        Path work = dev.gmem.util.OutputFile.scratchDirectory(o.dir(), "gmem-demo-"); // its own: two demos at once never share a file
+        Path work = dev.gmem.util.OutputFile.scratchDirectory(
+                o.dir(), "gmem-demo-"); // its own: two demos at once never share a file
         Path raw = work.resolve("gmem-demo.mem");
         Path snap = work.resolve("gmem-demo.snap");
         int cpus = Runtime.getRuntime().availableProcessors();
         try {
             long t0 = System.nanoTime();
-            ImageSynth.generate(raw, o.size(), new ImageSynth.Mix(0.2, 0.4, 0.1), o.seed(), cpus, steps.step("synthesize image", o.size()));
+            ImageSynth.generate(
+                    raw,
+                    o.size(),
+                    new ImageSynth.Mix(0.2, 0.4, 0.1),
+                    o.seed(),
+                    cpus,
+                    steps.step("synthesize image", o.size()));
             double synthMs = ms(t0);
             long t1 = System.nanoTime();
             try (RawImage image = RawImage.open(raw, null, cpus, x -> {})) {
@@ -73,7 +97,9 @@ public final class Demo {
             Files.delete(raw);
             List<Row> rows = new ArrayList<>();
             Check kvm = GuestCheck.availability();
-            Check gmemfd = check(HostProbe.host().guestMemfd().available(), HostProbe.host().guestMemfd().reason());
+            Check gmemfd = check(
+                    HostProbe.host().guestMemfd().available(),
+                    HostProbe.host().guestMemfd().reason());
             long data;
             long zero;
             long hole;
@@ -83,7 +109,17 @@ public final class Demo {
                 hole = s.counts().holePages();
                 for (GuestMemory.Backend b : List.of(GuestMemory.Backend.KERNEL, GuestMemory.Backend.MEMFD)) {
                     if (b == GuestMemory.Backend.KERNEL && !gmemfd.available()) {
-                        rows.add(new Row("eager", b.label(), null, null, null, null, null, null, null, "skipped: " + gmemfd.reason()));
+                        rows.add(new Row(
+                                "eager",
+                                b.label(),
+                                null,
+                                null,
+                                null,
+                                null,
+                                null,
+                                null,
+                                null,
+                                "skipped: " + gmemfd.reason()));
                         continue;
                     }
                     for (boolean baseline : new boolean[] {true, false}) {
@@ -101,38 +137,80 @@ public final class Demo {
         }
     }
 
-    private static Row eager(Snapshot s, GuestMemory.Backend b, boolean baseline, Check kvm, Options o, Steps steps) throws IOException {
-        EagerRestore.Options opts = baseline ? new EagerRestore.Options(Strategy.MAPPED_COPY, 1, false) : EagerRestore.Options.automatic(false);
+    private static Row eager(Snapshot s, GuestMemory.Backend b, boolean baseline, Check kvm, Options o, Steps steps)
+            throws IOException {
+        EagerRestore.Options opts = baseline
+                ? new EagerRestore.Options(Strategy.MAPPED_COPY, 1, false)
+                : EagerRestore.Options.automatic(false);
         String label = "eager " + b.label() + (baseline ? " baseline" : " chosen");
         try (Destination d = Destination.anonymous(b, s)) {
-            EagerRestore.Outcome out = EagerRestore.run(s, d, opts, kvm.available() ? o.checkStride() : 0, o.guestTimeout(), steps.step(label, s.counts().dataBytes()),
+            EagerRestore.Outcome out = EagerRestore.run(
+                    s,
+                    d,
+                    opts,
+                    kvm.available() ? o.checkStride() : 0,
+                    o.guestTimeout(),
+                    steps.step(label, s.counts().dataBytes()),
                     step -> steps.step(label + ": vCPU check", 0));
             EagerRestore.Report r = out.report();
             GuestVerdict v = out.guestCheck();
-            return new Row("eager", b.label(), r.strategy() + " x" + r.threads() + (baseline ? " (baseline)" : ""), r.elapsedMs(), r.gibPerS(), null, null,
-                    v == null ? "skipped: " + kvm.reason() : text(v), v == null || v.result() == null ? null : v.result().elapsedMs(), null);
+            return new Row(
+                    "eager",
+                    b.label(),
+                    r.strategy() + " x" + r.threads() + (baseline ? " (baseline)" : ""),
+                    r.elapsedMs(),
+                    r.gibPerS(),
+                    null,
+                    null,
+                    v == null ? "skipped: " + kvm.reason() : text(v),
+                    v == null || v.result() == null ? null : v.result().elapsedMs(),
+                    null);
         }
     }
 
-    private static Row lazy(Snapshot s, GuestMemory.Backend b, UffdMode m, Check kvm, Options o, Steps steps) throws IOException {
+    private static Row lazy(Snapshot s, GuestMemory.Backend b, UffdMode m, Check kvm, Options o, Steps steps)
+            throws IOException {
         String strategy = "uffd " + m.label();
         Check uffd = b == GuestMemory.Backend.KERNEL
-                ? check(HostProbe.host().guestMemfd().available() && HostProbe.host().guestMemfd().userfaultfd().available(),
-                        HostProbe.host().guestMemfd().available() ? HostProbe.host().guestMemfd().userfaultfd().reason() : HostProbe.host().guestMemfd().reason())
-                : check(HostProbe.host().userfaultfd().available() && (m == UffdMode.MISSING || HostProbe.host().userfaultfd().minorMemfd().available()),
-                        m == UffdMode.MISSING ? HostProbe.host().userfaultfd().reason() : HostProbe.host().userfaultfd().minorMemfd().reason());
-        if (!uffd.available()) return new Row("lazy", b.label(), strategy, null, null, null, null, null, null, "skipped: " + uffd.reason());
+                ? check(
+                        HostProbe.host().guestMemfd().available()
+                                && HostProbe.host().guestMemfd().userfaultfd().available(),
+                        HostProbe.host().guestMemfd().available()
+                                ? HostProbe.host().guestMemfd().userfaultfd().reason()
+                                : HostProbe.host().guestMemfd().reason())
+                : check(
+                        HostProbe.host().userfaultfd().available()
+                                && (m == UffdMode.MISSING
+                                        || HostProbe.host()
+                                                .userfaultfd()
+                                                .minorMemfd()
+                                                .available()),
+                        m == UffdMode.MISSING
+                                ? HostProbe.host().userfaultfd().reason()
+                                : HostProbe.host().userfaultfd().minorMemfd().reason());
+        if (!uffd.available())
+            return new Row(
+                    "lazy", b.label(), strategy, null, null, null, null, null, null, "skipped: " + uffd.reason());
         String label = "lazy " + b.label() + " " + m.label();
         steps.step(label, 0);
         long t0 = System.nanoTime();
         // the vCPU runs at once, while the prefetcher populates: its own faults go through userfaultfd
-        LazyRestore.Checks checks = new LazyRestore.Checks(0, 0, kvm.available() ? o.checkStride() : 0, o.guestTimeout(), Duration.ofMinutes(10));
+        LazyRestore.Checks checks = new LazyRestore.Checks(
+                0, 0, kvm.available() ? o.checkStride() : 0, o.guestTimeout(), Duration.ofMinutes(10));
         LazyRestore.Outcome out = LazyRestore.run(s, b, LazyRestore.Options.defaults(m), checks);
         LazyRestore.Stats st = out.stats();
         GuestVerdict v = out.guestCheck();
         double total = st.populatedMs() == null ? ms(t0) : st.populatedMs();
-        return new Row("lazy", b.label(), strategy, total, s.counts().dataBytes() / GIB / (total / 1000), st.faults(), v == null ? null : v.vcpuFaults(),
-                v == null ? "skipped: " + kvm.reason() : text(v), v == null || v.result() == null ? null : v.result().elapsedMs(),
+        return new Row(
+                "lazy",
+                b.label(),
+                strategy,
+                total,
+                s.counts().dataBytes() / GIB / (total / 1000),
+                st.faults(),
+                v == null ? null : v.vcpuFaults(),
+                v == null ? "skipped: " + kvm.reason() : text(v),
+                v == null || v.result() == null ? null : v.result().elapsedMs(),
                 String.format(java.util.Locale.ROOT, "ready in %.2f ms", st.readyMs()));
     }
 

@@ -93,7 +93,8 @@ public final class FaultEngine implements AutoCloseable {
      */
     public record Options(OnRemove onRemove, int faultAroundPages, OnFailure onFailure, Prefetch prefetch) {
         public Options {
-            if (onRemove == null || onFailure == null) throw new IllegalArgumentException("the removal and failure policies must be given");
+            if (onRemove == null || onFailure == null)
+                throw new IllegalArgumentException("the removal and failure policies must be given");
             if (faultAroundPages < 0) throw new IllegalArgumentException("fault-around must not be negative");
         }
 
@@ -112,7 +113,9 @@ public final class FaultEngine implements AutoCloseable {
         public static final Prefetch DEFAULT = new Prefetch(64 << 10, 4 << 20);
 
         public Prefetch {
-            if (minBatch <= 0 || maxBatch < minBatch) throw new IllegalArgumentException("prefetch batches must be positive and the largest at least the smallest");
+            if (minBatch <= 0 || maxBatch < minBatch)
+                throw new IllegalArgumentException(
+                        "prefetch batches must be positive and the largest at least the smallest");
         }
     }
 
@@ -125,9 +128,11 @@ public final class FaultEngine implements AutoCloseable {
     final long unit = Posix.pageSize();
     /** Pages removed by UFFD_EVENT_REMOVE, in units; set by the fault thread, never cleared. */
     final PageBitmap removed;
+
     final FaultStats stats = new FaultStats();
     /** Fair, so that the fault thread never waits behind a run of the prefetcher's pieces. */
     private final ReentrantLock resolving = new ReentrantLock(true);
+
     private final Fd stop;
     private final CountDownLatch done = new CountDownLatch(1);
     private final Thread faultThread;
@@ -154,8 +159,12 @@ public final class FaultEngine implements AutoCloseable {
         this.stop = stop;
         this.removed = new PageBitmap((target.size() + unit - 1) / unit);
         this.faultThread = Thread.ofPlatform().name("gmem-uffd").daemon().unstarted(this::serve);
-        this.prefetchThread = options.prefetch() == null ? null
-                : Thread.ofPlatform().name("gmem-prefetch").daemon().unstarted(new Prefetcher(this, target, provider, options.prefetch()));
+        this.prefetchThread = options.prefetch() == null
+                ? null
+                : Thread.ofPlatform()
+                        .name("gmem-prefetch")
+                        .daemon()
+                        .unstarted(new Prefetcher(this, target, provider, options.prefetch()));
     }
 
     /**
@@ -167,17 +176,20 @@ public final class FaultEngine implements AutoCloseable {
      */
     public static FaultEngine start(FaultTarget target, PageProvider provider, Options options) throws IOException {
         if (target.size() > provider.size()) {
-            throw new TargetMismatchException("the target covers " + target.size() + " bytes; " + provider.describe() + " has " + provider.size());
+            throw new TargetMismatchException("the target covers " + target.size() + " bytes; " + provider.describe()
+                    + " has " + provider.size());
         }
         if (target instanceof ForeignTarget f) {
             if (options.onFailure() == OnFailure.RELEASE) {
-                throw new IllegalArgumentException("memory in another process is never unregistered by gmem: use OnFailure.HOLD");
+                throw new IllegalArgumentException(
+                        "memory in another process is never unregistered by gmem: use OnFailure.HOLD");
             }
             for (ForeignRegion r : f.regions()) {
                 for (long at : new long[] {r.sourceOffset(), r.sourceEnd() - 1}) {
                     if (provider.pageSize(at) != r.pageSize()) {
-                        throw new TargetMismatchException("region " + r + " has " + r.pageSize() + "-byte pages; " + provider.describe() + " has "
-                                + provider.pageSize(at) + "-byte pages at offset " + at);
+                        throw new TargetMismatchException(
+                                "region " + r + " has " + r.pageSize() + "-byte pages; " + provider.describe() + " has "
+                                        + provider.pageSize(at) + "-byte pages at offset " + at);
                     }
                 }
             }
@@ -245,7 +257,8 @@ public final class FaultEngine implements AutoCloseable {
     // ---- the fault thread ----
 
     private void serve() {
-        try (Arena arena = Arena.ofConfined(); PageProvider.Fetcher fetcher = provider.fetcher()) {
+        try (Arena arena = Arena.ofConfined();
+                PageProvider.Fetcher fetcher = provider.fetcher()) {
             messages = arena.allocate(UffdAbi.MSG, MESSAGES);
             Poller poller = new Poller(Linux.POLLIN, uffd.fd(), stop);
             while (!stopping) {
@@ -259,7 +272,6 @@ public final class FaultEngine implements AutoCloseable {
         }
     }
 
-
     /**
      * Reads every pending event, under the lock: removals are applied at once, faults queued.
      * Reading a REMOVE lets its madvise go on to discard the pages, so the read and the marking
@@ -272,9 +284,12 @@ public final class FaultEngine implements AutoCloseable {
             while ((n = uffd.read(messages)) > 0) {
                 for (int i = 0; i < n; i++) {
                     switch (UffdMessages.event(messages, i)) {
-                        case UffdAbi.EVENT_PAGEFAULT -> queue.add(UffdMessages.faultFlags(messages, i), UffdMessages.faultAddress(messages, i));
-                        case UffdAbi.EVENT_REMOVE -> removed(UffdMessages.removeStart(messages, i), UffdMessages.removeEnd(messages, i));
-                        default -> {} // not requested (ForeignTarget refuses senders that asked for FORK, REMAP or UNMAP)
+                        case UffdAbi.EVENT_PAGEFAULT ->
+                            queue.add(UffdMessages.faultFlags(messages, i), UffdMessages.faultAddress(messages, i));
+                        case UffdAbi.EVENT_REMOVE ->
+                            removed(UffdMessages.removeStart(messages, i), UffdMessages.removeEnd(messages, i));
+                        default -> {} // not requested (ForeignTarget refuses senders that asked for FORK, REMAP or
+                        // UNMAP)
                     }
                 }
                 if (n < MESSAGES) break;
@@ -302,7 +317,9 @@ public final class FaultEngine implements AutoCloseable {
         long t0 = System.nanoTime();
         lastFaultNanos = t0;
         long offset = target.offsetOf(address);
-        if (offset < 0) throw new TargetMismatchException("a fault at address 0x" + Long.toHexString(address) + " lies outside every region of the target");
+        if (offset < 0)
+            throw new TargetMismatchException(
+                    "a fault at address 0x" + Long.toHexString(address) + " lies outside every region of the target");
         long page = target.pageSize(offset);
         offset -= offset % page;
         serving = offset;
@@ -344,8 +361,10 @@ public final class FaultEngine implements AutoCloseable {
     /** A MISSING fault: the target does not hold the page. */
     private long resolveMissing(long offset, long page, PageProvider.Fetcher fetcher, long token) throws IOException {
         boolean gone = removed.get(offset / unit);
-        if (provider.kind(offset) != PageKind.DATA || (gone && options.onRemove() == OnRemove.ZERO)) return zeroFault(offset, page, gone);
-        int n = provider.dataRun(offset, (int) Math.min(1 + options.faultAroundPages(), (target.regionEnd(offset) - offset) / page));
+        if (provider.kind(offset) != PageKind.DATA || (gone && options.onRemove() == OnRemove.ZERO))
+            return zeroFault(offset, page, gone);
+        int n = provider.dataRun(
+                offset, (int) Math.min(1 + options.faultAroundPages(), (target.regionEnd(offset) - offset) / page));
         for (int i = 1; i < n; i++) {
             if (removed.get((offset + i * page) / unit)) {
                 n = i;
@@ -408,7 +427,8 @@ public final class FaultEngine implements AutoCloseable {
             } else {
                 writeSome(offset, run, page, stats.faultPages);
                 r = target.continueAt(offset, length);
-                if (r == Userfaultfd.NO_PAGE) r = Userfaultfd.EXISTS; // claimed by a write still in flight: wake; the thread faults again
+                if (r == Userfaultfd.NO_PAGE)
+                    r = Userfaultfd.EXISTS; // claimed by a write still in flight: wake; the thread faults again
                 if (r > 0) stats.continues.incrementAndGet();
             }
             if (r <= 0 && r != Userfaultfd.RETRY) lostRace(offset, page);
@@ -520,7 +540,8 @@ public final class FaultEngine implements AutoCloseable {
      * served (its zero pages and holes still fault).
      */
     void prefetchDone() throws SyscallException {
-        boolean refetchLater = options.onRemove() == OnRemove.REFETCH && removed.nextSet(0, removed.pages()) < removed.pages();
+        boolean refetchLater =
+                options.onRemove() == OnRemove.REFETCH && removed.nextSet(0, removed.pages()) < removed.pages();
         if (target.writable() && !refetchLater) {
             resolving.lock();
             try {

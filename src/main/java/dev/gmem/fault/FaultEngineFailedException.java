@@ -9,7 +9,10 @@ public final class FaultEngineFailedException extends FaultException {
     private final long offset;
 
     FaultEngineFailedException(String where, long offset, Throwable cause) {
-        super(where + (offset >= 0 ? " at source offset " + offset : "") + ": " + (cause.getMessage() == null ? cause.toString() : cause.getMessage()), cause);
+        super(
+                where + (offset >= 0 ? " at source offset " + offset : "") + ": "
+                        + (cause.getMessage() == null ? cause.toString() : cause.getMessage()),
+                cause);
         this.offset = offset;
     }
 

@@ -37,8 +37,17 @@ public final class FaultStats {
     private final Histogram latency = Latency.histogram();
 
     /** The counters at one moment. */
-    public record Counts(long faults, long faultPages, long zeroPages, long continues, long prefetchPages, long racesLost, long retries, long removes,
-            double blockedMs, Latency latency) {}
+    public record Counts(
+            long faults,
+            long faultPages,
+            long zeroPages,
+            long continues,
+            long prefetchPages,
+            long racesLost,
+            long retries,
+            long removes,
+            double blockedMs,
+            Latency latency) {}
 
     void faultServed(long nanos) {
         faults.incrementAndGet();
@@ -57,7 +66,16 @@ public final class FaultStats {
         synchronized (latency) {
             l = Latency.of(latency);
         }
-        return new Counts(faults.get(), faultPages.get(), zeroPages.get(), continues.get(), prefetchPages.get(), racesLost.get(), retries.get(), removes.get(),
-                blockedNanos.get() / 1e6, l);
+        return new Counts(
+                faults.get(),
+                faultPages.get(),
+                zeroPages.get(),
+                continues.get(),
+                prefetchPages.get(),
+                racesLost.get(),
+                retries.get(),
+                removes.get(),
+                blockedNanos.get() / 1e6,
+                l);
     }
 }

@@ -16,6 +16,7 @@ public record ForeignRegion(long hostAddress, long length, long sourceOffset, lo
 
     @Override
     public String toString() {
-        return "0x" + Long.toHexString(hostAddress) + "+" + length + " (source offset " + sourceOffset + ", " + pageSize + "-byte pages)";
+        return "0x" + Long.toHexString(hostAddress) + "+" + length + " (source offset " + sourceOffset + ", " + pageSize
+                + "-byte pages)";
     }
 }

@@ -37,8 +37,12 @@ public final class ForeignTarget implements FaultTarget {
 
     private ForeignTarget(Userfaultfd uffd, List<ForeignRegion> regions) {
         this.uffd = uffd;
-        this.byHost = regions.stream().sorted(Comparator.comparingLong(ForeignRegion::hostAddress)).toArray(ForeignRegion[]::new);
-        this.bySource = regions.stream().sorted(Comparator.comparingLong(ForeignRegion::sourceOffset)).toArray(ForeignRegion[]::new);
+        this.byHost = regions.stream()
+                .sorted(Comparator.comparingLong(ForeignRegion::hostAddress))
+                .toArray(ForeignRegion[]::new);
+        this.bySource = regions.stream()
+                .sorted(Comparator.comparingLong(ForeignRegion::sourceOffset))
+                .toArray(ForeignRegion[]::new);
         this.size = bySource[bySource.length - 1].sourceEnd();
         this.populated = new PageBitmap(size / unit);
     }
@@ -55,33 +59,43 @@ public final class ForeignTarget implements FaultTarget {
         long unit = Posix.pageSize();
         for (ForeignRegion r : regions) {
             if (r.pageSize() != unit && r.pageSize() != HUGE_PAGE) {
-                throw new IllegalArgumentException("region " + r + ": page size must be " + unit + " or " + HUGE_PAGE + " bytes");
+                throw new IllegalArgumentException(
+                        "region " + r + ": page size must be " + unit + " or " + HUGE_PAGE + " bytes");
             }
-            if (r.length() <= 0 || r.hostAddress() % r.pageSize() != 0 || r.length() % r.pageSize() != 0 || r.sourceOffset() % r.pageSize() != 0
+            if (r.length() <= 0
+                    || r.hostAddress() % r.pageSize() != 0
+                    || r.length() % r.pageSize() != 0
+                    || r.sourceOffset() % r.pageSize() != 0
                     || r.sourceOffset() < 0) {
-                throw new IllegalArgumentException("region " + r + ": address, length and source offset must be multiples of its page size");
+                throw new IllegalArgumentException(
+                        "region " + r + ": address, length and source offset must be multiples of its page size");
             }
         }
         List<ForeignRegion> sorted = new ArrayList<>(regions);
         sorted.sort(Comparator.comparingLong(ForeignRegion::hostAddress));
         for (int i = 1; i < sorted.size(); i++) {
             if (sorted.get(i - 1).hostEnd() > sorted.get(i).hostAddress()) {
-                throw new IllegalArgumentException("regions " + sorted.get(i - 1) + " and " + sorted.get(i) + " overlap in the host's address space");
+                throw new IllegalArgumentException("regions " + sorted.get(i - 1) + " and " + sorted.get(i)
+                        + " overlap in the host's address space");
             }
         }
         sorted.sort(Comparator.comparingLong(ForeignRegion::sourceOffset));
         long expected = 0;
         for (ForeignRegion r : sorted) {
             if (r.sourceOffset() != expected) {
-                throw new IllegalArgumentException("region " + r + ": the regions must lie end to end in the source from offset 0 (as a VMM's memory file"
-                        + " lays them), and this one " + (r.sourceOffset() < expected ? "overlaps the one before" : "leaves a gap before it"));
+                throw new IllegalArgumentException("region " + r
+                        + ": the regions must lie end to end in the source from offset 0 (as a VMM's memory file"
+                        + " lays them), and this one "
+                        + (r.sourceOffset() < expected ? "overlaps the one before" : "leaves a gap before it"));
             }
             expected = r.sourceEnd();
         }
         long unwanted = UffdFeature.mask(UffdFeature.EVENT_FORK, UffdFeature.EVENT_REMAP, UffdFeature.EVENT_UNMAP);
         if (uffd.via() == Userfaultfd.Source.RECEIVED && (uffd.api().features() & unwanted) != 0) {
-            throw new IllegalArgumentException("the sender's userfaultfd asked for " + UffdFeature.names(uffd.api().features() & unwanted)
-                    + ": gmem serves faults and removals only (a FORK event would install a descriptor of the sender's child here)");
+            throw new IllegalArgumentException(
+                    "the sender's userfaultfd asked for "
+                            + UffdFeature.names(uffd.api().features() & unwanted)
+                            + ": gmem serves faults and removals only (a FORK event would install a descriptor of the sender's child here)");
         }
         return new ForeignTarget(uffd, regions);
     }
@@ -124,7 +138,8 @@ public final class ForeignTarget implements FaultTarget {
     /** The region holding source offset {@code offset}. */
     private ForeignRegion regionAt(long offset) {
         ForeignRegion r = find(bySource, offset, false);
-        if (r == null) throw new IllegalArgumentException("source offset " + offset + " is in no region of this target");
+        if (r == null)
+            throw new IllegalArgumentException("source offset " + offset + " is in no region of this target");
         return r;
     }
 
@@ -144,8 +159,12 @@ public final class ForeignTarget implements FaultTarget {
 
     /** The host address of {@code [offset, offset+length)}, which must lie in one region, in whole pages. */
     private long hostAddress(ForeignRegion r, long offset, long length) {
-        if (offset % r.pageSize() != 0 || length <= 0 || length % r.pageSize() != 0 || offset + length > r.sourceEnd()) {
-            throw new IllegalArgumentException("range [" + offset + ", +" + length + ") is not whole pages of region " + r);
+        if (offset % r.pageSize() != 0
+                || length <= 0
+                || length % r.pageSize() != 0
+                || offset + length > r.sourceEnd()) {
+            throw new IllegalArgumentException(
+                    "range [" + offset + ", +" + length + ") is not whole pages of region " + r);
         }
         return r.hostAddress() + (offset - r.sourceOffset());
     }
@@ -214,12 +233,14 @@ public final class ForeignTarget implements FaultTarget {
 
     @Override
     public long write(long offset, MemorySegment bytes) {
-        throw new UnsupportedOperationException("memory in another process cannot be written with write(): resolve with UFFDIO_COPY");
+        throw new UnsupportedOperationException(
+                "memory in another process cannot be written with write(): resolve with UFFDIO_COPY");
     }
 
     @Override
     public long continueAt(long offset, long length) {
-        throw new UnsupportedOperationException("memory in another process is registered MISSING only: UFFDIO_CONTINUE does not apply");
+        throw new UnsupportedOperationException(
+                "memory in another process is registered MISSING only: UFFDIO_CONTINUE does not apply");
     }
 
     @Override

@@ -14,7 +14,12 @@ public record Latency(long count, double p50Us, double p90Us, double p99Us, doub
 
     public static Latency of(Histogram h) {
         long n = h.getTotalCount();
-        return new Latency(n, us(h.getValueAtPercentile(50)), us(h.getValueAtPercentile(90)), us(h.getValueAtPercentile(99)), us(h.getMaxValue()),
+        return new Latency(
+                n,
+                us(h.getValueAtPercentile(50)),
+                us(h.getValueAtPercentile(90)),
+                us(h.getValueAtPercentile(99)),
+                us(h.getMaxValue()),
                 n == 0 ? 0 : Math.round(h.getMean() / 10.0) / 100.0);
     }
 

@@ -45,7 +45,8 @@ public final class OwnedTarget implements FaultTarget {
         long modes = UffdAbi.REGISTER_MODE_MISSING | (mode == UffdMode.MINOR ? UffdAbi.REGISTER_MODE_MINOR : 0);
         HostMapping mapping = memory.map(0, length);
         try {
-            return new OwnedTarget(memory, mapping, memory.registerUserfaultfd(mapping, modes, UffdFeature.EVENT_REMOVE.bit()), mode);
+            return new OwnedTarget(
+                    memory, mapping, memory.registerUserfaultfd(mapping, modes, UffdFeature.EVENT_REMOVE.bit()), mode);
         } catch (IOException | RuntimeException e) {
             mapping.close();
             throw e;

@@ -37,18 +37,22 @@ final class Prefetcher implements Runnable {
         try (PageProvider.Fetcher fetcher = provider.fetcher()) {
             for (long offset : provider.accessOrder()) {
                 if (engine.stopping()) return;
-                if (offset >= 0 && offset < target.size() && provider.kind(offset) == PageKind.DATA) fill(fetcher, offset, 1);
+                if (offset >= 0 && offset < target.size() && provider.kind(offset) == PageKind.DATA)
+                    fill(fetcher, offset, 1);
             }
             long batch = batches.minBatch();
             long lastBatch = System.nanoTime();
             long offset = provider.nextData(0);
             while (offset >= 0 && offset < target.size() && !engine.stopping()) {
                 long page = target.pageSize(offset);
-                int n = provider.dataRun(offset, (int) Math.max(1, Math.min(batch / page, (target.regionEnd(offset) - offset) / page)));
+                int n = provider.dataRun(offset, (int)
+                        Math.max(1, Math.min(batch / page, (target.regionEnd(offset) - offset) / page)));
                 fill(fetcher, offset, n);
                 offset = provider.nextData(offset + n * page);
                 long now = System.nanoTime();
-                batch = engine.lastFaultNanos() > lastBatch ? batches.minBatch() : Math.min(batches.maxBatch(), batch * 2);
+                batch = engine.lastFaultNanos() > lastBatch
+                        ? batches.minBatch()
+                        : Math.min(batches.maxBatch(), batch * 2);
                 lastBatch = now;
             }
             if (!engine.stopping()) engine.prefetchDone();

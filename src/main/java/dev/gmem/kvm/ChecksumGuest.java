@@ -28,7 +28,12 @@ public final class ChecksumGuest implements AutoCloseable {
     private static final long GIB = 1L << 30;
     private static final long CODE = 0x0000, GDT = 0x1000, PML4 = 0x2000, PDPT = 0x3000, PD = 0x4000;
     private static final long PRESENT = 1, WRITABLE = 2, HUGE = 1 << 7;
-    private static final long CR0_PE = 1, CR0_MP = 1 << 1, CR0_ET = 1 << 4, CR0_NE = 1 << 5, CR0_WP = 1 << 16, CR0_PG = 1L << 31;
+    private static final long CR0_PE = 1,
+            CR0_MP = 1 << 1,
+            CR0_ET = 1 << 4,
+            CR0_NE = 1 << 5,
+            CR0_WP = 1 << 16,
+            CR0_PG = 1L << 31;
     private static final long CR4_PAE = 1 << 5;
     private static final long EFER_LME = 1 << 8, EFER_LMA = 1 << 10;
 
@@ -57,10 +62,12 @@ public final class ChecksumGuest implements AutoCloseable {
      * 2 MiB boundary, below 512 GiB) and a vCPU ready for {@link #checksum}.
      */
     public static ChecksumGuest create(Vm vm, int reservedSlot, long reservedAddress) throws IOException {
-        if (reservedAddress % MIB2 != 0) throw new IllegalArgumentException("the reserved region must start on a 2 MiB boundary");
+        if (reservedAddress % MIB2 != 0)
+            throw new IllegalArgumentException("the reserved region must start on a 2 MiB boundary");
         long top = (reservedAddress + MIB2 + GIB - 1) / GIB * GIB;
         long directories = top / GIB;
-        if (directories > 512) throw new IllegalArgumentException("guest memory above 512 GiB is beyond this runner's page tables");
+        if (directories > 512)
+            throw new IllegalArgumentException("guest memory above 512 GiB is beyond this runner's page tables");
         long size = (PD + directories * 4096 + MIB2 - 1) / MIB2 * MIB2;
         Mapping m = Mapping.anonymous(size);
         Vcpu vcpu = null;
@@ -75,14 +82,17 @@ public final class ChecksumGuest implements AutoCloseable {
             for (long g = 0; g < directories; g++) {
                 long pd = PD + g * 4096;
                 r.set(ValueLayout.JAVA_LONG, PDPT + g * 8, (reservedAddress + pd) | PRESENT | WRITABLE);
-                for (long e = 0; e < 512; e++) r.set(ValueLayout.JAVA_LONG, pd + e * 8, (g * GIB + e * MIB2) | PRESENT | WRITABLE | HUGE);
+                for (long e = 0; e < 512; e++)
+                    r.set(ValueLayout.JAVA_LONG, pd + e * 8, (g * GIB + e * MIB2) | PRESENT | WRITABLE | HUGE);
             }
             vm.setUserMemoryRegion(reservedSlot, 0, reservedAddress, size, m.address());
             vcpu = Vcpu.create(vm, 0);
             try (Arena a = Arena.ofConfined()) {
                 MemorySegment s = vcpu.specialRegisters(a);
                 segment(s, KvmAbi.SREGS_CS, 0x08, 11, true);
-                for (long seg : new long[] {KvmAbi.SREGS_DS, KvmAbi.SREGS_ES, KvmAbi.SREGS_FS, KvmAbi.SREGS_GS, KvmAbi.SREGS_SS}) segment(s, seg, 0x10, 3, false);
+                for (long seg :
+                        new long[] {KvmAbi.SREGS_DS, KvmAbi.SREGS_ES, KvmAbi.SREGS_FS, KvmAbi.SREGS_GS, KvmAbi.SREGS_SS
+                        }) segment(s, seg, 0x10, 3, false);
                 s.set(ValueLayout.JAVA_LONG, KvmAbi.SREGS_GDT, reservedAddress + GDT);
                 s.set(ValueLayout.JAVA_SHORT, KvmAbi.SREGS_GDT + 8, (short) 23);
                 s.set(ValueLayout.JAVA_LONG, KvmAbi.SREGS_CR3, reservedAddress + PML4);
@@ -136,24 +146,27 @@ public final class ChecksumGuest implements AutoCloseable {
         vcpu.clearInterrupt();
         long deadline = System.nanoTime() + timeout.toNanos();
         boolean[] timedOut = {false};
-        Thread watchdog = Thread.ofPlatform().daemon().name("gmem-vcpu-watchdog").start(() -> {
-            try {
-                while (true) {
-                    long left = deadline - System.nanoTime();
-                    if (left > 0) {
-                        Thread.sleep(Math.max(1, left / 1_000_000));
-                        continue;
+        Thread watchdog = Thread.ofPlatform()
+                .daemon()
+                .name("gmem-vcpu-watchdog")
+                .start(() -> {
+                    try {
+                        while (true) {
+                            long left = deadline - System.nanoTime();
+                            if (left > 0) {
+                                Thread.sleep(Math.max(1, left / 1_000_000));
+                                continue;
+                            }
+                            synchronized (timedOut) {
+                                timedOut[0] = true;
+                            }
+                            vcpu.interrupt();
+                            Thread.sleep(50);
+                        }
+                    } catch (InterruptedException | SyscallException done) {
+                        // the run ended
                     }
-                    synchronized (timedOut) {
-                        timedOut[0] = true;
-                    }
-                    vcpu.interrupt();
-                    Thread.sleep(50);
-                }
-            } catch (InterruptedException | SyscallException done) {
-                // the run ended
-            }
-        });
+                });
         try {
             long[] halves = new long[2];
             int reported = 0;
@@ -168,8 +181,10 @@ public final class ChecksumGuest implements AutoCloseable {
                         int port = Short.toUnsignedInt(run.get(ValueLayout.JAVA_SHORT, KvmAbi.RUN_IO_PORT));
                         long off = run.get(ValueLayout.JAVA_LONG, KvmAbi.RUN_IO_DATA_OFFSET);
                         if (dir != KvmAbi.KVM_EXIT_IO_OUT || size != 4 || port != GuestProgram.PORT || reported >= 2) {
-                            throw failure("unexpected port I/O (" + (dir == KvmAbi.KVM_EXIT_IO_OUT ? "out" : "in") + ", port 0x" + Integer.toHexString(port)
-                                    + ", size " + size + ")", reason);
+                            throw failure(
+                                    "unexpected port I/O (" + (dir == KvmAbi.KVM_EXIT_IO_OUT ? "out" : "in")
+                                            + ", port 0x" + Integer.toHexString(port) + ", size " + size + ")",
+                                    reason);
                         }
                         halves[reported++] = Integer.toUnsignedLong(run.get(ValueLayout.JAVA_INT, off));
                     }
@@ -185,13 +200,28 @@ public final class ChecksumGuest implements AutoCloseable {
                         if (late) throw failure("the guest did not halt within " + timeout.toMillis() + " ms", reason);
                         vcpu.clearInterrupt();
                     }
-                    case KvmAbi.EXIT_FAIL_ENTRY -> throw failure("KVM could not enter the guest (hardware reason 0x"
-                            + Long.toHexString(run.get(ValueLayout.JAVA_LONG, KvmAbi.RUN_FAIL_ENTRY_REASON)) + ")", reason);
-                    case KvmAbi.EXIT_INTERNAL_ERROR -> throw failure("KVM internal error, suberror " + run.get(ValueLayout.JAVA_INT, KvmAbi.RUN_INTERNAL_SUBERROR), reason);
-                    case KvmAbi.EXIT_MMIO -> throw failure("the guest touched guest physical 0x" + Long.toHexString(run.get(ValueLayout.JAVA_LONG, KvmAbi.RUN_MMIO_PHYS_ADDR))
-                            + ", which no memslot backs", reason);
-                    case KvmAbi.EXIT_MEMORY_FAULT -> throw failure("memory fault at guest physical 0x"
-                            + Long.toHexString(run.get(ValueLayout.JAVA_LONG, KvmAbi.RUN_MEMORY_FAULT_GPA)), reason);
+                    case KvmAbi.EXIT_FAIL_ENTRY ->
+                        throw failure(
+                                "KVM could not enter the guest (hardware reason 0x"
+                                        + Long.toHexString(run.get(ValueLayout.JAVA_LONG, KvmAbi.RUN_FAIL_ENTRY_REASON))
+                                        + ")",
+                                reason);
+                    case KvmAbi.EXIT_INTERNAL_ERROR ->
+                        throw failure(
+                                "KVM internal error, suberror "
+                                        + run.get(ValueLayout.JAVA_INT, KvmAbi.RUN_INTERNAL_SUBERROR),
+                                reason);
+                    case KvmAbi.EXIT_MMIO ->
+                        throw failure(
+                                "the guest touched guest physical 0x"
+                                        + Long.toHexString(run.get(ValueLayout.JAVA_LONG, KvmAbi.RUN_MMIO_PHYS_ADDR))
+                                        + ", which no memslot backs",
+                                reason);
+                    case KvmAbi.EXIT_MEMORY_FAULT ->
+                        throw failure(
+                                "memory fault at guest physical 0x"
+                                        + Long.toHexString(run.get(ValueLayout.JAVA_LONG, KvmAbi.RUN_MEMORY_FAULT_GPA)),
+                                reason);
                     default -> throw failure("unexpected exit", reason);
                 }
             }

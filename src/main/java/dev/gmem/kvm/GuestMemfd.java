@@ -54,7 +54,8 @@ public final class GuestMemfd implements AutoCloseable {
                 fd.ioctl("KVM_SET_MEMORY_ATTRIBUTES2", KvmAbi.KVM_SET_MEMORY_ATTRIBUTES2, a);
                 return OptionalLong.empty();
             } catch (SyscallException e) {
-                if (e.is(dev.gmem.linux.Errno.EAGAIN)) return OptionalLong.of(a.get(ValueLayout.JAVA_LONG, KvmAbi.ATTRIBUTES2_ERROR_OFFSET));
+                if (e.is(dev.gmem.linux.Errno.EAGAIN))
+                    return OptionalLong.of(a.get(ValueLayout.JAVA_LONG, KvmAbi.ATTRIBUTES2_ERROR_OFFSET));
                 throw e;
             }
         }
@@ -67,6 +68,7 @@ public final class GuestMemfd implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "GuestMemfd[" + fd + ", size=" + size + ", flags=" + GuestMemfdFlag.decode(flags).names() + "]";
+        return "GuestMemfd[" + fd + ", size=" + size + ", flags="
+                + GuestMemfdFlag.decode(flags).names() + "]";
     }
 }

@@ -28,6 +28,7 @@ import java.io.ByteArrayOutputStream;
 public final class GuestProgram {
     /** The I/O port the program reports on. */
     public static final int PORT = 0x3f0;
+
     public static final int INSTRUCTIONS_PER_STEP = 6;
 
     private GuestProgram() {}
@@ -48,10 +49,10 @@ public final class GuestProgram {
         int rel = loop - (c.size() + 2);
         emit(c, 0x75, rel & 0xFF); // jnz loop          75 rel8, relative to the next instruction
         emit(c, 0x66, 0xBA, PORT & 0xFF, PORT >>> 8); // mov dx, PORT   66 BA imm16
-        emit(c, 0xEF);             // out dx, eax
+        emit(c, 0xEF); // out dx, eax
         emit(c, 0x48, 0xC1, 0xE8, 0x20); // shr rax, 32   REX.W C1 /5 ib, ModRM 11 101 000
-        emit(c, 0xEF);             // out dx, eax
-        emit(c, 0xF4);             // hlt
+        emit(c, 0xEF); // out dx, eax
+        emit(c, 0xF4); // hlt
         return c.toByteArray();
     }
 

@@ -29,7 +29,9 @@ public final class Kvm implements AutoCloseable {
         try {
             int version = kvm.apiVersion();
             if (version != KvmAbi.API_VERSION) {
-                throw new SyscallException("ioctl KVM_GET_API_VERSION", device + " reports version " + version + ", gmem speaks " + KvmAbi.API_VERSION,
+                throw new SyscallException(
+                        "ioctl KVM_GET_API_VERSION",
+                        device + " reports version " + version + ", gmem speaks " + KvmAbi.API_VERSION,
                         dev.gmem.linux.Errno.EPROTO);
             }
         } catch (SyscallException e) {

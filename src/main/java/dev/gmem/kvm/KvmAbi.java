@@ -19,26 +19,50 @@ public final class KvmAbi {
     // ---- vCPU state (x86_64), struct kvm_regs and struct kvm_sregs ----
     /** struct kvm_regs: rax rbx rcx rdx rsi rdi rsp rbp r8..r15 rip rflags, 18 u64. */
     public static final long REGS_BYTES = 18 * 8;
-    public static final String[] REG_NAMES = {"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14",
-        "r15", "rip", "rflags"};
+
+    public static final String[] REG_NAMES = {
+        "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15",
+        "rip", "rflags"
+    };
     public static final int RAX = 0, RBX = 1, RCX = 2, RDX = 3, RSI = 4, RDI = 5, RSP = 6, RIP = 16, RFLAGS = 17;
     /** struct kvm_segment: base u64, limit u32, selector u16, type, present, dpl, db, s, l, g, avl, unusable, padding (u8 each). */
     public static final long SEGMENT_BYTES = 24;
     /** struct kvm_sregs: cs ds es fs gs ss tr ldt (segments), gdt idt (dtables of 16 bytes), cr0 cr2 cr3 cr4 cr8 efer apic_base, interrupt_bitmap[4]. */
     public static final long SREGS_BYTES = 8 * SEGMENT_BYTES + 2 * 16 + 7 * 8 + 4 * 8;
-    public static final long SREGS_CS = 0, SREGS_DS = 24, SREGS_ES = 48, SREGS_FS = 72, SREGS_GS = 96, SREGS_SS = 120, SREGS_TR = 144, SREGS_LDT = 168;
+
+    public static final long SREGS_CS = 0,
+            SREGS_DS = 24,
+            SREGS_ES = 48,
+            SREGS_FS = 72,
+            SREGS_GS = 96,
+            SREGS_SS = 120,
+            SREGS_TR = 144,
+            SREGS_LDT = 168;
     public static final long SREGS_GDT = 192, SREGS_IDT = 208;
-    public static final long SREGS_CR0 = 224, SREGS_CR2 = 232, SREGS_CR3 = 240, SREGS_CR4 = 248, SREGS_CR8 = 256, SREGS_EFER = 264;
+    public static final long SREGS_CR0 = 224,
+            SREGS_CR2 = 232,
+            SREGS_CR3 = 240,
+            SREGS_CR4 = 248,
+            SREGS_CR8 = 256,
+            SREGS_EFER = 264;
 
     // ---- struct kvm_run, the shared page of a vCPU ----
     public static final long RUN_IMMEDIATE_EXIT = 1;
     public static final long RUN_EXIT_REASON = 8;
     /** The exit union starts at 32: io {u8 direction, u8 size, u16 port, u32 count, u64 data_offset}. */
-    public static final long RUN_IO_DIRECTION = 32, RUN_IO_SIZE = 33, RUN_IO_PORT = 34, RUN_IO_COUNT = 36, RUN_IO_DATA_OFFSET = 40;
+    public static final long RUN_IO_DIRECTION = 32,
+            RUN_IO_SIZE = 33,
+            RUN_IO_PORT = 34,
+            RUN_IO_COUNT = 36,
+            RUN_IO_DATA_OFFSET = 40;
     /** fail_entry {u64 hardware_entry_failure_reason, u32 cpu}; internal {u32 suberror, u32 ndata, u64 data[16]}. */
-    public static final long RUN_FAIL_ENTRY_REASON = 32, RUN_INTERNAL_SUBERROR = 32, RUN_INTERNAL_NDATA = 36, RUN_INTERNAL_DATA = 40;
+    public static final long RUN_FAIL_ENTRY_REASON = 32,
+            RUN_INTERNAL_SUBERROR = 32,
+            RUN_INTERNAL_NDATA = 36,
+            RUN_INTERNAL_DATA = 40;
     /** mmio {u64 phys_addr, u8 data[8], u32 len, u8 is_write}; memory_fault {u64 flags, u64 gpa, u64 size}. */
     public static final long RUN_MMIO_PHYS_ADDR = 32, RUN_MEMORY_FAULT_GPA = 40;
+
     public static final int KVM_EXIT_IO_OUT = 1;
     /** The only API version KVM has ever reported. */
     public static final int API_VERSION = 12;
@@ -48,19 +72,29 @@ public final class KvmAbi {
 
     /** {@code struct kvm_userspace_memory_region}: 32 bytes. */
     public static final StructLayout USERSPACE_MEMORY_REGION = MemoryLayout.structLayout(
-            U32.withName("slot"), U32.withName("flags"),
-            U64.withName("guest_phys_addr"), U64.withName("memory_size"), U64.withName("userspace_addr"));
+            U32.withName("slot"),
+            U32.withName("flags"),
+            U64.withName("guest_phys_addr"),
+            U64.withName("memory_size"),
+            U64.withName("userspace_addr"));
 
     /** {@code struct kvm_userspace_memory_region2}: 160 bytes. */
     public static final StructLayout USERSPACE_MEMORY_REGION2 = MemoryLayout.structLayout(
-            U32.withName("slot"), U32.withName("flags"),
-            U64.withName("guest_phys_addr"), U64.withName("memory_size"), U64.withName("userspace_addr"),
-            U64.withName("guest_memfd_offset"), U32.withName("guest_memfd"), U32.withName("pad1"),
+            U32.withName("slot"),
+            U32.withName("flags"),
+            U64.withName("guest_phys_addr"),
+            U64.withName("memory_size"),
+            U64.withName("userspace_addr"),
+            U64.withName("guest_memfd_offset"),
+            U32.withName("guest_memfd"),
+            U32.withName("pad1"),
             MemoryLayout.sequenceLayout(14, U64).withName("pad2"));
 
     /** {@code struct kvm_create_guest_memfd}: 64 bytes. */
     public static final StructLayout CREATE_GUEST_MEMFD = MemoryLayout.structLayout(
-            U64.withName("size"), U64.withName("flags"), MemoryLayout.sequenceLayout(6, U64).withName("reserved"));
+            U64.withName("size"),
+            U64.withName("flags"),
+            MemoryLayout.sequenceLayout(6, U64).withName("reserved"));
 
     /** {@code struct kvm_memory_attributes} (VM ioctl): 32 bytes. */
     public static final StructLayout MEMORY_ATTRIBUTES = MemoryLayout.structLayout(
@@ -68,10 +102,15 @@ public final class KvmAbi {
 
     /** {@code struct kvm_memory_attributes2} (guest_memfd ioctl, in-place conversion v8, unmerged): 128 bytes. */
     public static final StructLayout MEMORY_ATTRIBUTES2 = MemoryLayout.structLayout(
-            U64.withName("offset"), U64.withName("size"), U64.withName("attributes"), U64.withName("flags"),
-            U64.withName("error_offset"), MemoryLayout.sequenceLayout(11, U64).withName("reserved"));
+            U64.withName("offset"),
+            U64.withName("size"),
+            U64.withName("attributes"),
+            U64.withName("flags"),
+            U64.withName("error_offset"),
+            MemoryLayout.sequenceLayout(11, U64).withName("reserved"));
 
-    public static final long REGION2_GUEST_MEMFD_OFFSET = USERSPACE_MEMORY_REGION2.byteOffset(groupElement("guest_memfd_offset"));
+    public static final long REGION2_GUEST_MEMFD_OFFSET =
+            USERSPACE_MEMORY_REGION2.byteOffset(groupElement("guest_memfd_offset"));
     public static final long REGION2_GUEST_MEMFD = USERSPACE_MEMORY_REGION2.byteOffset(groupElement("guest_memfd"));
     public static final long ATTRIBUTES2_ERROR_OFFSET = MEMORY_ATTRIBUTES2.byteOffset(groupElement("error_offset"));
 
@@ -125,6 +164,12 @@ public final class KvmAbi {
         };
     }
 
-    public static final int EXIT_IO = 2, EXIT_HLT = 5, EXIT_MMIO = 6, EXIT_SHUTDOWN = 8, EXIT_FAIL_ENTRY = 9, EXIT_INTR = 10, EXIT_INTERNAL_ERROR = 17,
+    public static final int EXIT_IO = 2,
+            EXIT_HLT = 5,
+            EXIT_MMIO = 6,
+            EXIT_SHUTDOWN = 8,
+            EXIT_FAIL_ENTRY = 9,
+            EXIT_INTR = 10,
+            EXIT_INTERNAL_ERROR = 17,
             EXIT_MEMORY_FAULT = 39;
 }

@@ -110,7 +110,11 @@ public final class Vcpu implements AutoCloseable {
         try {
             long[] r = registers();
             StringBuilder b = new StringBuilder();
-            for (int i = 0; i < r.length; i++) b.append(i == 0 ? "" : " ").append(KvmAbi.REG_NAMES[i]).append("=0x").append(Long.toHexString(r[i]));
+            for (int i = 0; i < r.length; i++)
+                b.append(i == 0 ? "" : " ")
+                        .append(KvmAbi.REG_NAMES[i])
+                        .append("=0x")
+                        .append(Long.toHexString(r[i]));
             return b.toString();
         } catch (SyscallException e) {
             return "registers unavailable (" + e.getMessage() + ")";

@@ -44,14 +44,18 @@ public final class Vm implements AutoCloseable {
             try {
                 gfd = fd.ioctl("KVM_CREATE_GUEST_MEMFD", KvmAbi.KVM_CREATE_GUEST_MEMFD, args);
             } catch (SyscallException e) {
-                throw new SyscallException(e.call(), e.arguments() + ", size=" + size + ", flags=0x" + Long.toHexString(flags), e.errnoNumber());
+                throw new SyscallException(
+                        e.call(),
+                        e.arguments() + ", size=" + size + ", flags=0x" + Long.toHexString(flags),
+                        e.errnoNumber());
             }
             return new GuestMemfd(Fd.adopt(gfd, "guest_memfd"), size, flags);
         }
     }
 
     /** KVM_SET_USER_MEMORY_REGION: a plain memslot backed by {@code userspaceAddress}; size 0 deletes the slot. */
-    public void setUserMemoryRegion(int slot, int flags, long guestPhysAddr, long size, long userspaceAddress) throws SyscallException {
+    public void setUserMemoryRegion(int slot, int flags, long guestPhysAddr, long size, long userspaceAddress)
+            throws SyscallException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment r = arena.allocate(KvmAbi.USERSPACE_MEMORY_REGION);
             fillRegion(r, slot, flags, guestPhysAddr, size, userspaceAddress);
@@ -65,14 +69,24 @@ public final class Vm implements AutoCloseable {
      * then be a shared mapping of the same file at the same offset, which KVM uses for its own
      * accesses (instruction emulation among them).
      */
-    public void setUserMemoryRegion2(int slot, int flags, long guestPhysAddr, long size, long userspaceAddress,
-                                     GuestMemfd guestMemfd, long guestMemfdOffset) throws SyscallException {
+    public void setUserMemoryRegion2(
+            int slot,
+            int flags,
+            long guestPhysAddr,
+            long size,
+            long userspaceAddress,
+            GuestMemfd guestMemfd,
+            long guestMemfdOffset)
+            throws SyscallException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment r = arena.allocate(KvmAbi.USERSPACE_MEMORY_REGION2);
             fillRegion(r, slot, flags, guestPhysAddr, size, userspaceAddress);
             if (guestMemfd != null) {
                 r.set(ValueLayout.JAVA_LONG, KvmAbi.REGION2_GUEST_MEMFD_OFFSET, guestMemfdOffset);
-                r.set(ValueLayout.JAVA_INT, KvmAbi.REGION2_GUEST_MEMFD, guestMemfd.fd().number());
+                r.set(
+                        ValueLayout.JAVA_INT,
+                        KvmAbi.REGION2_GUEST_MEMFD,
+                        guestMemfd.fd().number());
             }
             fd.ioctl("KVM_SET_USER_MEMORY_REGION2", KvmAbi.KVM_SET_USER_MEMORY_REGION2, r);
         }

@@ -25,63 +25,75 @@ public final class Fd implements AutoCloseable {
     private static final int EINTR = Errno.EINTR.number();
 
     private static final class Open { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("open",
-                FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_INT), false, 2);
+        static final MethodHandle HANDLE =
+                Native.downcall("open", FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_INT), false, 2);
     }
+
     private static final class MemfdCreate { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("memfd_create",
-                FunctionDescriptor.of(C_INT, C_POINTER, C_INT));
+        static final MethodHandle HANDLE =
+                Native.downcall("memfd_create", FunctionDescriptor.of(C_INT, C_POINTER, C_INT));
     }
+
     private static final class Eventfd { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("eventfd",
-                FunctionDescriptor.of(C_INT, C_INT, C_INT));
+        static final MethodHandle HANDLE = Native.downcall("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT));
     }
+
     private static final class Close { // linked on first use: linking costs some 4 ms a function
         static final MethodHandle HANDLE = Native.downcall("close", FunctionDescriptor.of(C_INT, C_INT));
     }
+
     private static final class Fcntl { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("fcntl",
-                FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT), false, 2);
+        static final MethodHandle HANDLE =
+                Native.downcall("fcntl", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT), false, 2);
     }
+
     private static final class Read { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("read",
-                FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
+        static final MethodHandle HANDLE =
+                Native.downcall("read", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
     }
+
     private static final class Write { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("write",
-                FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
+        static final MethodHandle HANDLE =
+                Native.downcall("write", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
     }
+
     private static final class Pread { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("pread",
-                FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
+        static final MethodHandle HANDLE =
+                Native.downcall("pread", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
     }
+
     private static final class Pwrite { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("pwrite",
-                FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
+        static final MethodHandle HANDLE =
+                Native.downcall("pwrite", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
     }
+
     private static final class Lseek { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("lseek",
-                FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_INT));
+        static final MethodHandle HANDLE =
+                Native.downcall("lseek", FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_INT));
     }
+
     private static final class Ftruncate { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("ftruncate",
-                FunctionDescriptor.of(C_INT, C_INT, C_LONG));
+        static final MethodHandle HANDLE = Native.downcall("ftruncate", FunctionDescriptor.of(C_INT, C_INT, C_LONG));
     }
+
     private static final class Fallocate { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("fallocate",
-                FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG));
+        static final MethodHandle HANDLE =
+                Native.downcall("fallocate", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG));
     }
+
     private static final class IoctlPtr { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("ioctl",
-                FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), false, 2);
+        static final MethodHandle HANDLE =
+                Native.downcall("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), false, 2);
     }
+
     private static final class IoctlPtrShort { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("ioctl",
-                FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), true, 2);
+        static final MethodHandle HANDLE =
+                Native.downcall("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), true, 2);
     }
+
     private static final class IoctlLong { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("ioctl",
-                FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), false, 2);
+        static final MethodHandle HANDLE =
+                Native.downcall("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), false, 2);
     }
 
     private static final int F_DUPFD_CLOEXEC = 1030;
@@ -122,7 +134,8 @@ public final class Fd implements AutoCloseable {
                 }
                 if (fd >= 0) return new Fd(fd, name);
                 int e = Native.errno(st);
-                if (e != EINTR) throw new SyscallException("open", path + ", flags=0" + Integer.toOctalString(flags), e);
+                if (e != EINTR)
+                    throw new SyscallException("open", path + ", flags=0" + Integer.toOctalString(flags), e);
             }
         }
     }
@@ -137,7 +150,9 @@ public final class Fd implements AutoCloseable {
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
-            if (fd < 0) throw new SyscallException("memfd_create", name + ", flags=0x" + Integer.toHexString(flags), Native.errno(st));
+            if (fd < 0)
+                throw new SyscallException(
+                        "memfd_create", name + ", flags=0x" + Integer.toHexString(flags), Native.errno(st));
             return new Fd(fd, "memfd:" + name);
         }
     }
@@ -151,7 +166,9 @@ public final class Fd implements AutoCloseable {
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
-        if (fd < 0) throw new SyscallException("eventfd", "initval=" + initialValue + ", flags=0x" + Integer.toHexString(flags), Native.errno(st));
+        if (fd < 0)
+            throw new SyscallException(
+                    "eventfd", "initval=" + initialValue + ", flags=0x" + Integer.toHexString(flags), Native.errno(st));
         return new Fd(fd, "eventfd");
     }
 
@@ -280,7 +297,9 @@ public final class Fd implements AutoCloseable {
         long size = src.byteSize();
         while (done < size) {
             long n = pwrite(src.asSlice(done), offset + done);
-            if (n == 0) throw new SyscallException("pwrite", "fd=" + number() + ", off=" + (offset + done) + ": wrote 0 bytes", Errno.EIO);
+            if (n == 0)
+                throw new SyscallException(
+                        "pwrite", "fd=" + number() + ", off=" + (offset + done) + ": wrote 0 bytes", Errno.EIO);
             done += n;
         }
     }
@@ -349,7 +368,8 @@ public final class Fd implements AutoCloseable {
             }
             if (r == 0) return;
             if (Native.errno(st) != EINTR) {
-                throw failure(st, "fallocate", "mode=0x" + Integer.toHexString(mode) + ", off=" + offset + ", len=" + length);
+                throw failure(
+                        st, "fallocate", "mode=0x" + Integer.toHexString(mode) + ", off=" + offset + ", len=" + length);
             }
         }
     }
@@ -418,7 +438,8 @@ public final class Fd implements AutoCloseable {
             throw Native.unexpected(t);
         }
         // EINTR from close on Linux still released the descriptor: never retry it.
-        if (r < 0 && Native.errno(st) != EINTR) throw new SyscallException("close", "fd=" + n + " " + name, Native.errno(st));
+        if (r < 0 && Native.errno(st) != EINTR)
+            throw new SyscallException("close", "fd=" + n + " " + name, Native.errno(st));
     }
 
     /** Closes without reporting errors, for clean-up paths that already carry an exception. */

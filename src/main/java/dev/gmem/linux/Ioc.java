@@ -13,7 +13,8 @@ public final class Ioc {
 
     private static long ioc(int dir, int type, int nr, long size) {
         if (type < 0 || type > 0xff || nr < 0 || nr > 0xff || size < 0 || size > 0x3fff) {
-            throw new IllegalArgumentException("ioctl field out of range: type=" + type + " nr=" + nr + " size=" + size);
+            throw new IllegalArgumentException(
+                    "ioctl field out of range: type=" + type + " nr=" + nr + " size=" + size);
         }
         return ((long) dir << 30) | (size << 16) | ((long) type << 8) | nr;
     }

@@ -18,21 +18,25 @@ import java.lang.invoke.MethodHandle;
  */
 public final class Mapping implements AutoCloseable {
     private static final class Mmap { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("mmap",
-                FunctionDescriptor.of(C_POINTER, C_POINTER, C_SIZE_T, C_INT, C_INT, C_INT, C_LONG));
+        static final MethodHandle HANDLE = Native.downcall(
+                "mmap", FunctionDescriptor.of(C_POINTER, C_POINTER, C_SIZE_T, C_INT, C_INT, C_INT, C_LONG));
     }
+
     private static final class Munmap { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("munmap",
-                FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T), true, -1);
+        static final MethodHandle HANDLE =
+                Native.downcall("munmap", FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T), true, -1);
     }
+
     private static final class Mprotect { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("mprotect",
-                FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_INT), true, -1);
+        static final MethodHandle HANDLE =
+                Native.downcall("mprotect", FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_INT), true, -1);
     }
+
     private static final class Mincore { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("mincore",
-                FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_POINTER));
+        static final MethodHandle HANDLE =
+                Native.downcall("mincore", FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_POINTER));
     }
+
     private static final long MAP_FAILED = -1L;
 
     private final Arena arena;
@@ -54,12 +58,13 @@ public final class Mapping implements AutoCloseable {
         MemorySegment st = Native.callState();
         MemorySegment result;
         try {
-            result = (MemorySegment) Mmap.HANDLE.invokeExact(st, MemorySegment.NULL, length, prot, flags, fdNumber, offset);
+            result = (MemorySegment)
+                    Mmap.HANDLE.invokeExact(st, MemorySegment.NULL, length, prot, flags, fdNumber, offset);
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
-        String what = (fd == null ? "anonymous" : "fd=" + fdNumber + " " + fd.name()) + ", off=" + offset
-                + ", len=" + length + ", prot=" + prot + ", flags=0x" + Integer.toHexString(flags);
+        String what = (fd == null ? "anonymous" : "fd=" + fdNumber + " " + fd.name()) + ", off=" + offset + ", len="
+                + length + ", prot=" + prot + ", flags=0x" + Integer.toHexString(flags);
         if (result.address() == MAP_FAILED) throw new SyscallException("mmap", what, Native.errno(st));
         long address = result.address();
         Arena arena = Arena.ofShared();
@@ -86,7 +91,9 @@ public final class Mapping implements AutoCloseable {
             throw Native.unexpected(t);
         }
         // munmap fails only for arguments that mmap itself returned, so a failure is a bug here.
-        if (r != 0) throw new AssertionError(new SyscallException("munmap", "addr=0x" + Long.toHexString(address) + ", len=" + length, Native.errno(st)));
+        if (r != 0)
+            throw new AssertionError(new SyscallException(
+                    "munmap", "addr=0x" + Long.toHexString(address) + ", len=" + length, Native.errno(st)));
     }
 
     /** The mapped bytes; refuses access once this mapping is closed. */
@@ -117,13 +124,16 @@ public final class Mapping implements AutoCloseable {
         } catch (Throwable t) {
             throw Native.unexpected(t);
         }
-        if (r != 0) throw new SyscallException("mprotect", "off=" + offset + ", len=" + length + ", prot=" + prot, Native.errno(st));
+        if (r != 0)
+            throw new SyscallException(
+                    "mprotect", "off=" + offset + ", len=" + length + ", prot=" + prot, Native.errno(st));
     }
 
     /** madvise(2) on {@code [offset, offset+length)} of this mapping, e.g. MADV_POPULATE_WRITE. */
     public void advise(long offset, long length, int advice) throws SyscallException {
         int e = Posix.madvise(slice(offset, length), advice);
-        if (e != 0) throw new SyscallException("madvise", "off=" + offset + ", len=" + length + ", advice=" + advice, e);
+        if (e != 0)
+            throw new SyscallException("madvise", "off=" + offset + ", len=" + length + ", advice=" + advice, e);
     }
 
     /**
@@ -150,14 +160,17 @@ public final class Mapping implements AutoCloseable {
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
-            if (r != 0) throw new SyscallException("mincore", "addr=0x" + Long.toHexString(range.address()) + ", len=" + length, Native.errno(st));
+            if (r != 0)
+                throw new SyscallException(
+                        "mincore", "addr=0x" + Long.toHexString(range.address()) + ", len=" + length, Native.errno(st));
             return vec.toArray(ValueLayout.JAVA_BYTE);
         }
     }
 
     private MemorySegment slice(long offset, long length) {
         if (offset < 0 || length < 0 || offset > segment.byteSize() - length) {
-            throw new IndexOutOfBoundsException("range [" + offset + ", +" + length + ") outside mapping of " + segment.byteSize() + " bytes");
+            throw new IndexOutOfBoundsException(
+                    "range [" + offset + ", +" + length + ") outside mapping of " + segment.byteSize() + " bytes");
         }
         return segment.asSlice(offset, length);
     }

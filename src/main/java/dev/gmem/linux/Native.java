@@ -26,8 +26,7 @@ final class Native {
     private static final Linker LINKER = Linker.nativeLinker();
     private static final SymbolLookup LIBC = LINKER.defaultLookup();
     private static final StructLayout CAPTURE_LAYOUT = Linker.Option.captureStateLayout();
-    private static final VarHandle ERRNO =
-            CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
+    private static final VarHandle ERRNO = CAPTURE_LAYOUT.varHandle(MemoryLayout.PathElement.groupElement("errno"));
     private static final Linker.Option CAPTURE_ERRNO = Linker.Option.captureCallState("errno");
 
     /** One capture buffer per thread, freed with the thread. */
@@ -45,8 +44,8 @@ final class Native {
      */
     @SuppressWarnings("restricted")
     static MethodHandle downcall(String name, FunctionDescriptor descriptor, boolean critical, int firstVariadic) {
-        MemorySegment symbol = LIBC.find(name)
-                .orElseThrow(() -> new UnsatisfiedLinkError("C library has no function " + name));
+        MemorySegment symbol =
+                LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("C library has no function " + name));
         java.util.List<Linker.Option> options = new java.util.ArrayList<>();
         options.add(CAPTURE_ERRNO);
         if (critical) options.add(Linker.Option.critical(false));
@@ -61,8 +60,8 @@ final class Native {
     /** A handle for a C function that cannot fail and does not set errno. */
     @SuppressWarnings("restricted")
     static MethodHandle plainDowncall(String name, FunctionDescriptor descriptor) {
-        MemorySegment symbol = LIBC.find(name)
-                .orElseThrow(() -> new UnsatisfiedLinkError("C library has no function " + name));
+        MemorySegment symbol =
+                LIBC.find(name).orElseThrow(() -> new UnsatisfiedLinkError("C library has no function " + name));
         return LINKER.downcallHandle(symbol, descriptor);
     }
 
@@ -84,7 +83,8 @@ final class Native {
 
     /** A segment at a native address whose lifetime is {@code arena}'s; {@code cleanup} runs on close. */
     @SuppressWarnings("restricted")
-    static MemorySegment at(long address, long length, Arena arena, java.util.function.Consumer<MemorySegment> cleanup) {
+    static MemorySegment at(
+            long address, long length, Arena arena, java.util.function.Consumer<MemorySegment> cleanup) {
         return MemorySegment.ofAddress(address).reinterpret(length, arena, cleanup);
     }
 

@@ -22,12 +22,13 @@ public final class Poller {
             ValueLayout.JAVA_INT.withName("fd"),
             ValueLayout.JAVA_SHORT.withName("events"),
             ValueLayout.JAVA_SHORT.withName("revents"));
+
     private static final long EVENTS = POLLFD.byteOffset(MemoryLayout.PathElement.groupElement("events"));
     private static final long REVENTS = POLLFD.byteOffset(MemoryLayout.PathElement.groupElement("revents"));
 
     private static final class Poll { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("poll",
-                FunctionDescriptor.of(C_INT, C_POINTER, C_LONG, C_INT));
+        static final MethodHandle HANDLE =
+                Native.downcall("poll", FunctionDescriptor.of(C_INT, C_POINTER, C_LONG, C_INT));
     }
 
     private final MemorySegment fds;

@@ -14,28 +14,40 @@ import java.util.Locale;
 /** Process- and system-wide calls that take no descriptor. */
 public final class Posix {
     private static final class Syscall { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("syscall",
-                FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG), false, 1);
+        static final MethodHandle HANDLE = Native.downcall(
+                "syscall",
+                FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG),
+                false,
+                1);
     }
+
     private static final class Memcmp { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.plainDowncall("memcmp", FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG));
+        static final MethodHandle HANDLE =
+                Native.plainDowncall("memcmp", FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG));
     }
+
     private static final class Memcpy { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.plainDowncall("memcpy", FunctionDescriptor.of(C_POINTER, C_POINTER, C_POINTER, C_LONG));
+        static final MethodHandle HANDLE =
+                Native.plainDowncall("memcpy", FunctionDescriptor.of(C_POINTER, C_POINTER, C_POINTER, C_LONG));
     }
+
     private static final class Sysconf { // linked on first use: linking costs some 4 ms a function
         static final MethodHandle HANDLE = Native.downcall("sysconf", FunctionDescriptor.of(C_LONG, C_INT));
     }
+
     private static final class UnameCall { // linked on first use: linking costs some 4 ms a function
         static final MethodHandle HANDLE = Native.downcall("uname", FunctionDescriptor.of(C_INT, C_POINTER));
     }
+
     private static final class Madvise { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("madvise",
-                FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T, C_INT));
+        static final MethodHandle HANDLE =
+                Native.downcall("madvise", FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T, C_INT));
     }
+
     private static final class Isatty { // linked on first use: linking costs some 4 ms a function
         static final MethodHandle HANDLE = Native.plainDowncall("isatty", FunctionDescriptor.of(C_INT, C_INT));
     }
+
     private static final int UTSNAME_FIELD = 65;
 
     private static final long PAGE_SIZE = sysconf(Linux.SC_PAGESIZE);
@@ -76,7 +88,9 @@ public final class Posix {
             return switch (arch) {
                 case "amd64", "x86_64" -> X86_64;
                 case "aarch64", "arm64" -> AARCH64;
-                default -> throw new UnsupportedOperationException("gmem knows the system call numbers of x86_64 and aarch64, not of " + arch);
+                default ->
+                    throw new UnsupportedOperationException(
+                            "gmem knows the system call numbers of x86_64 and aarch64, not of " + arch);
             };
         }
     }
@@ -107,7 +121,6 @@ public final class Posix {
             throw Native.unexpected(t);
         }
     }
-
 
     /** The base page size, e.g. 4096. */
     public static long pageSize() {
@@ -151,8 +164,8 @@ public final class Posix {
         long end = (source.address() + source.byteSize() + PAGE_SIZE - 1) & -PAGE_SIZE;
         if (madvise(Native.at(start, end - start), Linux.MADV_POPULATE_READ) == 0) return source.byteSize();
         // Find the first unreadable page by bisection over pages.
-        long lo = start;              // [start, lo) is readable
-        long hi = end;                // some page in [lo, hi) is not
+        long lo = start; // [start, lo) is readable
+        long hi = end; // some page in [lo, hi) is not
         while (hi - lo > PAGE_SIZE) {
             long mid = lo + (((hi - lo) / PAGE_SIZE) / 2) * PAGE_SIZE;
             if (madvise(Native.at(lo, mid - lo), Linux.MADV_POPULATE_READ) == 0) lo = mid;

@@ -26,7 +26,8 @@ public class SyscallException extends IOException {
     }
 
     private static String format(String call, String arguments, int number) {
-        String text = Errno.of(number).map(e -> e.name() + " (" + e.message() + ")").orElse("errno " + number);
+        String text =
+                Errno.of(number).map(e -> e.name() + " (" + e.message() + ")").orElse("errno " + number);
         return call + "(" + arguments + "): " + text;
     }
 
@@ -56,6 +57,8 @@ public class SyscallException extends IOException {
 
     /** The errno symbol and message alone, e.g. "ENOTTY (Inappropriate ioctl for device)". */
     public String errnoText() {
-        return Errno.of(errnoNumber).map(e -> e.name() + " (" + e.message() + ")").orElse("errno " + errnoNumber);
+        return Errno.of(errnoNumber)
+                .map(e -> e.name() + " (" + e.message() + ")")
+                .orElse("errno " + errnoNumber);
     }
 }

@@ -43,9 +43,12 @@ public final class UnixSockets {
             ValueLayout.JAVA_INT.withName("cmsg_type"));
     /** {@code struct ucred { pid_t pid; uid_t uid; gid_t gid; }}: 12 bytes. */
     public static final StructLayout UCRED = MemoryLayout.structLayout(
-            ValueLayout.JAVA_INT.withName("pid"), ValueLayout.JAVA_INT.withName("uid"), ValueLayout.JAVA_INT.withName("gid"));
+            ValueLayout.JAVA_INT.withName("pid"),
+            ValueLayout.JAVA_INT.withName("uid"),
+            ValueLayout.JAVA_INT.withName("gid"));
     /** {@code struct sockaddr_un { sa_family_t sun_family; char sun_path[108]; }}: 110 bytes. */
     public static final long SOCKADDR_UN_SIZE = 110;
+
     private static final int SUN_PATH_MAX = 108;
     /** The most descriptors one message may carry (the kernel's SCM_MAX_FD). */
     public static final int MAX_FDS = 253;
@@ -53,32 +56,44 @@ public final class UnixSockets {
     private static final class Socket { // linked on first use: linking costs some 4 ms a function
         static final MethodHandle HANDLE = Native.downcall("socket", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
     }
+
     private static final class Socketpair { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("socketpair",
-                FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER));
+        static final MethodHandle HANDLE =
+                Native.downcall("socketpair", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER));
     }
+
     private static final class Bind { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("bind", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
+        static final MethodHandle HANDLE =
+                Native.downcall("bind", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
     }
+
     private static final class Listen { // linked on first use: linking costs some 4 ms a function
         static final MethodHandle HANDLE = Native.downcall("listen", FunctionDescriptor.of(C_INT, C_INT, C_INT));
     }
+
     private static final class Accept4 { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("accept4",
-                FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_POINTER, C_INT));
+        static final MethodHandle HANDLE =
+                Native.downcall("accept4", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_POINTER, C_INT));
     }
+
     private static final class Connect { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("connect", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
+        static final MethodHandle HANDLE =
+                Native.downcall("connect", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
     }
+
     private static final class Sendmsg { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("sendmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
+        static final MethodHandle HANDLE =
+                Native.downcall("sendmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
     }
+
     private static final class Recvmsg { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("recvmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
+        static final MethodHandle HANDLE =
+                Native.downcall("recvmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
     }
+
     private static final class Getsockopt { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("getsockopt",
-                FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER, C_POINTER));
+        static final MethodHandle HANDLE =
+                Native.downcall("getsockopt", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER, C_POINTER));
     }
 
     private UnixSockets() {}
@@ -185,29 +200,37 @@ public final class UnixSockets {
         while (true) {
             int fd;
             try {
-                fd = (int) Accept4.HANDLE.invokeExact(st, listener.number(), MemorySegment.NULL, MemorySegment.NULL, Linux.SOCK_CLOEXEC);
+                fd = (int) Accept4.HANDLE.invokeExact(
+                        st, listener.number(), MemorySegment.NULL, MemorySegment.NULL, Linux.SOCK_CLOEXEC);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
             if (fd >= 0) return Fd.adopt(fd, "unix connection");
-            if (Native.errno(st) != Errno.EINTR.number()) throw new SyscallException("accept4", "fd=" + listener.number(), Native.errno(st));
+            if (Native.errno(st) != Errno.EINTR.number())
+                throw new SyscallException("accept4", "fd=" + listener.number(), Native.errno(st));
         }
     }
 
     /** sendmsg(2) of {@code data} with {@code fds} attached (SCM_RIGHTS); returns the bytes sent. */
     @SuppressWarnings("restricted") // the control buffer is gmem's own, of the size it allocated
     public static long send(Fd socket, MemorySegment data, List<Fd> fds) throws SyscallException {
-        if (fds.size() > MAX_FDS) throw new IllegalArgumentException("at most " + MAX_FDS + " descriptors per message, not " + fds.size());
+        if (fds.size() > MAX_FDS)
+            throw new IllegalArgumentException("at most " + MAX_FDS + " descriptors per message, not " + fds.size());
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment msg = message(arena, data, fds.size());
             if (!fds.isEmpty()) {
-                MemorySegment control = msg.get(ValueLayout.ADDRESS, MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_control")))
+                MemorySegment control = msg.get(
+                                ValueLayout.ADDRESS,
+                                MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_control")))
                         .reinterpret(controlSpace(fds.size()));
                 control.set(ValueLayout.JAVA_LONG, 0, CMSGHDR.byteSize() + 4L * fds.size());
                 control.set(ValueLayout.JAVA_INT, 8, Linux.SOL_SOCKET);
                 control.set(ValueLayout.JAVA_INT, 12, Linux.SCM_RIGHTS);
                 for (int i = 0; i < fds.size(); i++) {
-                    control.set(ValueLayout.JAVA_INT, CMSGHDR.byteSize() + 4L * i, fds.get(i).number());
+                    control.set(
+                            ValueLayout.JAVA_INT,
+                            CMSGHDR.byteSize() + 4L * i,
+                            fds.get(i).number());
                 }
             }
             MemorySegment st = Native.callState();
@@ -220,7 +243,10 @@ public final class UnixSockets {
                 }
                 if (n >= 0) return n;
                 if (Native.errno(st) != Errno.EINTR.number()) {
-                    throw new SyscallException("sendmsg", "fd=" + socket.number() + ", len=" + data.byteSize() + ", fds=" + fds.size(), Native.errno(st));
+                    throw new SyscallException(
+                            "sendmsg",
+                            "fd=" + socket.number() + ", len=" + data.byteSize() + ", fds=" + fds.size(),
+                            Native.errno(st));
                 }
             }
         }
@@ -245,14 +271,19 @@ public final class UnixSockets {
                 }
                 if (n >= 0) break;
                 if (Native.errno(st) != Errno.EINTR.number()) {
-                    throw new SyscallException("recvmsg", "fd=" + socket.number() + ", len=" + buffer.byteSize(), Native.errno(st));
+                    throw new SyscallException(
+                            "recvmsg", "fd=" + socket.number() + ", len=" + buffer.byteSize(), Native.errno(st));
                 }
             }
-            int flags = msg.get(ValueLayout.JAVA_INT, MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_flags")));
-            long controlLength = msg.get(ValueLayout.JAVA_LONG, MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_controllen")));
+            int flags = msg.get(
+                    ValueLayout.JAVA_INT, MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_flags")));
+            long controlLength = msg.get(
+                    ValueLayout.JAVA_LONG, MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_controllen")));
             List<Fd> fds = new ArrayList<>();
             if (maxFds > 0 && controlLength >= CMSGHDR.byteSize()) {
-                MemorySegment control = msg.get(ValueLayout.ADDRESS, MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_control")))
+                MemorySegment control = msg.get(
+                                ValueLayout.ADDRESS,
+                                MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_control")))
                         .reinterpret(controlLength);
                 long offset = 0;
                 while (offset + CMSGHDR.byteSize() <= controlLength) {
@@ -285,8 +316,14 @@ public final class UnixSockets {
         msg.set(ValueLayout.JAVA_LONG, MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_iovlen")), 1L);
         if (fds > 0) {
             MemorySegment control = arena.allocate(controlSpace(fds), 8);
-            msg.set(ValueLayout.ADDRESS, MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_control")), control);
-            msg.set(ValueLayout.JAVA_LONG, MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_controllen")), controlSpace(fds));
+            msg.set(
+                    ValueLayout.ADDRESS,
+                    MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_control")),
+                    control);
+            msg.set(
+                    ValueLayout.JAVA_LONG,
+                    MSGHDR.byteOffset(MemoryLayout.PathElement.groupElement("msg_controllen")),
+                    controlSpace(fds));
         }
         return msg;
     }
@@ -300,12 +337,16 @@ public final class UnixSockets {
             MemorySegment st = Native.callState();
             int r;
             try {
-                r = (int) Getsockopt.HANDLE.invokeExact(st, socket.number(), Linux.SOL_SOCKET, Linux.SO_PEERCRED, cred, len);
+                r = (int) Getsockopt.HANDLE.invokeExact(
+                        st, socket.number(), Linux.SOL_SOCKET, Linux.SO_PEERCRED, cred, len);
             } catch (Throwable t) {
                 throw Native.unexpected(t);
             }
             check("getsockopt SO_PEERCRED", "fd=" + socket.number(), r, st);
-            return new PeerCredentials(cred.get(ValueLayout.JAVA_INT, 0), cred.get(ValueLayout.JAVA_INT, 4), cred.get(ValueLayout.JAVA_INT, 8));
+            return new PeerCredentials(
+                    cred.get(ValueLayout.JAVA_INT, 0),
+                    cred.get(ValueLayout.JAVA_INT, 4),
+                    cred.get(ValueLayout.JAVA_INT, 8));
         }
     }
 }

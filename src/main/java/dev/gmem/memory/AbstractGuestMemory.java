@@ -38,6 +38,7 @@ abstract class AbstractGuestMemory implements GuestMemory {
     protected final long flags;
     /** Pages populated through this library (write, COPY, ZEROPAGE), or seen populated by the kernel. */
     protected final PageBitmap populated;
+
     private final PageBitmap privatePages;
     private final ConcurrentSkipListMap<Long, Integer> pins = new ConcurrentSkipListMap<>();
     private final List<HostMapping> hostMappings = new CopyOnWriteArrayList<>();
@@ -59,11 +60,17 @@ abstract class AbstractGuestMemory implements GuestMemory {
     static void checkCreation(String what, long size, long flags) throws SyscallException {
         long page = Posix.pageSize();
         if (size <= 0 || size % page != 0) {
-            throw new SyscallException("create " + what + " guest memory", "size=" + size + ": must be positive and a multiple of " + page, Errno.EINVAL);
+            throw new SyscallException(
+                    "create " + what + " guest memory",
+                    "size=" + size + ": must be positive and a multiple of " + page,
+                    Errno.EINVAL);
         }
         if ((flags & ~KNOWN_FLAGS) != 0) {
-            throw new SyscallException("create " + what + " guest memory", "flags=0x" + Long.toHexString(flags) + ": unknown flag bits 0x"
-                    + Long.toHexString(flags & ~KNOWN_FLAGS), Errno.EINVAL);
+            throw new SyscallException(
+                    "create " + what + " guest memory",
+                    "flags=0x" + Long.toHexString(flags) + ": unknown flag bits 0x"
+                            + Long.toHexString(flags & ~KNOWN_FLAGS),
+                    Errno.EINVAL);
         }
     }
 
@@ -134,9 +141,12 @@ abstract class AbstractGuestMemory implements GuestMemory {
     public long write(long offset, MemorySegment source) throws IOException {
         long length = source.byteSize();
         String args = "off=" + offset + ", len=" + length;
-        if (!source.isNative()) throw new IllegalArgumentException("write needs a native source (off-heap memory or a mapping)");
-        if (offset % page != 0 || length % page != 0) throw error("write", args + ": offset and length must be page-aligned", Errno.EINVAL);
-        if (outside(offset, length)) throw error("write", args + ": past the end of the file (" + size + " bytes)", Errno.EINVAL);
+        if (!source.isNative())
+            throw new IllegalArgumentException("write needs a native source (off-heap memory or a mapping)");
+        if (offset % page != 0 || length % page != 0)
+            throw error("write", args + ": offset and length must be page-aligned", Errno.EINVAL);
+        if (outside(offset, length))
+            throw error("write", args + ": past the end of the file (" + size + " bytes)", Errno.EINVAL);
         if (length == 0) return 0;
         ensureOpen();
         population.readLock().lock();
@@ -147,7 +157,8 @@ abstract class AbstractGuestMemory implements GuestMemory {
             if (byKernel < end) populated.set(byKernel);
             long claimed = populated.claim(first, byKernel);
             if (claimed == first) {
-                throw error("write", args + ": the page at offset " + first * page + " is already populated", Errno.ENOSPC);
+                throw error(
+                        "write", args + ": the page at offset " + first * page + " is already populated", Errno.ENOSPC);
             }
             long copied;
             try {
@@ -175,7 +186,10 @@ abstract class AbstractGuestMemory implements GuestMemory {
 
     @Override
     public long read(long offset, MemorySegment destination) throws IOException {
-        throw error("read", "off=" + offset + ", len=" + destination.byteSize() + ": guest memory cannot be read with read()", Errno.EINVAL);
+        throw error(
+                "read",
+                "off=" + offset + ", len=" + destination.byteSize() + ": guest memory cannot be read with read()",
+                Errno.EINVAL);
     }
 
     @Override
@@ -202,14 +216,17 @@ abstract class AbstractGuestMemory implements GuestMemory {
     static void checkFallocate(AbstractGuestMemory m, int mode, long offset, long length) throws SyscallException {
         String args = "mode=0x" + Integer.toHexString(mode) + ", off=" + offset + ", len=" + length;
         if (offset < 0 || length <= 0) throw m.error("fallocate", args, Errno.EINVAL);
-        if ((mode & Linux.FALLOC_FL_KEEP_SIZE) == 0) throw m.error("fallocate", args + ": FALLOC_FL_KEEP_SIZE is required", Errno.EOPNOTSUPP);
+        if ((mode & Linux.FALLOC_FL_KEEP_SIZE) == 0)
+            throw m.error("fallocate", args + ": FALLOC_FL_KEEP_SIZE is required", Errno.EOPNOTSUPP);
         if ((mode & ~(Linux.FALLOC_FL_KEEP_SIZE | Linux.FALLOC_FL_PUNCH_HOLE)) != 0) {
             throw m.error("fallocate", args + ": only KEEP_SIZE and PUNCH_HOLE are supported", Errno.EOPNOTSUPP);
         }
         if (length > Long.MAX_VALUE - offset) throw m.error("fallocate", args + ": the range overflows", Errno.EFBIG);
-        if (offset % m.page != 0 || length % m.page != 0) throw m.error("fallocate", args + ": offset and length must be page-aligned", Errno.EINVAL);
+        if (offset % m.page != 0 || length % m.page != 0)
+            throw m.error("fallocate", args + ": offset and length must be page-aligned", Errno.EINVAL);
         if ((mode & Linux.FALLOC_FL_PUNCH_HOLE) == 0 && m.outside(offset, length)) {
-            throw m.error("fallocate", args + ": allocation past the end of the file (" + m.size + " bytes)", Errno.EINVAL);
+            throw m.error(
+                    "fallocate", args + ": allocation past the end of the file (" + m.size + " bytes)", Errno.EINVAL);
         }
     }
 
@@ -221,7 +238,8 @@ abstract class AbstractGuestMemory implements GuestMemory {
 
     @Override
     public void refreshPopulated(long offset, long length) throws IOException {
-        if (outside(offset, length)) throw error("refresh", "off=" + offset + ", len=" + length + ": past the end of the file", Errno.EINVAL);
+        if (outside(offset, length))
+            throw error("refresh", "off=" + offset + ", len=" + length + ": past the end of the file", Errno.EINVAL);
         ensureOpen();
         population.writeLock().lock();
         try {
@@ -240,7 +258,8 @@ abstract class AbstractGuestMemory implements GuestMemory {
     }
 
     private long pageOf(long offset) {
-        if (offset < 0 || offset >= size) throw new IndexOutOfBoundsException("offset " + offset + " outside guest memory of " + size + " bytes");
+        if (offset < 0 || offset >= size)
+            throw new IndexOutOfBoundsException("offset " + offset + " outside guest memory of " + size + " bytes");
         return offset / page;
     }
 
@@ -248,8 +267,13 @@ abstract class AbstractGuestMemory implements GuestMemory {
     public HostMapping map(long offset, long length) throws IOException {
         String args = "off=" + offset + ", len=" + length;
         if (!has(GuestMemfdFlag.MMAP)) throw error("mmap", args + ": created without the MMAP flag", Errno.ENODEV);
-        if (offset % page != 0 || length <= 0 || length % page != 0) throw error("mmap", args + ": offset and length must be page-aligned and length positive", Errno.EINVAL);
-        if (outside(offset, length)) throw error("mmap", args + ": past the end of the file (" + size + " bytes), where access raises SIGBUS", Errno.EINVAL);
+        if (offset % page != 0 || length <= 0 || length % page != 0)
+            throw error("mmap", args + ": offset and length must be page-aligned and length positive", Errno.EINVAL);
+        if (outside(offset, length))
+            throw error(
+                    "mmap",
+                    args + ": past the end of the file (" + size + " bytes), where access raises SIGBUS",
+                    Errno.EINVAL);
         ensureOpen();
         Mapping m = Mapping.map(file(), offset, length, Linux.PROT_READ | Linux.PROT_WRITE, Linux.MAP_SHARED);
         HostMapping hm = new HostMapping(this, m, offset);
@@ -326,7 +350,8 @@ abstract class AbstractGuestMemory implements GuestMemory {
     /** Runs {@code access} on a host mapping, unless a page it touches is private. */
     void checkedAccess(HostMapping hm, long offset, long length, Runnable access) throws PrivateMemoryException {
         if (offset < 0 || length < 0 || offset > hm.length() - length) {
-            throw new IndexOutOfBoundsException("access [" + offset + ", +" + length + ") outside a mapping of " + hm.length() + " bytes");
+            throw new IndexOutOfBoundsException(
+                    "access [" + offset + ", +" + length + ") outside a mapping of " + hm.length() + " bytes");
         }
         if (length == 0) return;
         long start = hm.fileOffset() + offset;
@@ -356,7 +381,9 @@ abstract class AbstractGuestMemory implements GuestMemory {
 
     @Override
     public long firstPrivate(long offset, long length) {
-        if (outside(offset, length)) throw new IndexOutOfBoundsException("range [" + offset + ", +" + length + ") outside guest memory of " + size + " bytes");
+        if (outside(offset, length))
+            throw new IndexOutOfBoundsException(
+                    "range [" + offset + ", +" + length + ") outside guest memory of " + size + " bytes");
         long first = offset / page;
         long end = (offset + length + page - 1) / page;
         long p = privatePages.nextSet(first, end);
@@ -366,21 +393,27 @@ abstract class AbstractGuestMemory implements GuestMemory {
     @Override
     public void setAttributes(long offset, long length, long attributes) throws IOException {
         String args = "off=" + offset + ", len=" + length + ", attributes=0x" + Long.toHexString(attributes);
-        if ((attributes & ~PRIVATE) != 0) throw error("set attributes", args + ": only PRIVATE (0x8) is known", Errno.EINVAL);
-        if (length <= 0 || offset < 0 || length > Long.MAX_VALUE - offset) throw error("set attributes", args + ": empty or wrapping range", Errno.EINVAL);
-        if (offset % page != 0 || length % page != 0) throw error("set attributes", args + ": offset and length must be page-aligned", Errno.EINVAL);
-        if (offset >= size || length > size - offset) throw error("set attributes", args + ": past the end of the file (" + size + " bytes)", Errno.EINVAL);
+        if ((attributes & ~PRIVATE) != 0)
+            throw error("set attributes", args + ": only PRIVATE (0x8) is known", Errno.EINVAL);
+        if (length <= 0 || offset < 0 || length > Long.MAX_VALUE - offset)
+            throw error("set attributes", args + ": empty or wrapping range", Errno.EINVAL);
+        if (offset % page != 0 || length % page != 0)
+            throw error("set attributes", args + ": offset and length must be page-aligned", Errno.EINVAL);
+        if (offset >= size || length > size - offset)
+            throw error("set attributes", args + ": past the end of the file (" + size + " bytes)", Errno.EINVAL);
         ensureOpen();
         boolean toPrivate = attributes == PRIVATE;
         long first = offset / page;
         long end = first + length / page;
         conversion.writeLock().lock();
         try {
-            boolean already = toPrivate ? privatePages.nextClear(first, end) == end : privatePages.nextSet(first, end) == end;
+            boolean already =
+                    toPrivate ? privatePages.nextClear(first, end) == end : privatePages.nextSet(first, end) == end;
             if (already) return;
             if (toPrivate) {
                 Long pinned = pins.ceilingKey(first);
-                if (pinned != null && pinned < end) throw new ConversionBusyException(backend().label() + " guest memory, " + args, pinned * page);
+                if (pinned != null && pinned < end)
+                    throw new ConversionBusyException(backend().label() + " guest memory, " + args, pinned * page);
             }
             convertFile(offset, length, attributes);
             // Order matters: a page must never be marked shared while a mapping still has it
@@ -410,7 +443,8 @@ abstract class AbstractGuestMemory implements GuestMemory {
     @Override
     public Pin pin(long offset, long length) throws IOException {
         String args = "off=" + offset + ", len=" + length;
-        if (offset % page != 0 || length <= 0 || length % page != 0) throw error("pin", args + ": offset and length must be page-aligned and length positive", Errno.EINVAL);
+        if (offset % page != 0 || length <= 0 || length % page != 0)
+            throw error("pin", args + ": offset and length must be page-aligned and length positive", Errno.EINVAL);
         if (outside(offset, length)) throw error("pin", args + ": past the end of the file", Errno.EINVAL);
         long first = offset / page;
         long end = first + length / page;
@@ -445,12 +479,15 @@ abstract class AbstractGuestMemory implements GuestMemory {
 
     @Override
     public UffdRegistration registerUserfaultfd(HostMapping mapping, long modes, long features) throws IOException {
-        if (mapping.memory() != this) throw new IllegalArgumentException("the mapping belongs to another guest memory file");
+        if (mapping.memory() != this)
+            throw new IllegalArgumentException("the mapping belongs to another guest memory file");
         requireUserfaultfd();
         String args = "modes=" + modes;
-        if (!has(GuestMemfdFlag.INIT_SHARED)) throw error("UFFDIO_REGISTER", args + ": userfaultfd needs a file created with INIT_SHARED", Errno.EINVAL);
+        if (!has(GuestMemfdFlag.INIT_SHARED))
+            throw error("UFFDIO_REGISTER", args + ": userfaultfd needs a file created with INIT_SHARED", Errno.EINVAL);
         long known = UffdAbi.REGISTER_MODE_MISSING | UffdAbi.REGISTER_MODE_MINOR;
-        if (modes == 0 || (modes & ~known) != 0) throw error("UFFDIO_REGISTER", args + ": modes must be MISSING and/or MINOR", Errno.EINVAL);
+        if (modes == 0 || (modes & ~known) != 0)
+            throw error("UFFDIO_REGISTER", args + ": modes must be MISSING and/or MINOR", Errno.EINVAL);
         long wanted = features
                 | ((modes & UffdAbi.REGISTER_MODE_MISSING) != 0 ? UffdFeature.MISSING_SHMEM.bit() : 0)
                 | ((modes & UffdAbi.REGISTER_MODE_MINOR) != 0 ? UffdFeature.MINOR_SHMEM.bit() : 0);
@@ -468,7 +505,10 @@ abstract class AbstractGuestMemory implements GuestMemory {
     /** COPY ({@code source} non-null) or ZEROPAGE of a range, claiming its pages first. */
     long resolveMissing(UffdRegistration reg, long offset, long length, MemorySegment source) throws IOException {
         if (offset % page != 0 || length <= 0 || length % page != 0) {
-            throw error(source == null ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY", "off=" + offset + ", len=" + length + ": must be page-aligned", Errno.EINVAL);
+            throw error(
+                    source == null ? "UFFDIO_ZEROPAGE" : "UFFDIO_COPY",
+                    "off=" + offset + ", len=" + length + ": must be page-aligned",
+                    Errno.EINVAL);
         }
         long address = reg.address(offset);
         reg.address(offset + length - 1); // the whole range must lie in the registered mapping (throws otherwise)
@@ -481,7 +521,9 @@ abstract class AbstractGuestMemory implements GuestMemory {
             long want = (claimed - first) * page;
             long r;
             try {
-                r = source == null ? reg.userfaultfd().zeropage(address, want, 0) : reg.userfaultfd().copy(address, source, want, 0);
+                r = source == null
+                        ? reg.userfaultfd().zeropage(address, want, 0)
+                        : reg.userfaultfd().copy(address, source, want, 0);
             } catch (Throwable e) {
                 populated.clearRange(first, claimed);
                 throw e;
@@ -535,6 +577,7 @@ abstract class AbstractGuestMemory implements GuestMemory {
 
     @Override
     public String toString() {
-        return backend().label() + " guest memory of " + size + " bytes, flags " + GuestMemfdFlag.decode(flags).names();
+        return backend().label() + " guest memory of " + size + " bytes, flags "
+                + GuestMemfdFlag.decode(flags).names();
     }
 }

@@ -57,24 +57,32 @@ public final class HostMapping implements AutoCloseable {
 
     /** Copies {@code destination.byteSize()} bytes from {@code offset}; fails on a private page. */
     public void read(long offset, MemorySegment destination) throws PrivateMemoryException {
-        memory.checkedAccess(this, offset, destination.byteSize(),
+        memory.checkedAccess(
+                this,
+                offset,
+                destination.byteSize(),
                 () -> MemorySegment.copy(mapping.segment(), offset, destination, 0, destination.byteSize()));
     }
 
     /** Copies {@code source} to {@code offset}; fails on a private page. */
     public void write(long offset, MemorySegment source) throws PrivateMemoryException {
-        memory.checkedAccess(this, offset, source.byteSize(),
+        memory.checkedAccess(
+                this,
+                offset,
+                source.byteSize(),
                 () -> MemorySegment.copy(source, 0, mapping.segment(), offset, source.byteSize()));
     }
 
     public long getLong(long offset) throws PrivateMemoryException {
         long[] v = new long[1];
-        memory.checkedAccess(this, offset, 8, () -> v[0] = mapping.segment().get(ValueLayout.JAVA_LONG_UNALIGNED, offset));
+        memory.checkedAccess(
+                this, offset, 8, () -> v[0] = mapping.segment().get(ValueLayout.JAVA_LONG_UNALIGNED, offset));
         return v[0];
     }
 
     public void setLong(long offset, long value) throws PrivateMemoryException {
-        memory.checkedAccess(this, offset, 8, () -> mapping.segment().set(ValueLayout.JAVA_LONG_UNALIGNED, offset, value));
+        memory.checkedAccess(
+                this, offset, 8, () -> mapping.segment().set(ValueLayout.JAVA_LONG_UNALIGNED, offset, value));
     }
 
     public byte getByte(long offset) throws PrivateMemoryException {

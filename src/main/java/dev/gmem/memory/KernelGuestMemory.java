@@ -7,7 +7,6 @@ import dev.gmem.kvm.KvmAbi;
 import dev.gmem.kvm.Vm;
 import dev.gmem.linux.Errno;
 import dev.gmem.linux.Fd;
-import dev.gmem.linux.Linux;
 import dev.gmem.linux.Mapping;
 import dev.gmem.linux.Posix;
 import dev.gmem.linux.SyscallException;
@@ -35,6 +34,7 @@ public final class KernelGuestMemory extends AbstractGuestMemory {
     private final boolean nativeWrite;
     /** Pages gmem fallocated and has not punched since: resident without having been populated. */
     private final PageBitmap fallocatedPages;
+
     private Mapping populationMapping;
 
     private KernelGuestMemory(Kvm kvm, Vm vm, GuestMemfd gmem, HostReport.GuestMemfd probe) {
@@ -84,10 +84,14 @@ public final class KernelGuestMemory extends AbstractGuestMemory {
 
     @Override
     public MemoryCapabilities capabilities() {
-        String write = nativeWrite ? "the kernel's write() on guest_memfd"
-                : canEmulateWrite() ? "gmem's copy through a shared mapping, populate-once by gmem's page claims (" + probe.write().reason() + ")"
-                : "none: " + probe.write().reason() + "; gmem's own population needs MMAP and INIT_SHARED";
-        MemoryCapabilities.WritePath path = nativeWrite ? MemoryCapabilities.WritePath.KERNEL
+        String write = nativeWrite
+                ? "the kernel's write() on guest_memfd"
+                : canEmulateWrite()
+                        ? "gmem's copy through a shared mapping, populate-once by gmem's page claims ("
+                                + probe.write().reason() + ")"
+                        : "none: " + probe.write().reason() + "; gmem's own population needs MMAP and INIT_SHARED";
+        MemoryCapabilities.WritePath path = nativeWrite
+                ? MemoryCapabilities.WritePath.KERNEL
                 : canEmulateWrite() ? MemoryCapabilities.WritePath.LIBRARY : MemoryCapabilities.WritePath.NONE;
         return new MemoryCapabilities(path, write, probe.conversion(), probe.userfaultfd());
     }
@@ -125,7 +129,9 @@ public final class KernelGuestMemory extends AbstractGuestMemory {
             }
             return done;
         }
-        if (!canEmulateWrite()) throw new UnsupportedFeatureException("kernel", "write() population", capabilities().write());
+        if (!canEmulateWrite())
+            throw new UnsupportedFeatureException(
+                    "kernel", "write() population", capabilities().write());
         return withStableAttributes(() -> copyThroughMapping(offset, source));
     }
 
@@ -135,10 +141,17 @@ public final class KernelGuestMemory extends AbstractGuestMemory {
         long end = first + source.byteSize() / page;
         long reachable = (firstPrivatePage(first, end) - first) * page;
         if (reachable == 0) {
-            throw error("write", "off=" + offset + ": the page is private and gmem's population reaches only shared pages", Errno.EACCES);
+            throw error(
+                    "write",
+                    "off=" + offset + ": the page is private and gmem's population reaches only shared pages",
+                    Errno.EACCES);
         }
         long readable = Math.min(reachable, Posix.readablePrefix(source.asSlice(0, reachable)));
-        if (readable == 0) throw error("write", "off=" + offset + ", len=" + source.byteSize() + ": the source cannot be read", Errno.EFAULT);
+        if (readable == 0)
+            throw error(
+                    "write",
+                    "off=" + offset + ", len=" + source.byteSize() + ": the source cannot be read",
+                    Errno.EFAULT);
         MemorySegment.copy(source, 0, population().segment(), offset, readable);
         return readable;
     }
@@ -179,10 +192,12 @@ public final class KernelGuestMemory extends AbstractGuestMemory {
     @Override
     protected void convertFile(long offset, long length, long attributes) throws IOException {
         Check conversion = probe.conversion();
-        if (!conversion.available()) throw new UnsupportedFeatureException("kernel", "in-place conversion", conversion.reason());
+        if (!conversion.available())
+            throw new UnsupportedFeatureException("kernel", "in-place conversion", conversion.reason());
         OptionalLong busy = gmem.setMemoryAttributes(offset, length, attributes);
         if (busy.isPresent()) {
-            throw new ConversionBusyException("kernel guest memory, off=" + offset + ", len=" + length, busy.getAsLong());
+            throw new ConversionBusyException(
+                    "kernel guest memory, off=" + offset + ", len=" + length, busy.getAsLong());
         }
     }
 

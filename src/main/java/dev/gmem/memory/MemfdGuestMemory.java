@@ -49,7 +49,10 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
      */
     public static MemfdGuestMemory createFile(java.nio.file.Path path, long size, long flags) throws IOException {
         checkCreation("file", size, flags);
-        return overFile(Fd.open(path, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_NOFOLLOW | Linux.O_CLOEXEC, 0600), size, flags);
+        return overFile(
+                Fd.open(path, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_NOFOLLOW | Linux.O_CLOEXEC, 0600),
+                size,
+                flags);
     }
 
     /**
@@ -76,10 +79,16 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
     public MemoryCapabilities capabilities() {
         HostReport.Userfaultfd u = HostProbe.host().userfaultfd();
         Check uffd = u.missingMemfd().available()
-                ? Check.yes("userfaultfd on the memfd mappings: MISSING " + (u.minorMemfd().available() ? "and MINOR" : "only (" + u.minorMemfd().reason() + ")"))
+                ? Check.yes("userfaultfd on the memfd mappings: MISSING "
+                        + (u.minorMemfd().available()
+                                ? "and MINOR"
+                                : "only (" + u.minorMemfd().reason() + ")"))
                 : Check.no(u.missingMemfd().reason());
-        return new MemoryCapabilities(MemoryCapabilities.WritePath.KERNEL, "pwrite into the memfd, populate-once by gmem's page claims and the kernel's SEEK_DATA",
-                Check.yes("attributes tracked per page by gmem; private pages are PROT_NONE in every host mapping"), uffd);
+        return new MemoryCapabilities(
+                MemoryCapabilities.WritePath.KERNEL,
+                "pwrite into the memfd, populate-once by gmem's page claims and the kernel's SEEK_DATA",
+                Check.yes("attributes tracked per page by gmem; private pages are PROT_NONE in every host mapping"),
+                uffd);
     }
 
     @Override
@@ -98,7 +107,10 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
             } catch (SyscallException e) {
                 // After some progress a failure makes a short write, as write(2) reports it.
                 if (done > 0) break;
-                throw error("write", "off=" + offset + ", len=" + want, Errno.of(e.errnoNumber()).orElse(Errno.EIO));
+                throw error(
+                        "write",
+                        "off=" + offset + ", len=" + want,
+                        Errno.of(e.errnoNumber()).orElse(Errno.EIO));
             }
             if (n == 0) break;
             done += n;

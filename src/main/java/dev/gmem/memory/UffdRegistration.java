@@ -42,7 +42,8 @@ public final class UffdRegistration implements AutoCloseable {
     public long fileOffsetOf(long address) {
         long rel = address - mapping.address(0);
         if (rel < 0 || rel >= mapping.length()) {
-            throw new IllegalArgumentException("address 0x" + Long.toHexString(address) + " is outside the registered mapping");
+            throw new IllegalArgumentException(
+                    "address 0x" + Long.toHexString(address) + " is outside the registered mapping");
         }
         return mapping.fileOffset() + rel;
     }

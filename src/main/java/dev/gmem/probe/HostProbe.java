@@ -72,15 +72,19 @@ public final class HostProbe {
     private static String kvmOpenFailure(SyscallException e) {
         String hint;
         if (e.is(Errno.ENOENT)) hint = ": the kernel has no KVM, or its module is not loaded";
-        else if (e.is(Errno.EACCES) || e.is(Errno.EPERM)) hint = ": this user may not open it (run as root, or join the group that owns /dev/kvm)";
+        else if (e.is(Errno.EACCES) || e.is(Errno.EPERM))
+            hint = ": this user may not open it (run as root, or join the group that owns /dev/kvm)";
         else hint = "";
         return e.getMessage() + hint;
     }
 
     private HostReport.Kvm kvm() {
         try (Kvm kvm = Kvm.open()) {
-            return new HostReport.Kvm(true, "opened " + Kvm.DEVICE + ", KVM_GET_API_VERSION = " + kvm.apiVersion(),
-                    Kvm.DEVICE.toString(), kvm.apiVersion());
+            return new HostReport.Kvm(
+                    true,
+                    "opened " + Kvm.DEVICE + ", KVM_GET_API_VERSION = " + kvm.apiVersion(),
+                    Kvm.DEVICE.toString(),
+                    kvm.apiVersion());
         } catch (SyscallException e) {
             return new HostReport.Kvm(false, kvmOpenFailure(e), Kvm.DEVICE.toString(), 0);
         }
@@ -95,22 +99,38 @@ public final class HostProbe {
         }
         try (kvm) {
             if (kvm.check(KvmCap.GUEST_MEMFD) == 0) {
-                return noGuestMemfd("KVM_CHECK_EXTENSION(KVM_CAP_GUEST_MEMFD=234) = 0: the kernel was built without guest_memfd, or is older than 6.18", 0, 0);
+                return noGuestMemfd(
+                        "KVM_CHECK_EXTENSION(KVM_CAP_GUEST_MEMFD=234) = 0: the kernel was built without guest_memfd, or is older than 6.18",
+                        0,
+                        0);
             }
             long systemMask = Integer.toUnsignedLong(kvm.check(KvmCap.GUEST_MEMFD_FLAGS));
             try (Vm vm = kvm.createVm(KvmAbi.VM_TYPE_DEFAULT)) {
                 if (vm.check(KvmCap.GUEST_MEMFD) == 0) {
-                    return noGuestMemfd("KVM_CAP_GUEST_MEMFD is 0 for a default VM: guest_memfd needs a confidential VM type on this kernel", systemMask, 0);
+                    return noGuestMemfd(
+                            "KVM_CAP_GUEST_MEMFD is 0 for a default VM: guest_memfd needs a confidential VM type on this kernel",
+                            systemMask,
+                            0);
                 }
                 long vmMask = Integer.toUnsignedLong(vm.check(KvmCap.GUEST_MEMFD_FLAGS));
                 long known = GuestMemfdFlag.mask(GuestMemfdFlag.MMAP, GuestMemfdFlag.INIT_SHARED);
                 long flags = vmMask & known;
                 try (GuestMemfd g = vm.createGuestMemfd(page, flags)) {
                     GuestMemfdFlag.Decoded decoded = GuestMemfdFlag.decode(systemMask);
-                    String reason = "KVM_CAP_GUEST_MEMFD = 1; created a " + page + "-byte guest_memfd in a default VM with flags "
-                            + GuestMemfdFlag.decode(flags).names() + " (cap 244 = 0x" + Long.toHexString(systemMask) + ")";
-                    return new HostReport.GuestMemfd(true, reason, systemMask, decoded.names(), decoded.unknownBits(), vmMask,
-                            write(vm, vmMask), conversion(vm, g), userfaultfdOnGuestMemfd(vm, vmMask));
+                    String reason = "KVM_CAP_GUEST_MEMFD = 1; created a " + page
+                            + "-byte guest_memfd in a default VM with flags "
+                            + GuestMemfdFlag.decode(flags).names() + " (cap 244 = 0x" + Long.toHexString(systemMask)
+                            + ")";
+                    return new HostReport.GuestMemfd(
+                            true,
+                            reason,
+                            systemMask,
+                            decoded.names(),
+                            decoded.unknownBits(),
+                            vmMask,
+                            write(vm, vmMask),
+                            conversion(vm, g),
+                            userfaultfdOnGuestMemfd(vm, vmMask));
                 }
             }
         } catch (SyscallException e) {
@@ -121,7 +141,8 @@ public final class HostProbe {
     private static HostReport.GuestMemfd noGuestMemfd(String why, long systemMask, long vmMask) {
         Check no = Check.no("no guest_memfd: " + why);
         GuestMemfdFlag.Decoded decoded = GuestMemfdFlag.decode(systemMask);
-        return new HostReport.GuestMemfd(false, why, systemMask, decoded.names(), decoded.unknownBits(), vmMask, no, no, no);
+        return new HostReport.GuestMemfd(
+                false, why, systemMask, decoded.names(), decoded.unknownBits(), vmMask, no, no, no);
     }
 
     /**
@@ -142,7 +163,8 @@ public final class HostProbe {
 
     private Check tryWrite(Vm vm, long flags) {
         String flagNames = GuestMemfdFlag.decode(flags).names().toString();
-        try (GuestMemfd g = vm.createGuestMemfd(page, flags); Arena arena = Arena.ofConfined()) {
+        try (GuestMemfd g = vm.createGuestMemfd(page, flags);
+                Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(page);
             buf.fill(PATTERN);
             try {
@@ -150,11 +172,13 @@ public final class HostProbe {
                 return Check.yes("pwrite of one page into a guest_memfd with flags " + flagNames + " returned " + n);
             } catch (SyscallException e) {
                 if (e.is(Errno.ESPIPE) || e.is(Errno.EINVAL)) {
-                    return Check.no("pwrite on a guest_memfd (flags " + flagNames + ") fails with " + e.errnoText()
-                            + ": this kernel has no write() population for guest_memfd; gmem populates through a shared mapping instead");
+                    return Check.no(
+                            "pwrite on a guest_memfd (flags " + flagNames + ") fails with " + e.errnoText()
+                                    + ": this kernel has no write() population for guest_memfd; gmem populates through a shared mapping instead");
                 }
                 if (e.is(Errno.ENODEV)) {
-                    return Check.no("pwrite on a guest_memfd (flags " + flagNames + ") fails with ENODEV: the kernel has write() population"
+                    return Check.no("pwrite on a guest_memfd (flags " + flagNames
+                            + ") fails with ENODEV: the kernel has write() population"
                             + " but only for files created with a write flag, and cap 244 names none gmem can use");
                 }
                 return Check.no(e.getMessage());
@@ -168,7 +192,8 @@ public final class HostProbe {
     private Check conversion(Vm vm, GuestMemfd g) {
         String cap;
         try {
-            cap = "KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES (provisionally 250) = " + vm.check(KvmCap.GUEST_MEMFD_MEMORY_ATTRIBUTES);
+            cap = "KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES (provisionally 250) = "
+                    + vm.check(KvmCap.GUEST_MEMFD_MEMORY_ATTRIBUTES);
         } catch (SyscallException e) {
             cap = e.getMessage();
         }
@@ -177,10 +202,14 @@ public final class HostProbe {
             return Check.yes("KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd succeeded (setting a page shared); " + cap);
         } catch (SyscallException e) {
             if (e.is(Errno.ENOTTY)) {
-                return Check.no("KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd fails with ENOTTY: this kernel has no in-place shared/private conversion; " + cap);
+                return Check.no(
+                        "KVM_SET_MEMORY_ATTRIBUTES2 on a guest_memfd fails with ENOTTY: this kernel has no in-place shared/private conversion; "
+                                + cap);
             }
             if (e.is(Errno.EINVAL)) {
-                return Check.no("KVM_SET_MEMORY_ATTRIBUTES2 exists but refuses a default VM (EINVAL): conversion needs a VM type with private memory; " + cap);
+                return Check.no(
+                        "KVM_SET_MEMORY_ATTRIBUTES2 exists but refuses a default VM (EINVAL): conversion needs a VM type with private memory; "
+                                + cap);
             }
             return Check.no(e.getMessage() + "; " + cap);
         }
@@ -194,8 +223,8 @@ public final class HostProbe {
                     + GuestMemfdFlag.decode(vmMask).names());
         }
         try (GuestMemfd g = vm.createGuestMemfd(page, needed);
-             Mapping m = Mapping.shared(g.fd(), page);
-             Userfaultfd uffd = Userfaultfd.open(0)) {
+                Mapping m = Mapping.shared(g.fd(), page);
+                Userfaultfd uffd = Userfaultfd.open(0)) {
             uffd.handshake(0);
             List<String> modes = new ArrayList<>();
             List<String> refused = new ArrayList<>();
@@ -210,10 +239,11 @@ public final class HostProbe {
                 }
             }
             if (modes.isEmpty()) {
-                return Check.no("UFFDIO_REGISTER on a MAP_SHARED guest_memfd mapping fails (" + String.join("; ", refused)
-                        + "): this kernel cannot register userfaultfd on guest_memfd");
+                return Check.no("UFFDIO_REGISTER on a MAP_SHARED guest_memfd mapping fails ("
+                        + String.join("; ", refused) + "): this kernel cannot register userfaultfd on guest_memfd");
             }
-            return Check.yes("UFFDIO_REGISTER on a guest_memfd mapping accepts " + modes + (refused.isEmpty() ? "" : ", refuses " + refused));
+            return Check.yes("UFFDIO_REGISTER on a guest_memfd mapping accepts " + modes
+                    + (refused.isEmpty() ? "" : ", refuses " + refused));
         } catch (SyscallException e) {
             return Check.no(e.getMessage());
         }
@@ -224,21 +254,33 @@ public final class HostProbe {
         String via;
         try (Userfaultfd uffd = Userfaultfd.open(0)) {
             api = uffd.handshake(0);
-            via = uffd.via() == Userfaultfd.Source.SYSCALL ? "userfaultfd(2) system call" : Userfaultfd.DEVICE.toString();
+            via = uffd.via() == Userfaultfd.Source.SYSCALL
+                    ? "userfaultfd(2) system call"
+                    : Userfaultfd.DEVICE.toString();
         } catch (SyscallException e) {
             String why = e.getMessage() + unprivilegedHint();
             Check no = Check.no("no userfaultfd: " + why);
             return new HostReport.Userfaultfd(false, why, "none", 0, List.of(), no, no);
         }
-        String reason = "obtained through the " + via + "; UFFDIO_API offers " + UffdFeature.names(api.features()).size() + " features";
-        return new HostReport.Userfaultfd(true, reason, via.startsWith("userfaultfd") ? "syscall" : "device",
-                api.features(), UffdFeature.names(api.features()), missingOnMemfd(), minorOnMemfd(api.features()));
+        String reason = "obtained through the " + via + "; UFFDIO_API offers "
+                + UffdFeature.names(api.features()).size() + " features";
+        return new HostReport.Userfaultfd(
+                true,
+                reason,
+                via.startsWith("userfaultfd") ? "syscall" : "device",
+                api.features(),
+                UffdFeature.names(api.features()),
+                missingOnMemfd(),
+                minorOnMemfd(api.features()));
     }
 
     private static String unprivilegedHint() {
         try {
-            String v = Files.readString(Path.of("/proc/sys/vm/unprivileged_userfaultfd")).trim();
-            return v.equals("0") ? " (vm.unprivileged_userfaultfd = 0: run as root, grant CAP_SYS_PTRACE, or give this user access to /dev/userfaultfd)" : "";
+            String v = Files.readString(Path.of("/proc/sys/vm/unprivileged_userfaultfd"))
+                    .trim();
+            return v.equals("0")
+                    ? " (vm.unprivileged_userfaultfd = 0: run as root, grant CAP_SYS_PTRACE, or give this user access to /dev/userfaultfd)"
+                    : "";
         } catch (IOException e) {
             return "";
         }
@@ -247,9 +289,10 @@ public final class HostProbe {
     /** MISSING on memfd: register a shared mapping, resolve its missing page with UFFDIO_COPY, read it back. */
     private Check missingOnMemfd() {
         try (Fd memfd = Fd.memfd("gmem-probe-missing", Linux.MFD_CLOEXEC);
-             Arena arena = Arena.ofConfined()) {
+                Arena arena = Arena.ofConfined()) {
             memfd.truncate(page);
-            try (Mapping m = Mapping.shared(memfd, page); Userfaultfd uffd = Userfaultfd.open(0)) {
+            try (Mapping m = Mapping.shared(memfd, page);
+                    Userfaultfd uffd = Userfaultfd.open(0)) {
                 uffd.handshake(UffdFeature.MISSING_SHMEM.bit());
                 uffd.register(m, 0, page, UffdAbi.REGISTER_MODE_MISSING);
                 MemorySegment src = arena.allocate(page);
@@ -260,8 +303,10 @@ public final class HostProbe {
                     return Check.no("UFFDIO_COPY succeeded but the mapping does not show the copied bytes");
                 }
                 long again = uffd.copy(m.address(), src, page, 0);
-                if (again != Userfaultfd.EXISTS) return Check.no("a second UFFDIO_COPY onto the same page returned " + again + ", not EEXIST");
-                return Check.yes("registered a memfd mapping MISSING, resolved its page with UFFDIO_COPY and read the bytes back; a second COPY gave EEXIST");
+                if (again != Userfaultfd.EXISTS)
+                    return Check.no("a second UFFDIO_COPY onto the same page returned " + again + ", not EEXIST");
+                return Check.yes(
+                        "registered a memfd mapping MISSING, resolved its page with UFFDIO_COPY and read the bytes back; a second COPY gave EEXIST");
             }
         } catch (SyscallException e) {
             return Check.no(e.getMessage());
@@ -274,29 +319,34 @@ public final class HostProbe {
             return Check.no("UFFDIO_API does not offer MINOR_SHMEM: the kernel cannot report minor faults on shmem");
         }
         try (Fd memfd = Fd.memfd("gmem-probe-minor", Linux.MFD_CLOEXEC);
-             Arena arena = Arena.ofConfined()) {
+                Arena arena = Arena.ofConfined()) {
             memfd.truncate(2 * page);
-            try (Mapping m = Mapping.shared(memfd, 2 * page); Userfaultfd uffd = Userfaultfd.open(0)) {
+            try (Mapping m = Mapping.shared(memfd, 2 * page);
+                    Userfaultfd uffd = Userfaultfd.open(0)) {
                 uffd.handshake(UffdFeature.MINOR_SHMEM.bit());
                 uffd.register(m, 0, 2 * page, UffdAbi.REGISTER_MODE_MINOR);
                 long none = uffd.continueRange(m.address() + page, page, 0);
-                if (none != Userfaultfd.NO_PAGE) return Check.no("UFFDIO_CONTINUE over a page the file does not hold returned " + none + ", not EFAULT");
+                if (none != Userfaultfd.NO_PAGE)
+                    return Check.no(
+                            "UFFDIO_CONTINUE over a page the file does not hold returned " + none + ", not EFAULT");
                 MemorySegment src = arena.allocate(page);
                 src.fill(PATTERN);
                 memfd.pwriteFully(src, 0);
                 long mapped = uffd.continueRange(m.address(), page, 0);
-                if (mapped != page) return Check.no("UFFDIO_CONTINUE of a page written through the file returned " + mapped);
+                if (mapped != page)
+                    return Check.no("UFFDIO_CONTINUE of a page written through the file returned " + mapped);
                 if (m.segment().get(ValueLayout.JAVA_BYTE, 0) != PATTERN) {
-                    return Check.no("UFFDIO_CONTINUE succeeded but the mapping does not show the page written through the file");
+                    return Check.no(
+                            "UFFDIO_CONTINUE succeeded but the mapping does not show the page written through the file");
                 }
-                return Check.yes("registered a memfd mapping MINOR, wrote a page with pwrite, mapped it with UFFDIO_CONTINUE and read it back;"
-                        + " CONTINUE over an absent page gave EFAULT");
+                return Check.yes(
+                        "registered a memfd mapping MINOR, wrote a page with pwrite, mapped it with UFFDIO_CONTINUE and read it back;"
+                                + " CONTINUE over an absent page gave EFAULT");
             }
         } catch (SyscallException e) {
             return Check.no(e.getMessage());
         }
     }
-
 
     private HostReport.HugePages hugePages() {
         Path thp = Path.of("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
@@ -307,9 +357,12 @@ public final class HostProbe {
             Matcher sel = Pattern.compile("\\[([a-z_]+)]").matcher(text);
             mode = sel.find() ? sel.group(1) : text;
             thpCheck = switch (mode) {
-                case "always", "within_size", "force" -> Check.yes(thp + " is '" + mode + "': shmem uses huge pages where it can");
+                case "always", "within_size", "force" ->
+                    Check.yes(thp + " is '" + mode + "': shmem uses huge pages where it can");
                 case "advise" -> Check.yes(thp + " is 'advise': shmem uses huge pages where MADV_HUGEPAGE asks");
-                default -> Check.no(thp + " is '" + mode + "': shmem never uses transparent huge pages (an administrator can write 'advise' there)");
+                default ->
+                    Check.no(thp + " is '" + mode
+                            + "': shmem never uses transparent huge pages (an administrator can write 'advise' there)");
             };
         } catch (IOException e) {
             thpCheck = Check.no("cannot read " + thp + ": " + e.getMessage());
@@ -319,9 +372,13 @@ public final class HostProbe {
         if (Files.isDirectory(root)) {
             try (Stream<Path> dirs = Files.list(root)) {
                 for (Path d : dirs.sorted().toList()) {
-                    Matcher m = Pattern.compile("hugepages-(\\d+)kB").matcher(d.getFileName().toString());
+                    Matcher m = Pattern.compile("hugepages-(\\d+)kB")
+                            .matcher(d.getFileName().toString());
                     if (!m.matches()) continue;
-                    pools.add(new HostReport.HugetlbPool(Long.parseLong(m.group(1)), readLong(d.resolve("nr_hugepages")), readLong(d.resolve("free_hugepages"))));
+                    pools.add(new HostReport.HugetlbPool(
+                            Long.parseLong(m.group(1)),
+                            readLong(d.resolve("nr_hugepages")),
+                            readLong(d.resolve("free_hugepages"))));
                 }
             } catch (IOException e) {
                 // No pools to report.

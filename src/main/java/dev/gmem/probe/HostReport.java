@@ -6,12 +6,7 @@ import java.util.List;
  * What this host can do for guest memory, as {@link HostProbe} found it. Serialised as the JSON of
  * {@code gmem probe --json}; field names (in snake_case) are a stable interface, documented in docs/probe.md.
  */
-public record HostReport(
-        Kernel kernel,
-        Kvm kvm,
-        GuestMemfd guestMemfd,
-        Userfaultfd userfaultfd,
-        HugePages hugePages) {
+public record HostReport(Kernel kernel, Kvm kvm, GuestMemfd guestMemfd, Userfaultfd userfaultfd, HugePages hugePages) {
 
     public record Kernel(String release, String machine, long pageSize, int cpus) {}
 

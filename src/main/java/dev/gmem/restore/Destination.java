@@ -8,7 +8,6 @@ import dev.gmem.memory.UnsupportedFeatureException;
 import dev.gmem.snapshot.PageSource;
 import dev.gmem.util.OutputFile;
 import java.io.IOException;
-import java.nio.file.FileStore;
 import java.nio.file.Files;
 import java.nio.file.Path;
 
@@ -50,9 +49,16 @@ public final class Destination implements AutoCloseable {
     static void checkResident(PageSource source, GuestMemory.Backend backend, long capacity) {
         long data = source.counts().dataBytes();
         if (capacity > 0 && data > capacity) {
-            throw new UnsupportedFeatureException(backend.label(), "holding the guest's data", String.format(java.util.Locale.ROOT,
-                    "%s holds %.1f GiB of data, more than the %.1f GiB of memory%s this process may use", source.path(), data / GIB, capacity / GIB,
-                    backend == GuestMemory.Backend.MEMFD ? " and swap" : ""));
+            throw new UnsupportedFeatureException(
+                    backend.label(),
+                    "holding the guest's data",
+                    String.format(
+                            java.util.Locale.ROOT,
+                            "%s holds %.1f GiB of data, more than the %.1f GiB of memory%s this process may use",
+                            source.path(),
+                            data / GIB,
+                            capacity / GIB,
+                            backend == GuestMemory.Backend.MEMFD ? " and swap" : ""));
         }
     }
 
@@ -68,8 +74,12 @@ public final class Destination implements AutoCloseable {
     public static Destination export(Path path, long size) throws IOException {
         checkState(size);
         Path dir = path.toAbsolutePath().getParent();
-        if (dir != null && Files.isDirectory(dir) && Files.getFileStore(dir).type().equals("hugetlbfs")) {
-            throw new IOException(path + ": is on hugetlbfs, whose files cannot be filled with write(); export to a tmpfs path such as /dev/shm");
+        if (dir != null
+                && Files.isDirectory(dir)
+                && Files.getFileStore(dir).type().equals("hugetlbfs")) {
+            throw new IOException(
+                    path
+                            + ": is on hugetlbfs, whose files cannot be filled with write(); export to a tmpfs path such as /dev/shm");
         }
         OutputFile out = OutputFile.create(path, OutputFile.Mode.CREATE, 0600);
         try {
@@ -89,8 +99,9 @@ public final class Destination implements AutoCloseable {
         long state = size / 4096 / 8 * 2;
         long heap = Runtime.getRuntime().maxMemory();
         if (state > heap / 2) {
-            throw new IOException("guest memory of " + size + " bytes needs " + (state >> 20) + " MiB of page state, more than half the Java heap ("
-                    + (heap >> 20) + " MiB); raise it with GMEM_JAVA_OPTS=-Xmx...");
+            throw new IOException("guest memory of " + size + " bytes needs " + (state >> 20)
+                    + " MiB of page state, more than half the Java heap (" + (heap >> 20)
+                    + " MiB); raise it with GMEM_JAVA_OPTS=-Xmx...");
         }
     }
 

@@ -38,21 +38,37 @@ public final class EagerRestore {
     }
 
     /** What a restore did. Times in milliseconds; {@code gibPerS} is data bytes over the whole elapsed time. */
-    public record Report(String source, String format, String backend, String strategy, int threads, String reason, long guestBytes,
-            long bytesRestored, Pages pages, double checksumMs, double populateMs, double elapsedMs, double gibPerS, Double verifyMs,
+    public record Report(
+            String source,
+            String format,
+            String backend,
+            String strategy,
+            int threads,
+            String reason,
+            long guestBytes,
+            long bytesRestored,
+            Pages pages,
+            double checksumMs,
+            double populateMs,
+            double elapsedMs,
+            double gibPerS,
+            Double verifyMs,
             Boolean verified) {}
 
     public record Pages(long data, long zero, long hole) {}
 
     /** Restores {@code source} into {@code memory} (at least as large), reporting data bytes populated to {@code progress}. */
-    public static Report restore(PageSource source, GuestMemory memory, Options options, LongConsumer progress) throws IOException {
+    public static Report restore(PageSource source, GuestMemory memory, Options options, LongConsumer progress)
+            throws IOException {
         long start = System.nanoTime();
         if (memory.size() < source.size()) {
-            throw new SourceMismatchException(source.path() + ": " + source.size() + " bytes of guest memory do not fit in a " + memory.size() + "-byte guest memory file");
+            throw new SourceMismatchException(source.path() + ": " + source.size()
+                    + " bytes of guest memory do not fit in a " + memory.size() + "-byte guest memory file");
         }
         for (Region r : source.regions()) {
             if (r.pageSize() % memory.pageSize() != 0) {
-                throw new SourceMismatchException(source.path() + ": page size " + r.pageSize() + " is not a multiple of the guest memory's " + memory.pageSize());
+                throw new SourceMismatchException(source.path() + ": page size " + r.pageSize()
+                        + " is not a multiple of the guest memory's " + memory.pageSize());
             }
         }
         Populator.Plan plan = Populator.choose(memory);
@@ -67,7 +83,8 @@ public final class EagerRestore {
         List<Chunk> chunks = source.chunks();
         List<Region> regions = source.regions();
         long scratchBytes = Math.max(1, source.scratchBytes());
-        try (Arena arena = Arena.ofShared(); Populator.Filler filler = Populator.Filler.open(strategy, memory, 0, source.size())) {
+        try (Arena arena = Arena.ofShared();
+                Populator.Filler filler = Populator.Filler.open(strategy, memory, 0, source.size())) {
             ThreadLocal<MemorySegment> scratch = ThreadLocal.withInitial(() -> arena.allocate(scratchBytes, 4096));
             Parallel.forEach(threads, "gmem-restore", chunks.size(), i -> {
                 Chunk c = chunks.get(i);
@@ -95,9 +112,22 @@ public final class EagerRestore {
             verified = true;
         }
         double elapsed = ms(populated - start);
-        return new Report(source.path().toString(), source.format(), memory.backend().label(), strategy.label(), threads, reason, source.size(),
-                counts.dataBytes(), new Pages(counts.dataPages(), counts.zeroPages(), counts.holePages()), ms(checked - start),
-                ms(populated - checked), elapsed, counts.dataBytes() / GIB / (elapsed / 1000.0), verifyMs, verified);
+        return new Report(
+                source.path().toString(),
+                source.format(),
+                memory.backend().label(),
+                strategy.label(),
+                threads,
+                reason,
+                source.size(),
+                counts.dataBytes(),
+                new Pages(counts.dataPages(), counts.zeroPages(), counts.holePages()),
+                ms(checked - start),
+                ms(populated - checked),
+                elapsed,
+                counts.dataBytes() / GIB / (elapsed / 1000.0),
+                verifyMs,
+                verified);
     }
 
     /**
@@ -107,9 +137,11 @@ public final class EagerRestore {
      * MADV_POPULATE_WRITE says EFAULT, so an fallocate of the chunk's range asks the file system);
      * or else the error as it came.
      */
-    static IOException explain(PageSource source, GuestMemory memory, long offset, long length, Throwable e) throws IOException {
+    static IOException explain(PageSource source, GuestMemory memory, long offset, long length, Throwable e)
+            throws IOException {
         source.checkUnchanged();
-        // asked of the file system even after write() said ENOSPC: the contract also says ENOSPC for a page already populated
+        // asked of the file system even after write() said ENOSPC: the contract also says ENOSPC for a page already
+        // populated
         boolean noSpace = false;
         try {
             memory.allocate(offset, Math.min(length, memory.size() - offset));
@@ -119,12 +151,16 @@ public final class EagerRestore {
             // not a question of space: the first error stands
         }
         if (noSpace) {
-            return new RestoreFailedException("no space left for the guest memory at offset " + offset + " of " + memory.size() + " bytes: its file system (or"
-                    + " the memory behind a memfd) is full (ENOSPC)", e);
+            return new RestoreFailedException(
+                    "no space left for the guest memory at offset " + offset + " of " + memory.size()
+                            + " bytes: its file system (or" + " the memory behind a memfd) is full (ENOSPC)",
+                    e);
         }
         if (e instanceof IOException io) return io;
-        return new RestoreFailedException("copying the pages at guest memory offset " + offset + " met a memory fault: " + source.path()
-                + " could not be read there, or the guest memory could not take them", e);
+        return new RestoreFailedException(
+                "copying the pages at guest memory offset " + offset + " met a memory fault: " + source.path()
+                        + " could not be read there, or the guest memory could not take them",
+                e);
     }
 
     /** A finished eager restore and its guest check (null where none was asked for). */
@@ -136,8 +172,15 @@ public final class EagerRestore {
      * host has KVM, and commits {@code dst} (an export appears under its name) unless the guest
      * check failed. {@code status} hears each step's name.
      */
-    public static Outcome run(PageSource source, Destination dst, Options options, long guestStride, java.time.Duration guestTimeout, LongConsumer progress,
-            java.util.function.Consumer<String> status) throws IOException {
+    public static Outcome run(
+            PageSource source,
+            Destination dst,
+            Options options,
+            long guestStride,
+            java.time.Duration guestTimeout,
+            LongConsumer progress,
+            java.util.function.Consumer<String> status)
+            throws IOException {
         Report report;
         try {
             report = restore(source, dst.memory(), options, progress);
@@ -165,12 +208,14 @@ public final class EagerRestore {
         long size = source.size();
         long page = memory.pageSize();
         if (memory.firstPrivate(0, size) >= 0) {
-            throw new IOException("cannot verify: guest memory has private pages (from offset " + memory.firstPrivate(0, size) + "), which the host cannot read");
+            throw new IOException("cannot verify: guest memory has private pages (from offset "
+                    + memory.firstPrivate(0, size) + "), which the host cannot read");
         }
         List<Chunk> chunks = source.chunks();
         List<Region> regions = source.regions();
         long scratchBytes = Math.max(1, source.scratchBytes());
-        try (HostMapping m = memory.map(0, size); Arena arena = Arena.ofShared()) {
+        try (HostMapping m = memory.map(0, size);
+                Arena arena = Arena.ofShared()) {
             MemorySegment dst = m.segment();
             byte[] resident = m.residency(0, size);
             BitSet data = new BitSet(resident.length);
@@ -178,7 +223,8 @@ public final class EagerRestore {
             for (Chunk c : chunks) {
                 Region r = regions.get(c.region());
                 long base = r.fileOffset() + c.firstPage() * r.pageSize();
-                c.forEachDataRun((first, n) -> data.set(Math.toIntExact((base + first * r.pageSize()) / page),
+                c.forEachDataRun((first, n) -> data.set(
+                        Math.toIntExact((base + first * r.pageSize()) / page),
                         Math.toIntExact((base + (first + n) * r.pageSize()) / page)));
             }
             Parallel.forEach(threads, "gmem-check", chunks.size(), i -> {
@@ -190,8 +236,14 @@ public final class EagerRestore {
                 c.forEachDataRun((first, n) -> {
                     MemorySegment expected = d.run(first, n);
                     long at = base + first * r.pageSize();
-                    long diff = MemorySegment.mismatch(expected, 0, expected.byteSize(), dst, at, at + expected.byteSize());
-                    if (diff >= 0) throw mismatch(source, at + diff, expected.get(java.lang.foreign.ValueLayout.JAVA_BYTE, diff), dst.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + diff));
+                    long diff =
+                            MemorySegment.mismatch(expected, 0, expected.byteSize(), dst, at, at + expected.byteSize());
+                    if (diff >= 0)
+                        throw mismatch(
+                                source,
+                                at + diff,
+                                expected.get(java.lang.foreign.ValueLayout.JAVA_BYTE, diff),
+                                dst.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + diff));
                 });
             });
             MemorySegment zeros = arena.allocate(page, 4096);
@@ -199,17 +251,28 @@ public final class EagerRestore {
                 if ((resident[p] & 1) == 0) continue;
                 long at = p * page;
                 long diff = MemorySegment.mismatch(zeros, 0, page, dst, at, at + page);
-                if (diff >= 0) throw mismatch(source, at + diff, (byte) 0, dst.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + diff));
+                if (diff >= 0)
+                    throw mismatch(
+                            source, at + diff, (byte) 0, dst.get(java.lang.foreign.ValueLayout.JAVA_BYTE, at + diff));
             }
         }
     }
 
-    private static RestoreVerificationException mismatch(PageSource source, long fileOffset, byte expected, byte found) {
+    private static RestoreVerificationException mismatch(
+            PageSource source, long fileOffset, byte expected, byte found) {
         long gpa = new dev.gmem.snapshot.PageIndex(source).guestOfFileOffset(fileOffset);
         long pageGpa = gpa - Math.floorMod(gpa, 4096L);
-        return new RestoreVerificationException(String.format(Locale.ROOT,
-                "guest memory differs from %s: page at guest 0x%x (file offset %d), byte +%d: expected 0x%02x, found 0x%02x", source.path(), pageGpa,
-                fileOffset - Math.floorMod(fileOffset, 4096L), Math.floorMod(fileOffset, 4096L), expected & 0xff, found & 0xff), pageGpa);
+        return new RestoreVerificationException(
+                String.format(
+                        Locale.ROOT,
+                        "guest memory differs from %s: page at guest 0x%x (file offset %d), byte +%d: expected 0x%02x, found 0x%02x",
+                        source.path(),
+                        pageGpa,
+                        fileOffset - Math.floorMod(fileOffset, 4096L),
+                        Math.floorMod(fileOffset, 4096L),
+                        expected & 0xff,
+                        found & 0xff),
+                pageGpa);
     }
 
     private static double ms(long nanos) {

@@ -39,7 +39,13 @@ public final class GuestCheck {
     /** One region's outcome. */
     public record RegionResult(long guestAddress, long pagesRead, long expected, long actual) {}
 
-    public record Result(String backend, long pagesRead, long instructions, double elapsedMs, long exits, List<RegionResult> regions) {}
+    public record Result(
+            String backend,
+            long pagesRead,
+            long instructions,
+            double elapsedMs,
+            long exits,
+            List<RegionResult> regions) {}
 
     /** Whether this host can run the check, and if not why (no /dev/kvm, no permission). */
     public static dev.gmem.probe.Check availability() {
@@ -53,7 +59,9 @@ public final class GuestCheck {
      *
      * @throws GuestException when the checksums differ (naming the first differing page), or the guest fails
      */
-    public static Result run(PageSource source, GuestMemory memory, MemorySegment view, long stridePages, Duration timeout) throws IOException {
+    public static Result run(
+            PageSource source, GuestMemory memory, MemorySegment view, long stridePages, Duration timeout)
+            throws IOException {
         if (stridePages < 1) throw new IllegalArgumentException("the stride is at least one page");
         List<Region> regions = source.regions();
         long end = 0;
@@ -71,7 +79,14 @@ public final class GuestCheck {
                 Region r = regions.get(i);
                 long uaddr = host.address() + r.fileOffset();
                 if (kernel) {
-                    vm.setUserMemoryRegion2(i, KvmAbi.KVM_MEM_GUEST_MEMFD, r.guestAddress(), r.size(), uaddr, ((KernelGuestMemory) memory).guestMemfd(), r.fileOffset());
+                    vm.setUserMemoryRegion2(
+                            i,
+                            KvmAbi.KVM_MEM_GUEST_MEMFD,
+                            r.guestAddress(),
+                            r.size(),
+                            uaddr,
+                            ((KernelGuestMemory) memory).guestMemfd(),
+                            r.fileOffset());
                 } else {
                     vm.setUserMemoryRegion(i, 0, r.guestAddress(), r.size(), uaddr);
                 }
@@ -80,7 +95,8 @@ public final class GuestCheck {
             List<RegionResult> out = new ArrayList<>();
             long pages = 0;
             long exits;
-            try (ChecksumGuest guest = ChecksumGuest.create(vm, regions.size(), reservedAt); Expected expected = new Expected(source)) {
+            try (ChecksumGuest guest = ChecksumGuest.create(vm, regions.size(), reservedAt);
+                    Expected expected = new Expected(source)) {
                 for (Region r : regions) {
                     long stride = stridePages * r.pageSize();
                     long steps = (r.size() + stride - 1) / stride;
@@ -92,14 +108,27 @@ public final class GuestCheck {
                 }
                 exits = guest.exits();
             }
-            return new Result(memory.backend().label(), pages, pages * GuestProgram.INSTRUCTIONS_PER_STEP, (System.nanoTime() - t0) / 1e6, exits, out);
+            return new Result(
+                    memory.backend().label(),
+                    pages,
+                    pages * GuestProgram.INSTRUCTIONS_PER_STEP,
+                    (System.nanoTime() - t0) / 1e6,
+                    exits,
+                    out);
         } finally {
             if (vm != null) {
                 for (int i : slots) {
                     Region r = regions.get(i);
                     try {
-                        if (kernel) vm.setUserMemoryRegion2(i, KvmAbi.KVM_MEM_GUEST_MEMFD, r.guestAddress(), 0, host.address() + r.fileOffset(),
-                                ((KernelGuestMemory) memory).guestMemfd(), r.fileOffset());
+                        if (kernel)
+                            vm.setUserMemoryRegion2(
+                                    i,
+                                    KvmAbi.KVM_MEM_GUEST_MEMFD,
+                                    r.guestAddress(),
+                                    0,
+                                    host.address() + r.fileOffset(),
+                                    ((KernelGuestMemory) memory).guestMemfd(),
+                                    r.fileOffset());
                         else vm.setUserMemoryRegion(i, 0, r.guestAddress(), 0, host.address() + r.fileOffset());
                     } catch (IOException ignored) {
                         // the VM goes away with its file, or below
@@ -112,7 +141,15 @@ public final class GuestCheck {
     }
 
     /** Bisects with the guest to the first page whose word differs, and names it. */
-    private static GuestException mismatch(ChecksumGuest guest, Expected expected, Region r, long steps, long stride, long want, long got, Duration timeout)
+    private static GuestException mismatch(
+            ChecksumGuest guest,
+            Expected expected,
+            Region r,
+            long steps,
+            long stride,
+            long want,
+            long got,
+            Duration timeout)
             throws IOException {
         long lo = 0, hi = steps;
         while (hi - lo > 1) {
@@ -124,9 +161,18 @@ public final class GuestCheck {
         long gpa = r.guestAddress() + lo * stride;
         long word = guest.checksum(gpa, 1, stride, timeout); // one step: the word itself
         long wantWord = expected.fold(r, lo, 1, stride);
-        return new GuestException(String.format(Locale.ROOT,
-                "guest check failed: the vCPU's checksum of region 0x%x is 0x%016x, the source's 0x%016x; first differing page at guest 0x%x: the vCPU read"
-                        + " 0x%016x, the source holds 0x%016x", r.guestAddress(), got, want, gpa, word, wantWord), "KVM_EXIT_HLT");
+        return new GuestException(
+                String.format(
+                        Locale.ROOT,
+                        "guest check failed: the vCPU's checksum of region 0x%x is 0x%016x, the source's 0x%016x; first differing page at guest 0x%x: the vCPU read"
+                                + " 0x%016x, the source holds 0x%016x",
+                        r.guestAddress(),
+                        got,
+                        want,
+                        gpa,
+                        word,
+                        wantWord),
+                "KVM_EXIT_HLT");
     }
 
     /** The source's side: the word at the start of each sampled page, folded as the guest does. */
@@ -141,14 +187,17 @@ public final class GuestCheck {
 
         long fold(Region r, long fromStep, long steps, long stride) throws IOException {
             long sum = 0;
-            for (long i = fromStep; i < fromStep + steps; i++) sum = GuestProgram.fold(sum, word(r.fileOffset() + i * stride));
+            for (long i = fromStep; i < fromStep + steps; i++)
+                sum = GuestProgram.fold(sum, word(r.fileOffset() + i * stride));
             return sum;
         }
 
         private long word(long fileOffset) throws IOException {
             PageIndex.Location at = index.atFileOffset(fileOffset);
             if (at == null || at.kind() != PageKind.DATA) return 0;
-            long within = fileOffset - (at.region().fileOffset() + (at.chunk().firstPage() + at.page()) * at.region().pageSize());
+            long within = fileOffset
+                    - (at.region().fileOffset()
+                            + (at.chunk().firstPage() + at.page()) * at.region().pageSize());
             return reader.page(at).get(ValueLayout.JAVA_LONG_UNALIGNED, within);
         }
 

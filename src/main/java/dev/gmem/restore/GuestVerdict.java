@@ -38,8 +38,14 @@ public record GuestVerdict(String status, String reason, GuestCheck.Result resul
     /** One line for a person. */
     public String line() {
         return switch (status) {
-            case "passed" -> String.format(Locale.ROOT, "guest check passed: a vCPU read %d pages (%d instructions) in %.0f ms and its checksums match%s",
-                    result.pagesRead(), result.instructions(), result.elapsedMs(), vcpuFaults == null ? "" : "; " + vcpuFaults + " of its faults were served by the fault engine");
+            case "passed" ->
+                String.format(
+                        Locale.ROOT,
+                        "guest check passed: a vCPU read %d pages (%d instructions) in %.0f ms and its checksums match%s",
+                        result.pagesRead(),
+                        result.instructions(),
+                        result.elapsedMs(),
+                        vcpuFaults == null ? "" : "; " + vcpuFaults + " of its faults were served by the fault engine");
             case "skipped" -> "guest check skipped: " + reason;
             default -> "guest check FAILED: " + reason;
         };

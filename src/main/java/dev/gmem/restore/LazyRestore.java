@@ -33,9 +33,16 @@ public final class LazyRestore implements AutoCloseable {
      * @param minBatch the prefetch batch right after a fault, in bytes
      * @param maxBatch the largest prefetch batch, reached while the guest is quiet
      */
-    public record Options(UffdMode mode, OnRemove onRemove, boolean prefetch, int faultAroundPages, long minBatch, long maxBatch) {
+    public record Options(
+            UffdMode mode, OnRemove onRemove, boolean prefetch, int faultAroundPages, long minBatch, long maxBatch) {
         public static Options defaults(UffdMode mode) {
-            return new Options(mode, OnRemove.ZERO, true, 3, FaultEngine.Prefetch.DEFAULT.minBatch(), FaultEngine.Prefetch.DEFAULT.maxBatch());
+            return new Options(
+                    mode,
+                    OnRemove.ZERO,
+                    true,
+                    3,
+                    FaultEngine.Prefetch.DEFAULT.minBatch(),
+                    FaultEngine.Prefetch.DEFAULT.maxBatch());
         }
 
         public Options withPrefetch(boolean on) {
@@ -43,7 +50,11 @@ public final class LazyRestore implements AutoCloseable {
         }
 
         FaultEngine.Options engine() {
-            return new FaultEngine.Options(onRemove, faultAroundPages, OnFailure.RELEASE, prefetch ? new FaultEngine.Prefetch(minBatch, maxBatch) : null);
+            return new FaultEngine.Options(
+                    onRemove,
+                    faultAroundPages,
+                    OnFailure.RELEASE,
+                    prefetch ? new FaultEngine.Prefetch(minBatch, maxBatch) : null);
         }
     }
 
@@ -52,8 +63,24 @@ public final class LazyRestore implements AutoCloseable {
      * start, in milliseconds: {@code readyMs} until faults were served, {@code populatedMs} until
      * every data page was in place (null before), and the prefetcher's rate.
      */
-    public record Stats(String mode, long faults, long faultPages, long zeroPages, long continues, long prefetchPages, long prefetchBytes, long racesLost, long retries,
-            long removes, Latency latency, double blockedMs, double readyMs, Double populatedMs, Double prefetchGibPerS, boolean complete, String failure) {}
+    public record Stats(
+            String mode,
+            long faults,
+            long faultPages,
+            long zeroPages,
+            long continues,
+            long prefetchPages,
+            long prefetchBytes,
+            long racesLost,
+            long retries,
+            long removes,
+            Latency latency,
+            double blockedMs,
+            double readyMs,
+            Double populatedMs,
+            Double prefetchGibPerS,
+            boolean complete,
+            String failure) {}
 
     private final PageSource source;
     private final GuestMemory memory;
@@ -64,7 +91,14 @@ public final class LazyRestore implements AutoCloseable {
     private final long startNanos;
     private final long readyNanos;
 
-    private LazyRestore(PageSource source, GuestMemory memory, SourcePages pages, OwnedTarget target, FaultEngine engine, UffdMode mode, long startNanos) {
+    private LazyRestore(
+            PageSource source,
+            GuestMemory memory,
+            SourcePages pages,
+            OwnedTarget target,
+            FaultEngine engine,
+            UffdMode mode,
+            long startNanos) {
         this.source = source;
         this.memory = memory;
         this.pages = pages;
@@ -86,12 +120,14 @@ public final class LazyRestore implements AutoCloseable {
     public static LazyRestore start(PageSource source, GuestMemory memory, Options options) throws IOException {
         long t0 = System.nanoTime();
         if (memory.size() < source.size()) {
-            throw new SourceMismatchException(source.path() + ": " + source.size() + " bytes of guest memory do not fit in a " + memory.size() + "-byte guest memory file");
+            throw new SourceMismatchException(source.path() + ": " + source.size()
+                    + " bytes of guest memory do not fit in a " + memory.size() + "-byte guest memory file");
         }
         for (Region r : source.regions()) {
             if (r.pageSize() != memory.pageSize()) {
-                throw new SourceMismatchException(source.path() + ": lazy restore serves " + memory.pageSize() + "-byte pages; region at guest 0x"
-                        + Long.toHexString(r.guestAddress()) + " has " + r.pageSize() + "-byte pages");
+                throw new SourceMismatchException(
+                        source.path() + ": lazy restore serves " + memory.pageSize() + "-byte pages; region at guest 0x"
+                                + Long.toHexString(r.guestAddress()) + " has " + r.pageSize() + "-byte pages");
             }
         }
         FaultEngine.Options engineOptions = options.engine();
@@ -168,10 +204,27 @@ public final class LazyRestore implements AutoCloseable {
         long populated = engine.populatedNanos();
         long prefetchStart = engine.prefetchStartNanos();
         long bytes = c.prefetchPages() * page;
-        Double gibs = populated > 0 && prefetchStart > 0 && populated > prefetchStart ? bytes / (1024.0 * 1024 * 1024) / ((populated - prefetchStart) / 1e9) : null;
+        Double gibs = populated > 0 && prefetchStart > 0 && populated > prefetchStart
+                ? bytes / (1024.0 * 1024 * 1024) / ((populated - prefetchStart) / 1e9)
+                : null;
         FaultEngineFailedException f = engine.failure();
-        return new Stats(mode.label(), c.faults(), c.faultPages(), c.zeroPages(), c.continues(), c.prefetchPages(), bytes, c.racesLost(), c.retries(), c.removes(),
-                c.latency(), c.blockedMs(), (readyNanos - startNanos) / 1e6, populated > 0 ? (populated - startNanos) / 1e6 : null, gibs, populated > 0 && f == null,
+        return new Stats(
+                mode.label(),
+                c.faults(),
+                c.faultPages(),
+                c.zeroPages(),
+                c.continues(),
+                c.prefetchPages(),
+                bytes,
+                c.racesLost(),
+                c.retries(),
+                c.removes(),
+                c.latency(),
+                c.blockedMs(),
+                (readyNanos - startNanos) / 1e6,
+                populated > 0 ? (populated - startNanos) / 1e6 : null,
+                gibs,
+                populated > 0 && f == null,
                 f == null ? null : f.getMessage());
     }
 
@@ -202,7 +255,15 @@ public final class LazyRestore implements AutoCloseable {
     }
 
     /** A finished lazy restore: what it restored, its statistics, and the checks' outcomes (null where not asked for). */
-    public record Outcome(String source, String format, String backend, long guestBytes, long dataBytes, Stats stats, int readers, RandomReaders.Result verify,
+    public record Outcome(
+            String source,
+            String format,
+            String backend,
+            long guestBytes,
+            long dataBytes,
+            Stats stats,
+            int readers,
+            RandomReaders.Result verify,
             GuestVerdict guestCheck) {}
 
     /** A memfd tells its resident pages by SEEK_DATA, a call per run; anything else is asked through its mapping, a byte a page. */
@@ -219,31 +280,56 @@ public final class LazyRestore implements AutoCloseable {
      * @throws RestoreFailedException if the restore failed (the cause says why) or did not finish in time
      * @throws RestoreVerificationException if a reader found a page that differs from the source
      */
-    public static Outcome run(PageSource source, GuestMemory.Backend backend, Options options, Checks checks) throws IOException {
-        try (Destination dst = Destination.anonymous(backend, source); LazyRestore lazy = start(source, dst.memory(), options)) {
+    public static Outcome run(PageSource source, GuestMemory.Backend backend, Options options, Checks checks)
+            throws IOException {
+        try (Destination dst = Destination.anonymous(backend, source);
+                LazyRestore lazy = start(source, dst.memory(), options)) {
             GuestVerdict guest = checks.guestStride() > 0
-                    ? GuestVerdict.of(() -> GuestCheck.run(source, dst.memory(), lazy.memory(), checks.guestStride(), checks.guestTimeout()), lazy.engine.stats()::faults)
+                    ? GuestVerdict.of(
+                            () -> GuestCheck.run(
+                                    source, dst.memory(), lazy.memory(), checks.guestStride(), checks.guestTimeout()),
+                            lazy.engine.stats()::faults)
                     : null;
             lazy.checkHealthy(); // a failed restore explains a failed guest check
             RandomReaders.Health populated = () -> {
                 if (!lazy.awaitPopulated(checks.populateTimeout().toMillis())) {
-                    throw new RestoreFailedException("lazy restore of " + source.path() + " did not finish in " + checks.populateTimeout().toSeconds() + " s", null);
+                    throw new RestoreFailedException(
+                            "lazy restore of " + source.path() + " did not finish in "
+                                    + checks.populateTimeout().toSeconds() + " s",
+                            null);
                 }
             };
             RandomReaders.Result v = null;
             if (checks.readers() > 0) {
                 // the readers run while the prefetch does, then take a second look at what became resident meanwhile
-                v = RandomReaders.check(lazy.memory(), residency(dst.memory(), lazy.memory()), source, dst.memory().pageSize(), checks.readers(), checks.seed(),
-                        lazy::checkHealthy, populated);
+                v = RandomReaders.check(
+                        lazy.memory(),
+                        residency(dst.memory(), lazy.memory()),
+                        source,
+                        dst.memory().pageSize(),
+                        checks.readers(),
+                        checks.seed(),
+                        lazy::checkHealthy,
+                        populated);
             } else {
                 populated.check();
             }
             if (v != null && v.wrongPages() > 0) {
-                throw new RestoreVerificationException(v.wrongPages() + " pages differ from " + source.path() + "; the first at guest 0x"
-                        + Long.toHexString(v.firstWrongGuestAddress()), v.firstWrongGuestAddress());
+                throw new RestoreVerificationException(
+                        v.wrongPages() + " pages differ from " + source.path() + "; the first at guest 0x"
+                                + Long.toHexString(v.firstWrongGuestAddress()),
+                        v.firstWrongGuestAddress());
             }
-            return new Outcome(source.path().toString(), source.format(), backend.label(), source.size(), source.counts().dataBytes(), lazy.stats(), checks.readers(),
-                    v, guest);
+            return new Outcome(
+                    source.path().toString(),
+                    source.format(),
+                    backend.label(),
+                    source.size(),
+                    source.counts().dataBytes(),
+                    lazy.stats(),
+                    checks.readers(),
+                    v,
+                    guest);
         }
     }
 }

@@ -33,19 +33,26 @@ public final class Populator {
     public static Check availability(Strategy strategy, GuestMemory memory) {
         boolean mmap = memory.has(dev.gmem.kvm.GuestMemfdFlag.MMAP);
         return switch (strategy) {
-            case MAPPED_COPY, POPULATE_COPY -> mmap ? Check.yes("the file can be mapped")
-                    : Check.no("the file was created without MMAP, so it cannot be mapped");
+            case MAPPED_COPY, POPULATE_COPY ->
+                mmap
+                        ? Check.yes("the file can be mapped")
+                        : Check.no("the file was created without MMAP, so it cannot be mapped");
             case WRITE -> {
                 dev.gmem.memory.MemoryCapabilities c = memory.capabilities();
-                yield c.writePath() == dev.gmem.memory.MemoryCapabilities.WritePath.NONE ? Check.no(c.write()) : Check.yes(c.write());
+                yield c.writePath() == dev.gmem.memory.MemoryCapabilities.WritePath.NONE
+                        ? Check.no(c.write())
+                        : Check.yes(c.write());
             }
             case THP_COPY -> {
                 if (memory.backend() != GuestMemory.Backend.MEMFD) {
-                    yield Check.no("transparent huge pages apply to shmem (the memfd backend); guest_memfd has its own allocator");
+                    yield Check.no(
+                            "transparent huge pages apply to shmem (the memfd backend); guest_memfd has its own allocator");
                 }
                 if (!mmap) yield Check.no("the file was created without MMAP, so it cannot be mapped");
                 HostReport.HugePages h = HostProbe.host().hugePages();
-                yield h.thpShmem().available() ? Check.yes(h.thpShmem().reason()) : Check.no(h.thpShmem().reason());
+                yield h.thpShmem().available()
+                        ? Check.yes(h.thpShmem().reason())
+                        : Check.no(h.thpShmem().reason());
             }
         };
     }
@@ -62,12 +69,19 @@ public final class Populator {
         String write = memory.capabilities().write();
         boolean kernelWrite = memory.capabilities().writePath() == dev.gmem.memory.MemoryCapabilities.WritePath.KERNEL;
         if (kernelWrite) {
-            return new Plan(Strategy.WRITE, 1, "the kernel's write() fills pages without a fault per page ("
-                    + write + "); parallel writers into one file serialise on its inode lock, so one thread");
+            return new Plan(
+                    Strategy.WRITE,
+                    1,
+                    "the kernel's write() fills pages without a fault per page (" + write
+                            + "); parallel writers into one file serialise on its inode lock, so one thread");
         }
         if (availability(Strategy.POPULATE_COPY, memory).available()) {
-            return new Plan(Strategy.POPULATE_COPY, cpus, "this kernel has no write() for guest_memfd; faulting pages in bulk with"
-                    + " MADV_POPULATE_WRITE then copying avoids a fault per page, and scales over disjoint ranges on " + cpus + " threads");
+            return new Plan(
+                    Strategy.POPULATE_COPY,
+                    cpus,
+                    "this kernel has no write() for guest_memfd; faulting pages in bulk with"
+                            + " MADV_POPULATE_WRITE then copying avoids a fault per page, and scales over disjoint ranges on "
+                            + cpus + " threads");
         }
         return new Plan(Strategy.WRITE, 1, "the file cannot be mapped; " + write);
     }
@@ -80,7 +94,8 @@ public final class Populator {
     }
 
     /** Fills {@code [offset, offset+source.byteSize())} of {@code memory} from {@code source} with {@code strategy} on {@code threads} threads. */
-    public static void populate(Strategy strategy, int threads, GuestMemory memory, long offset, MemorySegment source) throws IOException {
+    public static void populate(Strategy strategy, int threads, GuestMemory memory, long offset, MemorySegment source)
+            throws IOException {
         if (threads < 1) throw new IllegalArgumentException("threads must be at least 1, not " + threads);
         long length = source.byteSize();
         if (length == 0) return;
@@ -110,7 +125,8 @@ public final class Populator {
         public static Filler open(Strategy strategy, GuestMemory memory, long offset, long length) throws IOException {
             Check available = availability(strategy, memory);
             if (!available.available()) {
-                throw new dev.gmem.memory.UnsupportedFeatureException(memory.backend().label(), "population strategy " + strategy.label(), available.reason());
+                throw new dev.gmem.memory.UnsupportedFeatureException(
+                        memory.backend().label(), "population strategy " + strategy.label(), available.reason());
             }
             if (strategy == Strategy.WRITE) return new Filler(strategy, memory, null, offset);
             HostMapping hm = memory.map(offset, length);
@@ -149,10 +165,15 @@ public final class Populator {
         long done = 0;
         while (done < source.byteSize()) {
             long n = memory.write(offset + done, source.asSlice(done));
-            if (n <= 0) throw new IllegalStateException("write at offset " + (offset + done) + " made no progress"); // write() fails rather than return 0
+            if (n <= 0)
+                throw new IllegalStateException("write at offset " + (offset + done)
+                        + " made no progress"); // write() fails rather than return 0
             done += n;
             if (n % memory.pageSize() != 0) {
-                throw new SourceUnreadableException("population stopped at offset " + (offset + done) + ": the source could not be read past this point", offset + done);
+                throw new SourceUnreadableException(
+                        "population stopped at offset " + (offset + done)
+                                + ": the source could not be read past this point",
+                        offset + done);
             }
         }
     }

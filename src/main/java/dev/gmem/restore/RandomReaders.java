@@ -41,7 +41,13 @@ public final class RandomReaders {
      * @param wrongPages pages that differ from the source; {@code firstWrongGuestAddress} the first one found (-1: none)
      * @param accessLatency every page read, in microseconds: p50, p90, p99, max
      */
-    public record Result(long pages, long dataPages, long residentOtherPages, long wrongPages, long firstWrongGuestAddress, double elapsedMs,
+    public record Result(
+            long pages,
+            long dataPages,
+            long residentOtherPages,
+            long wrongPages,
+            long firstWrongGuestAddress,
+            double elapsedMs,
             Latency accessLatency) {
         public long sampledPages() {
             return pages - dataPages - residentOtherPages;
@@ -91,7 +97,8 @@ public final class RandomReaders {
     }
 
     /** Checks {@code guest} (laid out as {@code source}'s regions) on {@code threads} threads in an order drawn from {@code seed}, reading the pages the class comment names. */
-    public static Result check(MemorySegment guest, PageSource source, long pageSize, int threads, long seed) throws IOException {
+    public static Result check(MemorySegment guest, PageSource source, long pageSize, int threads, long seed)
+            throws IOException {
         return check(guest, source, pageSize, threads, seed, () -> {});
     }
 
@@ -99,12 +106,21 @@ public final class RandomReaders {
      * As {@link #check(MemorySegment, PageSource, long, int, long)}, asking {@code health} after
      * every page: its error (a lazy restore that failed) stops every reader and is thrown.
      */
-    public static Result check(MemorySegment guest, PageSource source, long pageSize, int threads, long seed, Health health) throws IOException {
+    public static Result check(
+            MemorySegment guest, PageSource source, long pageSize, int threads, long seed, Health health)
+            throws IOException {
         return check(guest, Residency.ofMapping(guest, pageSize), source, pageSize, threads, seed, health);
     }
 
     /** As {@link #check(MemorySegment, PageSource, long, int, long, Health)}, learning which pages are resident from {@code residency}. */
-    public static Result check(MemorySegment guest, Residency residency, PageSource source, long pageSize, int threads, long seed, Health health)
+    public static Result check(
+            MemorySegment guest,
+            Residency residency,
+            PageSource source,
+            long pageSize,
+            int threads,
+            long seed,
+            Health health)
             throws IOException {
         return check(guest, residency, source, pageSize, threads, seed, health, null);
     }
@@ -115,8 +131,16 @@ public final class RandomReaders {
      * zero page or hole that became resident since the start (a stray write while the prefetch ran,
      * say) and was not read is read now. Those reads fault nothing in.
      */
-    public static Result check(MemorySegment guest, Residency residency, PageSource source, long pageSize, int threads, long seed, Health health,
-            Health settle) throws IOException {
+    public static Result check(
+            MemorySegment guest,
+            Residency residency,
+            PageSource source,
+            long pageSize,
+            int threads,
+            long seed,
+            Health health,
+            Health settle)
+            throws IOException {
         PageIndex index = new PageIndex(source);
         Selection chosen = select(residency, source, index, pageSize, seed);
         long[] order = chosen.offsets();
@@ -134,7 +158,9 @@ public final class RandomReaders {
                     for (long k = t * share; k < Math.min(pages, (t + 1) * share); k++) {
                         long offset = order[(int) k];
                         PageIndex.Location at = index.atFileOffset(offset);
-                        MemorySegment expected = at != null && at.kind() == PageKind.DATA ? expectedData(reader, at, offset, pageSize) : zeros;
+                        MemorySegment expected = at != null && at.kind() == PageKind.DATA
+                                ? expectedData(reader, at, offset, pageSize)
+                                : zeros;
                         long s = System.nanoTime();
                         // in C: a thread blocked on a fault must not be inside Java code (see Posix.mismatch)
                         long diff = dev.gmem.linux.Posix.mismatch(guest.asSlice(offset, pageSize), expected, pageSize);
@@ -159,8 +185,12 @@ public final class RandomReaders {
                     MemorySegment zeros = arena.allocate(pageSize, pageSize);
                     long[] now = residency.extents();
                     for (int i = 0; i < now.length; i += 2) {
-                        for (long offset = now[i] / pageSize * pageSize; offset < Math.min(now[i + 1], source.size()); offset += pageSize) {
-                            if (isData(index, offset) || within(chosen.residentAtStart(), offset) || chosen.sampled().contains(offset)) continue;
+                        for (long offset = now[i] / pageSize * pageSize;
+                                offset < Math.min(now[i + 1], source.size());
+                                offset += pageSize) {
+                            if (isData(index, offset)
+                                    || within(chosen.residentAtStart(), offset)
+                                    || chosen.sampled().contains(offset)) continue;
                             later++;
                             if (dev.gmem.linux.Posix.mismatch(guest.asSlice(offset, pageSize), zeros, pageSize) >= 0) {
                                 wrong.incrementAndGet();
@@ -172,11 +202,19 @@ public final class RandomReaders {
             }
         }
         double ms = (System.nanoTime() - t0) / 1e6;
-        return new Result(pages + later, chosen.data(), chosen.residentOther() + later, wrong.get(), firstWrong.get(), ms, Latency.of(latency));
+        return new Result(
+                pages + later,
+                chosen.data(),
+                chosen.residentOther() + later,
+                wrong.get(),
+                firstWrong.get(),
+                ms,
+                Latency.of(latency));
     }
 
     /** The source's bytes of the {@code pageSize} unit at file offset {@code offset}, which may lie inside a larger region page. */
-    private static MemorySegment expectedData(ChunkReader reader, PageIndex.Location at, long offset, long pageSize) throws IOException {
+    private static MemorySegment expectedData(ChunkReader reader, PageIndex.Location at, long offset, long pageSize)
+            throws IOException {
         Region r = at.region();
         long within = (offset - r.fileOffset()) % r.pageSize();
         return reader.page(at).asSlice(within, pageSize);
@@ -187,12 +225,16 @@ public final class RandomReaders {
      * pages; and, for the second look, the resident extents at the start and the sampled pages
      * (null extents: every page was chosen).
      */
-    private record Selection(long[] offsets, long data, long residentOther, long[] residentAtStart, java.util.Set<Long> sampled) {}
+    private record Selection(
+            long[] offsets, long data, long residentOther, long[] residentAtStart, java.util.Set<Long> sampled) {}
 
-    private static Selection select(Residency residency, PageSource source, PageIndex index, long pageSize, long seed) throws IOException {
+    private static Selection select(Residency residency, PageSource source, PageIndex index, long pageSize, long seed)
+            throws IOException {
         long pages = source.size() / pageSize;
         long dataUnits = 0;
-        for (Chunk c : source.chunks()) dataUnits += (long) c.dataPages() * (source.regions().get(c.region()).pageSize() / pageSize);
+        for (Chunk c : source.chunks())
+            dataUnits +=
+                    (long) c.dataPages() * (source.regions().get(c.region()).pageSize() / pageSize);
         LongList chosen = new LongList(Math.toIntExact(Math.min(pages, dataUnits + ABSENT_SAMPLE)));
         for (Chunk c : source.chunks()) {
             Region r = source.regions().get(c.region());
@@ -214,14 +256,17 @@ public final class RandomReaders {
         long[] runs = residency.extents();
         long resident = 0;
         for (int i = 0; i < runs.length; i += 2) {
-            for (long offset = runs[i] / pageSize * pageSize; offset < Math.min(runs[i + 1], source.size()); offset += pageSize) {
+            for (long offset = runs[i] / pageSize * pageSize;
+                    offset < Math.min(runs[i + 1], source.size());
+                    offset += pageSize) {
                 if (!isData(index, offset)) {
                     chosen.add(offset);
                     resident++;
                 }
             }
         }
-        // ABSENT_SAMPLE distinct absent pages, drawn with the seed: by rejection where they are common, else by a reservoir over every page
+        // ABSENT_SAMPLE distinct absent pages, drawn with the seed: by rejection where they are common, else by a
+        // reservoir over every page
         java.util.Set<Long> sampled = new java.util.HashSet<>();
         SplittableRandom r = new SplittableRandom(seed ^ 0x5DEECE66DL);
         if (others >= pages / 64) {

@@ -10,7 +10,10 @@ import java.io.IOException;
  * {@link dev.gmem.snapshot.SnapshotFormatException}s.
  */
 public abstract sealed class RestoreException extends IOException
-        permits RestoreFailedException, RestoreVerificationException, SourceUnreadableException, SourceMismatchException {
+        permits RestoreFailedException,
+                RestoreVerificationException,
+                SourceUnreadableException,
+                SourceMismatchException {
     private static final long serialVersionUID = 1L;
 
     RestoreException(String message, Throwable cause) {

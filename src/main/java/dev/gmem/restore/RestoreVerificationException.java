@@ -1,6 +1,5 @@
 package dev.gmem.restore;
 
-
 /** Restored guest memory that differs from its source; the message names the first differing page and byte. */
 public final class RestoreVerificationException extends RestoreException {
     private static final long serialVersionUID = 1L;

@@ -3,13 +3,13 @@ package dev.gmem.restore;
 import dev.gmem.fault.PageProvider;
 import dev.gmem.snapshot.Chunk;
 import dev.gmem.snapshot.ChunkData;
-import java.lang.foreign.MemorySegment;
 import dev.gmem.snapshot.ChunkReader;
 import dev.gmem.snapshot.PageIndex;
 import dev.gmem.snapshot.PageKind;
 import dev.gmem.snapshot.PageSource;
 import dev.gmem.snapshot.Region;
 import java.io.IOException;
+import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicLongArray;
@@ -31,6 +31,7 @@ public final class SourcePages implements PageProvider {
     private volatile long[] chunkStart;
     /** Chunks whose checksum has been checked, one bit each. */
     private final AtomicLongArray verified;
+
     private final long[] accessOrder;
     private volatile boolean closed;
     private Thread verifier;
@@ -41,7 +42,10 @@ public final class SourcePages implements PageProvider {
         this.chunks = source.chunks();
         this.regions = source.regions();
         this.verified = new AtomicLongArray((chunks.size() + 63) / 64);
-        this.accessOrder = Arrays.stream(source.accessOrder()).map(index::fileOffsetOfGuest).filter(o -> o >= 0).toArray();
+        this.accessOrder = Arrays.stream(source.accessOrder())
+                .map(index::fileOffsetOfGuest)
+                .filter(o -> o >= 0)
+                .toArray();
     }
 
     public PageSource source() {
@@ -108,9 +112,11 @@ public final class SourcePages implements PageProvider {
     @Override
     public int dataRun(long offset, int maxPages) {
         PageIndex.Location at = index.atFileOffset(offset);
-        if (at == null || at.kind() != PageKind.DATA) throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
+        if (at == null || at.kind() != PageKind.DATA)
+            throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
         int n = 1;
-        while (n < maxPages && at.page() + n < at.chunk().pages() && at.chunk().kind(at.page() + n) == PageKind.DATA) n++;
+        while (n < maxPages && at.page() + n < at.chunk().pages() && at.chunk().kind(at.page() + n) == PageKind.DATA)
+            n++;
         return n;
     }
 
@@ -195,7 +201,8 @@ public final class SourcePages implements PageProvider {
         @Override
         public void fetch(long offset, int pages, long token, Delivery to) throws IOException {
             PageIndex.Location at = index.atFileOffset(offset);
-            if (at == null || at.kind() != PageKind.DATA) throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
+            if (at == null || at.kind() != PageKind.DATA)
+                throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
             int chunk = at.index();
             MemorySegment bytes;
             if (!isVerified(chunk)) {

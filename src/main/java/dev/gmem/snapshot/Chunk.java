@@ -19,8 +19,17 @@ import java.util.Arrays;
  * @param rawLength data bytes once decoded: data pages times the page size
  * @param crc32c CRC32C of the stored bytes (0 and unused for a raw source)
  */
-public record Chunk(int region, long firstPage, int pages, long[] dataMap, long[] zeroMap, Codec codec, long offset, int storedLength,
-        int rawLength, int crc32c) {
+public record Chunk(
+        int region,
+        long firstPage,
+        int pages,
+        long[] dataMap,
+        long[] zeroMap,
+        Codec codec,
+        long offset,
+        int storedLength,
+        int rawLength,
+        int crc32c) {
 
     public PageKind kind(int page) {
         if (test(dataMap, page)) return PageKind.DATA;
@@ -83,9 +92,17 @@ public record Chunk(int region, long firstPage, int pages, long[] dataMap, long[
 
     @Override
     public boolean equals(Object o) {
-        return o instanceof Chunk c && region == c.region && firstPage == c.firstPage && pages == c.pages && Arrays.equals(dataMap, c.dataMap)
-                && Arrays.equals(zeroMap, c.zeroMap) && codec == c.codec && offset == c.offset && storedLength == c.storedLength
-                && rawLength == c.rawLength && crc32c == c.crc32c;
+        return o instanceof Chunk c
+                && region == c.region
+                && firstPage == c.firstPage
+                && pages == c.pages
+                && Arrays.equals(dataMap, c.dataMap)
+                && Arrays.equals(zeroMap, c.zeroMap)
+                && codec == c.codec
+                && offset == c.offset
+                && storedLength == c.storedLength
+                && rawLength == c.rawLength
+                && crc32c == c.crc32c;
     }
 
     @Override
@@ -95,7 +112,7 @@ public record Chunk(int region, long firstPage, int pages, long[] dataMap, long[
 
     @Override
     public String toString() {
-        return "chunk(region " + region + ", pages " + firstPage + "+" + pages + ", " + dataPages() + " data, " + zeroPages() + " zero, "
-                + codec.label() + " " + storedLength + " bytes at " + offset + ")";
+        return "chunk(region " + region + ", pages " + firstPage + "+" + pages + ", " + dataPages() + " data, "
+                + zeroPages() + " zero, " + codec.label() + " " + storedLength + " bytes at " + offset + ")";
     }
 }

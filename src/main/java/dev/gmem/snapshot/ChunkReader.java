@@ -15,6 +15,7 @@ public final class ChunkReader implements AutoCloseable {
     private final MemorySegment scratch;
     /** For runs read alone (uncompressed chunks), so that the cached chunk stays. */
     private final MemorySegment runScratch;
+
     private int cached = -1;
     private ChunkData data;
 
@@ -46,7 +47,8 @@ public final class ChunkReader implements AutoCloseable {
      * pages alone read from the source.
      */
     public MemorySegment run(int index, int first, int pages) throws IOException {
-        if (index == cached || source.chunks().get(index).codec() != Codec.NONE) return chunk(index).run(first, pages);
+        if (index == cached || source.chunks().get(index).codec() != Codec.NONE)
+            return chunk(index).run(first, pages);
         return source.readRun(index, first, pages, runScratch);
     }
 

@@ -64,7 +64,9 @@ public enum Codec {
         ByteBuffer dst = target.asByteBuffer();
         return switch (this) {
             case NONE -> throw new IllegalStateException("NONE does not compress");
-            case ZSTD -> Math.toIntExact(Zstd.compressDirectByteBuffer(dst, 0, dst.capacity(), src, 0, src.capacity(), ZSTD_LEVEL));
+            case ZSTD ->
+                Math.toIntExact(
+                        Zstd.compressDirectByteBuffer(dst, 0, dst.capacity(), src, 0, src.capacity(), ZSTD_LEVEL));
             case LZ4 -> lz4().fastCompressor().compress(src, 0, src.capacity(), dst, 0, dst.capacity());
         };
     }
@@ -84,7 +86,8 @@ public enum Codec {
                 case NONE -> throw new IllegalStateException("NONE does not decompress");
                 case ZSTD -> {
                     long size = Zstd.getFrameContentSize(src);
-                    if (size != dst.capacity()) throw new IllegalArgumentException("zstd frame declares " + size + " bytes");
+                    if (size != dst.capacity())
+                        throw new IllegalArgumentException("zstd frame declares " + size + " bytes");
                     yield Zstd.decompressDirectByteBuffer(dst, 0, dst.capacity(), src, 0, src.capacity());
                 }
                 case LZ4 -> lz4().safeDecompressor().decompress(src, 0, src.capacity(), dst, 0, dst.capacity());
@@ -92,7 +95,9 @@ public enum Codec {
         } catch (LZ4Exception | com.github.luben.zstd.ZstdException e) {
             throw new IllegalArgumentException(label() + " data is malformed: " + e.getMessage(), e);
         }
-        if (n != dst.capacity()) throw new IllegalArgumentException(label() + " data decompressed to " + n + " bytes, expected " + dst.capacity());
+        if (n != dst.capacity())
+            throw new IllegalArgumentException(
+                    label() + " data decompressed to " + n + " bytes, expected " + dst.capacity());
     }
 
     private static LZ4Factory lz4() {

@@ -29,9 +29,11 @@ public final class ImageSynth {
     static final int RUN_PAGES = 16;
     static final int TEMPLATES = 32;
     private static final long PAGE = 4096;
-    private static final String[] WORDS = ("the of and to in is that for it as was with be by on not he this are or his from at which but have an they you"
-            + " were her she there been one all we their has would when if so no will can more other its into only time some could them these"
-            + " kvm guest memory page fault snapshot restore vcpu region file write map kernel").split(" ");
+    private static final String[] WORDS =
+            ("the of and to in is that for it as was with be by on not he this are or his from at which but have an they you"
+                            + " were her she there been one all we their has would when if so no will can more other its into only time some could them these"
+                            + " kvm guest memory page fault snapshot restore vcpu region file write map kernel")
+                    .split(" ");
 
     private ImageSynth() {}
 
@@ -41,31 +43,50 @@ public final class ImageSynth {
             for (double f : new double[] {hole, zero, duplicate}) {
                 if (!(f >= 0 && f <= 1)) throw new IllegalArgumentException("fractions must lie between 0% and 100%");
             }
-            if (hole + zero + duplicate > 1.0000001) throw new IllegalArgumentException("hole, zero and duplicate pages add up to more than 100%");
+            if (hole + zero + duplicate > 1.0000001)
+                throw new IllegalArgumentException("hole, zero and duplicate pages add up to more than 100%");
         }
     }
 
     /** Pages written of each kind. */
-    public record Result(Path output, long size, long holePages, long zeroPages, long duplicatePages, long textPages, long randomPages) {
+    public record Result(
+            Path output,
+            long size,
+            long holePages,
+            long zeroPages,
+            long duplicatePages,
+            long textPages,
+            long randomPages) {
         public long dataPages() {
             return duplicatePages + textPages + randomPages;
         }
     }
 
-    enum Kind { HOLE, ZERO, DUPLICATE, TEXT, RANDOM }
+    enum Kind {
+        HOLE,
+        ZERO,
+        DUPLICATE,
+        TEXT,
+        RANDOM
+    }
 
     /** Writes a {@code size}-byte image (a multiple of 4096) to {@code output}, on {@code threads} threads. */
-    public static Result generate(Path output, long size, Mix mix, long seed, int threads, LongConsumer progress) throws IOException {
-        if (size <= 0 || size % PAGE != 0) throw new IllegalArgumentException("the image size must be a positive multiple of 4096, not " + size);
+    public static Result generate(Path output, long size, Mix mix, long seed, int threads, LongConsumer progress)
+            throws IOException {
+        if (size <= 0 || size % PAGE != 0)
+            throw new IllegalArgumentException("the image size must be a positive multiple of 4096, not " + size);
         long pages = size / PAGE;
         int windowPages = SnapshotFormat.CHUNK_BYTES / (int) PAGE;
         long windows = (pages + windowPages - 1) / windowPages;
         AtomicLongArray counts = new AtomicLongArray(Kind.values().length);
-        try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644); Arena arena = Arena.ofShared()) {
+        try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644);
+                Arena arena = Arena.ofShared()) {
             file.fd().truncate(size);
             MemorySegment templates = arena.allocate(TEMPLATES * PAGE, PAGE);
-            for (int t = 0; t < TEMPLATES; t++) fillText(templates.asSlice(t * PAGE, PAGE), new SplittableRandom(seed * 31 + t));
-            ThreadLocal<MemorySegment> buffers = ThreadLocal.withInitial(() -> arena.allocate(SnapshotFormat.CHUNK_BYTES, PAGE));
+            for (int t = 0; t < TEMPLATES; t++)
+                fillText(templates.asSlice(t * PAGE, PAGE), new SplittableRandom(seed * 31 + t));
+            ThreadLocal<MemorySegment> buffers =
+                    ThreadLocal.withInitial(() -> arena.allocate(SnapshotFormat.CHUNK_BYTES, PAGE));
             Parallel.forEach(threads, "gmem-synth", Math.toIntExact(windows), w -> {
                 MemorySegment buf = buffers.get();
                 long first = (long) w * windowPages;
@@ -78,7 +99,9 @@ public final class ImageSynth {
                         fill(buf.asSlice(i * PAGE, PAGE), k, first + i, seed, templates);
                         if (runStart < 0) runStart = i;
                     } else if (runStart >= 0) {
-                        file.fd().pwriteFully(buf.asSlice(runStart * PAGE, (i - runStart) * PAGE), (first + runStart) * PAGE);
+                        file.fd()
+                                .pwriteFully(
+                                        buf.asSlice(runStart * PAGE, (i - runStart) * PAGE), (first + runStart) * PAGE);
                         runStart = -1;
                     }
                     if (i < n) local[k.ordinal()]++;
@@ -102,7 +125,8 @@ public final class ImageSynth {
     private static void fill(MemorySegment page, Kind k, long index, long seed, MemorySegment templates) {
         switch (k) {
             case ZERO -> page.fill((byte) 0);
-            case DUPLICATE -> MemorySegment.copy(templates, (Math.floorMod(mix(seed + index), TEMPLATES)) * PAGE, page, 0, PAGE);
+            case DUPLICATE ->
+                MemorySegment.copy(templates, (Math.floorMod(mix(seed + index), TEMPLATES)) * PAGE, page, 0, PAGE);
             case TEXT -> fillText(page, new SplittableRandom(mix(seed ^ index)));
             case RANDOM -> {
                 SplittableRandom r = new SplittableRandom(mix(seed + 0x51ED27L * index));
@@ -114,7 +138,9 @@ public final class ImageSynth {
         }
     }
 
-    private static final byte[][] WORD_BYTES = java.util.Arrays.stream(WORDS).map(w -> w.getBytes(StandardCharsets.US_ASCII)).toArray(byte[][]::new);
+    private static final byte[][] WORD_BYTES = java.util.Arrays.stream(WORDS)
+            .map(w -> w.getBytes(StandardCharsets.US_ASCII))
+            .toArray(byte[][]::new);
     private static final ThreadLocal<byte[]> TEXT = ThreadLocal.withInitial(() -> new byte[(int) PAGE]);
 
     private static void fillText(MemorySegment page, SplittableRandom r) {

@@ -11,7 +11,8 @@ import java.util.List;
  *     {@code max(1, chunkBytes / pageSize)} pages of its region)
  * @param accessOrder guest physical addresses of pages in the order the guest touched them; may be empty
  */
-public record Manifest(int chunkBytes, Codec compression, List<Region> regions, List<Chunk> chunks, long[] accessOrder) {
+public record Manifest(
+        int chunkBytes, Codec compression, List<Region> regions, List<Chunk> chunks, long[] accessOrder) {
     /** Pages in a window of a region with {@code pageSize}. */
     public int windowPages(long pageSize) {
         return (int) Math.max(1, chunkBytes / pageSize);

@@ -3,7 +3,14 @@ package dev.gmem.snapshot;
 import java.util.List;
 
 /** Pages and bytes of a snapshot by kind. Byte counts are exact when regions have different page sizes. */
-public record PageCounts(long dataPages, long zeroPages, long holePages, long dataBytes, long zeroBytes, long holeBytes, long storedBytes) {
+public record PageCounts(
+        long dataPages,
+        long zeroPages,
+        long holePages,
+        long dataBytes,
+        long zeroBytes,
+        long holeBytes,
+        long storedBytes) {
     public static PageCounts of(List<Region> regions, List<Chunk> chunks) {
         long data = 0, zero = 0, dataB = 0, zeroB = 0, stored = 0, totalPages = 0, total = 0;
         for (Region r : regions) {

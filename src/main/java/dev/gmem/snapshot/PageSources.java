@@ -6,8 +6,8 @@ import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.file.AccessDeniedException;
 import java.nio.file.FileSystemException;
-import java.nio.file.NoSuchFileException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.List;
@@ -48,12 +48,18 @@ public final class PageSources {
         if (path.toString().isEmpty()) throw new FileSystemException(path.toString(), null, "the input path is empty");
         if (!Files.exists(path)) {
             if (Files.isSymbolicLink(path)) {
-                throw new FileSystemException(path.toString(), null, "a dangling symbolic link (to " + Files.readSymbolicLink(path) + ", which does not exist)");
+                throw new FileSystemException(
+                        path.toString(),
+                        null,
+                        "a dangling symbolic link (to " + Files.readSymbolicLink(path) + ", which does not exist)");
             }
             throw new NoSuchFileException(path.toString(), null, "no such file");
         }
-        if (Files.isDirectory(path)) throw new FileSystemException(path.toString(), null, "is a directory, not a memory file");
-        if (!Files.isRegularFile(path)) throw new FileSystemException(path.toString(), null, "is not a regular file (a device, a pipe or a socket)");
+        if (Files.isDirectory(path))
+            throw new FileSystemException(path.toString(), null, "is a directory, not a memory file");
+        if (!Files.isRegularFile(path))
+            throw new FileSystemException(
+                    path.toString(), null, "is not a regular file (a device, a pipe or a socket)");
         if (!Files.isReadable(path)) throw new AccessDeniedException(path.toString(), null, "permission denied");
     }
 
@@ -61,14 +67,18 @@ public final class PageSources {
     public static boolean isSnapshot(Path path) throws IOException {
         checkInput(path);
         try (FileChannel ch = FileChannel.open(path, StandardOpenOption.READ)) {
-            ByteBuffer head = ByteBuffer.allocate(SnapshotFormat.HEADER_CRC_AT + 4).order(ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer head =
+                    ByteBuffer.allocate(SnapshotFormat.HEADER_CRC_AT + 4).order(ByteOrder.LITTLE_ENDIAN);
             while (head.hasRemaining() && ch.read(head) >= 0) {}
             head.flip();
             if (SnapshotFormat.hasMagic(head)) return true;
             String sign = snapshotSign(ch, head);
             if (sign != null) {
-                throw new SnapshotFormatException(path, "a damaged gmem snapshot (" + sign + ", but its header's magic is wrong); it is not read as a raw"
-                        + " memory file (--format raw reads it as one)");
+                throw new SnapshotFormatException(
+                        path,
+                        "a damaged gmem snapshot (" + sign
+                                + ", but its header's magic is wrong); it is not read as a raw"
+                                + " memory file (--format raw reads it as one)");
             }
             return false;
         }
@@ -77,15 +87,20 @@ public final class PageSources {
     /** A sign that a file without the magic is a snapshot all the same, or null. */
     private static String snapshotSign(FileChannel ch, ByteBuffer head) throws IOException {
         int same = 0;
-        for (int i = 0; i < Math.min(head.limit(), SnapshotFormat.MAGIC.length); i++) same += head.get(i) == SnapshotFormat.MAGIC[i] ? 1 : 0;
+        for (int i = 0; i < Math.min(head.limit(), SnapshotFormat.MAGIC.length); i++)
+            same += head.get(i) == SnapshotFormat.MAGIC[i] ? 1 : 0;
         if (same >= 4) return same + " of the 8 bytes of the snapshot magic are in place";
-        if (head.limit() >= 16 && head.getInt(8) == SnapshotFormat.VERSION && head.getInt(12) == SnapshotFormat.HEADER_SIZE) {
+        if (head.limit() >= 16
+                && head.getInt(8) == SnapshotFormat.VERSION
+                && head.getInt(12) == SnapshotFormat.HEADER_SIZE) {
             return "its header has the version and size of a gmem snapshot header";
         }
         long size = ch.size();
         if (head.limit() >= 24) {
             long manifest = head.getLong(16);
-            if (manifest > 0 && manifest <= size - SnapshotFormat.MANIFEST_MAGIC.length && startsWith(ch, manifest, SnapshotFormat.MANIFEST_MAGIC)) {
+            if (manifest > 0
+                    && manifest <= size - SnapshotFormat.MANIFEST_MAGIC.length
+                    && startsWith(ch, manifest, SnapshotFormat.MANIFEST_MAGIC)) {
                 return "its header points at a gmem manifest";
             }
         }
@@ -109,7 +124,8 @@ public final class PageSources {
     }
 
     /** As {@link #open(Path, List, int, LongConsumer, Format)} by content ({@link Format#AUTO}). */
-    public static PageSource open(Path path, List<Region> regions, int threads, LongConsumer scanProgress) throws IOException {
+    public static PageSource open(Path path, List<Region> regions, int threads, LongConsumer scanProgress)
+            throws IOException {
         return open(path, regions, threads, scanProgress, Format.AUTO);
     }
 
@@ -118,7 +134,8 @@ public final class PageSources {
      * records its own), else a {@link RawImage} with {@code regions} (null: one region from guest
      * address 0), scanned on {@code threads} threads. {@code format} forces the kind.
      */
-    public static PageSource open(Path path, List<Region> regions, int threads, LongConsumer scanProgress, Format format) throws IOException {
+    public static PageSource open(
+            Path path, List<Region> regions, int threads, LongConsumer scanProgress, Format format) throws IOException {
         boolean snapshot = switch (format) {
             case AUTO -> isSnapshot(path);
             case SNAPSHOT -> true;
@@ -128,7 +145,9 @@ public final class PageSources {
             }
         };
         if (snapshot) {
-            if (regions != null) throw new SnapshotFormatException(path, "is a gmem snapshot, which records its own regions: --regions applies to raw files");
+            if (regions != null)
+                throw new SnapshotFormatException(
+                        path, "is a gmem snapshot, which records its own regions: --regions applies to raw files");
             return Snapshot.open(path);
         }
         return RawImage.open(path, regions, threads, scanProgress);

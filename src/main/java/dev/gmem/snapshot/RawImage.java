@@ -1,17 +1,14 @@
 package dev.gmem.snapshot;
 
-import dev.gmem.linux.Errno;
 import dev.gmem.linux.Fd;
 import dev.gmem.linux.Linux;
 import dev.gmem.linux.Mapping;
-import dev.gmem.linux.SyscallException;
 import dev.gmem.util.Parallel;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.function.LongConsumer;
 
@@ -28,6 +25,7 @@ public final class RawImage implements PageSource {
     private final Fd fd;
     /** Read-only, shared: for {@link #readInPlace} only. */
     private final Mapping mapping;
+
     private final long size;
     private final List<Region> regions;
     private final List<Chunk> chunks;
@@ -47,24 +45,31 @@ public final class RawImage implements PageSource {
      *
      * @throws SnapshotFormatException when the file's size is not the regions' total
      */
-    public static RawImage open(Path path, List<Region> regions, int threads, LongConsumer progress) throws IOException {
+    public static RawImage open(Path path, List<Region> regions, int threads, LongConsumer progress)
+            throws IOException {
         PageSources.checkInput(path);
         Fd fd = Fd.open(path, Linux.O_RDONLY | Linux.O_CLOEXEC, 0);
         try {
             long size = fd.lseek(0, Linux.SEEK_END);
             if (regions == null) {
                 if (size == 0 || size % Region.MIN_PAGE != 0) {
-                    throw new SnapshotFormatException(path, "raw memory file of " + size + " bytes: its size must be a positive multiple of " + Region.MIN_PAGE);
+                    throw new SnapshotFormatException(
+                            path,
+                            "raw memory file of " + size + " bytes: its size must be a positive multiple of "
+                                    + Region.MIN_PAGE);
                 }
                 regions = Region.whole(size, Region.MIN_PAGE);
             }
             long expected = Region.totalSize(regions);
             if (size != expected) {
-                throw new SnapshotFormatException(path, "raw memory file is " + size + " bytes, but its regions add up to " + expected + " bytes");
+                throw new SnapshotFormatException(
+                        path,
+                        "raw memory file is " + size + " bytes, but its regions add up to " + expected + " bytes");
             }
             long[] extents = fd.dataExtents(size);
             List<Chunk> chunks = scan(path, fd, regions, extents, threads, progress);
-            return new RawImage(path, fd, Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED), size, regions, chunks);
+            return new RawImage(
+                    path, fd, Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED), size, regions, chunks);
         } catch (Throwable e) {
             fd.closeQuietly();
             throw e;
@@ -72,7 +77,9 @@ public final class RawImage implements PageSource {
     }
 
     /** Classifies every page, reading the windows that hold data with pread (a file truncated meanwhile gives a short read, never a SIGBUS). */
-    private static List<Chunk> scan(Path path, Fd file, List<Region> regions, long[] extents, int threads, LongConsumer progress) throws IOException {
+    private static List<Chunk> scan(
+            Path path, Fd file, List<Region> regions, long[] extents, int threads, LongConsumer progress)
+            throws IOException {
         // only the windows that data extents touch: a huge sparse file costs what its data costs, not its size
         long[] windows = new long[48]; // {region, firstPage, pages} triples
         int count = 0;
@@ -81,7 +88,9 @@ public final class RawImage implements PageSource {
             long w = Math.max(1, SnapshotFormat.CHUNK_BYTES / reg.pageSize());
             long windowSpan = w * reg.pageSize();
             long last = -1;
-            for (int k = firstExtentEndingAfter(extents, reg.fileOffset()); k < extents.length && extents[k] < reg.fileEnd(); k += 2) {
+            for (int k = firstExtentEndingAfter(extents, reg.fileOffset());
+                    k < extents.length && extents[k] < reg.fileEnd();
+                    k += 2) {
                 long from = (Math.max(extents[k], reg.fileOffset()) - reg.fileOffset()) / windowSpan;
                 long to = (Math.min(extents[k + 1], reg.fileEnd()) - 1 - reg.fileOffset()) / windowSpan;
                 for (long x = Math.max(from, last + 1); x <= to; x++) {
@@ -119,7 +128,8 @@ public final class RawImage implements PageSource {
                     while (k < extents.length && extents[k + 1] <= at) k += 2;
                     if (k >= extents.length || extents[k] >= at + ps) continue; // the whole page is a hole
                     any = true;
-                    if (window == null) window = readFully(path, file, buffers.get().asSlice(0, pages * ps), start);
+                    if (window == null)
+                        window = readFully(path, file, buffers.get().asSlice(0, pages * ps), start);
                     if (MemorySegment.mismatch(window, p * ps, (p + 1) * ps, zeros, 0, ps) == -1) {
                         Chunk.set(zero, p);
                     } else {
@@ -129,7 +139,8 @@ public final class RawImage implements PageSource {
                 }
                 if (any) {
                     int raw = Math.toIntExact(dataPages * ps);
-                    out[i] = new Chunk((int) w[0], w[1], pages, data, zero, Codec.NONE, dataPages == 0 ? 0 : start, raw, raw, 0);
+                    out[i] = new Chunk(
+                            (int) w[0], w[1], pages, data, zero, Codec.NONE, dataPages == 0 ? 0 : start, raw, raw, 0);
                 }
                 progress.accept(pages * ps);
                 scanned.addAndGet(pages * ps);
@@ -186,7 +197,8 @@ public final class RawImage implements PageSource {
 
     private static long windowBytes(List<Region> regions) {
         long max = 0;
-        for (Region r : regions) max = Math.max(max, Math.max(1, SnapshotFormat.CHUNK_BYTES / r.pageSize()) * r.pageSize());
+        for (Region r : regions)
+            max = Math.max(max, Math.max(1, SnapshotFormat.CHUNK_BYTES / r.pageSize()) * r.pageSize());
         return max;
     }
 
@@ -214,19 +226,28 @@ public final class RawImage implements PageSource {
     public ChunkData readInPlace(int index) {
         Chunk c = chunks.get(index);
         Region r = regions.get(c.region());
-        return new ChunkData(c, mapping.segment().asSlice(r.fileOffset() + c.firstPage() * r.pageSize(), c.pages() * r.pageSize()), false, r.pageSize());
+        return new ChunkData(
+                c,
+                mapping.segment().asSlice(r.fileOffset() + c.firstPage() * r.pageSize(), c.pages() * r.pageSize()),
+                false,
+                r.pageSize());
     }
 
     @Override
     public void checkUnchanged() throws IOException {
         long now = fd.lseek(0, Linux.SEEK_END);
-        if (now != size) throw new SourceChangedException(path, "it was " + size + " bytes when opened and is " + now + " bytes now");
+        if (now != size)
+            throw new SourceChangedException(
+                    path, "it was " + size + " bytes when opened and is " + now + " bytes now");
     }
 
     private static MemorySegment readFully(Path path, Fd fd, MemorySegment into, long offset) throws IOException {
         long n = fd.preadFully(into, offset);
         if (n != into.byteSize()) {
-            throw new SourceChangedException(path, "bytes " + offset + " to " + (offset + into.byteSize()) + " were validated, but the file now ends at " + (offset + n));
+            throw new SourceChangedException(
+                    path,
+                    "bytes " + offset + " to " + (offset + into.byteSize())
+                            + " were validated, but the file now ends at " + (offset + n));
         }
         return into;
     }

@@ -56,18 +56,23 @@ public record Region(long guestAddress, long size, long pageSize, long fileOffse
             Region r = regions.get(i);
             String what = "region " + i + " (guest 0x" + Long.toHexString(r.guestAddress) + ", " + r.size + " bytes)";
             if (r.pageSize < MIN_PAGE || r.pageSize > MAX_PAGE || Long.bitCount(r.pageSize) != 1) {
-                throw new IllegalArgumentException(what + ": page size " + r.pageSize + " is not a power of two between 4 KiB and 2 MiB");
+                throw new IllegalArgumentException(
+                        what + ": page size " + r.pageSize + " is not a power of two between 4 KiB and 2 MiB");
             }
             if (r.size <= 0 || r.size % r.pageSize != 0) {
-                throw new IllegalArgumentException(what + ": size must be a positive multiple of its page size " + r.pageSize);
+                throw new IllegalArgumentException(
+                        what + ": size must be a positive multiple of its page size " + r.pageSize);
             }
             if (r.guestAddress < 0 || r.guestAddress % r.pageSize != 0) {
-                throw new IllegalArgumentException(what + ": guest address must be non-negative and a multiple of its page size " + r.pageSize);
+                throw new IllegalArgumentException(
+                        what + ": guest address must be non-negative and a multiple of its page size " + r.pageSize);
             }
             if (r.guestAddress > MAX_GUEST_ADDRESS - r.size) {
-                throw new IllegalArgumentException(what + ": ends past the largest guest physical address (2^52, the architectural limit)");
+                throw new IllegalArgumentException(
+                        what + ": ends past the largest guest physical address (2^52, the architectural limit)");
             }
-            if (offset > Long.MAX_VALUE - r.size) throw new IllegalArgumentException(what + ": the regions add up to more than 2^63 bytes");
+            if (offset > Long.MAX_VALUE - r.size)
+                throw new IllegalArgumentException(what + ": the regions add up to more than 2^63 bytes");
             out.add(new Region(r.guestAddress, r.size, r.pageSize, offset));
             offset += r.size;
         }
@@ -77,8 +82,9 @@ public record Region(long guestAddress, long size, long pageSize, long fileOffse
             Region a = byAddress.get(i - 1);
             Region b = byAddress.get(i);
             if (b.guestAddress < a.guestEnd()) {
-                throw new IllegalArgumentException("regions overlap: guest 0x" + Long.toHexString(a.guestAddress) + "-0x" + Long.toHexString(a.guestEnd())
-                        + " and 0x" + Long.toHexString(b.guestAddress) + "-0x" + Long.toHexString(b.guestEnd()));
+                throw new IllegalArgumentException("regions overlap: guest 0x" + Long.toHexString(a.guestAddress)
+                        + "-0x" + Long.toHexString(a.guestEnd()) + " and 0x" + Long.toHexString(b.guestAddress) + "-0x"
+                        + Long.toHexString(b.guestEnd()));
             }
         }
         return List.copyOf(out);
@@ -99,7 +105,8 @@ public record Region(long guestAddress, long size, long pageSize, long fileOffse
         for (String part : spec.split(",")) {
             String[] f = part.strip().split(":");
             if (f.length < 2 || f.length > 3) {
-                throw new IllegalArgumentException("region '" + part.strip() + "' is not GPA:SIZE[:PAGESIZE] (example: 0x100000000:1G)");
+                throw new IllegalArgumentException(
+                        "region '" + part.strip() + "' is not GPA:SIZE[:PAGESIZE] (example: 0x100000000:1G)");
             }
             long page = f.length == 3 ? parseSize(f[2]) : defaultPageSize;
             regions.add(new Region(parseAddress(f[0]), parseSize(f[1]), page, 0));
@@ -112,13 +119,17 @@ public record Region(long guestAddress, long size, long pageSize, long fileOffse
         try {
             return v.startsWith("0x") ? Long.parseUnsignedLong(v.substring(2), 16) : parseSize(v);
         } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("'" + s.strip() + "' is not a guest address (examples: 0, 0x100000000, 4G)");
+            throw new IllegalArgumentException(
+                    "'" + s.strip() + "' is not a guest address (examples: 0, 0x100000000, 4G)");
         }
     }
 
     /** "4096", "64K", "512M", "3G", "1T" (binary units; "KiB", "MB" and the like are accepted too). */
     public static long parseSize(String value) {
-        String v = value.strip().toUpperCase(java.util.Locale.ROOT).replace("IB", "").replace("B", "");
+        String v = value.strip()
+                .toUpperCase(java.util.Locale.ROOT)
+                .replace("IB", "")
+                .replace("B", "");
         if (v.isEmpty()) throw new IllegalArgumentException("empty size");
         long unit = switch (v.charAt(v.length() - 1)) {
             case 'K' -> 1L << 10;

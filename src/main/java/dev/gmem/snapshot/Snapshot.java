@@ -27,6 +27,7 @@ public final class Snapshot implements PageSource {
     private final Fd fd;
     /** Read-only, shared: for {@link #readInPlace} only. */
     private final Mapping mapping;
+
     private final Manifest manifest;
     private final long fileSize;
     /** The largest stored chunk, rounded up to a page: the staging part of a scratch buffer. */
@@ -53,18 +54,25 @@ public final class Snapshot implements PageSource {
         try (Arena arena = Arena.ofConfined()) {
             long size = fd.lseek(0, Linux.SEEK_END);
             if (size < SnapshotFormat.HEADER_SIZE) {
-                throw new SnapshotFormatException(path, "truncated: " + size + " bytes, shorter than the " + SnapshotFormat.HEADER_SIZE + "-byte snapshot header");
+                throw new SnapshotFormatException(
+                        path,
+                        "truncated: " + size + " bytes, shorter than the " + SnapshotFormat.HEADER_SIZE
+                                + "-byte snapshot header");
             }
             MemorySegment header = arena.allocate(SnapshotFormat.HEADER_SIZE, 8);
-            if (fd.preadFully(header, 0) != header.byteSize()) throw new SourceChangedException(path, "its header could not be read whole");
+            if (fd.preadFully(header, 0) != header.byteSize())
+                throw new SourceChangedException(path, "its header could not be read whole");
             SnapshotFormat.Header h = SnapshotFormat.decodeHeader(path, header.asByteBuffer(), size);
-            if (h.manifestLength() > Integer.MAX_VALUE - 8) throw new SnapshotFormatException(path, "manifest of " + h.manifestLength() + " bytes is larger than gmem reads (2 GiB)");
+            if (h.manifestLength() > Integer.MAX_VALUE - 8)
+                throw new SnapshotFormatException(
+                        path, "manifest of " + h.manifestLength() + " bytes is larger than gmem reads (2 GiB)");
             ByteBuffer m = ByteBuffer.allocate((int) h.manifestLength());
             MemorySegment bounce = arena.allocate(Math.min(1 << 20, Math.max(1, h.manifestLength())), 8);
             for (long at = 0; at < h.manifestLength(); at += bounce.byteSize()) {
                 MemorySegment piece = bounce.asSlice(0, Math.min(bounce.byteSize(), h.manifestLength() - at));
                 if (fd.preadFully(piece, h.manifestOffset() + at) != piece.byteSize()) {
-                    throw new SourceChangedException(path, "its manifest at offset " + h.manifestOffset() + " could not be read whole");
+                    throw new SourceChangedException(
+                            path, "its manifest at offset " + h.manifestOffset() + " could not be read whole");
                 }
                 MemorySegment.copy(piece, 0, MemorySegment.ofBuffer(m), at, piece.byteSize());
             }
@@ -127,8 +135,10 @@ public final class Snapshot implements PageSource {
         MemorySegment dst = into.asSlice(0, c.storedLength());
         long n = fd.preadFully(dst, c.offset());
         if (n != c.storedLength()) {
-            throw new SourceChangedException(path, where(index) + " ends at offset " + (c.offset() + c.storedLength()) + ", but the file now ends at "
-                    + (c.offset() + n));
+            throw new SourceChangedException(
+                    path,
+                    where(index) + " ends at offset " + (c.offset() + c.storedLength()) + ", but the file now ends at "
+                            + (c.offset() + n));
         }
         return dst;
     }
@@ -146,7 +156,11 @@ public final class Snapshot implements PageSource {
         MemorySegment dst = scratch.asSlice(0, pages * pageSize);
         long at = c.offset() + c.rank(firstPage) * pageSize;
         long n = fd.preadFully(dst, at);
-        if (n != dst.byteSize()) throw new SourceChangedException(path, where(index) + " reaches offset " + (at + dst.byteSize()) + ", but the file now ends at " + (at + n));
+        if (n != dst.byteSize())
+            throw new SourceChangedException(
+                    path,
+                    where(index) + " reaches offset " + (at + dst.byteSize()) + ", but the file now ends at "
+                            + (at + n));
         return dst;
     }
 
@@ -154,13 +168,19 @@ public final class Snapshot implements PageSource {
     public ChunkData readInPlace(int index) {
         Chunk c = manifest.chunks().get(index);
         if (c.storedLength() == 0 || c.codec() != Codec.NONE) return null;
-        return new ChunkData(c, mapping.segment().asSlice(c.offset(), c.storedLength()), true, manifest.regions().get(c.region()).pageSize());
+        return new ChunkData(
+                c,
+                mapping.segment().asSlice(c.offset(), c.storedLength()),
+                true,
+                manifest.regions().get(c.region()).pageSize());
     }
 
     @Override
     public void checkUnchanged() throws IOException {
         long now = fd.lseek(0, Linux.SEEK_END);
-        if (now != fileSize) throw new SourceChangedException(path, "it was " + fileSize + " bytes when opened and is " + now + " bytes now");
+        if (now != fileSize)
+            throw new SourceChangedException(
+                    path, "it was " + fileSize + " bytes when opened and is " + now + " bytes now");
     }
 
     /** Reads chunk {@code index} once, checking its stored bytes against the checksum before decoding them. */
@@ -204,8 +224,12 @@ public final class Snapshot implements PageSource {
         int actual = (int) crc.getValue();
         if (actual != c.crc32c()) {
             Region r = manifest.regions().get(c.region());
-            throw new ChunkChecksumException(path, index, r.guestAddress() + c.firstPage() * r.pageSize(), where(index) + ": checksum mismatch: stored "
-                    + SnapshotFormat.hex(c.crc32c()) + ", computed " + SnapshotFormat.hex(actual));
+            throw new ChunkChecksumException(
+                    path,
+                    index,
+                    r.guestAddress() + c.firstPage() * r.pageSize(),
+                    where(index) + ": checksum mismatch: stored " + SnapshotFormat.hex(c.crc32c()) + ", computed "
+                            + SnapshotFormat.hex(actual));
         }
     }
 
@@ -238,8 +262,9 @@ public final class Snapshot implements PageSource {
     String where(int index) {
         Chunk c = manifest.chunks().get(index);
         Region r = manifest.regions().get(c.region());
-        return "chunk " + index + " (region " + c.region() + ", guest 0x" + Long.toHexString(r.guestAddress() + c.firstPage() * r.pageSize())
-                + ", stored at offset " + c.offset() + ")";
+        return "chunk " + index + " (region " + c.region() + ", guest 0x"
+                + Long.toHexString(r.guestAddress() + c.firstPage() * r.pageSize()) + ", stored at offset " + c.offset()
+                + ")";
     }
 
     @Override

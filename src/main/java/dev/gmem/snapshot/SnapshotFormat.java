@@ -60,7 +60,12 @@ public final class SnapshotFormat {
 
     static ByteBuffer encodeHeader(long manifestOffset, long manifestLength, int manifestCrc) {
         ByteBuffer b = ByteBuffer.allocateDirect(HEADER_SIZE).order(ByteOrder.LITTLE_ENDIAN);
-        b.put(MAGIC).putInt(VERSION).putInt(HEADER_SIZE).putLong(manifestOffset).putLong(manifestLength).putInt(manifestCrc);
+        b.put(MAGIC)
+                .putInt(VERSION)
+                .putInt(HEADER_SIZE)
+                .putLong(manifestOffset)
+                .putLong(manifestLength)
+                .putInt(manifestCrc);
         b.putInt(HEADER_CRC_AT, crc(b.duplicate().position(0).limit(HEADER_CRC_AT)));
         return b.clear();
     }
@@ -69,42 +74,81 @@ public final class SnapshotFormat {
     static Header decodeHeader(Path file, ByteBuffer b, long fileSize) throws SnapshotFormatException {
         b = b.duplicate().order(ByteOrder.LITTLE_ENDIAN);
         if (fileSize < HEADER_SIZE || b.remaining() < HEADER_SIZE) {
-            throw new SnapshotFormatException(file, "truncated: " + fileSize + " bytes, shorter than the " + HEADER_SIZE + "-byte snapshot header");
+            throw new SnapshotFormatException(
+                    file,
+                    "truncated: " + fileSize + " bytes, shorter than the " + HEADER_SIZE + "-byte snapshot header");
         }
-        if (!hasMagic(b)) throw new SnapshotFormatException(file, "not a gmem snapshot: wrong magic at offset 0 (expected \"GMEMSNAP\")");
+        if (!hasMagic(b))
+            throw new SnapshotFormatException(
+                    file, "not a gmem snapshot: wrong magic at offset 0 (expected \"GMEMSNAP\")");
         int version = b.getInt(8);
         if (version != VERSION) {
-            throw new SnapshotFormatException(file, "unknown snapshot format version " + Integer.toUnsignedString(version) + " (this gmem reads version " + VERSION + ")");
+            throw new SnapshotFormatException(
+                    file,
+                    "unknown snapshot format version " + Integer.toUnsignedString(version)
+                            + " (this gmem reads version " + VERSION + ")");
         }
         int stored = b.getInt(HEADER_CRC_AT);
         int actual = crc(b.duplicate().position(0).limit(HEADER_CRC_AT));
-        if (stored != actual) throw new SnapshotFormatException(file, "checksum mismatch in the header: stored " + hex(stored) + ", computed " + hex(actual));
-        if (b.getInt(12) != HEADER_SIZE) throw new SnapshotFormatException(file, "header size " + b.getInt(12) + ", expected " + HEADER_SIZE);
+        if (stored != actual)
+            throw new SnapshotFormatException(
+                    file, "checksum mismatch in the header: stored " + hex(stored) + ", computed " + hex(actual));
+        if (b.getInt(12) != HEADER_SIZE)
+            throw new SnapshotFormatException(file, "header size " + b.getInt(12) + ", expected " + HEADER_SIZE);
         for (int i = HEADER_CRC_AT + 4; i < HEADER_SIZE; i++) {
             if (b.get(i) != 0) throw new SnapshotFormatException(file, "header byte " + i + " is not zero");
         }
         long offset = b.getLong(16);
         long length = b.getLong(24);
         if (offset < HEADER_SIZE || length < MANIFEST_FIXED || offset > fileSize || length > fileSize - offset) {
-            throw new SnapshotFormatException(file, (offset >= HEADER_SIZE && length >= 0 && offset <= Long.MAX_VALUE - length && offset + length > fileSize ? "truncated: " : "")
-                    + "the manifest at offset " + offset + " (" + length + " bytes) does not lie within the file (" + fileSize
-                    + " bytes, data from offset " + HEADER_SIZE + ")");
+            throw new SnapshotFormatException(
+                    file,
+                    (offset >= HEADER_SIZE
+                                            && length >= 0
+                                            && offset <= Long.MAX_VALUE - length
+                                            && offset + length > fileSize
+                                    ? "truncated: "
+                                    : "")
+                            + "the manifest at offset " + offset + " (" + length
+                            + " bytes) does not lie within the file (" + fileSize
+                            + " bytes, data from offset " + HEADER_SIZE + ")");
         }
         if (offset + length != fileSize) {
-            throw new SnapshotFormatException(file, "the manifest ends at offset " + (offset + length) + " but the file is " + fileSize + " bytes");
+            throw new SnapshotFormatException(
+                    file,
+                    "the manifest ends at offset " + (offset + length) + " but the file is " + fileSize + " bytes");
         }
         return new Header(version, offset, length, b.getInt(32));
     }
 
     static byte[] encodeManifest(Manifest m) {
-        long length = (long) MANIFEST_FIXED + (long) REGION_BYTES * m.regions().size() + (long) CHUNK_ENTRY_BYTES * m.chunks().size() + 8L * m.accessOrder().length;
+        long length = (long) MANIFEST_FIXED
+                + (long) REGION_BYTES * m.regions().size()
+                + (long) CHUNK_ENTRY_BYTES * m.chunks().size()
+                + 8L * m.accessOrder().length;
         ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(length)).order(ByteOrder.LITTLE_ENDIAN);
-        b.put(MANIFEST_MAGIC).putInt(m.chunkBytes()).put((byte) CHECKSUM_CRC32C).put((byte) m.compression().id()).putShort((short) 0)
-                .putInt(m.regions().size()).putInt(0).putLong(m.chunks().size()).putLong(m.accessOrder().length);
-        for (Region r : m.regions()) b.putLong(r.guestAddress()).putLong(r.size()).putLong(r.pageSize()).putLong(r.fileOffset());
+        b.put(MANIFEST_MAGIC)
+                .putInt(m.chunkBytes())
+                .put((byte) CHECKSUM_CRC32C)
+                .put((byte) m.compression().id())
+                .putShort((short) 0)
+                .putInt(m.regions().size())
+                .putInt(0)
+                .putLong(m.chunks().size())
+                .putLong(m.accessOrder().length);
+        for (Region r : m.regions())
+            b.putLong(r.guestAddress()).putLong(r.size()).putLong(r.pageSize()).putLong(r.fileOffset());
         for (Chunk c : m.chunks()) {
-            b.putInt(c.region()).put((byte) c.codec().id()).put((byte) 0).putShort((short) 0).putLong(c.firstPage()).putLong(c.offset())
-                    .putInt(c.storedLength()).putInt(c.rawLength()).putInt(c.crc32c()).putInt(0);
+            b.putInt(c.region())
+                    .put((byte) c.codec().id())
+                    .put((byte) 0)
+                    .putShort((short) 0)
+                    .putLong(c.firstPage())
+                    .putLong(c.offset())
+                    .putInt(c.storedLength())
+                    .putInt(c.rawLength())
+                    .putInt(c.crc32c())
+                    .putInt(0);
             for (long w : c.dataMap()) b.putLong(w);
             for (long w : c.zeroMap()) b.putLong(w);
         }
@@ -117,15 +161,20 @@ public final class SnapshotFormat {
      * {@code file}: every count against the length, every region, every chunk against its region,
      * its neighbours and the data area {@code [HEADER_SIZE, dataEnd)}, every access-order address.
      */
-    static Manifest decodeManifest(Path file, ByteBuffer b, long dataEnd, int expectedCrc) throws SnapshotFormatException {
+    static Manifest decodeManifest(Path file, ByteBuffer b, long dataEnd, int expectedCrc)
+            throws SnapshotFormatException {
         b = b.slice().order(ByteOrder.LITTLE_ENDIAN);
         int actualCrc = crc(b.duplicate());
         if (actualCrc != expectedCrc) {
-            throw new SnapshotFormatException(file, "checksum mismatch in the manifest at offset " + dataEnd + ": stored " + hex(expectedCrc) + ", computed " + hex(actualCrc));
+            throw new SnapshotFormatException(
+                    file,
+                    "checksum mismatch in the manifest at offset " + dataEnd + ": stored " + hex(expectedCrc)
+                            + ", computed " + hex(actualCrc));
         }
         String at = "manifest at offset " + dataEnd;
         for (int i = 0; i < MANIFEST_MAGIC.length; i++) {
-            if (b.get(i) != MANIFEST_MAGIC[i]) throw new SnapshotFormatException(file, at + ": wrong magic (expected \"GMEMMANI\")");
+            if (b.get(i) != MANIFEST_MAGIC[i])
+                throw new SnapshotFormatException(file, at + ": wrong magic (expected \"GMEMMANI\")");
         }
         int chunkBytes = b.getInt(8);
         int checksum = b.get(12) & 0xff;
@@ -134,17 +183,26 @@ public final class SnapshotFormat {
         long chunkCount = b.getLong(24);
         long accessCount = b.getLong(32);
         if (chunkBytes < 4096 || Integer.bitCount(chunkBytes) != 1 || chunkBytes / Region.MIN_PAGE > MAX_CHUNK_PAGES) {
-            throw new SnapshotFormatException(file, at + ": chunk size " + chunkBytes + " is not a power of two from 4096 to " + (MAX_CHUNK_PAGES * Region.MIN_PAGE));
+            throw new SnapshotFormatException(
+                    file,
+                    at + ": chunk size " + chunkBytes + " is not a power of two from 4096 to "
+                            + (MAX_CHUNK_PAGES * Region.MIN_PAGE));
         }
-        if (checksum != CHECKSUM_CRC32C) throw new SnapshotFormatException(file, at + ": unknown checksum algorithm " + checksum + " (expected 1, CRC32C)");
+        if (checksum != CHECKSUM_CRC32C)
+            throw new SnapshotFormatException(
+                    file, at + ": unknown checksum algorithm " + checksum + " (expected 1, CRC32C)");
         Codec compression = Codec.ofId(compressionId);
         if (compression == null) throw new SnapshotFormatException(file, at + ": unknown compression " + compressionId);
-        if (b.getShort(14) != 0 || b.getInt(20) != 0) throw new SnapshotFormatException(file, at + ": reserved fields are not zero");
+        if (b.getShort(14) != 0 || b.getInt(20) != 0)
+            throw new SnapshotFormatException(file, at + ": reserved fields are not zero");
         long expected = expectedLength(regionCount, chunkCount, accessCount);
         if (regionCount == 0 || expected != b.remaining()) {
-            throw new SnapshotFormatException(file, at + ": " + regionCount + " regions, " + chunkCount + " chunks and " + accessCount
-                    + " access-order entries need " + (expected < 0 ? "more than 2^63" : expected) + " bytes, but the manifest has " + b.remaining()
-                    + (regionCount == 0 ? " (a snapshot needs at least one region)" : ""));
+            throw new SnapshotFormatException(
+                    file,
+                    at + ": " + regionCount + " regions, " + chunkCount + " chunks and " + accessCount
+                            + " access-order entries need " + (expected < 0 ? "more than 2^63" : expected)
+                            + " bytes, but the manifest has " + b.remaining()
+                            + (regionCount == 0 ? " (a snapshot needs at least one region)" : ""));
         }
         int pos = MANIFEST_FIXED;
         List<Region> regions = new ArrayList<>((int) regionCount);
@@ -159,8 +217,11 @@ public final class SnapshotFormat {
         }
         for (int i = 0; i < regionCount; i++) {
             if (laid.get(i).fileOffset() != regions.get(i).fileOffset()) {
-                throw new SnapshotFormatException(file, at + ": region " + i + " says file offset " + regions.get(i).fileOffset()
-                        + ", but laid end to end it starts at " + laid.get(i).fileOffset());
+                throw new SnapshotFormatException(
+                        file,
+                        at + ": region " + i + " says file offset "
+                                + regions.get(i).fileOffset() + ", but laid end to end it starts at "
+                                + laid.get(i).fileOffset());
             }
         }
         Manifest partial = new Manifest(chunkBytes, compression, laid, List.of(), new long[0]);
@@ -172,18 +233,28 @@ public final class SnapshotFormat {
             String what = "chunk " + i;
             long regionIndex = Integer.toUnsignedLong(b.getInt(pos));
             Codec codec = Codec.ofId(b.get(pos + 4) & 0xff);
-            if (b.get(pos + 5) != 0 || b.getShort(pos + 6) != 0 || b.getInt(pos + 36) != 0) throw new SnapshotFormatException(file, what + ": reserved fields are not zero");
-            if (regionIndex >= regionCount) throw new SnapshotFormatException(file, what + ": region " + regionIndex + " does not exist (" + regionCount + " regions)");
-            if (codec == null) throw new SnapshotFormatException(file, what + ": unknown codec " + (b.get(pos + 4) & 0xff));
+            if (b.get(pos + 5) != 0 || b.getShort(pos + 6) != 0 || b.getInt(pos + 36) != 0)
+                throw new SnapshotFormatException(file, what + ": reserved fields are not zero");
+            if (regionIndex >= regionCount)
+                throw new SnapshotFormatException(
+                        file, what + ": region " + regionIndex + " does not exist (" + regionCount + " regions)");
+            if (codec == null)
+                throw new SnapshotFormatException(file, what + ": unknown codec " + (b.get(pos + 4) & 0xff));
             Region r = laid.get((int) regionIndex);
             int window = partial.windowPages(r.pageSize());
             long firstPage = b.getLong(pos + 8);
             if (firstPage < 0 || firstPage >= r.pages() || firstPage % window != 0) {
-                throw new SnapshotFormatException(file, what + ": first page " + firstPage + " is not the start of a " + window + "-page window of region "
-                        + regionIndex + " (" + r.pages() + " pages)");
+                throw new SnapshotFormatException(
+                        file,
+                        what + ": first page " + firstPage + " is not the start of a " + window
+                                + "-page window of region " + regionIndex + " (" + r.pages() + " pages)");
             }
-            if ((int) regionIndex < previousRegion || ((int) regionIndex == previousRegion && firstPage <= previousPage)) {
-                throw new SnapshotFormatException(file, what + ": out of order or overlapping the chunk before it (region " + regionIndex + ", page " + firstPage + ")");
+            if ((int) regionIndex < previousRegion
+                    || ((int) regionIndex == previousRegion && firstPage <= previousPage)) {
+                throw new SnapshotFormatException(
+                        file,
+                        what + ": out of order or overlapping the chunk before it (region " + regionIndex + ", page "
+                                + firstPage + ")");
             }
             previousRegion = (int) regionIndex;
             previousPage = firstPage;
@@ -198,25 +269,41 @@ public final class SnapshotFormat {
                 data[w] = b.getLong(pos + 40 + 8 * w);
                 zero[w] = b.getLong(pos + 40 + 8 * MAP_WORDS + 8 * w);
                 long beyond = pageMaskBeyond(pages, w);
-                if (((data[w] | zero[w]) & beyond) != 0) throw new SnapshotFormatException(file, what + ": page bits set past the window's " + pages + " pages");
-                if ((data[w] & zero[w]) != 0) throw new SnapshotFormatException(file, what + ": pages marked both data and zero");
+                if (((data[w] | zero[w]) & beyond) != 0)
+                    throw new SnapshotFormatException(
+                            file, what + ": page bits set past the window's " + pages + " pages");
+                if ((data[w] & zero[w]) != 0)
+                    throw new SnapshotFormatException(file, what + ": pages marked both data and zero");
             }
-            Chunk c = new Chunk((int) regionIndex, firstPage, pages, data, zero, codec, offset, (int) stored, (int) raw, crc);
+            Chunk c = new Chunk(
+                    (int) regionIndex, firstPage, pages, data, zero, codec, offset, (int) stored, (int) raw, crc);
             long expectRaw = c.dataPages() * r.pageSize();
             if (raw != expectRaw) {
-                throw new SnapshotFormatException(file, what + ": raw length " + raw + ", but its " + c.dataPages() + " data pages of " + r.pageSize() + " bytes make " + expectRaw);
+                throw new SnapshotFormatException(
+                        file,
+                        what + ": raw length " + raw + ", but its " + c.dataPages() + " data pages of " + r.pageSize()
+                                + " bytes make " + expectRaw);
             }
             if (c.dataPages() == 0) {
-                if (stored != 0 || offset != 0 || codec != Codec.NONE || crc != 0) throw new SnapshotFormatException(file, what + ": has no data pages but says it stores data");
-                if (c.zeroPages() == 0) throw new SnapshotFormatException(file, what + ": has neither data nor zero pages");
+                if (stored != 0 || offset != 0 || codec != Codec.NONE || crc != 0)
+                    throw new SnapshotFormatException(file, what + ": has no data pages but says it stores data");
+                if (c.zeroPages() == 0)
+                    throw new SnapshotFormatException(file, what + ": has neither data nor zero pages");
             } else {
                 if (stored == 0 || (codec == Codec.NONE && stored != raw)) {
-                    throw new SnapshotFormatException(file, what + ": stored length " + stored + " does not fit " + raw + " raw bytes with codec " + codec.label());
+                    throw new SnapshotFormatException(
+                            file,
+                            what + ": stored length " + stored + " does not fit " + raw + " raw bytes with codec "
+                                    + codec.label());
                 }
                 if (offset < previousEnd || offset > dataEnd || stored > dataEnd - offset) {
-                    throw new SnapshotFormatException(file, what + ": data at offset " + offset + " (" + stored + " bytes) "
-                            + (offset < previousEnd ? "overlaps the header or the chunk before it (which ends at " + previousEnd + ")"
-                                    : "runs past the end of the data area at offset " + dataEnd));
+                    throw new SnapshotFormatException(
+                            file,
+                            what + ": data at offset " + offset + " (" + stored + " bytes) "
+                                    + (offset < previousEnd
+                                            ? "overlaps the header or the chunk before it (which ends at " + previousEnd
+                                                    + ")"
+                                            : "runs past the end of the data area at offset " + dataEnd));
                 }
                 previousEnd = offset + stored;
             }
@@ -228,7 +315,10 @@ public final class SnapshotFormat {
             order[i] = a;
             Region r = regionOf(laid, a);
             if (r == null || (a - r.guestAddress()) % r.pageSize() != 0) {
-                throw new SnapshotFormatException(file, "access order entry " + i + ": guest address 0x" + Long.toHexString(a) + " is not a page of any region");
+                throw new SnapshotFormatException(
+                        file,
+                        "access order entry " + i + ": guest address 0x" + Long.toHexString(a)
+                                + " is not a page of any region");
             }
         }
         return new Manifest(chunkBytes, compression, laid, List.copyOf(chunks), order);
@@ -250,7 +340,9 @@ public final class SnapshotFormat {
 
     private static long expectedLength(long regions, long chunks, long access) {
         try {
-            return Math.addExact(Math.addExact(MANIFEST_FIXED + REGION_BYTES * regions, Math.multiplyExact(chunks, (long) CHUNK_ENTRY_BYTES)),
+            return Math.addExact(
+                    Math.addExact(MANIFEST_FIXED + REGION_BYTES * regions, Math.multiplyExact(chunks, (long)
+                            CHUNK_ENTRY_BYTES)),
                     Math.multiplyExact(access, 8L));
         } catch (ArithmeticException e) {
             return -1;

@@ -6,9 +6,24 @@ import java.util.List;
 import java.util.Map;
 
 /** What {@code gmem snapshot inspect} shows: a summary of a snapshot's manifest. */
-public record SnapshotInfo(String path, int formatVersion, long fileSize, long guestBytes, int chunkBytes, String compression, List<RegionInfo> regions,
-        long pages, long dataPages, long zeroPages, long holePages, long dataBytes, long storedBytes, double compressionRatio, long chunks,
-        Map<String, Long> chunksByCodec, long accessOrderPages) {
+public record SnapshotInfo(
+        String path,
+        int formatVersion,
+        long fileSize,
+        long guestBytes,
+        int chunkBytes,
+        String compression,
+        List<RegionInfo> regions,
+        long pages,
+        long dataPages,
+        long zeroPages,
+        long holePages,
+        long dataBytes,
+        long storedBytes,
+        double compressionRatio,
+        long chunks,
+        Map<String, Long> chunksByCodec,
+        long accessOrderPages) {
 
     public record RegionInfo(int index, long guestAddress, long size, long pageSize, long fileOffset) {}
 
@@ -26,8 +41,23 @@ public record SnapshotInfo(String path, int formatVersion, long fileSize, long g
         }
         Map<String, Long> codecs = new java.util.LinkedHashMap<>();
         byCodec.forEach((k, v) -> codecs.put(k.label(), v));
-        return new SnapshotInfo(s.path().toString(), SnapshotFormat.VERSION, s.fileSize(), m.size(), m.chunkBytes(), m.compression().label(), regions,
-                c.pages(), c.dataPages(), c.zeroPages(), c.holePages(), c.dataBytes(), c.storedBytes(),
-                c.storedBytes() == 0 ? 1.0 : (double) c.dataBytes() / c.storedBytes(), m.chunks().size(), codecs, m.accessOrder().length);
+        return new SnapshotInfo(
+                s.path().toString(),
+                SnapshotFormat.VERSION,
+                s.fileSize(),
+                m.size(),
+                m.chunkBytes(),
+                m.compression().label(),
+                regions,
+                c.pages(),
+                c.dataPages(),
+                c.zeroPages(),
+                c.holePages(),
+                c.dataBytes(),
+                c.storedBytes(),
+                c.storedBytes() == 0 ? 1.0 : (double) c.dataBytes() / c.storedBytes(),
+                m.chunks().size(),
+                codecs,
+                m.accessOrder().length);
     }
 }

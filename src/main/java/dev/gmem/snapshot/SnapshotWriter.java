@@ -1,7 +1,7 @@
 package dev.gmem.snapshot;
 
-import dev.gmem.util.OutputFile;
 import dev.gmem.linux.Fd;
+import dev.gmem.util.OutputFile;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
@@ -31,13 +31,16 @@ public final class SnapshotWriter {
      * (guest physical addresses, may be empty) is recorded for lazy restore. {@code progress}
      * receives guest bytes done.
      */
-    public static PackResult pack(PageSource source, Path output, Codec codec, long[] accessOrder, LongConsumer progress) throws IOException {
+    public static PackResult pack(
+            PageSource source, Path output, Codec codec, long[] accessOrder, LongConsumer progress) throws IOException {
         List<Region> regions = source.regions();
         List<Chunk> in = source.chunks();
         List<Chunk> out = new ArrayList<>(in.size());
         long window = 0;
-        for (Region r : regions) window = Math.max(window, Math.max(1, SnapshotFormat.CHUNK_BYTES / r.pageSize()) * r.pageSize());
-        try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644, source.path()); Arena arena = Arena.ofConfined()) {
+        for (Region r : regions)
+            window = Math.max(window, Math.max(1, SnapshotFormat.CHUNK_BYTES / r.pageSize()) * r.pageSize());
+        try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644, source.path());
+                Arena arena = Arena.ofConfined()) {
             Fd fd = file.fd();
             MemorySegment scratch = arena.allocate(Math.max(window, source.scratchBytes()), ALIGN);
             MemorySegment staging = arena.allocate(window, ALIGN);
@@ -52,11 +55,13 @@ public final class SnapshotWriter {
                 progress.accept(start - previousEnd); // the holes before this chunk
                 previousEnd = start + c.pages() * r.pageSize();
                 if (c.dataPages() == 0) {
-                    out.add(new Chunk(c.region(), c.firstPage(), c.pages(), c.dataMap(), c.zeroMap(), Codec.NONE, 0, 0, 0, 0));
+                    out.add(new Chunk(
+                            c.region(), c.firstPage(), c.pages(), c.dataMap(), c.zeroMap(), Codec.NONE, 0, 0, 0, 0));
                     progress.accept(c.pages() * r.pageSize());
                     continue;
                 }
-                // in place, the data pages are copied into staging in Java (a truncated file makes that throw, not crash);
+                // in place, the data pages are copied into staging in Java (a truncated file makes that throw, not
+                // crash);
                 // only gmem's own buffers reach the compressor and the checksum
                 ChunkData inPlace = source.readInPlace(i);
                 ChunkData data = inPlace != null ? inPlace : source.read(i, scratch);
@@ -71,8 +76,11 @@ public final class SnapshotWriter {
                         });
                     } catch (InternalError e) {
                         source.checkUnchanged();
-                        throw new SnapshotFormatException(source.path(), "could not be read at offset " + start + " (a memory fault while copying it: an I/O error"
-                                + " of its medium?)", e);
+                        throw new SnapshotFormatException(
+                                source.path(),
+                                "could not be read at offset " + start
+                                        + " (a memory fault while copying it: an I/O error" + " of its medium?)",
+                                e);
                     }
                     packed = staging.asSlice(0, at[0]);
                 }
@@ -89,20 +97,31 @@ public final class SnapshotWriter {
                 crc.reset();
                 crc.update(stored.asByteBuffer());
                 fd.pwriteFully(stored, pos);
-                out.add(new Chunk(c.region(), c.firstPage(), c.pages(), c.dataMap(), c.zeroMap(), used, pos, (int) stored.byteSize(),
-                        (int) packed.byteSize(), (int) crc.getValue()));
+                out.add(new Chunk(
+                        c.region(),
+                        c.firstPage(),
+                        c.pages(),
+                        c.dataMap(),
+                        c.zeroMap(),
+                        used,
+                        pos,
+                        (int) stored.byteSize(),
+                        (int) packed.byteSize(),
+                        (int) crc.getValue()));
                 pos += stored.byteSize();
                 progress.accept(c.pages() * r.pageSize());
             }
             progress.accept(source.size() - previousEnd);
-            Manifest manifest = new Manifest(SnapshotFormat.CHUNK_BYTES, codec, regions, List.copyOf(out), accessOrder.clone());
+            Manifest manifest =
+                    new Manifest(SnapshotFormat.CHUNK_BYTES, codec, regions, List.copyOf(out), accessOrder.clone());
             byte[] m = SnapshotFormat.encodeManifest(manifest);
             MemorySegment mseg = arena.allocate(m.length);
             MemorySegment.copy(MemorySegment.ofArray(m), 0, mseg, 0, m.length);
             fd.pwriteFully(mseg, pos);
             crc.reset();
             crc.update(m);
-            MemorySegment header = MemorySegment.ofBuffer(SnapshotFormat.encodeHeader(pos, m.length, (int) crc.getValue()));
+            MemorySegment header =
+                    MemorySegment.ofBuffer(SnapshotFormat.encodeHeader(pos, m.length, (int) crc.getValue()));
             fd.pwriteFully(header, 0);
             file.commit();
             return new PackResult(output, pos + m.length, manifest);
@@ -119,7 +138,8 @@ public final class SnapshotWriter {
         List<Chunk> chunks = source.chunks();
         List<Region> regions = source.regions();
         long size = source.size();
-        try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644, source.path()); Arena arena = Arena.ofShared()) {
+        try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644, source.path());
+                Arena arena = Arena.ofShared()) {
             Fd fd = file.fd();
             fd.truncate(size);
             long scratchBytes = Math.max(1, source.scratchBytes());

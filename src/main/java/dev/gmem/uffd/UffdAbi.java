@@ -16,28 +16,43 @@ public final class UffdAbi {
 
     private static final ValueLayout.OfLong U64 = ValueLayout.JAVA_LONG;
 
-    public static final StructLayout API = MemoryLayout.structLayout(U64.withName("api"), U64.withName("features"), U64.withName("ioctls"));
+    public static final StructLayout API =
+            MemoryLayout.structLayout(U64.withName("api"), U64.withName("features"), U64.withName("ioctls"));
     public static final StructLayout RANGE = MemoryLayout.structLayout(U64.withName("start"), U64.withName("len"));
-    public static final StructLayout REGISTER = MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"), U64.withName("ioctls"));
+    public static final StructLayout REGISTER =
+            MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"), U64.withName("ioctls"));
     public static final StructLayout COPY = MemoryLayout.structLayout(
             U64.withName("dst"), U64.withName("src"), U64.withName("len"), U64.withName("mode"), U64.withName("copy"));
-    public static final StructLayout ZEROPAGE = MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"), U64.withName("zeropage"));
-    public static final StructLayout CONTINUE = MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"), U64.withName("mapped"));
-    public static final StructLayout WRITEPROTECT = MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"));
-    public static final StructLayout POISON = MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"), U64.withName("updated"));
+    public static final StructLayout ZEROPAGE =
+            MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"), U64.withName("zeropage"));
+    public static final StructLayout CONTINUE =
+            MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"), U64.withName("mapped"));
+    public static final StructLayout WRITEPROTECT =
+            MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"));
+    public static final StructLayout POISON =
+            MemoryLayout.structLayout(RANGE.withName("range"), U64.withName("mode"), U64.withName("updated"));
     public static final StructLayout MOVE = MemoryLayout.structLayout(
             U64.withName("dst"), U64.withName("src"), U64.withName("len"), U64.withName("mode"), U64.withName("move"));
     /** The {@code arg.pagefault} member of a message: flags, address, and the thread id with THREAD_ID. */
     public static final StructLayout MSG_PAGEFAULT = MemoryLayout.structLayout(
-            U64.withName("flags"), U64.withName("address"), ValueLayout.JAVA_INT.withName("ptid"), MemoryLayout.paddingLayout(4));
+            U64.withName("flags"),
+            U64.withName("address"),
+            ValueLayout.JAVA_INT.withName("ptid"),
+            MemoryLayout.paddingLayout(4));
     /** The {@code arg.remove} member of a message: the removed range {@code [start, end)}. */
-    public static final StructLayout MSG_REMOVE = MemoryLayout.structLayout(U64.withName("start"), U64.withName("end"), MemoryLayout.paddingLayout(8));
+    public static final StructLayout MSG_REMOVE =
+            MemoryLayout.structLayout(U64.withName("start"), U64.withName("end"), MemoryLayout.paddingLayout(8));
     /** {@code struct uffd_msg}: 32 bytes, packed; {@code arg} is a union of the per-event members. */
     public static final StructLayout MSG = MemoryLayout.structLayout(
-            ValueLayout.JAVA_BYTE.withName("event"), ValueLayout.JAVA_BYTE.withName("reserved1"),
-            ValueLayout.JAVA_SHORT.withName("reserved2"), ValueLayout.JAVA_INT.withName("reserved3"),
-            MemoryLayout.unionLayout(MSG_PAGEFAULT.withName("pagefault"), MSG_REMOVE.withName("remove"),
-                    MemoryLayout.sequenceLayout(3, U64).withName("reserved")).withName("arg"));
+            ValueLayout.JAVA_BYTE.withName("event"),
+            ValueLayout.JAVA_BYTE.withName("reserved1"),
+            ValueLayout.JAVA_SHORT.withName("reserved2"),
+            ValueLayout.JAVA_INT.withName("reserved3"),
+            MemoryLayout.unionLayout(
+                            MSG_PAGEFAULT.withName("pagefault"),
+                            MSG_REMOVE.withName("remove"),
+                            MemoryLayout.sequenceLayout(3, U64).withName("reserved"))
+                    .withName("arg"));
 
     public static final long USERFAULTFD_IOC_NEW = Ioc.io(UFFDIO, 0x00);
     public static final long UFFDIO_API = Ioc.iowr(UFFDIO, 0x3F, API.byteSize());
@@ -72,6 +87,14 @@ public final class UffdAbi {
     public static final long PAGEFAULT_FLAG_MINOR = 1 << 2;
 
     /** Bit positions in the {@code ioctls} masks returned by UFFDIO_API and UFFDIO_REGISTER. */
-    public static final int IOCTL_REGISTER = 0, IOCTL_UNREGISTER = 1, IOCTL_WAKE = 2, IOCTL_COPY = 3, IOCTL_ZEROPAGE = 4,
-            IOCTL_MOVE = 5, IOCTL_WRITEPROTECT = 6, IOCTL_CONTINUE = 7, IOCTL_POISON = 8, IOCTL_API = 63;
+    public static final int IOCTL_REGISTER = 0,
+            IOCTL_UNREGISTER = 1,
+            IOCTL_WAKE = 2,
+            IOCTL_COPY = 3,
+            IOCTL_ZEROPAGE = 4,
+            IOCTL_MOVE = 5,
+            IOCTL_WRITEPROTECT = 6,
+            IOCTL_CONTINUE = 7,
+            IOCTL_POISON = 8,
+            IOCTL_API = 63;
 }

@@ -20,7 +20,8 @@ public final class UffdMessages {
     private UffdMessages() {}
 
     private static VarHandle field(String member, String name) {
-        return UffdAbi.MSG.varHandle(PathElement.groupElement("arg"), PathElement.groupElement(member), PathElement.groupElement(name));
+        return UffdAbi.MSG.varHandle(
+                PathElement.groupElement("arg"), PathElement.groupElement(member), PathElement.groupElement(name));
     }
 
     /** The event code of message {@code i}: UffdAbi.EVENT_*. */

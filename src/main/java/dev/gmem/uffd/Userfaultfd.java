@@ -37,7 +37,11 @@ public final class Userfaultfd implements AutoCloseable {
     public static final Path DEVICE = Path.of("/dev/userfaultfd");
 
     /** How the descriptor was obtained. */
-    public enum Source { SYSCALL, DEVICE, RECEIVED }
+    public enum Source {
+        SYSCALL,
+        DEVICE,
+        RECEIVED
+    }
 
     /** What UFFDIO_API agreed: the features available and the ioctls allowed on the descriptor. */
     public record Api(long features, long ioctls) {}
@@ -61,6 +65,7 @@ public final class Userfaultfd implements AutoCloseable {
     private static final VarHandle COPY_RESULT = field(UffdAbi.COPY, "copy");
     /** ZEROPAGE and CONTINUE share one shape: a range, a mode and a result. */
     private static final VarHandle RANGED_START = field(UffdAbi.ZEROPAGE, "range", "start");
+
     private static final VarHandle RANGED_LEN = field(UffdAbi.ZEROPAGE, "range", "len");
     private static final VarHandle RANGED_MODE = field(UffdAbi.ZEROPAGE, "mode");
     private static final VarHandle ZEROPAGE_RESULT = field(UffdAbi.ZEROPAGE, "zeropage");
@@ -100,7 +105,10 @@ public final class Userfaultfd implements AutoCloseable {
             return new Userfaultfd(Fd.adopt(n, "userfaultfd"), Source.DEVICE);
         } catch (SyscallException e) {
             e.addSuppressed(syscallFailure);
-            throw new SyscallException("userfaultfd", "system call: " + syscallFailure.errnoText() + "; " + DEVICE + ": " + e.getMessage(), e.errnoNumber());
+            throw new SyscallException(
+                    "userfaultfd",
+                    "system call: " + syscallFailure.errnoText() + "; " + DEVICE + ": " + e.getMessage(),
+                    e.errnoNumber());
         }
     }
 
@@ -132,7 +140,8 @@ public final class Userfaultfd implements AutoCloseable {
         try {
             fd.ioctl("UFFDIO_API", UffdAbi.UFFDIO_API, a);
         } catch (SyscallException e) {
-            throw new SyscallException(e.call(), e.arguments() + ", features=0x" + Long.toHexString(features), e.errnoNumber());
+            throw new SyscallException(
+                    e.call(), e.arguments() + ", features=0x" + Long.toHexString(features), e.errnoNumber());
         }
         Api result = new Api((long) API_FEATURES.get(a, 0L), (long) API_IOCTLS.get(a, 0L));
         this.api = result;
@@ -165,7 +174,10 @@ public final class Userfaultfd implements AutoCloseable {
         try {
             fd.ioctl("UFFDIO_REGISTER", UffdAbi.UFFDIO_REGISTER, r);
         } catch (SyscallException e) {
-            throw new SyscallException(e.call(), e.arguments() + ", start=0x" + Long.toHexString(start) + ", len=" + length + ", mode=" + mode, e.errnoNumber());
+            throw new SyscallException(
+                    e.call(),
+                    e.arguments() + ", start=0x" + Long.toHexString(start) + ", len=" + length + ", mode=" + mode,
+                    e.errnoNumber());
         }
         return (long) REGISTER_IOCTLS.get(r, 0L);
     }
@@ -192,7 +204,8 @@ public final class Userfaultfd implements AutoCloseable {
      * (page-aligned). Returns the bytes copied, {@link #EXISTS} or {@link #RETRY}; see the class notes.
      */
     public long copy(long dst, MemorySegment source, long length, long mode) throws SyscallException {
-        if (source.byteSize() < length) throw new IndexOutOfBoundsException("source holds " + source.byteSize() + " bytes, copy asks " + length);
+        if (source.byteSize() < length)
+            throw new IndexOutOfBoundsException("source holds " + source.byteSize() + " bytes, copy asks " + length);
         MemorySegment c = scratch();
         COPY_DST.set(c, 0L, dst);
         COPY_SRC.set(c, 0L, source.address());
@@ -204,7 +217,14 @@ public final class Userfaultfd implements AutoCloseable {
 
     /** UFFDIO_ZEROPAGE: resolves the range with zeroed pages. Same results as {@link #copy}. */
     public long zeropage(long start, long length, long mode) throws SyscallException {
-        return resolve("UFFDIO_ZEROPAGE", UffdAbi.UFFDIO_ZEROPAGE, ranged(start, length, mode), ZEROPAGE_RESULT, mode, start, length);
+        return resolve(
+                "UFFDIO_ZEROPAGE",
+                UffdAbi.UFFDIO_ZEROPAGE,
+                ranged(start, length, mode),
+                ZEROPAGE_RESULT,
+                mode,
+                start,
+                length);
     }
 
     /**
@@ -213,7 +233,14 @@ public final class Userfaultfd implements AutoCloseable {
      * has no page at some offset of the range.
      */
     public long continueRange(long start, long length, long mode) throws SyscallException {
-        return resolve("UFFDIO_CONTINUE", UffdAbi.UFFDIO_CONTINUE, ranged(start, length, mode), CONTINUE_RESULT, mode, start, length);
+        return resolve(
+                "UFFDIO_CONTINUE",
+                UffdAbi.UFFDIO_CONTINUE,
+                ranged(start, length, mode),
+                CONTINUE_RESULT,
+                mode,
+                start,
+                length);
     }
 
     /** The argument of ZEROPAGE or CONTINUE, with the result cleared. */
@@ -226,7 +253,9 @@ public final class Userfaultfd implements AutoCloseable {
         return z;
     }
 
-    private long resolve(String what, long request, MemorySegment args, VarHandle result, long mode, long start, long length) throws SyscallException {
+    private long resolve(
+            String what, long request, MemorySegment args, VarHandle result, long mode, long start, long length)
+            throws SyscallException {
         try {
             fd.ioctlShort(what, request, args);
             return (long) result.get(args, 0L);
@@ -234,13 +263,18 @@ public final class Userfaultfd implements AutoCloseable {
             long progress = (long) result.get(args, 0L);
             // The kernel wakes the faulting threads only when the whole call succeeds: after a
             // partial success, wake the part that was resolved, so "resolved" always means "woken".
-            if (progress > 0 && (e.is(Errno.EAGAIN) || e.is(Errno.EEXIST) || e.is(Errno.EFAULT)) && (mode & UffdAbi.MODE_DONTWAKE) == 0) {
+            if (progress > 0
+                    && (e.is(Errno.EAGAIN) || e.is(Errno.EEXIST) || e.is(Errno.EFAULT))
+                    && (mode & UffdAbi.MODE_DONTWAKE) == 0) {
                 wake(start, progress);
             }
             if (e.is(Errno.EAGAIN)) return progress > 0 ? progress : RETRY;
             if (e.is(Errno.EEXIST)) return progress > 0 ? progress : EXISTS;
             if (e.is(Errno.EFAULT) && request == UffdAbi.UFFDIO_CONTINUE) return progress > 0 ? progress : NO_PAGE;
-            throw new SyscallException(e.call(), e.arguments() + ", start=0x" + Long.toHexString(start) + ", len=" + length, e.errnoNumber());
+            throw new SyscallException(
+                    e.call(),
+                    e.arguments() + ", start=0x" + Long.toHexString(start) + ", len=" + length,
+                    e.errnoNumber());
         }
     }
 
@@ -270,7 +304,8 @@ public final class Userfaultfd implements AutoCloseable {
 
     private static void checkRange(Mapping mapping, long offset, long length) {
         if (offset < 0 || length <= 0 || offset > mapping.length() - length) {
-            throw new IndexOutOfBoundsException("range [" + offset + ", +" + length + ") outside mapping of " + mapping.length() + " bytes");
+            throw new IndexOutOfBoundsException(
+                    "range [" + offset + ", +" + length + ") outside mapping of " + mapping.length() + " bytes");
         }
     }
 

@@ -35,7 +35,8 @@ public final class HostMemory {
     private static long field(String name) {
         try {
             for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
-                if (line.startsWith(name)) return Long.parseLong(line.substring(name.length()).replaceAll("\\D", "")) * 1024;
+                if (line.startsWith(name))
+                    return Long.parseLong(line.substring(name.length()).replaceAll("\\D", "")) * 1024;
             }
         } catch (IOException | NumberFormatException e) {
             // unknown: the caller checks nothing
@@ -51,7 +52,8 @@ public final class HostMemory {
                 if (f.length < 3) continue;
                 Path file = null;
                 if (f[0].equals("0") && f[1].isEmpty()) file = Path.of("/sys/fs/cgroup", f[2], v2);
-                else if (v1 != null && List.of(f[1].split(",")).contains("memory")) file = Path.of("/sys/fs/cgroup/memory", f[2], v1);
+                else if (v1 != null && List.of(f[1].split(",")).contains("memory"))
+                    file = Path.of("/sys/fs/cgroup/memory", f[2], v1);
                 if (file == null || !Files.isReadable(file)) continue;
                 String value = Files.readString(file).strip();
                 if (!value.equals("max") && !value.isEmpty()) return Long.parseLong(value);

@@ -56,6 +56,7 @@ public final class OutputFile implements AutoCloseable {
     private final Fd fd;
     /** The target's identity at the start (see {@link #identity}), or null when it was absent. */
     private final Object replaced;
+
     private boolean committed;
 
     private OutputFile(Path target, Path partial, Fd fd, Object replaced) {
@@ -76,16 +77,23 @@ public final class OutputFile implements AutoCloseable {
         Path abs = target.toAbsolutePath().normalize();
         Path dir = abs.getParent();
         if (dir == null || abs.getFileName() == null) throw new OutputRefusedException(target, "is not a file name");
-        if (!Files.isDirectory(dir)) throw new OutputRefusedException(target, "its directory " + dir + " does not exist");
+        if (!Files.isDirectory(dir))
+            throw new OutputRefusedException(target, "its directory " + dir + " does not exist");
         Object replaced = null;
         BasicFileAttributes existing = attributes(abs);
         if (existing != null) {
-            if (existing.isSymbolicLink()) throw new OutputRefusedException(target, "is a symbolic link; gmem does not write through links");
+            if (existing.isSymbolicLink())
+                throw new OutputRefusedException(target, "is a symbolic link; gmem does not write through links");
             if (!existing.isRegularFile()) {
-                throw new OutputRefusedException(target, "is not a regular file (" + (existing.isDirectory() ? "a directory" : "a device or other special file")
-                        + "); gmem writes only regular files");
+                throw new OutputRefusedException(
+                        target,
+                        "is not a regular file ("
+                                + (existing.isDirectory() ? "a directory" : "a device or other special file")
+                                + "); gmem writes only regular files");
             }
-            if (mode == Mode.CREATE) throw new OutputRefusedException(target, "already exists; gmem does not overwrite it (remove it first)");
+            if (mode == Mode.CREATE)
+                throw new OutputRefusedException(
+                        target, "already exists; gmem does not overwrite it (remove it first)");
             replaced = identity(abs, existing);
         }
         for (Path in : inputs) {
@@ -93,16 +101,22 @@ public final class OutputFile implements AutoCloseable {
                 throw new OutputRefusedException(target, "is also the input; write the output to another file");
             }
         }
-        Path partial = dir.resolve(abs.getFileName() + ".partial." + ProcessHandle.current().pid() + "." + Long.toHexString(ThreadLocalRandom.current().nextLong() >>> 16));
+        Path partial = dir.resolve(
+                abs.getFileName() + ".partial." + ProcessHandle.current().pid() + "."
+                        + Long.toHexString(ThreadLocalRandom.current().nextLong() >>> 16));
         // created and registered under one lock: an interruption (abandonAll) never misses a partial file it could see
         synchronized (LIVE) {
             if (abandoned) throw new OutputRefusedException(target, "interrupted");
             Fd fd;
             try {
-                fd = Fd.open(partial, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_NOFOLLOW | Linux.O_CLOEXEC, permissions,
+                fd = Fd.open(
+                        partial,
+                        Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_NOFOLLOW | Linux.O_CLOEXEC,
+                        permissions,
                         target + " (being written as " + partial.getFileName() + ")");
             } catch (SyscallException e) {
-                throw new OutputRefusedException(target, "cannot create its partial file " + partial.getFileName() + ": " + e.errnoText());
+                throw new OutputRefusedException(
+                        target, "cannot create its partial file " + partial.getFileName() + ": " + e.errnoText());
             }
             OutputFile f = new OutputFile(abs, partial, fd, replaced);
             LIVE.add(f);
@@ -145,16 +159,20 @@ public final class OutputFile implements AutoCloseable {
                 try {
                     Files.createLink(target, partial);
                 } catch (FileAlreadyExistsException e) {
-                    throw new OutputRefusedException(target, "was created by another writer meanwhile; it is left as it is");
+                    throw new OutputRefusedException(
+                            target, "was created by another writer meanwhile; it is left as it is");
                 } catch (java.nio.file.FileSystemException | UnsupportedOperationException e) {
-                    throw new OutputRefusedException(target, "cannot be made to appear atomically here: this file system does not make hard links ("
-                            + e.getMessage() + "); write to a tmpfs or a disk file system such as ext4 or xfs");
+                    throw new OutputRefusedException(
+                            target,
+                            "cannot be made to appear atomically here: this file system does not make hard links ("
+                                    + e.getMessage() + "); write to a tmpfs or a disk file system such as ext4 or xfs");
                 }
                 Files.delete(partial);
             } else {
                 BasicFileAttributes now = attributes(target);
                 if (now == null || !now.isRegularFile() || !replaced.equals(identity(target, now))) {
-                    throw new OutputRefusedException(target, "was replaced or removed by another writer meanwhile; it is left as it is");
+                    throw new OutputRefusedException(
+                            target, "was replaced or removed by another writer meanwhile; it is left as it is");
                 }
                 try {
                     Files.move(partial, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);

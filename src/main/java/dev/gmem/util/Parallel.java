@@ -39,7 +39,8 @@ public final class Parallel {
         };
         int extra = Math.min(threads, Math.max(1, count)) - 1;
         List<Thread> workers = new ArrayList<>(extra);
-        for (int t = 1; t <= extra; t++) workers.add(Thread.ofPlatform().name(name + "-" + t).start(worker));
+        for (int t = 1; t <= extra; t++)
+            workers.add(Thread.ofPlatform().name(name + "-" + t).start(worker));
         worker.run();
         boolean interrupted = false;
         for (Thread w : workers) {

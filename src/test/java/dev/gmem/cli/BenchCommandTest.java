@@ -10,14 +10,30 @@ import tools.jackson.databind.JsonNode;
 class BenchCommandTest {
     @Test
     void populateReportsTheDocumentedJson() {
-        ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "populate", "--size", "2M", "--repeat", "1", "--backend", "memfd",
-                "--strategy", "write", "--threads", "1", "--no-c-reference", "--warm", "0", "--json");
+        ProbeCommandTest.Run r = ProbeCommandTest.run(
+                "bench",
+                "populate",
+                "--size",
+                "2M",
+                "--repeat",
+                "1",
+                "--backend",
+                "memfd",
+                "--strategy",
+                "write",
+                "--threads",
+                "1",
+                "--no-c-reference",
+                "--warm",
+                "0",
+                "--json");
         assertThat(r.exit()).as(r.err()).isZero();
         JsonNode root = Json.mapper().readTree(r.out());
         assertThat(root.get("size_bytes").asLong()).isEqualTo(2L << 20);
         List<String> rows = new ArrayList<>();
         for (JsonNode x : root.get("results")) {
-            rows.add(x.get("backend").asString() + "/" + x.get("strategy").asString() + "/" + x.get("threads").asInt());
+            rows.add(x.get("backend").asString() + "/" + x.get("strategy").asString() + "/"
+                    + x.get("threads").asInt());
             for (String key : List.of("median_ms", "min_ms", "max_ms", "gib_per_s", "vs_baseline")) {
                 assertThat(x.get(key).asDouble()).as(key).isPositive();
             }
@@ -30,8 +46,22 @@ class BenchCommandTest {
 
     @Test
     void restoreReportsPackDenseAndSparse(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
-        ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "restore", "--size", "1M", "--proportion-size", "2M", "--repeat", "1",
-                "--backend", "memfd", "--warm", "0", "--dir", dir.toString(), "--json");
+        ProbeCommandTest.Run r = ProbeCommandTest.run(
+                "bench",
+                "restore",
+                "--size",
+                "1M",
+                "--proportion-size",
+                "2M",
+                "--repeat",
+                "1",
+                "--backend",
+                "memfd",
+                "--warm",
+                "0",
+                "--dir",
+                dir.toString(),
+                "--json");
         assertThat(r.exit()).as(r.err()).isZero();
         JsonNode root = Json.mapper().readTree(r.out());
         List<String> rows = new ArrayList<>();
@@ -40,7 +70,9 @@ class BenchCommandTest {
             assertThat(x.get("median_ms").asDouble()).isPositive();
             assertThat(x.get("gib_per_s").asDouble()).isPositive();
         }
-        assertThat(rows).containsExactly("pack/1048576", "restore dense/1048576", "restore dense/2097152", "restore sparse/2097152");
+        assertThat(rows)
+                .containsExactly(
+                        "pack/1048576", "restore dense/1048576", "restore dense/2097152", "restore sparse/2097152");
         assertThat(root.get("sparse_vs_dense").get("memfd").asDouble()).isPositive();
         try (var left = java.nio.file.Files.list(dir)) {
             assertThat(left.toList()).as("the benchmark removes its files").isEmpty();
@@ -50,14 +82,33 @@ class BenchCommandTest {
     @Test
     void lazyReportsEveryTarget(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
         dev.gmem.testing.Host.assumeUserfaultfd();
-        ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "lazy", "--size", "2M", "--small", "2M", "--large", "8M", "--uffd-mode", "missing",
-                "--repeat", "1", "--runs", "2", "--warm", "0", "--dir", dir.toString(), "--json");
+        ProbeCommandTest.Run r = ProbeCommandTest.run(
+                "bench",
+                "lazy",
+                "--size",
+                "2M",
+                "--small",
+                "2M",
+                "--large",
+                "8M",
+                "--uffd-mode",
+                "missing",
+                "--repeat",
+                "1",
+                "--runs",
+                "2",
+                "--warm",
+                "0",
+                "--dir",
+                dir.toString(),
+                "--json");
         assertThat(r.exit()).as(r.err()).isZero();
         JsonNode root = Json.mapper().readTree(r.out());
         assertThat(root.get("ready")).hasSize(2);
         assertThat(root.get("ready").get(1).get("guest_bytes").asLong()).isEqualTo(8L << 20);
         assertThat(root.get("faults").get(0).get("faults").asLong()).isEqualTo(512);
-        assertThat(root.get("faults").get(0).get("service").get("p50_us").asDouble()).isPositive();
+        assertThat(root.get("faults").get(0).get("service").get("p50_us").asDouble())
+                .isPositive();
         assertThat(root.get("prefetch").get(0).get("gib_per_s").asDouble()).isPositive();
         assertThat(root.get("stress").get(0).get("wrong_pages").asLong()).isZero();
         assertThat(root.get("stress").get(0).get("pages_read").asLong()).isEqualTo(2 * 512);
@@ -71,9 +122,13 @@ class BenchCommandTest {
         ProbeCommandTest.Run r = ProbeCommandTest.run("bench", "populate", "--strategy", "teleport");
         assertThat(r.exit()).isEqualTo(2);
         assertThat(r.err()).contains("unknown strategy 'teleport'").contains("mapped-copy");
-        assertThat(ProbeCommandTest.run("bench", "populate", "--size", "12X").err()).contains("is not a size");
-        assertThat(ProbeCommandTest.run("bench", "populate", "--backend", "disk").err()).contains("--backend must be kernel, memfd or all");
-        assertThat(ProbeCommandTest.run("bench", "populate", "--threads", "0").exit()).isEqualTo(2);
+        assertThat(ProbeCommandTest.run("bench", "populate", "--size", "12X").err())
+                .contains("is not a size");
+        assertThat(ProbeCommandTest.run("bench", "populate", "--backend", "disk")
+                        .err())
+                .contains("--backend must be kernel, memfd or all");
+        assertThat(ProbeCommandTest.run("bench", "populate", "--threads", "0").exit())
+                .isEqualTo(2);
     }
 
     @Test

@@ -24,10 +24,14 @@ class DemoCommandTest {
         List<String> rows = new ArrayList<>();
         for (JsonNode x : root.get("rows")) {
             rows.add(x.get("mode").asString() + "/" + x.get("backend").asString());
-            String check = x.get("guest_check").isNull() ? null : x.get("guest_check").asString();
+            String check =
+                    x.get("guest_check").isNull() ? null : x.get("guest_check").asString();
             String note = x.get("note").isNull() ? "" : x.get("note").asString();
             if (x.get("ms").isNull()) {
-                assertThat(note).as("a row that did not run says why").startsWith("skipped: ").hasSizeGreaterThan(20);
+                assertThat(note)
+                        .as("a row that did not run says why")
+                        .startsWith("skipped: ")
+                        .hasSizeGreaterThan(20);
                 continue;
             }
             if (HostProbe.host().kvm().available()) {
@@ -36,7 +40,15 @@ class DemoCommandTest {
                 assertThat(check).startsWith("skipped: ");
             }
         }
-        assertThat(rows).containsExactly("eager/kernel", "eager/kernel", "eager/memfd", "eager/memfd", "lazy/memfd", "lazy/memfd", "lazy/kernel");
+        assertThat(rows)
+                .containsExactly(
+                        "eager/kernel",
+                        "eager/kernel",
+                        "eager/memfd",
+                        "eager/memfd",
+                        "lazy/memfd",
+                        "lazy/memfd",
+                        "lazy/kernel");
         try (var left = java.nio.file.Files.list(dir)) {
             assertThat(left.toList()).isEmpty();
         }
@@ -51,6 +63,7 @@ class DemoCommandTest {
         JsonNode g = Json.mapper().readTree(r.out()).get("guest_check");
         assertThat(g.get("status").asString()).isEqualTo("passed");
         assertThat(g.get("result").get("pages_read").asLong()).isEqualTo(1024);
-        assertThat(run("restore", snap, "--check-guest", "--check-stride", "4").out()).contains("a vCPU read 256 pages");
+        assertThat(run("restore", snap, "--check-guest", "--check-stride", "4").out())
+                .contains("a vCPU read 256 pages");
     }
 }

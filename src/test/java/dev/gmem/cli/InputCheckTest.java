@@ -13,7 +13,6 @@ class InputCheckTest {
     @TempDir
     Path dir;
 
-
     static void oneLine(ProbeCommandTest.Run r, int status, String... parts) {
         assertThat(r.exit()).as(r.err()).isEqualTo(status);
         assertThat(r.err().strip().lines()).hasSize(1);
@@ -38,7 +37,17 @@ class InputCheckTest {
         String raw = dir.resolve("raw.mem").toString();
         assertThat(run("image", "synth", "--size", "2M", "-o", raw).exit()).isZero();
         Path order = Files.write(dir.resolve("order.bin"), new byte[] {(byte) 0xff, (byte) 0xfe, 0, 1, 2});
-        oneLine(run("snapshot", "pack", raw, "-o", dir.resolve("s.snap").toString(), "--access-order", order.toString()), 1, order + ": not text");
+        oneLine(
+                run(
+                        "snapshot",
+                        "pack",
+                        raw,
+                        "-o",
+                        dir.resolve("s.snap").toString(),
+                        "--access-order",
+                        order.toString()),
+                1,
+                order + ": not text");
     }
 
     @Test
@@ -47,8 +56,15 @@ class InputCheckTest {
         byte[] b = Files.readAllBytes(Path.of(snap));
         b[0] ^= 0x20; // the first byte of the magic
         Files.write(Path.of(snap), b);
-        oneLine(run("restore", snap), ExitCode.BAD_INPUT.status, "a damaged gmem snapshot", "not read as a raw memory file");
-        oneLine(run("snapshot", "pack", snap, "-o", dir.resolve("again.snap").toString()), ExitCode.BAD_INPUT.status, "a damaged gmem snapshot");
+        oneLine(
+                run("restore", snap),
+                ExitCode.BAD_INPUT.status,
+                "a damaged gmem snapshot",
+                "not read as a raw memory file");
+        oneLine(
+                run("snapshot", "pack", snap, "-o", dir.resolve("again.snap").toString()),
+                ExitCode.BAD_INPUT.status,
+                "a damaged gmem snapshot");
         // the whole magic gone: the header's other fields still say snapshot
         for (int i = 0; i < 8; i++) b[i] = 'x';
         Files.write(Path.of(snap), b);

@@ -32,13 +32,23 @@ class ProbeCommandTest {
         assertThat(names(root)).containsExactly("kernel", "kvm", "guest_memfd", "userfaultfd", "huge_pages");
         assertThat(names(root.get("kernel"))).containsExactly("release", "machine", "page_size", "cpus");
         assertThat(names(root.get("kvm"))).containsExactly("available", "reason", "device", "api_version");
-        assertThat(names(root.get("guest_memfd"))).containsExactly("available", "reason", "flags_mask", "flags", "unknown_flag_bits",
-                "vm_flags_mask", "write", "conversion", "userfaultfd");
+        assertThat(names(root.get("guest_memfd")))
+                .containsExactly(
+                        "available",
+                        "reason",
+                        "flags_mask",
+                        "flags",
+                        "unknown_flag_bits",
+                        "vm_flags_mask",
+                        "write",
+                        "conversion",
+                        "userfaultfd");
         for (String check : List.of("write", "conversion", "userfaultfd")) {
             assertThat(names(root.get("guest_memfd").get(check))).containsExactly("available", "reason");
         }
-        assertThat(names(root.get("userfaultfd"))).containsExactly("available", "reason", "via", "features_mask", "features",
-                "missing_memfd", "minor_memfd");
+        assertThat(names(root.get("userfaultfd")))
+                .containsExactly(
+                        "available", "reason", "via", "features_mask", "features", "missing_memfd", "minor_memfd");
         assertThat(names(root.get("huge_pages"))).containsExactly("thp_shmem", "thp_shmem_mode", "hugetlb");
     }
 
@@ -46,9 +56,18 @@ class ProbeCommandTest {
     void humanReportHasOneLinePerAnswer() {
         Run r = run("probe");
         assertThat(r.exit()).isZero();
-        assertThat(r.out()).contains("KVM ", "guest_memfd ", "write() population", "in-place conversion", "MISSING on memfd",
-                "MINOR on memfd", "THP for shmem", "hugetlb pages");
-        assertThat(r.out().lines().filter(l -> l.matches("^\\s*\\S.*\\s(yes|no)\\s{2,}.*"))).hasSize(10);
+        assertThat(r.out())
+                .contains(
+                        "KVM ",
+                        "guest_memfd ",
+                        "write() population",
+                        "in-place conversion",
+                        "MISSING on memfd",
+                        "MINOR on memfd",
+                        "THP for shmem",
+                        "hugetlb pages");
+        assertThat(r.out().lines().filter(l -> l.matches("^\\s*\\S.*\\s(yes|no)\\s{2,}.*")))
+                .hasSize(10);
     }
 
     @Test
@@ -81,7 +100,10 @@ class ProbeCommandTest {
                 args.add("--help");
                 Run r = run(args.toArray(String[]::new));
                 assertThat(r.exit()).as(String.join(" ", args)).isZero();
-                assertThat(r.out()).as(String.join(" ", args)).contains("Usage: gmem").doesNotContain("%n");
+                assertThat(r.out())
+                        .as(String.join(" ", args))
+                        .contains("Usage: gmem")
+                        .doesNotContain("%n");
             }
         } finally {
             System.setErr(saved);
@@ -92,8 +114,12 @@ class ProbeCommandTest {
             CommandLine c = all;
             for (String name : path) c = c.getSubcommands().get(name);
             if (path.length > 0 && !path[path.length - 1].equals("help")) {
-                assertThat(c.getCommandSpec().usageMessage().header()).as(String.join(" ", path) + " has a one-line summary").hasSize(1);
-                assertThat(c.getCommandSpec().usageMessage().header()[0]).as(String.join(" ", path)).matches("[A-Z].*\\.");
+                assertThat(c.getCommandSpec().usageMessage().header())
+                        .as(String.join(" ", path) + " has a one-line summary")
+                        .hasSize(1);
+                assertThat(c.getCommandSpec().usageMessage().header()[0])
+                        .as(String.join(" ", path))
+                        .matches("[A-Z].*\\.");
             }
         }
     }

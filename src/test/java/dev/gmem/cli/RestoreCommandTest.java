@@ -27,11 +27,16 @@ class RestoreCommandTest {
         }
         ProbeCommandTest.Run r = run("restore", raw.toString(), "--mode", "lazy", "--verify", "--json");
         assertThat(r.exit()).as(r.err()).isZero();
-        JsonNode v = tools.jackson.databind.json.JsonMapper.builder().build().readTree(r.out()).get("verify");
+        JsonNode v = tools.jackson.databind.json.JsonMapper.builder()
+                .build()
+                .readTree(r.out())
+                .get("verify");
         assertThat(v.get("wrong_pages").asLong()).isZero();
         assertThat(v.get("data_pages").asLong()).isEqualTo(1);
         // the data page, any resident page, and the sample: a few thousand pages of 268 million
-        assertThat(v.get("pages").asLong()).isLessThanOrEqualTo(1 + v.get("resident_other_pages").asLong() + dev.gmem.restore.RandomReaders.ABSENT_SAMPLE);
+        assertThat(v.get("pages").asLong())
+                .isLessThanOrEqualTo(
+                        1 + v.get("resident_other_pages").asLong() + dev.gmem.restore.RandomReaders.ABSENT_SAMPLE);
         assertThat(v.get("resident_other_pages").asLong()).isLessThan(64);
     }
 
@@ -55,12 +60,17 @@ class RestoreCommandTest {
         b[4096 + 10] ^= 1; // the first chunk's data
         Files.write(Path.of(snap), b);
         for (String mode : new String[] {"missing", "minor"}) {
-            if (mode.equals("minor") && !HostProbe.host().userfaultfd().minorMemfd().available()) continue;
+            if (mode.equals("minor")
+                    && !HostProbe.host().userfaultfd().minorMemfd().available()) continue;
             long t0 = System.nanoTime();
             ProbeCommandTest.Run r = run("restore", snap, "--mode", "lazy", "--uffd-mode", mode, "--verify");
             assertThat(System.nanoTime() - t0).as("ends within 30 s").isLessThan(30_000_000_000L);
             assertThat(r.exit()).as(r.err()).isEqualTo(ExitCode.BAD_INPUT.status);
-            assertThat(r.err()).contains("lazy restore of").contains("checksum mismatch").contains("chunk 0").contains("guest 0x0");
+            assertThat(r.err())
+                    .contains("lazy restore of")
+                    .contains("checksum mismatch")
+                    .contains("chunk 0")
+                    .contains("guest 0x0");
             assertThat(r.err().strip().lines()).hasSize(1);
         }
     }
@@ -69,7 +79,8 @@ class RestoreCommandTest {
     void aHostThatCannotRegisterExitsWithUnsupportedAndTheReason() {
         Host.assumeGuestMemfd();
         var g = HostProbe.host().guestMemfd().userfaultfd();
-        org.junit.jupiter.api.Assumptions.assumeFalse(g.available(), "this kernel registers userfaultfd on guest_memfd: nothing to refuse");
+        org.junit.jupiter.api.Assumptions.assumeFalse(
+                g.available(), "this kernel registers userfaultfd on guest_memfd: nothing to refuse");
         ProbeCommandTest.Run r = run("restore", CliFixtures.packed(dir, "8M"), "--mode", "lazy", "--backend", "kernel");
         assertThat(r.exit()).isEqualTo(ExitCode.UNSUPPORTED.status);
         assertThat(r.err()).contains(g.reason());
@@ -77,7 +88,12 @@ class RestoreCommandTest {
 
     @Test
     void badOptionsAreUsageErrors() {
-        assertThat(run("restore", "x.snap", "--mode", "lazy", "--uffd-mode", "sideways").exit()).isEqualTo(ExitCode.USAGE.status);
-        assertThat(run("restore", "x.snap", "--mode", "lazy", "--on-remove", "keep").err()).contains("--on-remove").contains("zero or refetch");
+        assertThat(run("restore", "x.snap", "--mode", "lazy", "--uffd-mode", "sideways")
+                        .exit())
+                .isEqualTo(ExitCode.USAGE.status);
+        assertThat(run("restore", "x.snap", "--mode", "lazy", "--on-remove", "keep")
+                        .err())
+                .contains("--on-remove")
+                .contains("zero or refetch");
     }
 }

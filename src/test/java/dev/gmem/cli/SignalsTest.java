@@ -20,7 +20,8 @@ class SignalsTest {
     @BeforeEach
     void shm() throws Exception {
         Path shm = Path.of("/dev/shm");
-        dir = Files.createTempDirectory(Files.isDirectory(shm) ? shm : Path.of(System.getProperty("java.io.tmpdir")), "gmem-signals");
+        dir = Files.createTempDirectory(
+                Files.isDirectory(shm) ? shm : Path.of(System.getProperty("java.io.tmpdir")), "gmem-signals");
     }
 
     @AfterEach
@@ -32,8 +33,12 @@ class SignalsTest {
     }
 
     static Process gmem(Path err, String... args) throws Exception {
-        List<String> cmd = dev.gmem.testing.GmemProcess.command(err.getParent(), dev.gmem.testing.GmemProcess.classPath(), args);
-        return new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD).redirectError(err.toFile()).start();
+        List<String> cmd =
+                dev.gmem.testing.GmemProcess.command(err.getParent(), dev.gmem.testing.GmemProcess.classPath(), args);
+        return new ProcessBuilder(cmd)
+                .redirectOutput(ProcessBuilder.Redirect.DISCARD)
+                .redirectError(err.toFile())
+                .start();
     }
 
     @ParameterizedTest(name = "SIG{0}")
@@ -45,13 +50,18 @@ class SignalsTest {
         try {
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
             while (Leaks.partials(dir).isEmpty() && p.isAlive() && System.nanoTime() < deadline) Thread.sleep(10);
-            assertThat(Leaks.partials(dir)).as("the writer started (stderr: %s)", Files.readString(err)).isNotEmpty();
+            assertThat(Leaks.partials(dir))
+                    .as("the writer started (stderr: %s)", Files.readString(err))
+                    .isNotEmpty();
             Process kill = new ProcessBuilder("kill", "-" + signal, Long.toString(p.pid())).start();
             assertThat(kill.waitFor(10, TimeUnit.SECONDS)).isTrue();
             assertThat(p.waitFor(30, TimeUnit.SECONDS)).as("stops promptly").isTrue();
             assertThat(p.exitValue()).isEqualTo(status);
             String text = Files.readString(err, StandardCharsets.UTF_8);
-            assertThat(text).contains("gmem: interrupted (SIG" + signal + ")").doesNotContain("Exception").doesNotContain("\tat ");
+            assertThat(text)
+                    .contains("gmem: interrupted (SIG" + signal + ")")
+                    .doesNotContain("Exception")
+                    .doesNotContain("\tat ");
             assertThat(Leaks.partials(dir)).as("no partial file left").isEmpty();
             assertThat(out).doesNotExist();
         } finally {

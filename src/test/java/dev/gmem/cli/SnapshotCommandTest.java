@@ -41,17 +41,29 @@ class SnapshotCommandTest {
 
         ProbeCommandTest.Run pack = run("snapshot", "pack", raw, "-o", snap, "--compress", "zstd", "--json");
         assertThat(pack.exit()).as(pack.err()).isZero();
-        assertThat(Json.mapper().readTree(pack.out()).get("data_pages").asLong()).isEqualTo(s.get("duplicate_pages").asLong()
-                + s.get("text_pages").asLong() + s.get("random_pages").asLong());
+        assertThat(Json.mapper().readTree(pack.out()).get("data_pages").asLong())
+                .isEqualTo(s.get("duplicate_pages").asLong()
+                        + s.get("text_pages").asLong()
+                        + s.get("random_pages").asLong());
 
         ProbeCommandTest.Run inspect = run("snapshot", "inspect", snap, "--json");
         assertThat(inspect.exit()).isZero();
         JsonNode i = Json.mapper().readTree(inspect.out());
-        assertThat(names(i)).contains("format_version", "regions", "data_pages", "zero_pages", "hole_pages", "compression_ratio", "chunks_by_codec");
+        assertThat(names(i))
+                .contains(
+                        "format_version",
+                        "regions",
+                        "data_pages",
+                        "zero_pages",
+                        "hole_pages",
+                        "compression_ratio",
+                        "chunks_by_codec");
         assertThat(i.get("zero_pages").asLong()).isEqualTo(s.get("zero_pages").asLong());
         assertThat(i.get("hole_pages").asLong()).isEqualTo(s.get("hole_pages").asLong());
         assertThat(i.get("compression_ratio").asDouble()).isGreaterThan(1.0);
-        assertThat(run("snapshot", "inspect", snap).out()).contains("pages: 1024").contains("compression ratio");
+        assertThat(run("snapshot", "inspect", snap).out())
+                .contains("pages: 1024")
+                .contains("compression ratio");
 
         ProbeCommandTest.Run verify = run("snapshot", "verify", snap);
         assertThat(verify.exit()).isZero();
@@ -66,7 +78,8 @@ class SnapshotCommandTest {
         JsonNode r = Json.mapper().readTree(restore.out());
         assertThat(names(r)).contains("bytes_restored", "pages", "strategy", "elapsed_ms", "gib_per_s", "verified");
         assertThat(r.get("verified").asBoolean()).isTrue();
-        assertThat(r.get("pages").get("data").asLong()).isEqualTo(i.get("data_pages").asLong());
+        assertThat(r.get("pages").get("data").asLong())
+                .isEqualTo(i.get("data_pages").asLong());
         assertThat(run("restore", raw, "--verify").out()).contains("verified: every page matches");
     }
 
@@ -81,13 +94,25 @@ class SnapshotCommandTest {
             JsonNode j = Json.mapper().readTree(r.out());
             assertThat(j.get("stats").get("mode").asString()).isEqualTo(mode);
             assertThat(j.get("stats").get("complete").asBoolean()).isTrue();
-            assertThat(names(j.get("stats"))).contains("faults", "fault_pages", "prefetch_pages", "zero_pages", "latency", "blocked_ms", "ready_ms",
-                    "populated_ms", "prefetch_gib_per_s");
-            assertThat(names(j.get("stats").get("latency"))).containsExactly("count", "p50_us", "p90_us", "p99_us", "max_us", "mean_us");
+            assertThat(names(j.get("stats")))
+                    .contains(
+                            "faults",
+                            "fault_pages",
+                            "prefetch_pages",
+                            "zero_pages",
+                            "latency",
+                            "blocked_ms",
+                            "ready_ms",
+                            "populated_ms",
+                            "prefetch_gib_per_s");
+            assertThat(names(j.get("stats").get("latency")))
+                    .containsExactly("count", "p50_us", "p90_us", "p99_us", "max_us", "mean_us");
             assertThat(j.get("verify").get("pages").asLong()).isEqualTo(1024);
             assertThat(j.get("verify").get("wrong_pages").asLong()).isZero();
         }
-        assertThat(run("restore", snap, "--mode", "lazy", "--uffd-mode", "major").err()).contains("unknown userfaultfd mode 'major'");
+        assertThat(run("restore", snap, "--mode", "lazy", "--uffd-mode", "major")
+                        .err())
+                .contains("unknown userfaultfd mode 'major'");
         assertThat(run("restore", snap, "--mode", "sideways").err()).contains("--mode must be eager or lazy");
     }
 
@@ -105,12 +130,27 @@ class SnapshotCommandTest {
         assertThat(r.exit()).isEqualTo(4);
         assertThat(r.err()).contains("checksum mismatch");
 
-        assertThat(run("snapshot", "pack", raw, "-o", snap, "--compress", "brotli").err()).contains("unknown compression 'brotli'");
-        assertThat(run("snapshot", "pack", raw, "-o", snap, "--regions", "0:1M").err()).contains("regions add up to 1048576");
-        assertThat(run("snapshot", "pack", raw, "-o", snap, "--regions", "0:1M,0x80000:1M").err()).contains("regions overlap");
-        assertThat(run("restore", raw, "--backend", "kernel", "--export", dir.resolve("x").toString()).err()).contains("--export needs the memfd backend");
+        assertThat(run("snapshot", "pack", raw, "-o", snap, "--compress", "brotli")
+                        .err())
+                .contains("unknown compression 'brotli'");
+        assertThat(run("snapshot", "pack", raw, "-o", snap, "--regions", "0:1M").err())
+                .contains("regions add up to 1048576");
+        assertThat(run("snapshot", "pack", raw, "-o", snap, "--regions", "0:1M,0x80000:1M")
+                        .err())
+                .contains("regions overlap");
+        assertThat(run(
+                                "restore",
+                                raw,
+                                "--backend",
+                                "kernel",
+                                "--export",
+                                dir.resolve("x").toString())
+                        .err())
+                .contains("--export needs the memfd backend");
         assertThat(run("snapshot", "inspect", raw).err()).contains("not a gmem snapshot");
-        assertThat(run("image", "synth", "--size", "1M", "--zero", "80%", "--hole", "30%", "-o", raw).err()).contains("more than 100%");
+        assertThat(run("image", "synth", "--size", "1M", "--zero", "80%", "--hole", "30%", "-o", raw)
+                        .err())
+                .contains("more than 100%");
     }
 
     @Test
@@ -122,7 +162,8 @@ class SnapshotCommandTest {
         ProbeCommandTest.Run device = run("snapshot", "pack", raw, "-o", "/dev/null");
         assertThat(device.exit()).isEqualTo(1);
         assertThat(device.err()).contains("/dev/null: is not a regular file");
-        assertThat(Files.isRegularFile(Path.of("/dev/null"), java.nio.file.LinkOption.NOFOLLOW_LINKS)).isFalse();
+        assertThat(Files.isRegularFile(Path.of("/dev/null"), java.nio.file.LinkOption.NOFOLLOW_LINKS))
+                .isFalse();
 
         ProbeCommandTest.Run self = run("snapshot", "unpack", snap, "-o", snap);
         assertThat(self.exit()).isEqualTo(1);
@@ -138,8 +179,9 @@ class SnapshotCommandTest {
 
         ProbeCommandTest.Run empty = run("restore", snap, "--export", "");
         assertThat(empty.exit()).isEqualTo(ExitCode.USAGE.status);
-        assertThat(empty.err()).isEqualTo("gmem restore: Invalid value for option '--export': an empty path names no file (see 'gmem restore --help')\n");
+        assertThat(empty.err())
+                .isEqualTo(
+                        "gmem restore: Invalid value for option '--export': an empty path names no file (see 'gmem restore --help')\n");
         assertThat(dev.gmem.testing.Leaks.partials(dir)).isEmpty();
     }
-
 }

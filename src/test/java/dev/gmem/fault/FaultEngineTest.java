@@ -115,19 +115,34 @@ class FaultEngineTest {
             b[(int) s.chunks().get(chunk).offset() + 7] ^= 1;
             Files.write(snap, b);
         }
-        try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(UffdMode.MISSING).withPrefetch(false))) {
+        try (Snapshot s = Snapshot.open(snap);
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                LazyRestore lazy = LazyRestore.start(
+                        s,
+                        d.memory(),
+                        LazyRestore.Options.defaults(UffdMode.MISSING).withPrefetch(false))) {
             AtomicReference<byte[]> got = new AtomicReference<>();
             Thread t = reader(lazy.memory(), victim, got);
             t.join(1000);
-            assertThat(t.isAlive()).as("the reader blocked on the corrupt chunk is released within a second").isFalse();
-            assertThatThrownBy(lazy::checkHealthy).isInstanceOf(RestoreFailedException.class)
-                    .hasMessageContaining("checksum mismatch").hasMessageContaining("chunk " + chunk).hasMessageContaining("guest 0x")
-                    .cause().isInstanceOfSatisfying(ChunkChecksumException.class, e -> assertThat(e.chunk()).isEqualTo(chunk));
+            assertThat(t.isAlive())
+                    .as("the reader blocked on the corrupt chunk is released within a second")
+                    .isFalse();
+            assertThatThrownBy(lazy::checkHealthy)
+                    .isInstanceOf(RestoreFailedException.class)
+                    .hasMessageContaining("checksum mismatch")
+                    .hasMessageContaining("chunk " + chunk)
+                    .hasMessageContaining("guest 0x")
+                    .cause()
+                    .isInstanceOfSatisfying(
+                            ChunkChecksumException.class,
+                            e -> assertThat(e.chunk()).isEqualTo(chunk));
             // readers that check the restore's health stop with its error instead of reporting wrong pages
-            assertThatThrownBy(() -> RandomReaders.check(lazy.memory(), s, P, 2, 3, lazy::checkHealthy)).isInstanceOf(RestoreFailedException.class)
+            assertThatThrownBy(() -> RandomReaders.check(lazy.memory(), s, P, 2, 3, lazy::checkHealthy))
+                    .isInstanceOf(RestoreFailedException.class)
                     .hasMessageContaining("checksum mismatch");
-            assertThat(lazy.engine().target().registered()).as("released: unregistered").isFalse();
+            assertThat(lazy.engine().target().registered())
+                    .as("released: unregistered")
+                    .isFalse();
         }
     }
 
@@ -135,15 +150,23 @@ class FaultEngineTest {
      * A MISSING engine without prefetch over a fresh snapshot of {@code SIZE}, whose provider holds
      * the fault thread's first fetch at a gate; {@code image} is the raw image's bytes.
      */
-    record HeldFault(byte[] image, Snapshot snapshot, Destination destination, TestProviders.Gated gated, OwnedTarget target, FaultEngine engine)
+    record HeldFault(
+            byte[] image,
+            Snapshot snapshot,
+            Destination destination,
+            TestProviders.Gated gated,
+            OwnedTarget target,
+            FaultEngine engine)
             implements AutoCloseable {
         static HeldFault start(Path dir, long seed) throws Exception {
             Path raw = Fixtures.raw(dir, "raw", SIZE, seed);
             Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s.snap"), Codec.NONE));
             Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-            TestProviders.Gated gated = new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-uffd"));
+            TestProviders.Gated gated =
+                    new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-uffd"));
             OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
-            FaultEngine engine = FaultEngine.start(target, gated, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null));
+            FaultEngine engine = FaultEngine.start(
+                    target, gated, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null));
             return new HeldFault(Files.readAllBytes(raw), s, d, gated, target, engine);
         }
 
@@ -177,7 +200,9 @@ class FaultEngineTest {
                 }
             });
             remover.join(200);
-            assertThat(remover.isAlive()).as("MADV_REMOVE waits for the handler to read its event").isTrue();
+            assertThat(remover.isAlive())
+                    .as("MADV_REMOVE waits for the handler to read its event")
+                    .isTrue();
             h.gated().open(); // A's COPY now meets the pending removal: EAGAIN, drain, retry
             r.join(5000);
             remover.join(5000);
@@ -199,8 +224,14 @@ class FaultEngineTest {
             AtomicReference<byte[]> got = new AtomicReference<>();
             Thread r = reader(h.memory(), a, got);
             h.gated().awaitReached();
-            // another path put the page in the file (through the unregistered guest view), then the range was unregistered
-            MemorySegment.copy(MemorySegment.ofArray(page(h.image(), a)), 0, h.destination().memory().guestView(), a, P);
+            // another path put the page in the file (through the unregistered guest view), then the range was
+            // unregistered
+            MemorySegment.copy(
+                    MemorySegment.ofArray(page(h.image(), a)),
+                    0,
+                    h.destination().memory().guestView(),
+                    a,
+                    P);
             h.target().unregister();
             h.gated().open(); // A's COPY now fails with ENOENT
             r.join(5000);
@@ -208,8 +239,11 @@ class FaultEngineTest {
             assertThat(got.get()).isEqualTo(page(h.image(), a));
             // unregistering woke the reader already; the fault thread finishes its COPY (ENOENT) on its own time
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-            while (h.engine().stats().faults() == 0 && h.engine().failure() == null && System.nanoTime() < deadline) Thread.sleep(5);
-            assertThat(h.engine().failure()).as("ENOENT after unregistering is not an error").isNull();
+            while (h.engine().stats().faults() == 0 && h.engine().failure() == null && System.nanoTime() < deadline)
+                Thread.sleep(5);
+            assertThat(h.engine().failure())
+                    .as("ENOENT after unregistering is not an error")
+                    .isNull();
             assertThat(h.engine().stats().counts().faults()).isEqualTo(1);
         }
     }
@@ -219,13 +253,21 @@ class FaultEngineTest {
     void aRemovalDuringPrefetchIsNeverOverwrittenWithOldContents(UffdMode mode) throws Exception {
         assume(mode);
         Path[] two = twoRegions(14, Codec.LZ4);
-        try (Snapshot s = Snapshot.open(two[1]); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
-            TestProviders.Gated gated = new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-prefetch"));
+        try (Snapshot s = Snapshot.open(two[1]);
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            TestProviders.Gated gated =
+                    new TestProviders.Gated(new SourcePages(s), TestProviders.Gated.named("gmem-prefetch"));
             OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), mode);
-            try (FaultEngine engine = FaultEngine.start(target, gated, new FaultEngine.Options(OnRemove.ZERO, 3, OnFailure.RELEASE, new FaultEngine.Prefetch(P, 16 * P)))) {
+            try (FaultEngine engine = FaultEngine.start(
+                    target,
+                    gated,
+                    new FaultEngine.Options(
+                            OnRemove.ZERO, 3, OnFailure.RELEASE, new FaultEngine.Prefetch(P, 16 * P)))) {
                 gated.awaitReached(); // the prefetcher waits at its first fetch
                 long a = dataPage(s, 5L << 20); // in the second region, among the pages of the access order
-                long b = dataPage(s, 6L << 20); // never touched before its removal: only the removed bit keeps the prefetcher off it
+                long b = dataPage(
+                        s,
+                        6L << 20); // never touched before its removal: only the removed bit keeps the prefetcher off it
                 MemorySegment memory = target.mapping().segment();
                 assertThat(read(memory, a)).isNotEqualTo(new byte[(int) P]); // faulted in
                 target.mapping().advise(a, P, Linux.MADV_REMOVE);
@@ -233,10 +275,16 @@ class FaultEngineTest {
                 assertThat(read(memory, a)).as("removed: zeros").isEqualTo(new byte[(int) P]);
                 gated.open();
                 assertThat(engine.awaitPopulated(30_000)).isTrue();
-                assertThat(read(memory, a)).as("the prefetcher skipped the removed page").isEqualTo(new byte[(int) P]);
-                assertThat(read(memory, b)).as("the prefetcher skipped the removed, never touched page").isEqualTo(new byte[(int) P]);
+                assertThat(read(memory, a))
+                        .as("the prefetcher skipped the removed page")
+                        .isEqualTo(new byte[(int) P]);
+                assertThat(read(memory, b))
+                        .as("the prefetcher skipped the removed, never touched page")
+                        .isEqualTo(new byte[(int) P]);
                 RandomReaders.Result r = RandomReaders.check(memory, s, P, 2, 7, engine::checkHealthy);
-                assertThat(r.wrongPages()).as("only the removed pages differ from the snapshot").isEqualTo(2);
+                assertThat(r.wrongPages())
+                        .as("only the removed pages differ from the snapshot")
+                        .isEqualTo(2);
                 assertThat(engine.stats().counts().removes()).isEqualTo(2);
             }
         }
@@ -248,14 +296,18 @@ class FaultEngineTest {
         assume(mode);
         Path[] two = twoRegions(15, Codec.ZSTD);
         for (int run = 0; run < 3; run++) {
-            try (Snapshot s = Snapshot.open(two[1]); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                    LazyRestore lazy = LazyRestore.start(s, d.memory(), new LazyRestore.Options(mode, OnRemove.ZERO, true, 3, P, 32 * P))) {
+            try (Snapshot s = Snapshot.open(two[1]);
+                    Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                    LazyRestore lazy = LazyRestore.start(
+                            s, d.memory(), new LazyRestore.Options(mode, OnRemove.ZERO, true, 3, P, 32 * P))) {
                 assertThat(s.regions()).hasSize(2);
                 RandomReaders.Result r = RandomReaders.check(lazy.memory(), s, P, 3, run, lazy::checkHealthy);
                 assertThat(r.wrongPages()).as("run " + run).isZero();
                 assertThat(lazy.awaitPopulated(30_000)).isTrue();
                 LazyRestore.Stats st = lazy.stats();
-                assertThat(st.faultPages() + st.prefetchPages()).as(st.toString()).isEqualTo(s.counts().dataPages());
+                assertThat(st.faultPages() + st.prefetchPages())
+                        .as(st.toString())
+                        .isEqualTo(s.counts().dataPages());
             }
         }
     }
@@ -264,11 +316,14 @@ class FaultEngineTest {
     void aProviderThatDeliversLaterOnItsOwnThreadServesEveryFault() throws Exception {
         Host.assumeUserfaultfd();
         Path[] two = twoRegions(16, Codec.NONE);
-        try (Snapshot s = Snapshot.open(two[1]); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+        try (Snapshot s = Snapshot.open(two[1]);
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
                 TestProviders.Later later = new TestProviders.Later(new SourcePages(s))) {
             OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
-            try (FaultEngine engine = FaultEngine.start(target, later, new FaultEngine.Options(OnRemove.ZERO, 2, OnFailure.RELEASE, null))) {
-                RandomReaders.Result r = RandomReaders.check(target.mapping().segment(), s, P, 3, 5, engine::checkHealthy);
+            try (FaultEngine engine = FaultEngine.start(
+                    target, later, new FaultEngine.Options(OnRemove.ZERO, 2, OnFailure.RELEASE, null))) {
+                RandomReaders.Result r =
+                        RandomReaders.check(target.mapping().segment(), s, P, 3, 5, engine::checkHealthy);
                 assertThat(r.wrongPages()).isZero();
                 FaultStats.Counts c = engine.stats().counts();
                 assertThat(c.faultPages()).isEqualTo(s.counts().dataPages());
@@ -286,18 +341,29 @@ class FaultEngineTest {
         try (Snapshot s = Snapshot.open(snap)) {
             victim = dataPage(s, 2L << 20);
             byte[] b = Files.readAllBytes(snap);
-            b[(int) s.chunks().get(new dev.gmem.snapshot.PageIndex(s).atFileOffset(victim).index()).offset() + 3] ^= 1;
+            b[
+                    (int) s.chunks()
+                                    .get(new dev.gmem.snapshot.PageIndex(s)
+                                            .atFileOffset(victim)
+                                            .index())
+                                    .offset()
+                            + 3] ^= 1;
             Files.write(snap, b);
         }
-        try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+        try (Snapshot s = Snapshot.open(snap);
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
                 TestProviders.Later later = new TestProviders.Later(new SourcePages(s))) {
             OwnedTarget target = OwnedTarget.register(d.memory(), s.size(), UffdMode.MISSING);
-            try (FaultEngine engine = FaultEngine.start(target, later, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null))) {
+            try (FaultEngine engine = FaultEngine.start(
+                    target, later, new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.RELEASE, null))) {
                 Thread t = reader(target.mapping().segment(), victim, new AtomicReference<>());
                 t.join(1000);
                 assertThat(t.isAlive()).as("released within a second").isFalse();
-                assertThatThrownBy(engine::checkHealthy).isInstanceOf(FaultEngineFailedException.class).hasMessageContaining("checksum mismatch")
-                        .cause().isInstanceOf(ChunkChecksumException.class);
+                assertThatThrownBy(engine::checkHealthy)
+                        .isInstanceOf(FaultEngineFailedException.class)
+                        .hasMessageContaining("checksum mismatch")
+                        .cause()
+                        .isInstanceOf(ChunkChecksumException.class);
             }
         }
     }
@@ -309,8 +375,12 @@ class FaultEngineTest {
         long fds = Leaks.openFds();
         long mappings = Leaks.mappingsNamed("memfd:gmem-guest");
         for (int i = 0; i < 10; i++) {
-            try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
-                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(UffdMode.MISSING).withPrefetch(i % 2 == 0));
+            try (Snapshot s = Snapshot.open(snap);
+                    Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+                LazyRestore lazy = LazyRestore.start(
+                        s,
+                        d.memory(),
+                        LazyRestore.Options.defaults(UffdMode.MISSING).withPrefetch(i % 2 == 0));
                 List<Thread> readers = new ArrayList<>();
                 for (int t = 0; t < 4; t++) {
                     long seed = t * 31L + i;
@@ -334,7 +404,9 @@ class FaultEngineTest {
         while (Leaks.mappingsNamed("memfd:gmem-guest") != mappings && System.nanoTime() < deadline) Thread.sleep(10);
         assertThat(Leaks.mappingsNamed("memfd:gmem-guest")).isEqualTo(mappings);
         assertThat(Leaks.openFds()).isEqualTo(fds);
-        assertThat(Thread.getAllStackTraces().keySet()).noneMatch(t -> t.isAlive() && (t.getName().startsWith("gmem-uffd") || t.getName().startsWith("gmem-prefetch")));
+        assertThat(Thread.getAllStackTraces().keySet())
+                .noneMatch(t -> t.isAlive()
+                        && (t.getName().startsWith("gmem-uffd") || t.getName().startsWith("gmem-prefetch")));
     }
 
     @ParameterizedTest(name = "prefetch {0}")
@@ -349,11 +421,14 @@ class FaultEngineTest {
         Host.assumeUserfaultfd();
         Path free = Path.of("/sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages");
         long pages = Files.exists(free) ? Long.parseLong(Files.readString(free).strip()) : 0;
-        org.junit.jupiter.api.Assumptions.assumeTrue(pages >= 2, () -> "needs 2 free 2 MiB huge pages, and " + free + " says " + pages
-                + " (an administrator can reserve some in /proc/sys/vm/nr_hugepages)");
+        org.junit.jupiter.api.Assumptions.assumeTrue(
+                pages >= 2,
+                () -> "needs 2 free 2 MiB huge pages, and " + free + " says " + pages
+                        + " (an administrator can reserve some in /proc/sys/vm/nr_hugepages)");
         Path raw = Fixtures.raw(dir, "huge.raw", SIZE, 21);
         Path snap = dir.resolve("huge.snap");
-        try (RawImage image = RawImage.open(raw, Region.endToEnd(Region.parse("0:4M,0x100000000:4M:2M", P)), 2, b -> {})) {
+        try (RawImage image =
+                RawImage.open(raw, Region.endToEnd(Region.parse("0:4M,0x100000000:4M:2M", P)), 2, b -> {})) {
             SnapshotWriter.pack(image, snap, Codec.LZ4, new long[0], b -> {});
         }
         serveAPeer(new Path[] {raw, snap}, (4L << 20) + "," + (4L << 20) + "h", true);
@@ -371,50 +446,80 @@ class FaultEngineTest {
         Path socket = dir.resolve("peer.sock");
         long removeFirst = 100;
         long removePages = 16;
-        try (Snapshot s = Snapshot.open(two[1]); Fd listener = UnixSockets.listen(socket, 1)) {
-            Process child = new ProcessBuilder(peer.toString(), socket.toString(), sizes, "3", Long.toString(removeFirst), Long.toString(removePages))
-                    .redirectError(dir.resolve("peer.err").toFile()).start();
+        try (Snapshot s = Snapshot.open(two[1]);
+                Fd listener = UnixSockets.listen(socket, 1)) {
+            Process child = new ProcessBuilder(
+                            peer.toString(),
+                            socket.toString(),
+                            sizes,
+                            "3",
+                            Long.toString(removeFirst),
+                            Long.toString(removePages))
+                    .redirectError(dir.resolve("peer.err").toFile())
+                    .start();
             try {
                 UffdPeer.Handshake h = UffdPeer.receive(listener, 10_000);
                 List<ForeignRegion> regions = new ArrayList<>();
                 for (JsonNode r : JsonMapper.builder().build().readTree(h.json())) {
-                    regions.add(new ForeignRegion(r.get("base_host_virt_addr").asLong(), r.get("size").asLong(), r.get("offset").asLong(), r.get("page_size").asLong()));
+                    regions.add(new ForeignRegion(
+                            r.get("base_host_virt_addr").asLong(),
+                            r.get("size").asLong(),
+                            r.get("offset").asLong(),
+                            r.get("page_size").asLong()));
                 }
                 assertThat(regions).hasSize(2);
                 Userfaultfd uffd = Userfaultfd.adopt(h.uffd(), UffdFeature.EVENT_REMOVE.bit());
                 assertThat(uffd.via()).isEqualTo(Userfaultfd.Source.RECEIVED);
-                assertThatThrownBy(() -> uffd.handshake(0)).as("the sender already made the handshake")
-                        .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.is(Errno.EINVAL)).isTrue());
+                assertThatThrownBy(() -> uffd.handshake(0))
+                        .as("the sender already made the handshake")
+                        .isInstanceOfSatisfying(
+                                SyscallException.class,
+                                e -> assertThat(e.is(Errno.EINVAL)).isTrue());
                 ForeignTarget target = ForeignTarget.of(uffd, regions);
-                FaultEngine.Options o = new FaultEngine.Options(OnRemove.ZERO, 3, OnFailure.HOLD, prefetch ? FaultEngine.Prefetch.DEFAULT : null);
+                FaultEngine.Options o = new FaultEngine.Options(
+                        OnRemove.ZERO, 3, OnFailure.HOLD, prefetch ? FaultEngine.Prefetch.DEFAULT : null);
                 try (FaultEngine engine = FaultEngine.start(target, new SourcePages(s), o)) {
                     byte[] out;
                     try (InputStream in = child.getInputStream()) {
                         out = in.readNBytes((int) (SIZE + removePages * P));
                     }
-                    assertThat(child.waitFor(30, TimeUnit.SECONDS)).as("the peer finishes").isTrue();
-                    assertThat(child.exitValue()).as(Files.readString(dir.resolve("peer.err"))).isZero();
+                    assertThat(child.waitFor(30, TimeUnit.SECONDS))
+                            .as("the peer finishes")
+                            .isTrue();
+                    assertThat(child.exitValue())
+                            .as(Files.readString(dir.resolve("peer.err")))
+                            .isZero();
                     assertThat(out).hasSize((int) (SIZE + removePages * P));
                     long wrong = 0;
                     for (long off = 0; off < SIZE; off += P) {
                         if (!Arrays.equals(out, (int) off, (int) (off + P), image, (int) off, (int) (off + P))) wrong++;
                     }
-                    assertThat(wrong).as("pages of the other process that differ from the source").isZero();
+                    assertThat(wrong)
+                            .as("pages of the other process that differ from the source")
+                            .isZero();
                     byte[] removed = Arrays.copyOfRange(out, (int) SIZE, out.length);
-                    assertThat(removed).as("pages it discarded read as zeros").isEqualTo(new byte[(int) (removePages * P)]);
+                    assertThat(removed)
+                            .as("pages it discarded read as zeros")
+                            .isEqualTo(new byte[(int) (removePages * P)]);
                     FaultStats.Counts c = engine.stats().counts();
                     assertThat(engine.failure()).isNull();
                     assertThat(c.removes()).isEqualTo(1);
-                    assertThat(c.faultPages() + c.prefetchPages()).as("each data page populated once: " + c).isEqualTo(s.counts().dataPages());
+                    assertThat(c.faultPages() + c.prefetchPages())
+                            .as("each data page populated once: " + c)
+                            .isEqualTo(s.counts().dataPages());
                     if (!prefetch) assertThat(c.prefetchPages()).isZero();
-                    assertThat(c.zeroPages()).isGreaterThanOrEqualTo(s.counts().zeroPages() + s.counts().holePages());
+                    assertThat(c.zeroPages())
+                            .isGreaterThanOrEqualTo(
+                                    s.counts().zeroPages() + s.counts().holePages());
                 }
             } finally {
                 child.destroyForcibly();
                 child.waitFor(10, TimeUnit.SECONDS);
             }
         }
-        assertThat(Leaks.openFds()).as("the received descriptor is closed with the target").isEqualTo(fds);
+        assertThat(Leaks.openFds())
+                .as("the received descriptor is closed with the target")
+                .isEqualTo(fds);
     }
 
     @Test
@@ -424,24 +529,38 @@ class FaultEngineTest {
             Userfaultfd uffd = Userfaultfd.open(Linux.O_NONBLOCK);
             try {
                 uffd.handshake(0);
-                assertThatThrownBy(() -> ForeignTarget.of(uffd, List.of(new ForeignRegion(0x10000 + 1, P, 0, P)))).isInstanceOf(IllegalArgumentException.class)
+                assertThatThrownBy(() -> ForeignTarget.of(uffd, List.of(new ForeignRegion(0x10000 + 1, P, 0, P))))
+                        .isInstanceOf(IllegalArgumentException.class)
                         .hasMessageContaining("multiples of its page size");
-                assertThatThrownBy(() -> ForeignTarget.of(uffd, List.of(new ForeignRegion(0x10000, 2 * P, 0, P), new ForeignRegion(0x11000, P, 2 * P, P))))
-                        .isInstanceOf(IllegalArgumentException.class).hasMessageContaining("overlap");
-                assertThatThrownBy(() -> ForeignTarget.of(uffd, List.of(new ForeignRegion(0x10000, P, P, P)))).isInstanceOf(IllegalArgumentException.class)
+                assertThatThrownBy(() -> ForeignTarget.of(
+                                uffd,
+                                List.of(
+                                        new ForeignRegion(0x10000, 2 * P, 0, P),
+                                        new ForeignRegion(0x11000, P, 2 * P, P))))
+                        .isInstanceOf(IllegalArgumentException.class)
+                        .hasMessageContaining("overlap");
+                assertThatThrownBy(() -> ForeignTarget.of(uffd, List.of(new ForeignRegion(0x10000, P, P, P))))
+                        .isInstanceOf(IllegalArgumentException.class)
                         .hasMessageContaining("end to end");
-                Userfaultfd forking = Userfaultfd.adopt(uffd.fd().dup(), UffdFeature.mask(UffdFeature.EVENT_REMOVE, UffdFeature.EVENT_FORK));
+                Userfaultfd forking = Userfaultfd.adopt(
+                        uffd.fd().dup(), UffdFeature.mask(UffdFeature.EVENT_REMOVE, UffdFeature.EVENT_FORK));
                 try {
-                    assertThatThrownBy(() -> ForeignTarget.of(forking, List.of(new ForeignRegion(0x10000, P, 0, P)))).isInstanceOf(IllegalArgumentException.class)
+                    assertThatThrownBy(() -> ForeignTarget.of(forking, List.of(new ForeignRegion(0x10000, P, 0, P))))
+                            .isInstanceOf(IllegalArgumentException.class)
                             .hasMessageContaining("EVENT_FORK");
                 } finally {
                     forking.closeQuietly();
                 }
                 ForeignTarget t = ForeignTarget.of(uffd, List.of(new ForeignRegion(0x7f0000000000L, 5L << 20, 0, P)));
-                assertThatThrownBy(() -> FaultEngine.start(t, new SourcePages(s), FaultEngine.Options.local())).isInstanceOf(IllegalArgumentException.class)
+                assertThatThrownBy(() -> FaultEngine.start(t, new SourcePages(s), FaultEngine.Options.local()))
+                        .isInstanceOf(IllegalArgumentException.class)
                         .hasMessageContaining("never unregistered");
-                ForeignTarget big = ForeignTarget.of(uffd, List.of(new ForeignRegion(0x7f0000000000L, 16L << 20, 0, P)));
-                assertThatThrownBy(() -> FaultEngine.start(big, new SourcePages(s), new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.HOLD, null)))
+                ForeignTarget big =
+                        ForeignTarget.of(uffd, List.of(new ForeignRegion(0x7f0000000000L, 16L << 20, 0, P)));
+                assertThatThrownBy(() -> FaultEngine.start(
+                                big,
+                                new SourcePages(s),
+                                new FaultEngine.Options(OnRemove.ZERO, 0, OnFailure.HOLD, null)))
                         .isInstanceOf(TargetMismatchException.class);
             } finally {
                 uffd.closeQuietly();

@@ -101,7 +101,8 @@ final class TestProviders {
                         heldOffset = offset;
                         reached.countDown();
                         try {
-                            if (!gate.await(20, TimeUnit.SECONDS)) throw new IOException("the test never opened the gate");
+                            if (!gate.await(20, TimeUnit.SECONDS))
+                                throw new IOException("the test never opened the gate");
                         } catch (InterruptedException e) {
                             throw new java.io.InterruptedIOException();
                         }
@@ -119,7 +120,8 @@ final class TestProviders {
 
     /** Delivers every fetch on its own thread, after the fetch call returned. */
     static final class Later extends Forwarding {
-        private final ExecutorService worker = Executors.newSingleThreadExecutor(r -> Thread.ofPlatform().name("test-provider").daemon().unstarted(r));
+        private final ExecutorService worker = Executors.newSingleThreadExecutor(
+                r -> Thread.ofPlatform().name("test-provider").daemon().unstarted(r));
         private Fetcher workerFetcher; // used on the worker thread only
 
         Later(PageProvider inner) {

@@ -18,7 +18,8 @@ class ChecksumGuestTest {
 
     static long expected(MemorySegment m, long start, long steps, long stride) {
         long sum = 0;
-        for (long i = 0; i < steps; i++) sum = GuestProgram.fold(sum, m.get(ValueLayout.JAVA_LONG_UNALIGNED, start + i * stride));
+        for (long i = 0; i < steps; i++)
+            sum = GuestProgram.fold(sum, m.get(ValueLayout.JAVA_LONG_UNALIGNED, start + i * stride));
         return sum;
     }
 
@@ -26,7 +27,9 @@ class ChecksumGuestTest {
     void theGuestSeesTheHostsBytes() throws Exception {
         Host.assumeKvm();
         long fds = Leaks.openFds();
-        try (Kvm kvm = Kvm.open(); Vm vm = kvm.createVm(KvmAbi.VM_TYPE_DEFAULT); Mapping mem = Mapping.anonymous(SIZE)) {
+        try (Kvm kvm = Kvm.open();
+                Vm vm = kvm.createVm(KvmAbi.VM_TYPE_DEFAULT);
+                Mapping mem = Mapping.anonymous(SIZE)) {
             MemorySegment m = mem.segment();
             for (long i = 0; i < SIZE / 8; i++) m.setAtIndex(ValueLayout.JAVA_LONG, i, i * 0x9E3779B97F4A7C15L + 7);
             vm.setUserMemoryRegion(0, 0, 0, SIZE, mem.address());
@@ -34,11 +37,14 @@ class ChecksumGuestTest {
                 long pages = SIZE / PAGE;
                 assertThat(g.checksum(0, pages, PAGE, Duration.ofSeconds(60))).isEqualTo(expected(m, 0, pages, PAGE));
                 // again, over a part, at another offset within the page: the vCPU is reusable
-                assertThat(g.checksum(PAGE * 3 + 16, 10, PAGE * 2, Duration.ofSeconds(60))).isEqualTo(expected(m, PAGE * 3 + 16, 10, PAGE * 2));
+                assertThat(g.checksum(PAGE * 3 + 16, 10, PAGE * 2, Duration.ofSeconds(60)))
+                        .isEqualTo(expected(m, PAGE * 3 + 16, 10, PAGE * 2));
                 // one changed word changes the guest's answer
                 long before = g.checksum(0, pages, PAGE, Duration.ofSeconds(60));
                 m.set(ValueLayout.JAVA_LONG, 100 * PAGE, m.get(ValueLayout.JAVA_LONG, 100 * PAGE) ^ 1);
-                assertThat(g.checksum(0, pages, PAGE, Duration.ofSeconds(60))).isNotEqualTo(before).isEqualTo(expected(m, 0, pages, PAGE));
+                assertThat(g.checksum(0, pages, PAGE, Duration.ofSeconds(60)))
+                        .isNotEqualTo(before)
+                        .isEqualTo(expected(m, 0, pages, PAGE));
             }
         }
         assertThat(Leaks.openFds()).isEqualTo(fds);
@@ -47,7 +53,9 @@ class ChecksumGuestTest {
     @Test
     void aGuestThatDoesNotHaltInTimeIsStoppedAndNamed() throws Exception {
         Host.assumeKvm();
-        try (Kvm kvm = Kvm.open(); Vm vm = kvm.createVm(KvmAbi.VM_TYPE_DEFAULT); Mapping mem = Mapping.anonymous(SIZE)) {
+        try (Kvm kvm = Kvm.open();
+                Vm vm = kvm.createVm(KvmAbi.VM_TYPE_DEFAULT);
+                Mapping mem = Mapping.anonymous(SIZE)) {
             vm.setUserMemoryRegion(0, 0, 0, SIZE, mem.address());
             try (ChecksumGuest g = ChecksumGuest.create(vm, 1, ChecksumGuest.reservedAddressAbove(SIZE))) {
                 // stride 0 over 2^40 steps never ends in time
@@ -58,7 +66,8 @@ class ChecksumGuestTest {
                         .hasMessageContaining("rip=0x")
                         .hasMessageContaining("rcx=0x");
                 // and the vCPU still works afterwards
-                assertThat(g.checksum(0, 4, PAGE, Duration.ofSeconds(30))).isEqualTo(expected(mem.segment(), 0, 4, PAGE));
+                assertThat(g.checksum(0, 4, PAGE, Duration.ofSeconds(30)))
+                        .isEqualTo(expected(mem.segment(), 0, 4, PAGE));
             }
         }
     }
@@ -66,12 +75,16 @@ class ChecksumGuestTest {
     @Test
     void memoryNoSlotBacksIsAnUnexpectedExit() throws Exception {
         Host.assumeKvm();
-        try (Kvm kvm = Kvm.open(); Vm vm = kvm.createVm(KvmAbi.VM_TYPE_DEFAULT); Mapping mem = Mapping.anonymous(SIZE)) {
+        try (Kvm kvm = Kvm.open();
+                Vm vm = kvm.createVm(KvmAbi.VM_TYPE_DEFAULT);
+                Mapping mem = Mapping.anonymous(SIZE)) {
             vm.setUserMemoryRegion(0, 0, 0, SIZE, mem.address());
-            try (ChecksumGuest g = ChecksumGuest.create(vm, 1, ChecksumGuest.reservedAddressAbove(SIZE) + (64L << 20))) {
+            try (ChecksumGuest g =
+                    ChecksumGuest.create(vm, 1, ChecksumGuest.reservedAddressAbove(SIZE) + (64L << 20))) {
                 // between the slot's end and the reserved region: no memslot
                 assertThatThrownBy(() -> g.checksum(SIZE + (8L << 20), 1, PAGE, Duration.ofSeconds(30)))
-                        .isInstanceOf(GuestException.class).hasMessageContaining("rip=0x");
+                        .isInstanceOf(GuestException.class)
+                        .hasMessageContaining("rip=0x");
             }
         }
     }

@@ -65,7 +65,8 @@ class ErrnoTest {
                 });
         try (Fd memfd = Fd.memfd("gmem-errno", Linux.MFD_CLOEXEC)) {
             assertThatThrownBy(() -> memfd.ioctl("BOGUS", 0x1234, 0L))
-                    .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENOTTY));
+                    .isInstanceOfSatisfying(
+                            SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENOTTY));
         }
     }
 
@@ -104,7 +105,9 @@ class ErrnoTest {
                                 case 2 -> Errno.EOPNOTSUPP;
                                 default -> Errno.EINVAL;
                             };
-                            assertThat(e.errno()).as("thread kind %d round %d", kind, i).contains(expected);
+                            assertThat(e.errno())
+                                    .as("thread kind %d round %d", kind, i)
+                                    .contains(expected);
                             checked++;
                         }
                         memfd.lseek(0, Linux.SEEK_SET); // a success in between must not disturb the next capture

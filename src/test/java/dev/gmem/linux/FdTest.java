@@ -17,7 +17,8 @@ class FdTest {
 
     @Test
     void memfdReadWriteSeekAndHoles() throws Exception {
-        try (Fd fd = Fd.memfd("gmem-fd", Linux.MFD_CLOEXEC); Arena arena = Arena.ofConfined()) {
+        try (Fd fd = Fd.memfd("gmem-fd", Linux.MFD_CLOEXEC);
+                Arena arena = Arena.ofConfined()) {
             fd.truncate(16 * PAGE);
             MemorySegment page = arena.allocate(PAGE);
             page.fill((byte) 0x11);
@@ -29,7 +30,8 @@ class FdTest {
             assertThat(fd.lseek(0, Linux.SEEK_DATA)).isEqualTo(4 * PAGE);
             assertThat(fd.lseek(4 * PAGE, Linux.SEEK_HOLE)).isEqualTo(5 * PAGE);
             assertThatThrownBy(() -> fd.lseek(5 * PAGE, Linux.SEEK_DATA))
-                    .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENXIO));
+                    .isInstanceOfSatisfying(
+                            SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENXIO));
             // Punching the page makes it a hole that reads zeros.
             fd.fallocate(Linux.FALLOC_FL_KEEP_SIZE | Linux.FALLOC_FL_PUNCH_HOLE, 4 * PAGE, PAGE);
             assertThat(fd.pread(back, 4 * PAGE)).isEqualTo(PAGE);
@@ -52,7 +54,9 @@ class FdTest {
             assertThatThrownBy(() -> fd.fallocate(Linux.FALLOC_FL_COLLAPSE_RANGE | 0x40, 0, PAGE))
                     .isInstanceOfSatisfying(SyscallException.class, e -> {
                         assertThat(e.errno()).contains(Errno.EOPNOTSUPP);
-                        assertThat(e.getMessage()).startsWith("fallocate(fd=" + fd.number() + " memfd:gmem-fd-errors, mode=0x48, off=0, len=" + PAGE + ")");
+                        assertThat(e.getMessage())
+                                .startsWith("fallocate(fd=" + fd.number()
+                                        + " memfd:gmem-fd-errors, mode=0x48, off=0, len=" + PAGE + ")");
                     });
         }
     }
@@ -77,17 +81,22 @@ class FdTest {
     @Test
     void openCreatesFilesAndEventfdCounts(@TempDir Path dir) throws Exception {
         Path p = dir.resolve("f");
-        try (Fd fd = Fd.open(p, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_CLOEXEC, 0600); Arena arena = Arena.ofConfined()) {
+        try (Fd fd = Fd.open(p, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL | Linux.O_CLOEXEC, 0600);
+                Arena arena = Arena.ofConfined()) {
             MemorySegment s = arena.allocateFrom("hello");
             fd.pwriteFully(s.asSlice(0, 5), 0);
         }
         assertThat(Files.readString(p)).isEqualTo("hello");
         assertThatThrownBy(() -> Fd.open(p, Linux.O_RDWR | Linux.O_CREAT | Linux.O_EXCL, 0600))
-                .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EEXIST));
+                .isInstanceOfSatisfying(
+                        SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EEXIST));
 
-        try (Fd efd = Fd.eventfd(0, Linux.EFD_CLOEXEC | Linux.EFD_NONBLOCK); Arena arena = Arena.ofConfined()) {
+        try (Fd efd = Fd.eventfd(0, Linux.EFD_CLOEXEC | Linux.EFD_NONBLOCK);
+                Arena arena = Arena.ofConfined()) {
             MemorySegment v = arena.allocate(ValueLayout.JAVA_LONG);
-            assertThatThrownBy(() -> efd.read(v)).isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EAGAIN));
+            assertThatThrownBy(() -> efd.read(v))
+                    .isInstanceOfSatisfying(
+                            SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EAGAIN));
             v.set(ValueLayout.JAVA_LONG, 0, 3);
             efd.write(v);
             efd.write(v);

@@ -37,7 +37,8 @@ class MappingTest {
     void manyMappingsLeaveNothingBehind() throws Exception {
         long fdsBefore = Leaks.openFds();
         for (int i = 0; i < 200; i++) {
-            try (Fd fd = Fd.memfd("gmem-map-churn", Linux.MFD_CLOEXEC); Mapping m = Mapping.shared(fd, PAGE)) {
+            try (Fd fd = Fd.memfd("gmem-map-churn", Linux.MFD_CLOEXEC);
+                    Mapping m = Mapping.shared(fd, PAGE)) {
                 fd.truncate(PAGE);
                 m.segment().set(ValueLayout.JAVA_INT, 0, i);
             }
@@ -59,8 +60,11 @@ class MappingTest {
                 m.protect(0, 4 * PAGE, Linux.PROT_READ);
                 assertThat(m.segment().get(ValueLayout.JAVA_BYTE, 0)).isZero();
                 assertThatThrownBy(() -> m.advise(1, PAGE, Linux.MADV_DONTNEED))
-                        .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EINVAL));
-                assertThatThrownBy(() -> m.protect(0, 8 * PAGE, Linux.PROT_READ)).isInstanceOf(IndexOutOfBoundsException.class);
+                        .isInstanceOfSatisfying(
+                                SyscallException.class,
+                                e -> assertThat(e.errno()).contains(Errno.EINVAL));
+                assertThatThrownBy(() -> m.protect(0, 8 * PAGE, Linux.PROT_READ))
+                        .isInstanceOf(IndexOutOfBoundsException.class);
             }
         }
     }

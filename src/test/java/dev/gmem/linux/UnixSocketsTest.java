@@ -30,8 +30,11 @@ class UnixSocketsTest {
     void descriptorsTravelWithMessages() throws Exception {
         long fdsBefore = Leaks.openFds();
         Fd[] pair = UnixSockets.pair(Linux.SOCK_SEQPACKET);
-        try (Fd a = pair[0]; Fd b = pair[1]; Fd memfd = Fd.memfd("gmem-scm", Linux.MFD_CLOEXEC); Fd efd = Fd.eventfd(0, Linux.EFD_CLOEXEC);
-             Arena arena = Arena.ofConfined()) {
+        try (Fd a = pair[0];
+                Fd b = pair[1];
+                Fd memfd = Fd.memfd("gmem-scm", Linux.MFD_CLOEXEC);
+                Fd efd = Fd.eventfd(0, Linux.EFD_CLOEXEC);
+                Arena arena = Arena.ofConfined()) {
             memfd.truncate(PAGE);
             try (Mapping m = Mapping.shared(memfd, PAGE)) {
                 m.segment().set(ValueLayout.JAVA_LONG, 0, 0xfeedL);
@@ -47,13 +50,18 @@ class UnixSocketsTest {
             assertThat(in.asSlice(0, r.bytes()).toArray(ValueLayout.JAVA_BYTE)).isEqualTo(text);
             assertThat(r.fds()).hasSize(2);
             assertThat(r.truncatedControl()).isFalse();
-            try (Fd got = r.fds().get(0); Fd got2 = r.fds().get(1); Mapping m = Mapping.shared(got, PAGE)) {
+            try (Fd got = r.fds().get(0);
+                    Fd got2 = r.fds().get(1);
+                    Mapping m = Mapping.shared(got, PAGE)) {
                 assertThat(got.number()).isNotEqualTo(memfd.number());
                 assertThat(m.segment().get(ValueLayout.JAVA_LONG, 0)).isEqualTo(0xfeedL);
-                assertThat(got.fcntl(Linux.F_GETFD, 0) & Linux.FD_CLOEXEC).as("received descriptors are close-on-exec").isEqualTo(Linux.FD_CLOEXEC);
+                assertThat(got.fcntl(Linux.F_GETFD, 0) & Linux.FD_CLOEXEC)
+                        .as("received descriptors are close-on-exec")
+                        .isEqualTo(Linux.FD_CLOEXEC);
                 assertThat(got2.isOpen()).isTrue();
             }
-            assertThat(UnixSockets.peerCredentials(a).pid()).isEqualTo(ProcessHandle.current().pid());
+            assertThat(UnixSockets.peerCredentials(a).pid())
+                    .isEqualTo(ProcessHandle.current().pid());
         }
         assertThat(Leaks.openFds()).isEqualTo(fdsBefore);
     }
@@ -61,7 +69,8 @@ class UnixSocketsTest {
     @Test
     void listenConnectAcceptByPath(@TempDir Path dir) throws Exception {
         Path path = dir.resolve("gmem.sock");
-        try (Fd listener = UnixSockets.listen(path, 4); Arena arena = Arena.ofConfined()) {
+        try (Fd listener = UnixSockets.listen(path, 4);
+                Arena arena = Arena.ofConfined()) {
             CompletableFuture<Fd> accepted = CompletableFuture.supplyAsync(() -> {
                 try {
                     return UnixSockets.accept(listener);
@@ -70,7 +79,8 @@ class UnixSocketsTest {
                 }
             });
             Fd client = UnixSockets.connect(path); // closed in the middle, on purpose: the peer then reads end of file
-            try (client; Fd server = accepted.get()) {
+            try (client;
+                    Fd server = accepted.get()) {
                 UnixSockets.PeerCredentials cred = UnixSockets.peerCredentials(server);
                 assertThat(cred.pid()).isEqualTo(ProcessHandle.current().pid());
                 MemorySegment msg = arena.allocateFrom("ping");
@@ -80,11 +90,15 @@ class UnixSocketsTest {
                 assertThat(r.bytes()).isEqualTo(4);
                 assertThat(r.fds()).isEmpty();
                 client.close();
-                assertThat(UnixSockets.receive(server, in, 0).bytes()).as("peer closed").isZero();
+                assertThat(UnixSockets.receive(server, in, 0).bytes())
+                        .as("peer closed")
+                        .isZero();
             }
         }
         assertThatThrownBy(() -> UnixSockets.connect(dir.resolve("absent.sock")))
-                .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENOENT));
-        assertThatThrownBy(() -> UnixSockets.listen(Path.of("/" + "x".repeat(120)), 1)).isInstanceOf(IllegalArgumentException.class);
+                .isInstanceOfSatisfying(
+                        SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENOENT));
+        assertThatThrownBy(() -> UnixSockets.listen(Path.of("/" + "x".repeat(120)), 1))
+                .isInstanceOf(IllegalArgumentException.class);
     }
 }

@@ -90,7 +90,9 @@ abstract class GuestMemoryConformance {
     }
 
     static void assertErrno(Errno expected, ThrowingCallable call) {
-        assertThatThrownBy(call).isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(expected));
+        assertThatThrownBy(call)
+                .isInstanceOfSatisfying(
+                        SyscallException.class, e -> assertThat(e.errno()).contains(expected));
     }
 
     static void assumeAvailable(Check check) {
@@ -111,13 +113,15 @@ abstract class GuestMemoryConformance {
 
     /** Reads one byte through {@code hm} on a thread of this test, which may block in a fault. */
     CompletableFuture<Byte> readAsync(HostMapping hm, long offset) {
-        return CompletableFuture.supplyAsync(() -> {
-            try {
-                return hm.getByte(offset);
-            } catch (PrivateMemoryException e) {
-                throw new RuntimeException(e);
-            }
-        }, threads);
+        return CompletableFuture.supplyAsync(
+                () -> {
+                    try {
+                        return hm.getByte(offset);
+                    } catch (PrivateMemoryException e) {
+                        throw new RuntimeException(e);
+                    }
+                },
+                threads);
     }
 
     // ---------------------------------------------------------------- creation and flags
@@ -180,25 +184,27 @@ abstract class GuestMemoryConformance {
         MemorySegment data = arena.allocate(3 * P, P);
         for (long i = 0; i < data.byteSize(); i++) data.set(ValueLayout.JAVA_BYTE, i, (byte) (i * 31 + 7));
         assertThat(m.write(2 * P, data)).isEqualTo(3 * P);
-        for (long p = 0; p < 8; p++) assertThat(m.isPopulated(p * P)).as("page %d", p).isEqualTo(p >= 2 && p < 5);
+        for (long p = 0; p < 8; p++)
+            assertThat(m.isPopulated(p * P)).as("page %d", p).isEqualTo(p >= 2 && p < 5);
         try (HostMapping hm = m.map(0, 8 * P)) {
             MemorySegment back = arena.allocate(3 * P);
             hm.read(2 * P, back);
             assertThat(back.mismatch(data)).isEqualTo(-1);
             assertThat(hm.getLong(0)).isZero();
         }
-        assertThat(m.isPopulated(0)).as("reading a page through a mapping populates it").isTrue();
+        assertThat(m.isPopulated(0))
+                .as("reading a page through a mapping populates it")
+                .isTrue();
     }
 
     @Test
     void writeTwiceGivesEnospc() throws Exception {
         GuestMemory m = create(4 * P, SHARED);
         assertThat(m.write(P, filled(P, 1))).isEqualTo(P);
-        assertThatThrownBy(() -> m.write(P, filled(P, 2)))
-                .isInstanceOfSatisfying(SyscallException.class, e -> {
-                    assertThat(e.errno()).contains(Errno.ENOSPC);
-                    assertThat(e.getMessage()).contains("already populated");
-                });
+        assertThatThrownBy(() -> m.write(P, filled(P, 2))).isInstanceOfSatisfying(SyscallException.class, e -> {
+            assertThat(e.errno()).contains(Errno.ENOSPC);
+            assertThat(e.getMessage()).contains("already populated");
+        });
         try (HostMapping hm = m.map(0, 4 * P)) {
             assertThat(byteAt(hm, P)).as("the first write's bytes stay").isEqualTo((byte) 1);
         }
@@ -253,7 +259,9 @@ abstract class GuestMemoryConformance {
         }
         assertThat(m.isPopulated(2 * P)).isTrue();
         assertErrno(Errno.ENOSPC, () -> m.write(2 * P, filled(P, 1)));
-        assertThat(m.write(0, filled(4 * P, 1))).as("a write stops at the touched page").isEqualTo(2 * P);
+        assertThat(m.write(0, filled(4 * P, 1)))
+                .as("a write stops at the touched page")
+                .isEqualTo(2 * P);
     }
 
     @Test
@@ -324,7 +332,9 @@ abstract class GuestMemoryConformance {
                         try {
                             long n = m.write(first * P, source.asSlice(0, count * P));
                             for (long p = first; p < first + n / P; p++) {
-                                assertThat(owner.compareAndSet((int) p, 0, id)).as("page %d populated twice", p).isTrue();
+                                assertThat(owner.compareAndSet((int) p, 0, id))
+                                        .as("page %d populated twice", p)
+                                        .isTrue();
                             }
                             written += n;
                         } catch (SyscallException e) {
@@ -361,14 +371,17 @@ abstract class GuestMemoryConformance {
         assertErrno(Errno.EOPNOTSUPP, () -> m.fallocate(0, 0, P));
         assertErrno(Errno.EOPNOTSUPP, () -> m.fallocate(Linux.FALLOC_FL_PUNCH_HOLE, 0, P));
         assertErrno(Errno.EOPNOTSUPP, () -> m.fallocate(Linux.FALLOC_FL_KEEP_SIZE | Linux.FALLOC_FL_ZERO_RANGE, 0, P));
-        assertErrno(Errno.EOPNOTSUPP, () -> m.fallocate(Linux.FALLOC_FL_KEEP_SIZE | Linux.FALLOC_FL_COLLAPSE_RANGE, 0, P));
+        assertErrno(
+                Errno.EOPNOTSUPP, () -> m.fallocate(Linux.FALLOC_FL_KEEP_SIZE | Linux.FALLOC_FL_COLLAPSE_RANGE, 0, P));
     }
 
     /** The selftest's invalid punch-hole list, and the same offsets for allocation. */
     @Test
     void unalignedFallocateGivesEinval() throws Exception {
         GuestMemory m = create(4 * P, SHARED);
-        long[][] cases = {{0, 1}, {0, P - 1}, {0, P + 1}, {1, 1}, {1, P - 1}, {1, P}, {1, P + 1}, {P, 1}, {P, P - 1}, {P, P + 1}};
+        long[][] cases = {
+            {0, 1}, {0, P - 1}, {0, P + 1}, {1, 1}, {1, P - 1}, {1, P}, {1, P + 1}, {P, 1}, {P, P - 1}, {P, P + 1}
+        };
         for (long[] c : cases) {
             assertErrno(Errno.EINVAL, () -> m.punchHole(c[0], c[1]));
             assertErrno(Errno.EINVAL, () -> m.allocate(c[0], c[1]));
@@ -424,7 +437,8 @@ abstract class GuestMemoryConformance {
         assertErrno(Errno.EINVAL, () -> m.map(0, 0));
         assertErrno(Errno.EINVAL, () -> m.map(0, 5 * P));
         assertErrno(Errno.EINVAL, () -> m.map(4 * P, P));
-        try (HostMapping a = m.map(0, 4 * P); HostMapping b = m.map(2 * P, 2 * P)) {
+        try (HostMapping a = m.map(0, 4 * P);
+                HostMapping b = m.map(2 * P, 2 * P)) {
             assertThat(a.getLong(3 * P)).as("INIT_SHARED pages start zeroed").isZero();
             a.setLong(3 * P, 0x1234L);
             assertThat(b.getLong(P)).isEqualTo(0x1234L);
@@ -459,8 +473,12 @@ abstract class GuestMemoryConformance {
         assertThat(priv.isPrivate(0)).isTrue();
         try (HostMapping hm = priv.map(0, 2 * P)) {
             assertThatThrownBy(() -> hm.getLong(P))
-                    .isInstanceOfSatisfying(PrivateMemoryException.class, e -> assertThat(e.offset()).isEqualTo(P));
-            assertThat(Posix.readablePrefix(hm.segment())).as("private pages are inaccessible in the raw mapping").isZero();
+                    .isInstanceOfSatisfying(
+                            PrivateMemoryException.class,
+                            e -> assertThat(e.offset()).isEqualTo(P));
+            assertThat(Posix.readablePrefix(hm.segment()))
+                    .as("private pages are inaccessible in the raw mapping")
+                    .isZero();
         }
         assertThatThrownBy(() -> priv.pin(0, P)).isInstanceOf(PrivateMemoryException.class);
     }
@@ -488,8 +506,12 @@ abstract class GuestMemoryConformance {
             m.setAttributes(P, P, GuestMemory.PRIVATE);
             assertThat(m.isPrivate(P)).isTrue();
             assertThatThrownBy(() -> hm.getByte(P + 5))
-                    .isInstanceOfSatisfying(PrivateMemoryException.class, e -> assertThat(e.offset()).isEqualTo(P + 5));
-            assertThat(m.guestView().get(ValueLayout.JAVA_BYTE, P + 5)).as("the guest reaches private pages").isEqualTo((byte) 0x3c);
+                    .isInstanceOfSatisfying(
+                            PrivateMemoryException.class,
+                            e -> assertThat(e.offset()).isEqualTo(P + 5));
+            assertThat(m.guestView().get(ValueLayout.JAVA_BYTE, P + 5))
+                    .as("the guest reaches private pages")
+                    .isEqualTo((byte) 0x3c);
             m.setAttributes(P, P, 0);
             assertThat(byteAt(hm, P + 5)).isEqualTo((byte) 0x3c);
         }
@@ -508,7 +530,9 @@ abstract class GuestMemoryConformance {
             hm.setLong(3 * P, 1);
             assertThat(Posix.readablePrefix(hm.segment())).isEqualTo(2 * P);
             assertThatThrownBy(() -> hm.read(P, arena.allocate(2 * P)))
-                    .isInstanceOfSatisfying(PrivateMemoryException.class, e -> assertThat(e.offset()).isEqualTo(2 * P));
+                    .isInstanceOfSatisfying(
+                            PrivateMemoryException.class,
+                            e -> assertThat(e.offset()).isEqualTo(2 * P));
         }
     }
 
@@ -516,12 +540,15 @@ abstract class GuestMemoryConformance {
     void everyMappingSeesANewStateAtOnce() throws Exception {
         GuestMemory m = create(4 * P, SHARED);
         assumeConversion(m);
-        try (HostMapping a = m.map(0, 4 * P); HostMapping b = m.map(P, 2 * P)) {
+        try (HostMapping a = m.map(0, 4 * P);
+                HostMapping b = m.map(P, 2 * P)) {
             m.setAttributes(P, 2 * P, GuestMemory.PRIVATE);
             assertThat(Posix.readablePrefix(a.segment())).isEqualTo(P);
             assertThat(Posix.readablePrefix(b.segment())).isZero();
             try (HostMapping c = m.map(0, 4 * P)) {
-                assertThat(Posix.readablePrefix(c.segment())).as("a new mapping starts with the state").isEqualTo(P);
+                assertThat(Posix.readablePrefix(c.segment()))
+                        .as("a new mapping starts with the state")
+                        .isEqualTo(P);
             }
             m.setAttributes(P, P, 0);
             assertThat(Posix.readablePrefix(a.segment())).isEqualTo(2 * P);
@@ -572,7 +599,9 @@ abstract class GuestMemoryConformance {
         assertThat(m.isPrivate(P)).isTrue();
         assertThat(m.isPrivate(0)).isFalse();
         try (HostMapping hm = m.map(0, 4 * P)) {
-            assertThat(hm.getLong(0)).as("shared memory reads zero after punching").isZero();
+            assertThat(hm.getLong(0))
+                    .as("shared memory reads zero after punching")
+                    .isZero();
             assertThatThrownBy(() -> hm.getLong(P)).isInstanceOf(PrivateMemoryException.class);
         }
     }
@@ -589,7 +618,9 @@ abstract class GuestMemoryConformance {
                     assertThat(e.errno()).contains(Errno.EAGAIN);
                 });
         assertThatThrownBy(() -> m.setAttributes(2 * P, P, GuestMemory.PRIVATE))
-                .isInstanceOfSatisfying(ConversionBusyException.class, e -> assertThat(e.offset()).isEqualTo(2 * P));
+                .isInstanceOfSatisfying(
+                        ConversionBusyException.class,
+                        e -> assertThat(e.offset()).isEqualTo(2 * P));
         assertThat(m.isPrivate(0)).as("a busy conversion changes nothing").isFalse();
         m.setAttributes(3 * P, P, GuestMemory.PRIVATE); // the neighbour is not pinned
         pin.close();
@@ -611,17 +642,20 @@ abstract class GuestMemoryConformance {
             List<CompletableFuture<Void>> readers = new ArrayList<>();
             for (int t = 0; t < 4; t++) {
                 int seed = t;
-                readers.add(CompletableFuture.runAsync(() -> {
-                    Random r = new Random(seed);
-                    while (!stop.get()) {
-                        try {
-                            assertThat(hm.getByte(r.nextInt(16) * P + r.nextInt((int) P))).isEqualTo((byte) 0x44);
-                            reads.incrementAndGet();
-                        } catch (PrivateMemoryException e) {
-                            refused.incrementAndGet();
-                        }
-                    }
-                }, threads));
+                readers.add(CompletableFuture.runAsync(
+                        () -> {
+                            Random r = new Random(seed);
+                            while (!stop.get()) {
+                                try {
+                                    assertThat(hm.getByte(r.nextInt(16) * P + r.nextInt((int) P)))
+                                            .isEqualTo((byte) 0x44);
+                                    reads.incrementAndGet();
+                                } catch (PrivateMemoryException e) {
+                                    refused.incrementAndGet();
+                                }
+                            }
+                        },
+                        threads));
             }
             Random r = new Random(99);
             for (int i = 0; i < 2000; i++) {
@@ -641,18 +675,20 @@ abstract class GuestMemoryConformance {
         GuestMemory m = create(16 * P, SHARED);
         assumeConversion(m);
         AtomicBoolean stop = new AtomicBoolean();
-        CompletableFuture<Void> churn = CompletableFuture.runAsync(() -> {
-            try {
-                while (!stop.get()) {
-                    try (HostMapping hm = m.map(0, 16 * P)) {
-                        long readable = Posix.readablePrefix(hm.segment());
-                        assertThat(readable % P).isZero();
+        CompletableFuture<Void> churn = CompletableFuture.runAsync(
+                () -> {
+                    try {
+                        while (!stop.get()) {
+                            try (HostMapping hm = m.map(0, 16 * P)) {
+                                long readable = Posix.readablePrefix(hm.segment());
+                                assertThat(readable % P).isZero();
+                            }
+                        }
+                    } catch (IOException e) {
+                        throw new RuntimeException(e);
                     }
-                }
-            } catch (IOException e) {
-                throw new RuntimeException(e);
-            }
-        }, threads);
+                },
+                threads);
         Random r = new Random(5);
         for (int i = 0; i < 1000; i++) m.setAttributes(r.nextInt(16) * P, P, r.nextBoolean() ? GuestMemory.PRIVATE : 0);
         stop.set(true);
@@ -666,12 +702,18 @@ abstract class GuestMemoryConformance {
         GuestMemory m = create(4 * P, MMAP_ONLY);
         assumeUserfaultfd(m);
         try (HostMapping hm = m.map(0, 4 * P)) {
-            assertErrno(Errno.EINVAL, () -> m.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_MISSING, 0).close());
+            assertErrno(
+                    Errno.EINVAL,
+                    () -> m.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_MISSING, 0)
+                            .close());
         }
         GuestMemory shared = create(4 * P, SHARED);
         try (HostMapping hm = shared.map(0, 4 * P)) {
             assertErrno(Errno.EINVAL, () -> shared.registerUserfaultfd(hm, 0, 0).close());
-            assertErrno(Errno.EINVAL, () -> shared.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_WP, 0).close());
+            assertErrno(
+                    Errno.EINVAL,
+                    () -> shared.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_WP, 0)
+                            .close());
         }
     }
 
@@ -682,7 +724,9 @@ abstract class GuestMemoryConformance {
             assertThat(poller.poll(10_000)).as("a fault within 10 s").isEqualTo(1);
             if (reg.userfaultfd().read(buffer) == 0) continue;
             assertThat(UffdMessages.event(buffer, 0)).isEqualTo(UffdAbi.EVENT_PAGEFAULT);
-            return new long[] {reg.fileOffsetOf(UffdMessages.faultAddress(buffer, 0)), UffdMessages.faultFlags(buffer, 0)};
+            return new long[] {
+                reg.fileOffsetOf(UffdMessages.faultAddress(buffer, 0)), UffdMessages.faultFlags(buffer, 0)
+            };
         }
     }
 
@@ -691,7 +735,8 @@ abstract class GuestMemoryConformance {
         GuestMemory m = create(8 * P, SHARED);
         assumeUserfaultfd(m);
         MemorySegment events = arena.allocate(UffdAbi.MSG.byteSize() * 8);
-        try (HostMapping hm = m.map(0, 8 * P); UffdRegistration reg = m.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_MISSING, 0)) {
+        try (HostMapping hm = m.map(0, 8 * P);
+                UffdRegistration reg = m.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_MISSING, 0)) {
             CompletableFuture<Byte> reader = readAsync(hm, 5 * P + 3);
             long[] fault = nextFault(reg, events);
             assertThat(fault[0]).isEqualTo(5 * P);
@@ -702,7 +747,9 @@ abstract class GuestMemoryConformance {
             assertErrno(Errno.ENOSPC, () -> m.write(5 * P, filled(P, 1)));
             assertThat(reg.copy(5 * P, filled(P, 1), P)).isEqualTo(Userfaultfd.EXISTS);
             m.write(6 * P, filled(P, 0x66));
-            assertThat(reg.copy(6 * P, filled(P, 1), P)).as("COPY onto a written page").isEqualTo(Userfaultfd.EXISTS);
+            assertThat(reg.copy(6 * P, filled(P, 1), P))
+                    .as("COPY onto a written page")
+                    .isEqualTo(Userfaultfd.EXISTS);
             assertThat(reg.zero(P, P)).isEqualTo(P);
             assertThat(byteAt(hm, P)).isZero();
             assertErrno(Errno.ENOSPC, () -> m.write(P, filled(P, 1)));
@@ -716,13 +763,18 @@ abstract class GuestMemoryConformance {
         assumeUserfaultfd(m);
         MemorySegment events = arena.allocate(UffdAbi.MSG.byteSize() * 8);
         long modes = UffdAbi.REGISTER_MODE_MISSING | UffdAbi.REGISTER_MODE_MINOR;
-        try (HostMapping hm = m.map(0, 4 * P); UffdRegistration reg = m.registerUserfaultfd(hm, modes, 0)) {
-            assertThat(reg.continueAt(2 * P, P)).as("CONTINUE where the file holds no page").isEqualTo(Userfaultfd.NO_PAGE);
+        try (HostMapping hm = m.map(0, 4 * P);
+                UffdRegistration reg = m.registerUserfaultfd(hm, modes, 0)) {
+            assertThat(reg.continueAt(2 * P, P))
+                    .as("CONTINUE where the file holds no page")
+                    .isEqualTo(Userfaultfd.NO_PAGE);
             m.write(2 * P, filled(P, 0xcd));
             CompletableFuture<Byte> reader = readAsync(hm, 2 * P + 100);
             long[] fault = nextFault(reg, events);
             assertThat(fault[0]).isEqualTo(2 * P);
-            assertThat(fault[1] & UffdAbi.PAGEFAULT_FLAG_MINOR).as("the page exists: a minor fault").isNotZero();
+            assertThat(fault[1] & UffdAbi.PAGEFAULT_FLAG_MINOR)
+                    .as("the page exists: a minor fault")
+                    .isNotZero();
             assertThat(reg.continueAt(2 * P, P)).isEqualTo(P);
             assertThat(reader.get(10, TimeUnit.SECONDS)).isEqualTo((byte) 0xcd);
         }
@@ -743,58 +795,67 @@ abstract class GuestMemoryConformance {
         AtomicLong byCopy = new AtomicLong();
         AtomicLong byWrite = new AtomicLong();
         AtomicBoolean done = new AtomicBoolean();
-        try (HostMapping hm = m.map(0, pages * P); UffdRegistration reg = m.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_MISSING, 0)) {
-            CompletableFuture<Void> handler = CompletableFuture.runAsync(() -> {
-                try (Arena local = Arena.ofConfined()) {
-                    MemorySegment events = local.allocate(UffdAbi.MSG.byteSize() * 16);
-                    Poller poller = new Poller(Linux.POLLIN, reg.userfaultfd().fd());
-                    while (!done.get()) {
-                        if (poller.poll(50) == 0) continue;
-                        int n = reg.userfaultfd().read(events);
-                        for (int i = 0; i < n; i++) {
-                            long offset = reg.fileOffsetOf(UffdMessages.faultAddress(events, i)) & -P;
-                            long r = reg.copy(offset, source.asSlice(offset, P), P);
-                            if (r == P) byCopy.addAndGet(P);
-                            else reg.wake(offset, P); // populated by the writer meanwhile
-                        }
-                    }
-                } catch (IOException e) {
-                    throw new RuntimeException(e);
-                }
-            }, threads);
-            CompletableFuture<Void> writer = CompletableFuture.runAsync(() -> {
-                try {
-                    for (int p = 0; p < pages; p += 8) {
-                        long offset = p * P;
-                        while (offset < (p + 8) * P) {
-                            try {
-                                long n = m.write(offset, source.asSlice(offset, (p + 8) * P - offset));
-                                byWrite.addAndGet(n);
-                                offset += n;
-                            } catch (SyscallException e) {
-                                assertThat(e.errno()).contains(Errno.ENOSPC);
-                                offset += P;
+        try (HostMapping hm = m.map(0, pages * P);
+                UffdRegistration reg = m.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_MISSING, 0)) {
+            CompletableFuture<Void> handler = CompletableFuture.runAsync(
+                    () -> {
+                        try (Arena local = Arena.ofConfined()) {
+                            MemorySegment events = local.allocate(UffdAbi.MSG.byteSize() * 16);
+                            Poller poller =
+                                    new Poller(Linux.POLLIN, reg.userfaultfd().fd());
+                            while (!done.get()) {
+                                if (poller.poll(50) == 0) continue;
+                                int n = reg.userfaultfd().read(events);
+                                for (int i = 0; i < n; i++) {
+                                    long offset = reg.fileOffsetOf(UffdMessages.faultAddress(events, i)) & -P;
+                                    long r = reg.copy(offset, source.asSlice(offset, P), P);
+                                    if (r == P) byCopy.addAndGet(P);
+                                    else reg.wake(offset, P); // populated by the writer meanwhile
+                                }
                             }
+                        } catch (IOException e) {
+                            throw new RuntimeException(e);
                         }
-                    }
-                } catch (IOException e) {
-                    throw new RuntimeException(e);
-                }
-            }, threads);
+                    },
+                    threads);
+            CompletableFuture<Void> writer = CompletableFuture.runAsync(
+                    () -> {
+                        try {
+                            for (int p = 0; p < pages; p += 8) {
+                                long offset = p * P;
+                                while (offset < (p + 8) * P) {
+                                    try {
+                                        long n = m.write(offset, source.asSlice(offset, (p + 8) * P - offset));
+                                        byWrite.addAndGet(n);
+                                        offset += n;
+                                    } catch (SyscallException e) {
+                                        assertThat(e.errno()).contains(Errno.ENOSPC);
+                                        offset += P;
+                                    }
+                                }
+                            }
+                        } catch (IOException e) {
+                            throw new RuntimeException(e);
+                        }
+                    },
+                    threads);
             List<CompletableFuture<Void>> readers = new ArrayList<>();
             for (int t = 0; t < 4; t++) {
                 int seed = t;
-                readers.add(CompletableFuture.runAsync(() -> {
-                    Random r = new Random(seed);
-                    for (int i = 0; i < 300; i++) {
-                        int p = r.nextInt(pages);
-                        try {
-                            assertThat(hm.getByte(p * P + r.nextInt((int) P))).isEqualTo((byte) (p * 7 + 1));
-                        } catch (PrivateMemoryException e) {
-                            throw new RuntimeException(e);
-                        }
-                    }
-                }, threads));
+                readers.add(CompletableFuture.runAsync(
+                        () -> {
+                            Random r = new Random(seed);
+                            for (int i = 0; i < 300; i++) {
+                                int p = r.nextInt(pages);
+                                try {
+                                    assertThat(hm.getByte(p * P + r.nextInt((int) P)))
+                                            .isEqualTo((byte) (p * 7 + 1));
+                                } catch (PrivateMemoryException e) {
+                                    throw new RuntimeException(e);
+                                }
+                            }
+                        },
+                        threads));
             }
             try {
                 writer.get(60, TimeUnit.SECONDS);

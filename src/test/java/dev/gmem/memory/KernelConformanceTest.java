@@ -45,7 +45,9 @@ class KernelConformanceTest extends GuestMemoryConformance {
         GuestMemory m = create(4 * P, SHARED);
         try (HostMapping hm = m.map(0, 4 * P)) {
             assertThatThrownBy(() -> m.registerUserfaultfd(hm, UffdAbi.REGISTER_MODE_MISSING, 0))
-                    .isInstanceOfSatisfying(UnsupportedFeatureException.class, e -> assertThat(e.reason()).isEqualTo(uffd.reason()));
+                    .isInstanceOfSatisfying(
+                            UnsupportedFeatureException.class,
+                            e -> assertThat(e.reason()).isEqualTo(uffd.reason()));
         }
     }
 
@@ -54,7 +56,8 @@ class KernelConformanceTest extends GuestMemoryConformance {
         GuestMemory m = create(4 * P, SHARED);
         MemoryCapabilities.WritePath path = m.capabilities().writePath();
         boolean kernelWrite = HostProbe.host().guestMemfd().write().available();
-        assertThat(path).isEqualTo(kernelWrite ? MemoryCapabilities.WritePath.KERNEL : MemoryCapabilities.WritePath.LIBRARY);
+        assertThat(path)
+                .isEqualTo(kernelWrite ? MemoryCapabilities.WritePath.KERNEL : MemoryCapabilities.WritePath.LIBRARY);
         assertThat(m.capabilities().write()).isNotBlank();
         assertThat(m.write(0, filled(P, 1))).isEqualTo(P);
     }

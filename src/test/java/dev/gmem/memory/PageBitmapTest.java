@@ -2,14 +2,14 @@ package dev.gmem.memory;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import java.util.ArrayList;
 import java.util.BitSet;
+import java.util.List;
 import java.util.Random;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicIntegerArray;
-import java.util.ArrayList;
-import java.util.List;
 import org.junit.jupiter.api.Test;
 
 class PageBitmapTest {
@@ -25,8 +25,14 @@ class PageBitmapTest {
                 int from = random.nextInt(pages + 1);
                 int to = from + random.nextInt(pages - from + 1);
                 switch (random.nextInt(5)) {
-                    case 0 -> { bits.setRange(from, to); model.set(from, to); }
-                    case 1 -> { bits.clearRange(from, to); model.clear(from, to); }
+                    case 0 -> {
+                        bits.setRange(from, to);
+                        model.set(from, to);
+                    }
+                    case 1 -> {
+                        bits.clearRange(from, to);
+                        model.clear(from, to);
+                    }
                     case 2 -> {
                         long end = bits.claim(from, to);
                         int firstSet = model.nextSetBit(from);
@@ -40,7 +46,9 @@ class PageBitmapTest {
                         assertThat(bits.nextSet(from, to)).isEqualTo(s < 0 || s >= to ? to : s);
                         assertThat(bits.nextClear(from, to)).isEqualTo(c >= to ? to : c);
                     }
-                    default -> assertThat(bits.count(from, to)).isEqualTo(model.get(from, to).cardinality());
+                    default ->
+                        assertThat(bits.count(from, to))
+                                .isEqualTo(model.get(from, to).cardinality());
                 }
             }
             for (int p = 0; p < pages; p++) assertThat(bits.get(p)).isEqualTo(model.get(p));

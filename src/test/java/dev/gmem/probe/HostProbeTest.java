@@ -15,8 +15,14 @@ class HostProbeTest {
         assertThat(r.kernel().release()).isEqualTo(System.getProperty("os.version"));
         assertThat(r.kvm().reason()).isNotBlank();
         assertThat(r.guestMemfd().reason()).isNotBlank();
-        for (Check c : new Check[] {r.guestMemfd().write(), r.guestMemfd().conversion(), r.guestMemfd().userfaultfd(),
-                r.userfaultfd().missingMemfd(), r.userfaultfd().minorMemfd(), r.hugePages().thpShmem()}) {
+        for (Check c : new Check[] {
+            r.guestMemfd().write(),
+            r.guestMemfd().conversion(),
+            r.guestMemfd().userfaultfd(),
+            r.userfaultfd().missingMemfd(),
+            r.userfaultfd().minorMemfd(),
+            r.hugePages().thpShmem()
+        }) {
             assertThat(c.reason()).isNotBlank();
         }
     }
@@ -31,8 +37,10 @@ class HostProbeTest {
             assertThat(r.kvm().apiVersion()).isEqualTo(12);
         }
         if (r.guestMemfd().available()) {
-            assertThat(r.guestMemfd().flags()).isEqualTo(GuestMemfdFlag.decode(r.guestMemfd().flagsMask()).names());
-            assertThat(r.guestMemfd().vmFlagsMask() & ~r.guestMemfd().flagsMask()).isZero();
+            assertThat(r.guestMemfd().flags())
+                    .isEqualTo(GuestMemfdFlag.decode(r.guestMemfd().flagsMask()).names());
+            assertThat(r.guestMemfd().vmFlagsMask() & ~r.guestMemfd().flagsMask())
+                    .isZero();
         } else {
             assertThat(r.guestMemfd().write().available()).isFalse();
         }

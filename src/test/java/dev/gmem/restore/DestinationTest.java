@@ -21,16 +21,20 @@ class DestinationTest {
             long data = s.counts().dataBytes();
             assertThat(data).isPositive();
             assertThatThrownBy(() -> Destination.checkResident(s, dev.gmem.memory.GuestMemory.Backend.MEMFD, data - 1))
-                    .isInstanceOf(dev.gmem.memory.UnsupportedFeatureException.class).hasMessageContaining(s.path().toString())
+                    .isInstanceOf(dev.gmem.memory.UnsupportedFeatureException.class)
+                    .hasMessageContaining(s.path().toString())
                     .hasMessageContaining("of memory and swap this process may use");
             Destination.checkResident(s, dev.gmem.memory.GuestMemory.Backend.MEMFD, data); // exactly fits
-            Destination.checkResident(s, dev.gmem.memory.GuestMemory.Backend.KERNEL, 0); // unknown capacity: nothing refused
+            Destination.checkResident(
+                    s, dev.gmem.memory.GuestMemory.Backend.KERNEL, 0); // unknown capacity: nothing refused
         }
     }
 
     @Test
     void theHostsCapacityIsReadFromMeminfo() {
-        assertThat(HostMemory.capacity(true)).isGreaterThanOrEqualTo(HostMemory.capacity(false)).isPositive();
+        assertThat(HostMemory.capacity(true))
+                .isGreaterThanOrEqualTo(HostMemory.capacity(false))
+                .isPositive();
         assertThat(HostMemory.available()).isPositive();
     }
 }

@@ -35,7 +35,8 @@ class GuestCheckTest {
     void theVcpuSeesAnEagerRestore(GuestMemory.Backend backend) throws Exception {
         Host.assumeKvm();
         if (backend == GuestMemory.Backend.KERNEL) Host.assumeGuestMemfd();
-        try (Snapshot s = Snapshot.open(snapshot(51)); Destination d = Destination.anonymous(backend, s.size())) {
+        try (Snapshot s = Snapshot.open(snapshot(51));
+                Destination d = Destination.anonymous(backend, s.size())) {
             EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), x -> {});
             GuestCheck.Result r = GuestCheck.run(s, d.memory(), null, 1, TIMEOUT);
             assertThat(r.pagesRead()).isEqualTo(SIZE / 4096);
@@ -47,9 +48,14 @@ class GuestCheckTest {
     @Test
     void aCorruptedPageIsCaughtAndNamed() throws Exception {
         Host.assumeKvm();
-        try (Snapshot s = Snapshot.open(snapshot(52)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+        try (Snapshot s = Snapshot.open(snapshot(52));
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
             EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), x -> {});
-            var c = s.chunks().stream().filter(x -> x.dataPages() > 0).skip(1).findFirst().orElseThrow();
+            var c = s.chunks().stream()
+                    .filter(x -> x.dataPages() > 0)
+                    .skip(1)
+                    .findFirst()
+                    .orElseThrow();
             int p = 0;
             while (c.kind(p) != PageKind.DATA) p++;
             long at = (c.firstPage() + p) * 4096;
@@ -66,11 +72,18 @@ class GuestCheckTest {
     void theVcpusOwnFaultsAreServedByTheFaultEngine() throws Exception {
         Host.assumeKvm();
         Host.assumeUserfaultfd();
-        try (Snapshot s = Snapshot.open(snapshot(53)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING).withPrefetch(false))) {
+        try (Snapshot s = Snapshot.open(snapshot(53));
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                LazyRestore lazy = LazyRestore.start(
+                        s,
+                        d.memory(),
+                        LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING)
+                                .withPrefetch(false))) {
             GuestCheck.Result r = GuestCheck.run(s, d.memory(), lazy.memory(), 1, TIMEOUT);
             assertThat(r.pagesRead()).isEqualTo(SIZE / 4096);
-            assertThat(lazy.stats().faults()).as("the vCPU's accesses came through userfaultfd").isPositive();
+            assertThat(lazy.stats().faults())
+                    .as("the vCPU's accesses came through userfaultfd")
+                    .isPositive();
         }
     }
 }

@@ -57,9 +57,11 @@ class LazyRestoreTest {
     @MethodSource("modesAndCodecs")
     void faultsAloneRestoreEveryByte(dev.gmem.fault.UffdMode mode, Codec codec) throws Exception {
         assume(mode);
-        try (Snapshot s = Snapshot.open(snapshot(codec, 41)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+        try (Snapshot s = Snapshot.open(snapshot(codec, 41));
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
             LazyRestore.Stats stats;
-            try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode).withPrefetch(false))) {
+            try (LazyRestore lazy = LazyRestore.start(
+                    s, d.memory(), LazyRestore.Options.defaults(mode).withPrefetch(false))) {
                 RandomReaders.Result r = RandomReaders.check(lazy.memory(), s, P, 3, 1);
                 assertThat(r.wrongPages()).isZero();
                 assertThat(r.pages()).isEqualTo(SIZE / P);
@@ -78,23 +80,29 @@ class LazyRestoreTest {
 
     @ParameterizedTest(name = "resident pages from {0}")
     @ValueSource(strings = {"mapping", "file"})
-    void verifyOfASparseGuestReadsItsDataAndResidentPagesButOnlyASampleOfItsHoles(String residencyFrom) throws Exception {
+    void verifyOfASparseGuestReadsItsDataAndResidentPagesButOnlyASampleOfItsHoles(String residencyFrom)
+            throws Exception {
         Host.assumeUserfaultfd();
         long size = 256L << 20; // 65536 pages: far more holes than the sample
         Path raw = dir.resolve("sparse.raw");
         byte[] data = new byte[(int) (64 * P)];
         new java.util.Random(5).nextBytes(data);
-        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(raw, java.nio.file.StandardOpenOption.CREATE_NEW,
-                java.nio.file.StandardOpenOption.WRITE)) {
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(
+                raw, java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE)) {
             for (long at : new long[] {0, 40L << 20, size - data.length}) ch.write(java.nio.ByteBuffer.wrap(data), at);
         }
         long hole = 100L << 20;
         try (dev.gmem.snapshot.RawImage s = dev.gmem.snapshot.RawImage.open(raw, null, 2, b -> {});
                 Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING).withPrefetch(false))) {
+                LazyRestore lazy = LazyRestore.start(
+                        s,
+                        d.memory(),
+                        LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING)
+                                .withPrefetch(false))) {
             // a hole that something wrote into: resident, so the check must read it whether or not the sample draws it
             lazy.memory().set(ValueLayout.JAVA_BYTE, hole + 17, (byte) 1);
-            RandomReaders.Residency residency = residencyFrom.equals("file") ? RandomReaders.Residency.ofFile(d.memory().fd(), size)
+            RandomReaders.Residency residency = residencyFrom.equals("file")
+                    ? RandomReaders.Residency.ofFile(d.memory().fd(), size)
                     : RandomReaders.Residency.ofMapping(lazy.memory(), P);
             RandomReaders.Result r = RandomReaders.check(lazy.memory(), residency, s, P, 2, 9, lazy::checkHealthy);
             assertThat(r.dataPages()).isEqualTo(3 * 64);
@@ -106,14 +114,28 @@ class LazyRestoreTest {
             long in = 0;
             for (byte b : resident) in += b & 1;
             // the data (with fault-around), the written hole and the sample: never the other ~61000 holes
-            assertThat(in).isLessThanOrEqualTo(3 * 64 + 3 * 3 * 64 + 1 + RandomReaders.ABSENT_SAMPLE).isGreaterThanOrEqualTo(3 * 64);
-            assertThat(r.sampledPages()).as("distinct absent pages, none of them resident").isEqualTo(RandomReaders.ABSENT_SAMPLE);
+            assertThat(in)
+                    .isLessThanOrEqualTo(3 * 64 + 3 * 3 * 64 + 1 + RandomReaders.ABSENT_SAMPLE)
+                    .isGreaterThanOrEqualTo(3 * 64);
+            assertThat(r.sampledPages())
+                    .as("distinct absent pages, none of them resident")
+                    .isEqualTo(RandomReaders.ABSENT_SAMPLE);
 
-            // a stray write into another hole after the readers took their look at residency: the second look, once settled, reads it
+            // a stray write into another hole after the readers took their look at residency: the second look, once
+            // settled, reads it
             long strayHole = 200L << 20;
-            RandomReaders.Result again = RandomReaders.check(lazy.memory(), residency, s, P, 2, 10, lazy::checkHealthy,
+            RandomReaders.Result again = RandomReaders.check(
+                    lazy.memory(),
+                    residency,
+                    s,
+                    P,
+                    2,
+                    10,
+                    lazy::checkHealthy,
                     () -> lazy.memory().set(ValueLayout.JAVA_BYTE, strayHole + 5, (byte) 7));
-            assertThat(again.wrongPages()).as("the first hole and the stray one").isEqualTo(2);
+            assertThat(again.wrongPages())
+                    .as("the first hole and the stray one")
+                    .isEqualTo(2);
         }
     }
 
@@ -123,19 +145,26 @@ class LazyRestoreTest {
         assume(mode);
         Path snap = snapshot(Codec.NONE, 42);
         for (int run = 0; run < 10; run++) {
-            try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            try (Snapshot s = Snapshot.open(snap);
+                    Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
                 LazyRestore.Options o = new LazyRestore.Options(mode, dev.gmem.fault.OnRemove.ZERO, true, 3, P, 64 * P);
                 try (LazyRestore lazy = LazyRestore.start(s, d.memory(), o)) {
                     RandomReaders.Result r = RandomReaders.check(lazy.memory(), s, P, 4, run);
-                    assertThat(r.wrongPages()).as("run " + run + ", first wrong page at guest 0x" + Long.toHexString(r.firstWrongGuestAddress())).isZero();
+                    assertThat(r.wrongPages())
+                            .as("run " + run + ", first wrong page at guest 0x"
+                                    + Long.toHexString(r.firstWrongGuestAddress()))
+                            .isZero();
                     assertThat(lazy.awaitPopulated(30_000)).isTrue();
                     LazyRestore.Stats st = lazy.stats();
                     assertThat(st.complete()).isTrue();
                     // populate-once: each data page by exactly one of the two paths
-                    assertThat(st.faultPages() + st.prefetchPages()).as("run " + run + ": " + st).isEqualTo(s.counts().dataPages());
+                    assertThat(st.faultPages() + st.prefetchPages())
+                            .as("run " + run + ": " + st)
+                            .isEqualTo(s.counts().dataPages());
                     assertThat(st.populatedMs()).isNotNull();
                 }
-                assertThat(d.memory().populatedPages()).isGreaterThanOrEqualTo(s.counts().dataPages());
+                assertThat(d.memory().populatedPages())
+                        .isGreaterThanOrEqualTo(s.counts().dataPages());
             }
         }
     }
@@ -144,7 +173,8 @@ class LazyRestoreTest {
     @EnumSource(dev.gmem.fault.UffdMode.class)
     void prefetchAloneFillsDataPagesAndSkipsZeroPages(dev.gmem.fault.UffdMode mode) throws Exception {
         assume(mode);
-        try (Snapshot s = Snapshot.open(snapshot(Codec.LZ4, 43)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+        try (Snapshot s = Snapshot.open(snapshot(Codec.LZ4, 43));
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
             try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(mode))) {
                 assertThat(lazy.awaitPopulated(30_000)).isTrue();
                 LazyRestore.Stats st = lazy.stats();
@@ -153,7 +183,8 @@ class LazyRestoreTest {
                 assertThat(st.prefetchGibPerS()).isPositive();
                 // unregistered now: holes read as zeros from the kernel, data is in place
                 EagerRestore.verifyContents(s, d.memory(), 2);
-                assertThat(RandomReaders.check(lazy.memory(), s, P, 2, 5).wrongPages()).isZero();
+                assertThat(RandomReaders.check(lazy.memory(), s, P, 2, 5).wrongPages())
+                        .isZero();
             }
         }
     }
@@ -162,7 +193,8 @@ class LazyRestoreTest {
     @EnumSource(dev.gmem.fault.OnRemove.class)
     void removedPagesAreServedAsZerosOrFetchedAgain(dev.gmem.fault.OnRemove policy) throws Exception {
         Host.assumeUserfaultfd();
-        try (Snapshot s = Snapshot.open(snapshot(Codec.NONE, 44)); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+        try (Snapshot s = Snapshot.open(snapshot(Codec.NONE, 44));
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
             LazyRestore.Options o = new LazyRestore.Options(dev.gmem.fault.UffdMode.MISSING, policy, false, 0, P, P);
             try (LazyRestore lazy = LazyRestore.start(s, d.memory(), o)) {
                 long offset = firstDataPage(s);
@@ -189,8 +221,10 @@ class LazyRestoreTest {
         }
         b[(int) lastData + 5] ^= 1;
         Files.write(snap, b);
-        try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
-            try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING))) {
+        try (Snapshot s = Snapshot.open(snap);
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
+            try (LazyRestore lazy =
+                    LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING))) {
                 assertThatThrownBy(() -> lazy.awaitPopulated(30_000)).hasMessageContaining("checksum mismatch");
                 assertThat(lazy.stats().failure()).contains("checksum mismatch");
                 assertThat(lazy.stats().complete()).isFalse();
@@ -205,28 +239,38 @@ class LazyRestoreTest {
         long fds = Leaks.openFds();
         long mappings = Leaks.mappingsNamed("memfd:gmem-guest") + Leaks.mappingsNamed(snap.toString());
         for (int i = 0; i < 3; i++) {
-            try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                    LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING))) {
+            try (Snapshot s = Snapshot.open(snap);
+                    Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                    LazyRestore lazy = LazyRestore.start(
+                            s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING))) {
                 read(lazy, 0);
             }
         }
         assertThat(Leaks.openFds()).isEqualTo(fds);
-        assertThat(Leaks.mappingsNamed("memfd:gmem-guest") + Leaks.mappingsNamed(snap.toString())).isEqualTo(mappings);
-        assertThat(Thread.getAllStackTraces().keySet()).noneMatch(t -> t.getName().startsWith("gmem-uffd") || t.getName().startsWith("gmem-prefetch"));
+        assertThat(Leaks.mappingsNamed("memfd:gmem-guest") + Leaks.mappingsNamed(snap.toString()))
+                .isEqualTo(mappings);
+        assertThat(Thread.getAllStackTraces().keySet())
+                .noneMatch(
+                        t -> t.getName().startsWith("gmem-uffd") || t.getName().startsWith("gmem-prefetch"));
     }
 
     @Test
     void theKernelBackendSaysWhyWhereItCannotRegister() throws Exception {
         Host.assumeGuestMemfd();
         var g = HostProbe.host().guestMemfd().userfaultfd();
-        try (Snapshot s = Snapshot.open(snapshot(Codec.NONE, 47)); Destination d = Destination.anonymous(GuestMemory.Backend.KERNEL, s.size())) {
+        try (Snapshot s = Snapshot.open(snapshot(Codec.NONE, 47));
+                Destination d = Destination.anonymous(GuestMemory.Backend.KERNEL, s.size())) {
             if (g.available()) {
-                try (LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING))) {
-                    assertThat(RandomReaders.check(lazy.memory(), s, P, 2, 1).wrongPages()).isZero();
+                try (LazyRestore lazy = LazyRestore.start(
+                        s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING))) {
+                    assertThat(RandomReaders.check(lazy.memory(), s, P, 2, 1).wrongPages())
+                            .isZero();
                 }
             } else {
-                assertThatThrownBy(() -> LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING)))
-                        .isInstanceOf(UnsupportedFeatureException.class).hasMessageContaining(g.reason());
+                assertThatThrownBy(() -> LazyRestore.start(
+                                s, d.memory(), LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING)))
+                        .isInstanceOf(UnsupportedFeatureException.class)
+                        .hasMessageContaining(g.reason());
             }
         }
     }

@@ -41,7 +41,9 @@ class PopulatorTest {
 
     static GuestMemory create(GuestMemory.Backend backend, long size, long flags) throws Exception {
         if (backend == GuestMemory.Backend.KERNEL) {
-            Check g = new Check(HostProbe.host().guestMemfd().available(), HostProbe.host().guestMemfd().reason());
+            Check g = new Check(
+                    HostProbe.host().guestMemfd().available(),
+                    HostProbe.host().guestMemfd().reason());
             assumeTrue(g.available(), g.reason());
         }
         return GuestMemories.create(backend, size, flags);
@@ -55,8 +57,10 @@ class PopulatorTest {
 
     @ParameterizedTest(name = "{0} {1} x{2}")
     @MethodSource("everyStrategyOnEveryBackend")
-    void everyStrategyPopulatesTheRightBytes(GuestMemory.Backend backend, Strategy strategy, int threads) throws Exception {
-        try (GuestMemory m = create(backend, SIZE + 2 * P, SHARED); Arena arena = Arena.ofShared()) {
+    void everyStrategyPopulatesTheRightBytes(GuestMemory.Backend backend, Strategy strategy, int threads)
+            throws Exception {
+        try (GuestMemory m = create(backend, SIZE + 2 * P, SHARED);
+                Arena arena = Arena.ofShared()) {
             Check available = Populator.availability(strategy, m);
             assumeTrue(available.available(), available.reason());
             MemorySegment src = source(arena, SIZE);
@@ -75,12 +79,15 @@ class PopulatorTest {
     @ParameterizedTest
     @EnumSource(GuestMemory.Backend.class)
     void unavailableStrategiesAreRefusedWithTheirReason(GuestMemory.Backend backend) throws Exception {
-        try (GuestMemory m = create(backend, 4 * P, SHARED); Arena arena = Arena.ofShared()) {
+        try (GuestMemory m = create(backend, 4 * P, SHARED);
+                Arena arena = Arena.ofShared()) {
             for (Strategy s : Strategy.values()) {
                 Check c = Populator.availability(s, m);
                 if (c.available()) continue;
                 assertThatThrownBy(() -> Populator.populate(s, 1, m, 0, source(arena, P)))
-                        .isInstanceOfSatisfying(UnsupportedFeatureException.class, e -> assertThat(e.reason()).isEqualTo(c.reason()));
+                        .isInstanceOfSatisfying(
+                                UnsupportedFeatureException.class,
+                                e -> assertThat(e.reason()).isEqualTo(c.reason()));
             }
         }
     }
@@ -88,17 +95,20 @@ class PopulatorTest {
     @ParameterizedTest
     @EnumSource(GuestMemory.Backend.class)
     void writePopulationKeepsPopulateOnce(GuestMemory.Backend backend) throws Exception {
-        try (GuestMemory m = create(backend, 16 * P, SHARED); Arena arena = Arena.ofShared()) {
+        try (GuestMemory m = create(backend, 16 * P, SHARED);
+                Arena arena = Arena.ofShared()) {
             Populator.populate(Strategy.WRITE, 2, m, 0, source(arena, 8 * P));
             assertThatThrownBy(() -> Populator.populate(Strategy.WRITE, 1, m, 4 * P, source(arena, 8 * P)))
-                    .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENOSPC));
+                    .isInstanceOfSatisfying(
+                            SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENOSPC));
         }
     }
 
     @ParameterizedTest
     @EnumSource(GuestMemory.Backend.class)
     void mappedStrategiesRefusePrivatePages(GuestMemory.Backend backend) throws Exception {
-        try (GuestMemory m = create(backend, 4 * P, GuestMemfdFlag.MMAP.bit()); Arena arena = Arena.ofShared()) {
+        try (GuestMemory m = create(backend, 4 * P, GuestMemfdFlag.MMAP.bit());
+                Arena arena = Arena.ofShared()) {
             assertThatThrownBy(() -> Populator.populate(Strategy.POPULATE_COPY, 1, m, 0, source(arena, 4 * P)))
                     .isInstanceOfSatisfying(dev.gmem.memory.PrivateMemoryException.class, e -> {
                         assertThat(e.offset()).isZero();
@@ -111,11 +121,13 @@ class PopulatorTest {
     @ParameterizedTest
     @EnumSource(GuestMemory.Backend.class)
     void theChoiceIsExplainedAndUsedByPopulate(GuestMemory.Backend backend) throws Exception {
-        try (GuestMemory m = create(backend, 4 << 20, SHARED); Arena arena = Arena.ofShared()) {
+        try (GuestMemory m = create(backend, 4 << 20, SHARED);
+                Arena arena = Arena.ofShared()) {
             Populator.Plan plan = Populator.choose(m);
             assertThat(plan.reason()).isNotBlank();
             assertThat(Populator.availability(plan.strategy(), m).available()).isTrue();
-            boolean kernelWrite = backend == GuestMemory.Backend.MEMFD || HostProbe.host().guestMemfd().write().available();
+            boolean kernelWrite = backend == GuestMemory.Backend.MEMFD
+                    || HostProbe.host().guestMemfd().write().available();
             assertThat(plan.strategy()).isEqualTo(kernelWrite ? Strategy.WRITE : Strategy.POPULATE_COPY);
             MemorySegment src = source(arena, 4 << 20);
             assertThat(Populator.populate(m, 0, src)).isEqualTo(plan);

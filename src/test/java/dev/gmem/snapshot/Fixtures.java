@@ -45,7 +45,8 @@ public final class Fixtures {
     public static byte[] editManifest(byte[] file, Consumer<ByteBuffer> edit) {
         byte[] out = file.clone();
         long[] m = manifestPlace(out);
-        ByteBuffer manifest = ByteBuffer.wrap(out, (int) m[0], (int) m[1]).slice().order(ByteOrder.LITTLE_ENDIAN);
+        ByteBuffer manifest =
+                ByteBuffer.wrap(out, (int) m[0], (int) m[1]).slice().order(ByteOrder.LITTLE_ENDIAN);
         edit.accept(manifest);
         fixChecksums(out);
         return out;
@@ -54,7 +55,9 @@ public final class Fixtures {
     /** Recomputes the header's own CRC only, leaving whatever else the header says. */
     public static void fixHeaderChecksum(byte[] file) {
         ByteBuffer h = ByteBuffer.wrap(file).order(ByteOrder.LITTLE_ENDIAN);
-        h.putInt(SnapshotFormat.HEADER_CRC_AT, SnapshotFormat.crc(ByteBuffer.wrap(file, 0, SnapshotFormat.HEADER_CRC_AT)));
+        h.putInt(
+                SnapshotFormat.HEADER_CRC_AT,
+                SnapshotFormat.crc(ByteBuffer.wrap(file, 0, SnapshotFormat.HEADER_CRC_AT)));
     }
 
     /** Recomputes the manifest CRC in the header and the header's own CRC. */
@@ -65,12 +68,16 @@ public final class Fixtures {
         if (off >= 0 && len >= 0 && off + len <= file.length) {
             h.putInt(32, SnapshotFormat.crc(ByteBuffer.wrap(file, (int) off, (int) len)));
         }
-        h.putInt(SnapshotFormat.HEADER_CRC_AT, SnapshotFormat.crc(ByteBuffer.wrap(file, 0, SnapshotFormat.HEADER_CRC_AT)));
+        h.putInt(
+                SnapshotFormat.HEADER_CRC_AT,
+                SnapshotFormat.crc(ByteBuffer.wrap(file, 0, SnapshotFormat.HEADER_CRC_AT)));
     }
 
     /** Offset of chunk entry {@code i} inside the manifest. */
     public static int chunkEntry(ByteBuffer manifest, int i) {
         int regions = manifest.getInt(16);
-        return SnapshotFormat.MANIFEST_FIXED + SnapshotFormat.REGION_BYTES * regions + SnapshotFormat.CHUNK_ENTRY_BYTES * i;
+        return SnapshotFormat.MANIFEST_FIXED
+                + SnapshotFormat.REGION_BYTES * regions
+                + SnapshotFormat.CHUNK_ENTRY_BYTES * i;
     }
 }

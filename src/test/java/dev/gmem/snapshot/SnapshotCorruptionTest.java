@@ -49,10 +49,12 @@ class SnapshotCorruptionTest {
     void rejected(byte[] bytes, String... expected) throws IOException {
         Path p = write(bytes);
         var thrown = assertThatThrownBy(() -> {
-            try (Snapshot s = Snapshot.open(p)) {
-                s.verifyDeep(2, b -> {});
-            }
-        }).isInstanceOf(SnapshotFormatException.class).hasMessageStartingWith(p.toString());
+                    try (Snapshot s = Snapshot.open(p)) {
+                        s.verifyDeep(2, b -> {});
+                    }
+                })
+                .isInstanceOf(SnapshotFormatException.class)
+                .hasMessageStartingWith(p.toString());
         for (String e : expected) thrown.hasMessageContaining(e);
     }
 
@@ -109,9 +111,12 @@ class SnapshotCorruptionTest {
         Path p = write(b);
         rejected(b, "chunk " + chunkIndex, "checksum mismatch", "stored at offset " + offset);
         for (GuestMemory.Backend backend : List.of(GuestMemory.Backend.MEMFD)) {
-            try (Snapshot s = Snapshot.open(p); Destination d = Destination.anonymous(backend, s.size())) {
-                assertThatThrownBy(() -> EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), x -> {}))
-                        .isInstanceOf(SnapshotFormatException.class).hasMessageContaining("checksum mismatch");
+            try (Snapshot s = Snapshot.open(p);
+                    Destination d = Destination.anonymous(backend, s.size())) {
+                assertThatThrownBy(() ->
+                                EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), x -> {}))
+                        .isInstanceOf(SnapshotFormatException.class)
+                        .hasMessageContaining("checksum mismatch");
                 // not one page of guest memory was written
                 try (HostMapping m = d.memory().map(0, s.size())) {
                     for (byte r : m.residency(0, s.size())) assertThat(r & 1).isZero();
@@ -120,23 +125,28 @@ class SnapshotCorruptionTest {
             }
         }
         assertThatThrownBy(() -> {
-            try (Snapshot s = Snapshot.open(p)) {
-                SnapshotWriter.unpack(s, dir.resolve("out.raw"), 2, x -> {});
-            }
-        }).hasMessageContaining("checksum mismatch");
+                    try (Snapshot s = Snapshot.open(p)) {
+                        SnapshotWriter.unpack(s, dir.resolve("out.raw"), 2, x -> {});
+                    }
+                })
+                .hasMessageContaining("checksum mismatch");
         assertThat(Files.exists(dir.resolve("out.raw"))).isFalse();
         assertThat(dev.gmem.testing.Leaks.partials(dir)).isEmpty();
     }
 
     @Test
     void overlappingRegions() throws Exception {
-        byte[] b = Fixtures.editManifest(twoRegions(), m -> m.putLong(40 + 32, 0x1000)); // region 1 starts inside region 0
+        byte[] b =
+                Fixtures.editManifest(twoRegions(), m -> m.putLong(40 + 32, 0x1000)); // region 1 starts inside region 0
         rejected(b, "regions overlap");
     }
 
     @Test
     void regionSizeNotAPageMultiple() throws Exception {
-        rejected(Fixtures.editManifest(good, m -> m.putLong(40 + 8, SIZE - 100)), "region 0", "multiple of its page size");
+        rejected(
+                Fixtures.editManifest(good, m -> m.putLong(40 + 8, SIZE - 100)),
+                "region 0",
+                "multiple of its page size");
     }
 
     @Test
@@ -146,7 +156,9 @@ class SnapshotCorruptionTest {
 
     @Test
     void regionFileOffsetThatContradictsTheLayout() throws Exception {
-        rejected(Fixtures.editManifest(twoRegions(), m -> m.putLong(40 + 32 + 24, 4096)), "region 1 says file offset 4096");
+        rejected(
+                Fixtures.editManifest(twoRegions(), m -> m.putLong(40 + 32 + 24, 4096)),
+                "region 1 says file offset 4096");
     }
 
     @Test
@@ -177,10 +189,13 @@ class SnapshotCorruptionTest {
 
     @Test
     void chunksOutOfOrder() throws Exception {
-        rejected(Fixtures.editManifest(good, m -> {
-            int second = Fixtures.chunkEntry(m, 1);
-            m.putLong(second + 8, 0);
-        }), "chunk 1", "out of order");
+        rejected(
+                Fixtures.editManifest(good, m -> {
+                    int second = Fixtures.chunkEntry(m, 1);
+                    m.putLong(second + 8, 0);
+                }),
+                "chunk 1",
+                "out of order");
     }
 
     @Test
@@ -211,8 +226,14 @@ class SnapshotCorruptionTest {
             int at = (int) c.offset();
             for (int k = 8; k < Math.min(40, c.storedLength()); k++) b[at + k] ^= 0x5a;
             int crc = SnapshotFormat.crc(ByteBuffer.wrap(b, at, c.storedLength()));
-            int entry = Fixtures.chunkEntry(ByteBuffer.wrap(b, (int) Fixtures.manifestPlace(b)[0], (int) Fixtures.manifestPlace(b)[1]).slice().order(java.nio.ByteOrder.LITTLE_ENDIAN), i);
-            ByteBuffer.wrap(b).order(java.nio.ByteOrder.LITTLE_ENDIAN).putInt((int) Fixtures.manifestPlace(b)[0] + entry + 32, crc);
+            int entry = Fixtures.chunkEntry(
+                    ByteBuffer.wrap(b, (int) Fixtures.manifestPlace(b)[0], (int) Fixtures.manifestPlace(b)[1])
+                            .slice()
+                            .order(java.nio.ByteOrder.LITTLE_ENDIAN),
+                    i);
+            ByteBuffer.wrap(b)
+                    .order(java.nio.ByteOrder.LITTLE_ENDIAN)
+                    .putInt((int) Fixtures.manifestPlace(b)[0] + entry + 32, crc);
             Fixtures.fixChecksums(b);
             rejected(b, "chunk " + i, "zstd");
         }
@@ -220,8 +241,10 @@ class SnapshotCorruptionTest {
 
     @Test
     void rawFileWhoseSizeContradictsTheRegions() throws Exception {
-        assertThatThrownBy(() -> RawImage.open(raw, Region.parse("0:2M", 4096), 1, b -> {})).isInstanceOf(SnapshotFormatException.class)
-                .hasMessageContaining(raw.toString()).hasMessageContaining("is " + SIZE + " bytes, but its regions add up to " + (2 << 20));
+        assertThatThrownBy(() -> RawImage.open(raw, Region.parse("0:2M", 4096), 1, b -> {}))
+                .isInstanceOf(SnapshotFormatException.class)
+                .hasMessageContaining(raw.toString())
+                .hasMessageContaining("is " + SIZE + " bytes, but its regions add up to " + (2 << 20));
         Path odd = dir.resolve("odd.mem");
         Files.write(odd, new byte[5000]);
         assertThatThrownBy(() -> RawImage.open(odd, null, 1, b -> {})).hasMessageContaining("multiple of 4096");
@@ -238,11 +261,14 @@ class SnapshotCorruptionTest {
             PageSource failing = new FailingSource(s, 3);
             Path target = shm.resolve("guest.mem");
             assertThatThrownBy(() -> {
-                try (Destination d = Destination.export(target, s.size())) {
-                    EagerRestore.restore(failing, d.memory(), new EagerRestore.Options(null, 1, false), x -> {});
-                    d.commit();
-                }
-            }).isInstanceOf(IOException.class).hasMessageContaining("EIO");
+                        try (Destination d = Destination.export(target, s.size())) {
+                            EagerRestore.restore(
+                                    failing, d.memory(), new EagerRestore.Options(null, 1, false), x -> {});
+                            d.commit();
+                        }
+                    })
+                    .isInstanceOf(IOException.class)
+                    .hasMessageContaining("EIO");
             try (var files = Files.list(shm)) {
                 assertThat(files.toList()).isEmpty();
             }
@@ -275,14 +301,43 @@ class SnapshotCorruptionTest {
             return delegate.read(index, scratch);
         }
 
-        @Override public Path path() { return delegate.path(); }
-        @Override public String format() { return delegate.format(); }
-        @Override public List<Region> regions() { return delegate.regions(); }
-        @Override public List<Chunk> chunks() { return delegate.chunks(); }
-        @Override public long[] accessOrder() { return delegate.accessOrder(); }
-        @Override public long scratchBytes() { return Math.max(4096, delegate.scratchBytes()); }
-        @Override public void verify(int threads, LongConsumer progress) throws IOException { delegate.verify(threads, progress); }
-        @Override public void close() {}
+        @Override
+        public Path path() {
+            return delegate.path();
+        }
+
+        @Override
+        public String format() {
+            return delegate.format();
+        }
+
+        @Override
+        public List<Region> regions() {
+            return delegate.regions();
+        }
+
+        @Override
+        public List<Chunk> chunks() {
+            return delegate.chunks();
+        }
+
+        @Override
+        public long[] accessOrder() {
+            return delegate.accessOrder();
+        }
+
+        @Override
+        public long scratchBytes() {
+            return Math.max(4096, delegate.scratchBytes());
+        }
+
+        @Override
+        public void verify(int threads, LongConsumer progress) throws IOException {
+            delegate.verify(threads, progress);
+        }
+
+        @Override
+        public void close() {}
     }
 
     byte[] twoRegions() throws Exception {

@@ -65,7 +65,9 @@ class SnapshotFuzzTest {
         }
         long[] place = Fixtures.manifestPlace(good);
         SplittableRandom r = new SplittableRandom(77 + codec.ordinal());
-        long[] interesting = {0, 1, -1, 4096, 4095, SIZE, Integer.MAX_VALUE, Long.MAX_VALUE, Long.MIN_VALUE, 0x40000000L, 1L << 32};
+        long[] interesting = {
+            0, 1, -1, 4096, 4095, SIZE, Integer.MAX_VALUE, Long.MAX_VALUE, Long.MIN_VALUE, 0x40000000L, 1L << 32
+        };
         for (int round = 0; round < ROUNDS * 2; round++) {
             byte[] b = Fixtures.editManifest(good, m -> {
                 for (int k = 1 + r.nextInt(3); k > 0; k--) {
@@ -87,7 +89,9 @@ class SnapshotFuzzTest {
                 assertThat(expected.getMessage()).startsWith(p.toString());
             } catch (dev.gmem.linux.SyscallException tooBig) {
                 // a consistent manifest of a guest larger than this file system allows: the kernel's own refusal
-                assertThat(tooBig.errno()).hasValueSatisfying(e -> assertThat(e).isIn(dev.gmem.linux.Errno.EFBIG, dev.gmem.linux.Errno.ENOSPC));
+                assertThat(tooBig.errno())
+                        .hasValueSatisfying(
+                                e -> assertThat(e).isIn(dev.gmem.linux.Errno.EFBIG, dev.gmem.linux.Errno.ENOSPC));
             } catch (Throwable t) {
                 fail("round " + round + " (manifest at " + place[0] + "): " + t, t);
             }
@@ -108,7 +112,9 @@ class SnapshotFuzzTest {
         } catch (Throwable t) {
             fail(what + ": " + t, t);
         }
-        assertThat(Files.mismatch(out, dir.resolve("raw"))).as(what + ": undetected damage changed the data").isEqualTo(-1);
+        assertThat(Files.mismatch(out, dir.resolve("raw")))
+                .as(what + ": undetected damage changed the data")
+                .isEqualTo(-1);
         assertThat(Files.readAllBytes(out)).isEqualTo(original);
         return false;
     }

@@ -69,14 +69,17 @@ class SnapshotRoundTripTest {
         Path back = dir.resolve("back");
         try (Snapshot s = Snapshot.open(snap)) {
             assertThat(s.counts().storedBytes()).isLessThanOrEqualTo(s.counts().dataBytes());
-            if (codec != Codec.NONE) assertThat(s.counts().storedBytes()).isLessThan(s.counts().dataBytes());
+            if (codec != Codec.NONE)
+                assertThat(s.counts().storedBytes()).isLessThan(s.counts().dataBytes());
             SnapshotWriter.unpack(s, back, 2, b -> {});
         }
         assertThat(Files.size(back)).isEqualTo(SIZE);
         assertThat(Files.mismatch(raw, back)).isEqualTo(-1);
-        try (RawImage orig = RawImage.open(raw, null, 1, b -> {}); RawImage again = RawImage.open(back, null, 1, b -> {})) {
+        try (RawImage orig = RawImage.open(raw, null, 1, b -> {});
+                RawImage again = RawImage.open(back, null, 1, b -> {})) {
             // zero pages and holes both come back as holes
-            assertThat(again.counts().holePages()).isEqualTo(orig.counts().holePages() + orig.counts().zeroPages());
+            assertThat(again.counts().holePages())
+                    .isEqualTo(orig.counts().holePages() + orig.counts().zeroPages());
             assertThat(again.counts().dataPages()).isEqualTo(orig.counts().dataPages());
         }
         assertThat(dev.gmem.testing.Leaks.partials(dir)).isEmpty();
@@ -88,7 +91,8 @@ class SnapshotRoundTripTest {
         assume(backend);
         Path raw = Fixtures.raw(dir, "raw", SIZE, 4);
         Path snap = Fixtures.pack(raw, dir.resolve("s"), codec);
-        try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(backend, s.size())) {
+        try (Snapshot s = Snapshot.open(snap);
+                Destination d = Destination.anonymous(backend, s.size())) {
             EagerRestore.Report r = EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(true), b -> {});
             assertThat(r.verified()).isTrue();
             assertThat(r.bytesRestored()).isEqualTo(s.counts().dataBytes());
@@ -108,7 +112,8 @@ class SnapshotRoundTripTest {
     void rawFilesRestoreDirectly(GuestMemory.Backend backend) throws Exception {
         assume(backend);
         Path raw = Fixtures.raw(dir, "raw", SIZE, 5);
-        try (PageSource src = PageSources.open(raw, null, 2, b -> {}); Destination d = Destination.anonymous(backend, src.size())) {
+        try (PageSource src = PageSources.open(raw, null, 2, b -> {});
+                Destination d = Destination.anonymous(backend, src.size())) {
             assertThat(src.format()).isEqualTo("raw");
             EagerRestore.restore(src, d.memory(), EagerRestore.Options.automatic(true), b -> {});
             assertSameBytes(raw, d.memory());
@@ -124,7 +129,8 @@ class SnapshotRoundTripTest {
             SnapshotWriter.pack(image, snap, Codec.LZ4, new long[] {0x100000000L, 0x1000}, b -> {});
         }
         try (Snapshot s = Snapshot.open(snap)) {
-            assertThat(s.regions()).containsExactly(new Region(0, 3 << 20, 4096, 0), new Region(0x100000000L, 5 << 20, 4096, 3 << 20));
+            assertThat(s.regions())
+                    .containsExactly(new Region(0, 3 << 20, 4096, 0), new Region(0x100000000L, 5 << 20, 4096, 3 << 20));
             assertThat(s.accessOrder()).containsExactly(0x100000000L, 0x1000);
             SnapshotWriter.unpack(s, dir.resolve("back"), 2, b -> {});
             try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
@@ -141,7 +147,8 @@ class SnapshotRoundTripTest {
         Path shm = Files.createTempDirectory(Path.of("/dev/shm"), "gmem-test");
         try {
             Path target = shm.resolve("guest.mem");
-            try (Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s"), Codec.NONE)); Destination d = Destination.export(target, s.size())) {
+            try (Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s"), Codec.NONE));
+                    Destination d = Destination.export(target, s.size())) {
                 EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(true), b -> {});
                 assertThat(Files.exists(target)).isFalse();
                 assertThat(dev.gmem.testing.Leaks.partials(shm)).hasSize(1);
@@ -164,7 +171,11 @@ class SnapshotRoundTripTest {
         try (Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s"), Codec.NONE));
                 Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
             EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), b -> {});
-            Chunk c = s.chunks().stream().filter(x -> x.dataPages() > 0).skip(2).findFirst().orElseThrow();
+            Chunk c = s.chunks().stream()
+                    .filter(x -> x.dataPages() > 0)
+                    .skip(2)
+                    .findFirst()
+                    .orElseThrow();
             int page = 0;
             while (c.kind(page) != PageKind.DATA) page++;
             long at = (c.firstPage() + page) * 4096;
@@ -184,14 +195,18 @@ class SnapshotRoundTripTest {
         try (Snapshot s = Snapshot.open(Fixtures.pack(raw, dir.resolve("s"), Codec.NONE));
                 Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
             EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), b -> {});
-            Chunk c = s.chunks().stream().filter(x -> x.zeroPages() > 0).findFirst().orElseThrow();
+            Chunk c = s.chunks().stream()
+                    .filter(x -> x.zeroPages() > 0)
+                    .findFirst()
+                    .orElseThrow();
             int page = 0;
             while (c.kind(page) != PageKind.ZERO) page++;
             long at = (c.firstPage() + page) * 4096;
             try (HostMapping m = d.memory().map(at, 4096)) {
                 m.setByte(7, (byte) 1);
             }
-            assertThatThrownBy(() -> EagerRestore.verifyContents(s, d.memory(), 2)).isInstanceOf(RestoreVerificationException.class)
+            assertThatThrownBy(() -> EagerRestore.verifyContents(s, d.memory(), 2))
+                    .isInstanceOf(RestoreVerificationException.class)
                     .hasMessageContaining("0x" + Long.toHexString(at));
         }
     }
@@ -200,7 +215,9 @@ class SnapshotRoundTripTest {
     static void assertSameBytes(Path raw, GuestMemory memory) throws Exception {
         byte[] expected = Files.readAllBytes(raw);
         try (HostMapping m = memory.map(0, expected.length)) {
-            assertThat(MemorySegment.mismatch(MemorySegment.ofArray(expected), 0, expected.length, m.segment(), 0, expected.length)).isEqualTo(-1);
+            assertThat(MemorySegment.mismatch(
+                            MemorySegment.ofArray(expected), 0, expected.length, m.segment(), 0, expected.length))
+                    .isEqualTo(-1);
         }
     }
 
@@ -214,7 +231,8 @@ class SnapshotRoundTripTest {
                 try {
                     f.setLength(64L << 40);
                 } catch (java.io.IOException e) {
-                    org.junit.jupiter.api.Assumptions.abort("this file system cannot hold a 64 TiB sparse file: " + e.getMessage());
+                    org.junit.jupiter.api.Assumptions.abort(
+                            "this file system cannot hold a 64 TiB sparse file: " + e.getMessage());
                 }
                 f.seek(0);
                 f.write(new byte[] {1, 2, 3});

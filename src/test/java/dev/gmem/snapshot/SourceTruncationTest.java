@@ -36,19 +36,27 @@ class SourceTruncationTest {
     }
 
     @ParameterizedTest
-    @EnumSource(value = Codec.class, names = {"NONE", "ZSTD"})
+    @EnumSource(
+            value = Codec.class,
+            names = {"NONE", "ZSTD"})
     void aTruncatedSnapshotFailsEveryReaderCleanly(Codec codec) throws Exception {
         Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", SIZE, 61), dir.resolve("s.snap"), codec);
         try (Snapshot s = Snapshot.open(snap)) {
             truncate(snap, s.fileSize() / 3);
-            assertThatThrownBy(() -> s.verify(2, b -> {})).isInstanceOf(SourceChangedException.class).hasMessageContaining(snap.toString())
+            assertThatThrownBy(() -> s.verify(2, b -> {}))
+                    .isInstanceOf(SourceChangedException.class)
+                    .hasMessageContaining(snap.toString())
                     .hasMessageContaining("changed while being read");
             try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size())) {
-                assertThatThrownBy(() -> EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), b -> {}))
+                assertThatThrownBy(() ->
+                                EagerRestore.restore(s, d.memory(), EagerRestore.Options.automatic(false), b -> {}))
                         .isInstanceOf(SourceChangedException.class);
-                assertThat(d.memory().populatedPages()).as("nothing reached guest memory").isZero();
+                assertThat(d.memory().populatedPages())
+                        .as("nothing reached guest memory")
+                        .isZero();
             }
-            assertThatThrownBy(() -> SnapshotWriter.unpack(s, dir.resolve("out.raw"), 2, b -> {})).isInstanceOf(SourceChangedException.class);
+            assertThatThrownBy(() -> SnapshotWriter.unpack(s, dir.resolve("out.raw"), 2, b -> {}))
+                    .isInstanceOf(SourceChangedException.class);
             assertThatThrownBy(() -> SnapshotWriter.pack(s, dir.resolve("again.snap"), Codec.LZ4, new long[0], b -> {}))
                     .isInstanceOf(SourceChangedException.class);
         }
@@ -59,13 +67,18 @@ class SourceTruncationTest {
     void aLazyRestoreOfATruncatedSnapshotStopsWithTheReason() throws Exception {
         Host.assumeUserfaultfd();
         Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", SIZE, 62), dir.resolve("s.snap"), Codec.NONE);
-        try (Snapshot s = Snapshot.open(snap); Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
-                LazyRestore lazy = LazyRestore.start(s, d.memory(), LazyRestore.Options.defaults(UffdMode.MISSING).withPrefetch(false))) {
+        try (Snapshot s = Snapshot.open(snap);
+                Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, s.size());
+                LazyRestore lazy = LazyRestore.start(
+                        s,
+                        d.memory(),
+                        LazyRestore.Options.defaults(UffdMode.MISSING).withPrefetch(false))) {
             truncate(snap, 8192);
             long page = -1;
             for (Chunk c : s.chunks()) {
                 if (c.dataPages() > 0) {
-                    for (int p = 0; p < c.pages() && page < 0; p++) if (c.kind(p) == PageKind.DATA) page = (c.firstPage() + p) * 4096;
+                    for (int p = 0; p < c.pages() && page < 0; p++)
+                        if (c.kind(p) == PageKind.DATA) page = (c.firstPage() + p) * 4096;
                     break;
                 }
             }
@@ -78,8 +91,11 @@ class SourceTruncationTest {
             });
             reader.join(5000);
             assertThat(reader.isAlive()).as("released").isFalse();
-            assertThatThrownBy(lazy::checkHealthy).isInstanceOf(RestoreFailedException.class).hasMessageContaining("changed while being read")
-                    .cause().isInstanceOf(SourceChangedException.class);
+            assertThatThrownBy(lazy::checkHealthy)
+                    .isInstanceOf(RestoreFailedException.class)
+                    .hasMessageContaining("changed while being read")
+                    .cause()
+                    .isInstanceOf(SourceChangedException.class);
         }
     }
 
@@ -88,14 +104,22 @@ class SourceTruncationTest {
         Path raw = Fixtures.raw(dir, "raw", SIZE, 63);
         try (RawImage image = RawImage.open(raw, null, 2, b -> {})) {
             truncate(raw, SIZE / 4);
-            assertThatThrownBy(() -> SnapshotWriter.pack(image, dir.resolve("s.snap"), Codec.ZSTD, new long[0], b -> {}))
-                    .isInstanceOf(SourceChangedException.class).hasMessageContaining(raw.toString());
-            // population reads a raw file in place: pwrite gets EFAULT, a Java copy an InternalError; both are explained
-            for (dev.gmem.restore.Strategy strategy : List.of(dev.gmem.restore.Strategy.WRITE, dev.gmem.restore.Strategy.MAPPED_COPY,
+            assertThatThrownBy(
+                            () -> SnapshotWriter.pack(image, dir.resolve("s.snap"), Codec.ZSTD, new long[0], b -> {}))
+                    .isInstanceOf(SourceChangedException.class)
+                    .hasMessageContaining(raw.toString());
+            // population reads a raw file in place: pwrite gets EFAULT, a Java copy an InternalError; both are
+            // explained
+            for (dev.gmem.restore.Strategy strategy : List.of(
+                    dev.gmem.restore.Strategy.WRITE,
+                    dev.gmem.restore.Strategy.MAPPED_COPY,
                     dev.gmem.restore.Strategy.POPULATE_COPY)) {
                 try (Destination d = Destination.anonymous(GuestMemory.Backend.MEMFD, image.size())) {
-                    assertThatThrownBy(() -> EagerRestore.restore(image, d.memory(), new EagerRestore.Options(strategy, 1, false), b -> {}))
-                            .as(strategy.label()).isInstanceOf(SourceChangedException.class).hasMessageContaining("bytes when opened");
+                    assertThatThrownBy(() -> EagerRestore.restore(
+                                    image, d.memory(), new EagerRestore.Options(strategy, 1, false), b -> {}))
+                            .as(strategy.label())
+                            .isInstanceOf(SourceChangedException.class)
+                            .hasMessageContaining("bytes when opened");
                 }
             }
         }

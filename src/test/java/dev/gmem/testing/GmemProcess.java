@@ -29,7 +29,8 @@ public final class GmemProcess {
 
         @Override
         public String toString() {
-            return "exit " + exit + (timedOut ? " (killed on time-out)" : "") + " of " + String.join(" ", command) + "\n--- stderr:\n" + err + "--- stdout:\n" + out;
+            return "exit " + exit + (timedOut ? " (killed on time-out)" : "") + " of " + String.join(" ", command)
+                    + "\n--- stderr:\n" + err + "--- stdout:\n" + out;
         }
     }
 
@@ -40,19 +41,30 @@ public final class GmemProcess {
 
     /** The child's java command and gmem's arguments, on {@code classPath}, crash logs into {@code workDir}. */
     public static List<String> command(Path workDir, String classPath, String... args) {
-        List<String> cmd = new ArrayList<>(List.of(ProcessHandle.current().info().command().orElse("java"), "--enable-native-access=ALL-UNNAMED",
-                "-XX:ErrorFile=" + workDir.resolve("hs_err_pid%p.log"), "-XX:TieredStopAtLevel=1", "-cp", classPath, "dev.gmem.cli.Main"));
+        List<String> cmd = new ArrayList<>(List.of(
+                ProcessHandle.current().info().command().orElse("java"),
+                "--enable-native-access=ALL-UNNAMED",
+                "-XX:ErrorFile=" + workDir.resolve("hs_err_pid%p.log"),
+                "-XX:TieredStopAtLevel=1",
+                "-cp",
+                classPath,
+                "dev.gmem.cli.Main"));
         cmd.addAll(List.of(args));
         return cmd;
     }
 
     /** Starts {@code prefix + java ... gmem args} in {@code workDir}, stdout and stderr to files there. */
-    public static Started start(Path workDir, List<String> prefix, String classPath, String... args) throws IOException {
+    public static Started start(Path workDir, List<String> prefix, String classPath, String... args)
+            throws IOException {
         List<String> cmd = new ArrayList<>(prefix);
         cmd.addAll(command(workDir, classPath, args));
         Path out = Files.createTempFile(workDir, "out", ".txt");
         Path err = Files.createTempFile(workDir, "err", ".txt");
-        Process p = new ProcessBuilder(cmd).directory(workDir.toFile()).redirectOutput(out.toFile()).redirectError(err.toFile()).start();
+        Process p = new ProcessBuilder(cmd)
+                .directory(workDir.toFile())
+                .redirectOutput(out.toFile())
+                .redirectError(err.toFile())
+                .start();
         return new Started(p, out, err, cmd);
     }
 
@@ -80,8 +92,12 @@ public final class GmemProcess {
                     Thread.currentThread().interrupt();
                 }
             }
-            Result r = new Result(done ? process.exitValue() : -1, Files.readString(out, StandardCharsets.UTF_8), Files.readString(err, StandardCharsets.UTF_8),
-                    !done, command);
+            Result r = new Result(
+                    done ? process.exitValue() : -1,
+                    Files.readString(out, StandardCharsets.UTF_8),
+                    Files.readString(err, StandardCharsets.UTF_8),
+                    !done,
+                    command);
             Files.deleteIfExists(out);
             Files.deleteIfExists(err);
             return r;
@@ -100,7 +116,8 @@ public final class GmemProcess {
     /** JVM crash logs in {@code dir}. */
     public static List<Path> crashLogs(Path dir) throws IOException {
         try (Stream<Path> s = Files.list(dir)) {
-            return s.filter(p -> p.getFileName().toString().startsWith("hs_err")).toList();
+            return s.filter(p -> p.getFileName().toString().startsWith("hs_err"))
+                    .toList();
         }
     }
 }

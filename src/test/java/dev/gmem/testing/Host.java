@@ -17,21 +17,30 @@ public final class Host {
     }
 
     public static void assumeKvm() {
-        assumeTrue(report().kvm().available(), () -> "needs /dev/kvm: " + report().kvm().reason());
+        assumeTrue(
+                report().kvm().available(),
+                () -> "needs /dev/kvm: " + report().kvm().reason());
     }
 
     public static void assumeGuestMemfd() {
         assumeKvm();
-        assumeTrue(report().guestMemfd().available(), () -> "needs guest_memfd: " + report().guestMemfd().reason());
+        assumeTrue(
+                report().guestMemfd().available(),
+                () -> "needs guest_memfd: " + report().guestMemfd().reason());
     }
 
     public static void assumeUserfaultfd() {
-        assumeTrue(report().userfaultfd().available(), () -> "needs userfaultfd: " + report().userfaultfd().reason());
+        assumeTrue(
+                report().userfaultfd().available(),
+                () -> "needs userfaultfd: " + report().userfaultfd().reason());
     }
 
     public static void assumeMinorOnMemfd() {
         assumeUserfaultfd();
-        assumeTrue(report().userfaultfd().minorMemfd().available(), () -> "needs MINOR faults on memfd: " + report().userfaultfd().minorMemfd().reason());
+        assumeTrue(
+                report().userfaultfd().minorMemfd().available(),
+                () -> "needs MINOR faults on memfd: "
+                        + report().userfaultfd().minorMemfd().reason());
     }
 
     public static boolean hasUserfaultfd() {
@@ -41,7 +50,9 @@ public final class Host {
     /** Whether this process runs as root (uid 0), as the tests that mount, mknod or change user need. */
     public static boolean isRoot() {
         try {
-            return "0".equals(String.valueOf(java.nio.file.Files.getAttribute(java.nio.file.Path.of("/proc/self"), "unix:uid")));
+            return "0"
+                    .equals(String.valueOf(
+                            java.nio.file.Files.getAttribute(java.nio.file.Path.of("/proc/self"), "unix:uid")));
         } catch (java.io.IOException | UnsupportedOperationException e) {
             return false;
         }
@@ -51,7 +62,8 @@ public final class Host {
     public static void removeTree(java.nio.file.Path dir) throws java.io.IOException {
         if (!java.nio.file.Files.exists(dir, java.nio.file.LinkOption.NOFOLLOW_LINKS)) return;
         try (var walk = java.nio.file.Files.walk(dir)) {
-            for (java.nio.file.Path p : walk.sorted(java.util.Comparator.reverseOrder()).toList()) java.nio.file.Files.deleteIfExists(p);
+            for (java.nio.file.Path p :
+                    walk.sorted(java.util.Comparator.reverseOrder()).toList()) java.nio.file.Files.deleteIfExists(p);
         }
     }
 }

@@ -51,7 +51,8 @@ public final class Leaks {
     /** Partial output files ({@code NAME.partial.PID.RANDOM}) in {@code dir}. */
     public static java.util.List<java.nio.file.Path> partials(java.nio.file.Path dir) throws java.io.IOException {
         try (var files = java.nio.file.Files.list(dir)) {
-            return files.filter(p -> p.getFileName().toString().contains(".partial.")).toList();
+            return files.filter(p -> p.getFileName().toString().contains(".partial."))
+                    .toList();
         }
     }
 }

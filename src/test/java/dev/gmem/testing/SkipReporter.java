@@ -20,17 +20,23 @@ public final class SkipReporter implements TestExecutionListener {
     @Override
     public void executionFinished(TestIdentifier test, TestExecutionResult result) {
         if (result.getStatus() == TestExecutionResult.Status.ABORTED) {
-            System.out.println("SKIPPED " + name(test) + ": " + result.getThrowable().map(Throwable::getMessage).orElse("no reason given"));
+            System.out.println("SKIPPED " + name(test) + ": "
+                    + result.getThrowable().map(Throwable::getMessage).orElse("no reason given"));
         }
     }
 
     private static String name(TestIdentifier test) {
-        return test.getSource().map(s -> switch (s) {
-            case MethodSource m -> simple(m.getClassName()) + "." + m.getMethodName()
-                    + (test.getDisplayName().startsWith(m.getMethodName()) ? "" : " [" + test.getDisplayName() + "]");
-            case ClassSource c -> simple(c.getClassName());
-            default -> test.getDisplayName();
-        }).orElse(test.getDisplayName());
+        return test.getSource()
+                .map(s -> switch (s) {
+                    case MethodSource m ->
+                        simple(m.getClassName()) + "." + m.getMethodName()
+                                + (test.getDisplayName().startsWith(m.getMethodName())
+                                        ? ""
+                                        : " [" + test.getDisplayName() + "]");
+                    case ClassSource c -> simple(c.getClassName());
+                    default -> test.getDisplayName();
+                })
+                .orElse(test.getDisplayName());
     }
 
     private static String simple(String className) {

@@ -45,7 +45,9 @@ public final class UffdPeer {
                 Files.copy(in, source);
             }
             Path out = dir.resolve("uffd_peer");
-            Process cc = new ProcessBuilder("cc", "-O2", "-pthread", "-o", out.toString(), source.toString()).redirectErrorStream(true).start();
+            Process cc = new ProcessBuilder("cc", "-O2", "-pthread", "-o", out.toString(), source.toString())
+                    .redirectErrorStream(true)
+                    .start();
             String text = new String(cc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
             if (!cc.waitFor(60, TimeUnit.SECONDS) || cc.exitValue() != 0) {
                 cc.destroyForcibly();
@@ -73,17 +75,23 @@ public final class UffdPeer {
      */
     public static Handshake receive(Fd listener, long timeoutMillis) throws IOException {
         long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
-        if (new Poller(Linux.POLLIN, listener).poll((int) timeoutMillis) == 0) throw new IOException("the peer did not connect in " + timeoutMillis + " ms");
-        try (Fd conn = UnixSockets.accept(listener); Arena arena = Arena.ofConfined()) {
+        if (new Poller(Linux.POLLIN, listener).poll((int) timeoutMillis) == 0)
+            throw new IOException("the peer did not connect in " + timeoutMillis + " ms");
+        try (Fd conn = UnixSockets.accept(listener);
+                Arena arena = Arena.ofConfined()) {
             MemorySegment buffer = arena.allocate(64 << 10);
             StringBuilder json = new StringBuilder();
             List<Fd> fds = new ArrayList<>();
             while (fds.isEmpty()) {
                 long left = (deadline - System.nanoTime()) / 1_000_000;
-                if (left <= 0 || new Poller(Linux.POLLIN, conn).poll((int) left) == 0) throw new IOException("the peer sent no descriptor in " + timeoutMillis + " ms");
+                if (left <= 0 || new Poller(Linux.POLLIN, conn).poll((int) left) == 0)
+                    throw new IOException("the peer sent no descriptor in " + timeoutMillis + " ms");
                 UnixSockets.Received r = UnixSockets.receive(conn, buffer, 4);
-                if (r.bytes() == 0 && r.fds().isEmpty()) throw new IOException("the peer closed the connection before sending its descriptor");
-                json.append(new String(buffer.asSlice(0, r.bytes()).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
+                if (r.bytes() == 0 && r.fds().isEmpty())
+                    throw new IOException("the peer closed the connection before sending its descriptor");
+                json.append(new String(
+                        buffer.asSlice(0, r.bytes()).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE),
+                        StandardCharsets.UTF_8));
                 fds.addAll(r.fds());
             }
             for (int i = 1; i < fds.size(); i++) fds.get(i).closeQuietly();

@@ -42,7 +42,10 @@ class UffdAbiTest {
         assertThat(UffdFeature.THREAD_ID.bit()).isEqualTo(0x100);
         assertThat(UffdFeature.MINOR_SHMEM.bit()).isEqualTo(0x400);
         assertThat(UffdFeature.MOVE.bit()).isEqualTo(1L << 16);
-        assertThat(UffdFeature.names(0x1ffffL)).hasSize(17).startsWith("PAGEFAULT_FLAG_WP").endsWith("MOVE");
+        assertThat(UffdFeature.names(0x1ffffL))
+                .hasSize(17)
+                .startsWith("PAGEFAULT_FLAG_WP")
+                .endsWith("MOVE");
         assertThat(UffdFeature.names(0x408L | (1L << 40))).containsExactly("EVENT_REMOVE", "MINOR_SHMEM", "bit 40");
         assertThat(UffdAbi.EVENT_PAGEFAULT).isEqualTo(0x12);
         assertThat(UffdAbi.EVENT_REMOVE).isEqualTo(0x15);

@@ -36,12 +36,18 @@ class UserfaultfdTest {
             Userfaultfd.Api api = uffd.handshake(UffdFeature.mask(UffdFeature.MISSING_SHMEM, UffdFeature.EVENT_REMOVE));
             assertThat(uffd.api()).isEqualTo(api);
             assertThat(UffdFeature.MISSING_SHMEM.in(api.features())).isTrue();
-            assertThat(api.ioctls()).isEqualTo((1L << UffdAbi.IOCTL_API) | (1L << UffdAbi.IOCTL_REGISTER) | (1L << UffdAbi.IOCTL_UNREGISTER));
-            assertThatThrownBy(() -> uffd.handshake(0)).as("a second UFFDIO_API")
-                    .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EINVAL));
+            assertThat(api.ioctls())
+                    .isEqualTo((1L << UffdAbi.IOCTL_API)
+                            | (1L << UffdAbi.IOCTL_REGISTER)
+                            | (1L << UffdAbi.IOCTL_UNREGISTER));
+            assertThatThrownBy(() -> uffd.handshake(0))
+                    .as("a second UFFDIO_API")
+                    .isInstanceOfSatisfying(
+                            SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EINVAL));
         }
         try (Userfaultfd uffd = Userfaultfd.open(0)) {
-            assertThatThrownBy(() -> uffd.handshake(1L << 50)).as("an unknown feature bit")
+            assertThatThrownBy(() -> uffd.handshake(1L << 50))
+                    .as("an unknown feature bit")
                     .isInstanceOfSatisfying(SyscallException.class, e -> {
                         assertThat(e.errno()).contains(Errno.EINVAL);
                         assertThat(e.getMessage()).contains("features=0x4000000000000");
@@ -51,15 +57,21 @@ class UserfaultfdTest {
 
     @Test
     void registrationValidatesItsArguments() throws Exception {
-        try (Fd memfd = Fd.memfd("gmem-uffd-reg", Linux.MFD_CLOEXEC); Userfaultfd uffd = Userfaultfd.open(0)) {
+        try (Fd memfd = Fd.memfd("gmem-uffd-reg", Linux.MFD_CLOEXEC);
+                Userfaultfd uffd = Userfaultfd.open(0)) {
             memfd.truncate(4 * PAGE);
             uffd.handshake(0);
             try (Mapping m = Mapping.shared(memfd, 4 * PAGE)) {
                 assertThatThrownBy(() -> uffd.register(m.address() + 1, PAGE, UffdAbi.REGISTER_MODE_MISSING))
-                        .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EINVAL));
+                        .isInstanceOfSatisfying(
+                                SyscallException.class,
+                                e -> assertThat(e.errno()).contains(Errno.EINVAL));
                 assertThatThrownBy(() -> uffd.register(m, 0, PAGE, 0))
-                        .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EINVAL));
-                long ioctls = uffd.register(m, 0, 4 * PAGE, UffdAbi.REGISTER_MODE_MISSING | UffdAbi.REGISTER_MODE_MINOR);
+                        .isInstanceOfSatisfying(
+                                SyscallException.class,
+                                e -> assertThat(e.errno()).contains(Errno.EINVAL));
+                long ioctls =
+                        uffd.register(m, 0, 4 * PAGE, UffdAbi.REGISTER_MODE_MISSING | UffdAbi.REGISTER_MODE_MINOR);
                 assertThat(ioctls & (1L << UffdAbi.IOCTL_COPY)).isNotZero();
                 assertThat(ioctls & (1L << UffdAbi.IOCTL_CONTINUE)).isNotZero();
                 uffd.unregister(m.address(), 4 * PAGE);
@@ -74,13 +86,14 @@ class UserfaultfdTest {
     void missingFaultIsServedByCopy() throws Exception {
         long fdsBefore = Leaks.openFds();
         try (Fd memfd = Fd.memfd("gmem-uffd-missing", Linux.MFD_CLOEXEC);
-             Userfaultfd uffd = Userfaultfd.open(Linux.O_NONBLOCK);
-             Arena arena = Arena.ofShared()) {
+                Userfaultfd uffd = Userfaultfd.open(Linux.O_NONBLOCK);
+                Arena arena = Arena.ofShared()) {
             memfd.truncate(4 * PAGE);
             uffd.handshake(UffdFeature.MISSING_SHMEM.bit());
             try (Mapping m = Mapping.shared(memfd, 4 * PAGE)) {
                 uffd.register(m, 0, 4 * PAGE, UffdAbi.REGISTER_MODE_MISSING);
-                CompletableFuture<Long> reader = CompletableFuture.supplyAsync(() -> m.segment().get(ValueLayout.JAVA_LONG, 2 * PAGE + 8));
+                CompletableFuture<Long> reader =
+                        CompletableFuture.supplyAsync(() -> m.segment().get(ValueLayout.JAVA_LONG, 2 * PAGE + 8));
 
                 MemorySegment events = arena.allocate(UffdAbi.MSG.byteSize() * 4);
                 Poller poller = new Poller(Linux.POLLIN, uffd.fd());
@@ -89,7 +102,8 @@ class UserfaultfdTest {
                 assertThat(n).isEqualTo(1);
                 assertThat(UffdMessages.event(events, 0)).isEqualTo(UffdAbi.EVENT_PAGEFAULT);
                 assertThat(UffdMessages.faultAddress(events, 0)).isEqualTo(m.address() + 2 * PAGE);
-                assertThat(UffdMessages.faultFlags(events, 0) & UffdAbi.PAGEFAULT_FLAG_MINOR).isZero();
+                assertThat(UffdMessages.faultFlags(events, 0) & UffdAbi.PAGEFAULT_FLAG_MINOR)
+                        .isZero();
                 assertThat(reader).isNotDone();
 
                 MemorySegment page = arena.allocate(PAGE);
@@ -101,7 +115,9 @@ class UserfaultfdTest {
                 assertThat(m.segment().get(ValueLayout.JAVA_LONG, 0)).isZero();
                 assertThat(uffd.read(events)).as("no events pending").isZero();
                 assertThatThrownBy(() -> uffd.copy(m.address() + 1, page, PAGE, 0))
-                        .isInstanceOfSatisfying(SyscallException.class, e -> assertThat(e.errno()).contains(Errno.EINVAL));
+                        .isInstanceOfSatisfying(
+                                SyscallException.class,
+                                e -> assertThat(e.errno()).contains(Errno.EINVAL));
             }
         }
         assertThat(Leaks.openFds()).isEqualTo(fdsBefore);
@@ -112,8 +128,8 @@ class UserfaultfdTest {
     void minorFaultIsServedByContinue() throws Exception {
         Host.assumeMinorOnMemfd();
         try (Fd memfd = Fd.memfd("gmem-uffd-minor", Linux.MFD_CLOEXEC);
-             Userfaultfd uffd = Userfaultfd.open(Linux.O_NONBLOCK);
-             Arena arena = Arena.ofShared()) {
+                Userfaultfd uffd = Userfaultfd.open(Linux.O_NONBLOCK);
+                Arena arena = Arena.ofShared()) {
             memfd.truncate(2 * PAGE);
             uffd.handshake(UffdFeature.MINOR_SHMEM.bit());
             try (Mapping m = Mapping.shared(memfd, 2 * PAGE)) {
@@ -123,11 +139,13 @@ class UserfaultfdTest {
                 page.fill((byte) 0xcd);
                 memfd.pwriteFully(page, PAGE);
 
-                CompletableFuture<Byte> reader = CompletableFuture.supplyAsync(() -> m.segment().get(ValueLayout.JAVA_BYTE, PAGE + 100));
+                CompletableFuture<Byte> reader =
+                        CompletableFuture.supplyAsync(() -> m.segment().get(ValueLayout.JAVA_BYTE, PAGE + 100));
                 MemorySegment events = arena.allocate(UffdAbi.MSG.byteSize());
                 assertThat(new Poller(Linux.POLLIN, uffd.fd()).poll(10_000)).isEqualTo(1);
                 assertThat(uffd.read(events)).isEqualTo(1);
-                assertThat(UffdMessages.faultFlags(events, 0) & UffdAbi.PAGEFAULT_FLAG_MINOR).isNotZero();
+                assertThat(UffdMessages.faultFlags(events, 0) & UffdAbi.PAGEFAULT_FLAG_MINOR)
+                        .isNotZero();
                 assertThat(UffdMessages.faultAddress(events, 0)).isEqualTo(m.address() + PAGE);
                 assertThat(uffd.continueRange(m.address() + PAGE, PAGE, 0)).isEqualTo(PAGE);
                 assertThat(reader.get(10, TimeUnit.SECONDS)).isEqualTo((byte) 0xcd);

@@ -50,10 +50,13 @@ class OutputFileTest {
         Path out = dir.resolve("out");
         Files.createSymbolicLink(out, victim);
         for (OutputFile.Mode m : OutputFile.Mode.values()) {
-            assertThatThrownBy(() -> OutputFile.create(out, m, 0644)).isInstanceOf(OutputRefusedException.class).hasMessageContaining("symbolic link");
+            assertThatThrownBy(() -> OutputFile.create(out, m, 0644))
+                    .isInstanceOf(OutputRefusedException.class)
+                    .hasMessageContaining("symbolic link");
         }
         Files.createSymbolicLink(dir.resolve("dangling"), dir.resolve("nowhere"));
-        assertThatThrownBy(() -> OutputFile.create(dir.resolve("dangling"), OutputFile.Mode.REPLACE, 0644)).hasMessageContaining("symbolic link");
+        assertThatThrownBy(() -> OutputFile.create(dir.resolve("dangling"), OutputFile.Mode.REPLACE, 0644))
+                .hasMessageContaining("symbolic link");
         assertThat(dir.resolve("nowhere")).doesNotExist();
         assertThat(Files.readString(victim)).isEqualTo("precious");
         assertThat(Files.isSymbolicLink(out)).isTrue();
@@ -72,32 +75,44 @@ class OutputFileTest {
 
     @Test
     void specialFilesDirectoriesAndTheInputItselfAreRefused() throws Exception {
-        assertThatThrownBy(() -> OutputFile.create(Path.of("/dev/null"), OutputFile.Mode.REPLACE, 0644)).isInstanceOf(OutputRefusedException.class)
+        assertThatThrownBy(() -> OutputFile.create(Path.of("/dev/null"), OutputFile.Mode.REPLACE, 0644))
+                .isInstanceOf(OutputRefusedException.class)
                 .hasMessageContaining("not a regular file");
-        assertThat(Files.isRegularFile(Path.of("/dev/null"), LinkOption.NOFOLLOW_LINKS)).isFalse();
-        assertThatThrownBy(() -> OutputFile.create(dir, OutputFile.Mode.REPLACE, 0644)).hasMessageContaining("a directory");
+        assertThat(Files.isRegularFile(Path.of("/dev/null"), LinkOption.NOFOLLOW_LINKS))
+                .isFalse();
+        assertThatThrownBy(() -> OutputFile.create(dir, OutputFile.Mode.REPLACE, 0644))
+                .hasMessageContaining("a directory");
         Path in = Files.writeString(dir.resolve("in"), "source");
-        assertThatThrownBy(() -> OutputFile.create(in, OutputFile.Mode.REPLACE, 0644, in)).hasMessageContaining("is also the input");
-        assertThatThrownBy(() -> OutputFile.create(dir.resolve("sub/../in"), OutputFile.Mode.REPLACE, 0644, in)).hasMessageContaining("is also the input");
+        assertThatThrownBy(() -> OutputFile.create(in, OutputFile.Mode.REPLACE, 0644, in))
+                .hasMessageContaining("is also the input");
+        assertThatThrownBy(() -> OutputFile.create(dir.resolve("sub/../in"), OutputFile.Mode.REPLACE, 0644, in))
+                .hasMessageContaining("is also the input");
         Path hard = dir.resolve("hard");
         Files.createLink(hard, in);
-        assertThatThrownBy(() -> OutputFile.create(hard, OutputFile.Mode.REPLACE, 0644, in)).hasMessageContaining("is also the input");
+        assertThatThrownBy(() -> OutputFile.create(hard, OutputFile.Mode.REPLACE, 0644, in))
+                .hasMessageContaining("is also the input");
         assertThat(Files.readString(in)).isEqualTo("source");
-        assertThatThrownBy(() -> OutputFile.create(Path.of(""), OutputFile.Mode.CREATE, 0644)).hasMessageContaining("empty");
-        assertThatThrownBy(() -> OutputFile.create(dir.resolve("no/such/dir/x"), OutputFile.Mode.CREATE, 0644)).hasMessageContaining("does not exist");
-        assertThatThrownBy(() -> OutputFile.create(in, OutputFile.Mode.CREATE, 0644)).hasMessageContaining("already exists");
+        assertThatThrownBy(() -> OutputFile.create(Path.of(""), OutputFile.Mode.CREATE, 0644))
+                .hasMessageContaining("empty");
+        assertThatThrownBy(() -> OutputFile.create(dir.resolve("no/such/dir/x"), OutputFile.Mode.CREATE, 0644))
+                .hasMessageContaining("does not exist");
+        assertThatThrownBy(() -> OutputFile.create(in, OutputFile.Mode.CREATE, 0644))
+                .hasMessageContaining("already exists");
         assertThat(Leaks.partials(dir)).isEmpty();
     }
 
     @Test
     void ofTwoWritersRacingForANewNameTheLoserFailsAndTheWinnersFileStays() throws Exception {
         Path out = dir.resolve("out");
-        try (OutputFile a = OutputFile.create(out, OutputFile.Mode.CREATE, 0644); OutputFile b = OutputFile.create(out, OutputFile.Mode.CREATE, 0644)) {
+        try (OutputFile a = OutputFile.create(out, OutputFile.Mode.CREATE, 0644);
+                OutputFile b = OutputFile.create(out, OutputFile.Mode.CREATE, 0644)) {
             assertThat(a.partialPath()).isNotEqualTo(b.partialPath());
             write(a, "writer a");
             write(b, "writer b");
             a.commit();
-            assertThatThrownBy(b::commit).isInstanceOf(OutputRefusedException.class).hasMessageContaining("another writer");
+            assertThatThrownBy(b::commit)
+                    .isInstanceOf(OutputRefusedException.class)
+                    .hasMessageContaining("another writer");
         }
         assertThat(Files.readString(out)).isEqualTo("writer a");
         assertThat(Leaks.partials(dir)).isEmpty();
@@ -110,7 +125,9 @@ class OutputFileTest {
             write(f, "mine");
             Files.delete(out);
             Files.writeString(out, "someone else's");
-            assertThatThrownBy(f::commit).isInstanceOf(OutputRefusedException.class).hasMessageContaining("replaced or removed");
+            assertThatThrownBy(f::commit)
+                    .isInstanceOf(OutputRefusedException.class)
+                    .hasMessageContaining("replaced or removed");
         }
         assertThat(Files.readString(out)).isEqualTo("someone else's");
         try (OutputFile f = OutputFile.create(out, OutputFile.Mode.REPLACE, 0644)) {
