@@ -17,7 +17,12 @@ import picocli.CommandLine.Option;
         header = "Measure gmem on this host, as medians of interleaved runs.",
         mixinStandardHelpOptions = true,
         description = "Measure gmem on this host. Figures are medians of interleaved runs, compared within one run.",
-        subcommands = {BenchCommand.Populate.class, BenchCommand.Restore.class, BenchCommand.Lazy.class})
+        subcommands = {
+            BenchCommand.Populate.class,
+            BenchCommand.Restore.class,
+            BenchCommand.Lazy.class,
+            BenchCommand.Start.class
+        })
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -469,5 +474,108 @@ final class BenchCommand implements Runnable {
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--backend must be kernel, memfd or all, not '" + backend + "'");
         };
+    }
+
+    @Command(
+            name = "start",
+            header = "Measure how long gmem takes from process start to exit, cold.",
+            mixinStandardHelpOptions = true,
+            description = {
+                "Run gmem --version, gmem probe and an eager restore of a sparse guest through the launcher, each in a new",
+                "process, interleaved round by round with a bare java -version of the same JDK; after one untimed round,",
+                "report the median wall times. For the restore, the wall time beyond gmem's own reported work is set",
+                "against java -version (target: restore <= 250 ms on a quiet machine, overhead <= 4x java -version)."
+            })
+    static final class Start implements Callable<Integer> {
+        @Option(
+                names = "--size",
+                defaultValue = "1G",
+                converter = Sizes.class,
+                description = "The guest (default ${DEFAULT-VALUE}).")
+        long size;
+
+        @Option(
+                names = "--data",
+                defaultValue = "120M",
+                converter = Sizes.class,
+                description = "Its data (default ${DEFAULT-VALUE}).")
+        long data;
+
+        @Option(names = "--runs", defaultValue = "5", description = "Timed rounds (default ${DEFAULT-VALUE}).")
+        int runs;
+
+        @Option(
+                names = "--launcher",
+                description =
+                        "A gmem launcher to time; repeat it to compare builds side by side (default: the one beside this build).")
+        List<java.nio.file.Path> launchers;
+
+        @Option(
+                names = "--dir",
+                description =
+                        "Where the guest goes (default: /dev/shm, else the temporary directory). It is removed afterwards.")
+        java.nio.file.Path dir;
+
+        @Option(names = "--json", description = "Print the results as JSON.")
+        boolean json;
+
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            if (runs < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--runs must be at least 1");
+            if (size <= 0 || size % 4096 != 0 || data <= 0 || data > size / 2)
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--size must be a positive multiple of 4096 and --data at most half of it");
+            List<java.nio.file.Path> l =
+                    launchers != null && !launchers.isEmpty() ? launchers : List.of(besideThisBuild());
+            dev.gmem.bench.StartBench.Report r;
+            try (Progress progress = new Progress(json)) {
+                r = dev.gmem.bench.StartBench.run(
+                        new dev.gmem.bench.StartBench.Options(l, size, data, runs, workDir(dir)), progress);
+            }
+            PrintWriter out = spec.commandLine().getOut();
+            if (json) {
+                out.println(Json.write(r));
+                out.flush();
+                return 0;
+            }
+            out.printf(
+                    Locale.ROOT,
+                    "cold start to exit, median of %d interleaved rounds; java -version %.0f ms%n",
+                    r.runs(),
+                    r.javaVersion().medianMs());
+            for (var x : r.launchers()) {
+                out.println("  " + x.launcher());
+                for (var c : x.commands()) out.printf(Locale.ROOT, "    %-22s %7.0f ms%n", c.name(), c.medianMs());
+                out.printf(
+                        Locale.ROOT,
+                        "    restore: %.0f ms of reported work, %.0f ms beyond it = %.1fx java -version (target <= 4x); wall %.0f ms (target <= 250 ms)%n",
+                        x.restoreWorkMs(),
+                        x.overheadMs(),
+                        x.overheadRatio(),
+                        x.commands().get(2).medianMs());
+            }
+            out.flush();
+            return 0;
+        }
+
+        /** target/gmem.jar's launcher: the gmem script two levels up. */
+        private static java.nio.file.Path besideThisBuild() throws java.io.IOException {
+            try {
+                java.nio.file.Path jar = java.nio.file.Path.of(Start.class
+                        .getProtectionDomain()
+                        .getCodeSource()
+                        .getLocation()
+                        .toURI());
+                java.nio.file.Path root =
+                        jar.getParent() == null ? null : jar.getParent().getParent();
+                if (root != null && java.nio.file.Files.isExecutable(root.resolve("gmem"))) return root.resolve("gmem");
+            } catch (java.net.URISyntaxException | SecurityException e) {
+                // no code source: say so below
+            }
+            throw new java.io.IOException("cannot find the gmem launcher beside this build; name it with --launcher");
+        }
     }
 }

@@ -77,7 +77,7 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
 
     @Override
     public MemoryCapabilities capabilities() {
-        HostReport.Userfaultfd u = HostProbe.host().userfaultfd();
+        HostReport.Userfaultfd u = HostProbe.userfaultfdOfHost();
         Check uffd = u.missingMemfd().available()
                 ? Check.yes("userfaultfd on the memfd mappings: MISSING "
                         + (u.minorMemfd().available()
@@ -157,7 +157,7 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
 
     @Override
     protected void requireUserfaultfd() {
-        HostReport.Userfaultfd u = HostProbe.host().userfaultfd();
+        HostReport.Userfaultfd u = HostProbe.userfaultfdOfHost();
         if (!u.available()) throw new UnsupportedFeatureException("memfd", "userfaultfd", u.reason());
     }
 

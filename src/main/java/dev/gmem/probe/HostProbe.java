@@ -36,6 +36,8 @@ import java.util.stream.Stream;
 public final class HostProbe {
     private static final byte PATTERN = (byte) 0x5a;
     private static volatile HostReport cached;
+    private static volatile HostReport.Userfaultfd cachedUserfaultfd;
+    private static volatile HostReport.HugePages cachedHugePages;
 
     private final long page = Posix.pageSize();
 
@@ -49,6 +51,37 @@ public final class HostProbe {
             }
         }
         return r;
+    }
+
+    /**
+     * The userfaultfd part of the report alone, probed once per process (or taken from the whole
+     * report when that was probed): what a memfd restore needs, without creating a VM.
+     */
+    public static HostReport.Userfaultfd userfaultfdOfHost() {
+        HostReport whole = cached;
+        if (whole != null) return whole.userfaultfd();
+        HostReport.Userfaultfd u = cachedUserfaultfd;
+        if (u == null) {
+            synchronized (HostProbe.class) {
+                u = cachedUserfaultfd;
+                if (u == null) cachedUserfaultfd = u = new HostProbe().userfaultfd();
+            }
+        }
+        return u;
+    }
+
+    /** The huge-page part of the report alone, probed once per process, as {@link #userfaultfdOfHost}. */
+    public static HostReport.HugePages hugePagesOfHost() {
+        HostReport whole = cached;
+        if (whole != null) return whole.hugePages();
+        HostReport.HugePages h = cachedHugePages;
+        if (h == null) {
+            synchronized (HostProbe.class) {
+                h = cachedHugePages;
+                if (h == null) cachedHugePages = h = new HostProbe().hugePages();
+            }
+        }
+        return h;
     }
 
     /** Probes now. */

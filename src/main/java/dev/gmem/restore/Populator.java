@@ -49,7 +49,7 @@ public final class Populator {
                             "transparent huge pages apply to shmem (the memfd backend); guest_memfd has its own allocator");
                 }
                 if (!mmap) yield Check.no("the file was created without MMAP, so it cannot be mapped");
-                HostReport.HugePages h = HostProbe.host().hugePages();
+                HostReport.HugePages h = HostProbe.hugePagesOfHost();
                 yield h.thpShmem().available()
                         ? Check.yes(h.thpShmem().reason())
                         : Check.no(h.thpShmem().reason());

@@ -141,4 +141,42 @@ class BenchCommandTest {
         assertThat(Sizes.format(512L << 20)).isEqualTo("512 MiB");
         assertThat(Sizes.format(1536)).isEqualTo("1.5 KiB");
     }
+
+    /** bench start times real gmem processes: here through a launcher script that runs this build's classes. */
+    @Test
+    void startTimesColdProcessesAgainstJavaVersion(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        java.nio.file.Path launcher = dir.resolve("gmem");
+        java.nio.file.Files.writeString(
+                launcher,
+                "#!/bin/sh\nexec '" + ProcessHandle.current().info().command().orElse("java")
+                        + "' --enable-native-access=ALL-UNNAMED -cp '" + dev.gmem.testing.GmemProcess.classPath()
+                        + "' dev.gmem.cli.Main \"$@\"\n");
+        java.nio.file.Files.setPosixFilePermissions(
+                launcher, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+        ProbeCommandTest.Run r = ProbeCommandTest.run(
+                "bench",
+                "start",
+                "--runs",
+                "1",
+                "--size",
+                "16M",
+                "--data",
+                "2M",
+                "--launcher",
+                launcher.toString(),
+                "--dir",
+                dir.toString(),
+                "--json");
+        assertThat(r.exit()).as(r.err()).isZero();
+        tools.jackson.databind.JsonNode j = Json.mapper().readTree(r.out());
+        assertThat(j.get("java_version").get("median_ms").asDouble()).isPositive();
+        tools.jackson.databind.JsonNode l = j.get("launchers").get(0);
+        assertThat(l.get("commands")).hasSize(3);
+        assertThat(l.get("restore_work_ms").asDouble()).isPositive();
+        assertThat(l.get("overhead_ratio").asDouble()).isPositive();
+        try (var left = java.nio.file.Files.list(dir)) {
+            assertThat(left.map(p -> p.getFileName().toString()).toList()).containsExactly("gmem");
+        }
+    }
 }
