@@ -51,6 +51,16 @@ public interface GuestMemory extends AutoCloseable {
     /** How this backend provides each feature on this host, with reasons. */
     MemoryCapabilities capabilities();
 
+    /** {@code capabilities().writePath()}, which a backend may know without probing the rest (a restore needs only this). */
+    default MemoryCapabilities.WritePath writePath() {
+        return capabilities().writePath();
+    }
+
+    /** {@code capabilities().write()}, as {@link #writePath}. */
+    default String writeDescription() {
+        return capabilities().write();
+    }
+
     /**
      * Populates pages from {@code source} at {@code offset}, as write()/pwrite on guest_memfd does.
      * Offset and length must be page-aligned and inside the file (else EINVAL). The write stops at

@@ -75,6 +75,19 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
         return Backend.MEMFD;
     }
 
+    private static final String WRITE =
+            "pwrite into the memfd, populate-once by gmem's page claims and the kernel's SEEK_DATA";
+
+    @Override
+    public MemoryCapabilities.WritePath writePath() {
+        return MemoryCapabilities.WritePath.KERNEL; // shmem always has write(): nothing to probe
+    }
+
+    @Override
+    public String writeDescription() {
+        return WRITE;
+    }
+
     @Override
     public MemoryCapabilities capabilities() {
         HostReport.Userfaultfd u = HostProbe.userfaultfdOfHost();
@@ -86,7 +99,7 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
                 : Check.no(u.missingMemfd().reason());
         return new MemoryCapabilities(
                 MemoryCapabilities.WritePath.KERNEL,
-                "pwrite into the memfd, populate-once by gmem's page claims and the kernel's SEEK_DATA",
+                WRITE,
                 Check.yes("attributes tracked per page by gmem; private pages are PROT_NONE in every host mapping"),
                 uffd);
     }

@@ -38,10 +38,9 @@ public final class Populator {
                         ? Check.yes("the file can be mapped")
                         : Check.no("the file was created without MMAP, so it cannot be mapped");
             case WRITE -> {
-                dev.gmem.memory.MemoryCapabilities c = memory.capabilities();
-                yield c.writePath() == dev.gmem.memory.MemoryCapabilities.WritePath.NONE
-                        ? Check.no(c.write())
-                        : Check.yes(c.write());
+                yield memory.writePath() == dev.gmem.memory.MemoryCapabilities.WritePath.NONE
+                        ? Check.no(memory.writeDescription())
+                        : Check.yes(memory.writeDescription());
             }
             case THP_COPY -> {
                 if (memory.backend() != GuestMemory.Backend.MEMFD) {
@@ -66,8 +65,8 @@ public final class Populator {
      */
     public static Plan choose(GuestMemory memory) {
         int cpus = Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
-        String write = memory.capabilities().write();
-        boolean kernelWrite = memory.capabilities().writePath() == dev.gmem.memory.MemoryCapabilities.WritePath.KERNEL;
+        String write = memory.writeDescription();
+        boolean kernelWrite = memory.writePath() == dev.gmem.memory.MemoryCapabilities.WritePath.KERNEL;
         if (kernelWrite) {
             return new Plan(
                     Strategy.WRITE,
