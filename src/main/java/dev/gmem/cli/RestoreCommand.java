@@ -111,6 +111,25 @@ final class RestoreCommand implements Callable<Integer> {
             description = "The vCPU reads one page in this many (default ${DEFAULT-VALUE}).")
     long checkStride;
 
+    @Option(
+            names = "--metrics",
+            paramLabel = "HOST:PORT",
+            description =
+                    "Lazy restore: serve live metrics in the Prometheus text format at http://HOST:PORT/metrics while it runs"
+                            + " (port 0: any free port; the address is printed on stderr). Loopback only, unless --metrics-any-address.")
+    String metricsAddress;
+
+    @Option(names = "--metrics-any-address", description = "Allow --metrics to bind an address other than loopback.")
+    boolean metricsAnyAddress;
+
+    @Option(
+            names = "--metrics-hold",
+            paramLabel = "SECONDS",
+            defaultValue = "0",
+            description =
+                    "Keep serving the final metrics this many seconds after the restore (default ${DEFAULT-VALUE}), for a scraper.")
+    int metricsHold;
+
     @Option(names = "--json", description = "Print the summary as JSON.")
     boolean json;
 
@@ -146,6 +165,9 @@ final class RestoreCommand implements Callable<Integer> {
                     spec.commandLine(), "--mode must be eager or lazy, not '" + mode + "'");
         if (checkStride < 1)
             throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
+        if (metricsAddress != null || metricsAnyAddress || metricsHold != 0)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--metrics applies to lazy restore (an eager one is over before a scrape)");
         EagerRestore.Outcome outcome;
         try (Progress line = new Progress(json);
                 PageSource source = PageSources.open(
@@ -202,7 +224,9 @@ final class RestoreCommand implements Callable<Integer> {
         LazyRestore.Checks checks = new LazyRestore.Checks(
                 verify ? 2 : 0, System.nanoTime(), checkGuest ? checkStride : 0, GUEST_TIMEOUT, POPULATE_TIMEOUT);
         LazyRun r;
-        try (Progress line = new Progress(json)) {
+        dev.gmem.metrics.Metrics metrics = new dev.gmem.metrics.Metrics();
+        try (dev.gmem.metrics.MetricsServer metricsServer = startMetrics(metrics);
+                Progress line = new Progress(json)) {
             line.accept("lazy restore of " + input + " (" + um.label() + " mode)");
             long t0 = System.nanoTime();
             try (PageSource source = PageSources.open(
@@ -212,8 +236,10 @@ final class RestoreCommand implements Callable<Integer> {
                     x -> {},
                     SnapshotCommand.format(spec.commandLine(), format))) {
                 double openMs = (System.nanoTime() - t0) / 1e6;
-                r = new LazyRun(openMs, LazyRestore.run(source, b, options, checks));
+                r = new LazyRun(
+                        openMs, LazyRestore.run(source, b, options, checks, metricsServer == null ? null : metrics));
             }
+            holdMetrics(metricsServer);
         }
         LazyRestore.Outcome o = r.restore();
         PrintWriter out = spec.commandLine().getOut();
@@ -320,5 +346,31 @@ final class RestoreCommand implements Callable<Integer> {
                 r.gibPerS());
         if (r.verified() != null)
             out.printf(Locale.ROOT, "  verified: every page matches the source (%.1f ms)%n", r.verifyMs());
+    }
+
+    /** The metrics endpoint asked for with --metrics, started and announced on stderr; null when none was asked for. */
+    private dev.gmem.metrics.MetricsServer startMetrics(dev.gmem.metrics.Metrics metrics) throws java.io.IOException {
+        if (metricsAddress == null) {
+            if (metricsAnyAddress || metricsHold != 0)
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--metrics-any-address and --metrics-hold need --metrics");
+            return null;
+        }
+        if (metricsHold < 0 || metricsHold > 3600)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--metrics-hold must be between 0 and 3600 seconds");
+        dev.gmem.metrics.MetricsServer server;
+        try {
+            server = dev.gmem.metrics.MetricsServer.start(metrics, metricsAddress, metricsAnyAddress);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(spec.commandLine(), "--metrics " + e.getMessage());
+        }
+        spec.commandLine().getErr().println("gmem restore: metrics at " + server.url());
+        spec.commandLine().getErr().flush();
+        return server;
+    }
+
+    private void holdMetrics(dev.gmem.metrics.MetricsServer server) throws InterruptedException {
+        if (server != null && metricsHold > 0) Thread.sleep(metricsHold * 1000L);
     }
 }

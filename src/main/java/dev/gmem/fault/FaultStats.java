@@ -61,6 +61,25 @@ public final class FaultStats {
         return faults.get();
     }
 
+    /**
+     * The fault latencies as the buckets of a classic histogram: how many fell at or under each of
+     * {@code upperBoundsNanos} (ascending) and above the previous bound, the last element for those
+     * above every bound. For live metrics.
+     */
+    public long[] latencyBuckets(long[] upperBoundsNanos) {
+        long[] counts = new long[upperBoundsNanos.length + 1];
+        synchronized (latency) {
+            long below = 0;
+            for (int i = 0; i < upperBoundsNanos.length; i++) {
+                long upTo = latency.getTotalCount() == 0 ? 0 : latency.getCountBetweenValues(0, upperBoundsNanos[i]);
+                counts[i] = upTo - below;
+                below = upTo;
+            }
+            counts[upperBoundsNanos.length] = latency.getTotalCount() - below;
+        }
+        return counts;
+    }
+
     public Counts counts() {
         Latency l;
         synchronized (latency) {

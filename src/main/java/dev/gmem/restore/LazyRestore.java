@@ -282,8 +282,25 @@ public final class LazyRestore implements AutoCloseable {
      */
     public static Outcome run(PageSource source, GuestMemory.Backend backend, Options options, Checks checks)
             throws IOException {
+        return run(source, backend, options, checks, null);
+    }
+
+    /**
+     * As {@link #run(PageSource, GuestMemory.Backend, Options, Checks)}, the restore watched into
+     * {@code metrics} (null: none) as session {@code restore} while it runs, and
+     * {@link dev.gmem.metrics.Metrics#finish finished} with its final values at the end.
+     */
+    @SuppressWarnings("try") // the session is watched for the extent of the try, and never named in it
+    public static Outcome run(
+            PageSource source,
+            GuestMemory.Backend backend,
+            Options options,
+            Checks checks,
+            dev.gmem.metrics.Metrics metrics)
+            throws IOException {
         try (Destination dst = Destination.anonymous(backend, source);
-                LazyRestore lazy = start(source, dst.memory(), options)) {
+                LazyRestore lazy = start(source, dst.memory(), options);
+                Watched watched = Watched.of(metrics, "restore", lazy.engine.stats(), dst.memory()::populatedPages)) {
             GuestVerdict guest = checks.guestStride() > 0
                     ? GuestVerdict.of(
                             () -> GuestCheck.run(
@@ -330,6 +347,23 @@ public final class LazyRestore implements AutoCloseable {
                     checks.readers(),
                     v,
                     guest);
+        }
+    }
+
+    /** A session watched into metrics for the extent of a try block. */
+    private record Watched(dev.gmem.metrics.Metrics metrics, String name) implements AutoCloseable {
+        static Watched of(
+                dev.gmem.metrics.Metrics metrics,
+                String name,
+                FaultStats stats,
+                java.util.function.LongSupplier resident) {
+            if (metrics != null) metrics.watch(name, stats, resident);
+            return new Watched(metrics, name);
+        }
+
+        @Override
+        public void close() {
+            if (metrics != null) metrics.finish(name); // the final values stay for a last scrape
         }
     }
 }

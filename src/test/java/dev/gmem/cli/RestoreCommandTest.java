@@ -96,4 +96,45 @@ class RestoreCommandTest {
                 .contains("--on-remove")
                 .contains("zero or refetch");
     }
+
+    /** restore --mode lazy --metrics: the endpoint it announces serves the restore's series, final values included while it holds. */
+    @Test
+    void aLazyRestoreServesItsMetricsWhereItSays() throws Exception {
+        Host.assumeUserfaultfd();
+        String snap = CliFixtures.packed(dir, "8M");
+        String[] args = {"restore", snap, "--mode", "lazy", "--metrics", "127.0.0.1:0", "--metrics-hold", "3", "--json"
+        };
+        picocli.CommandLine cl = Main.commandLine(args);
+        java.io.StringWriter out = new java.io.StringWriter();
+        java.io.StringWriter err = new java.io.StringWriter();
+        cl.setOut(new java.io.PrintWriter(out, true));
+        cl.setErr(new java.io.PrintWriter(err, true));
+        java.util.concurrent.CompletableFuture<Integer> run =
+                java.util.concurrent.CompletableFuture.supplyAsync(() -> cl.execute(args));
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(30);
+        java.util.regex.Matcher m;
+        while (!(m = java.util.regex.Pattern.compile("metrics at (http://\\S+)").matcher(err.toString())).find()) {
+            assertThat(System.nanoTime())
+                    .as("the address is announced: %s", err)
+                    .isLessThan(deadline);
+            assertThat(run.isDone()).as("still running: %s", err).isFalse();
+            Thread.sleep(10);
+        }
+        java.net.URI url = java.net.URI.create(m.group(1));
+        // scraped until the restore is over and its final values are held
+        java.util.Map<String, Double> series;
+        do {
+            series = dev.gmem.metrics.MetricsTest.scrape(url);
+            Thread.sleep(20);
+        } while (series.get("gmem_sessions") != 0.0 && System.nanoTime() < deadline);
+        assertThat(run.get(30, java.util.concurrent.TimeUnit.SECONDS))
+                .as(err.toString())
+                .isZero();
+        JsonNode j = tools.jackson.databind.json.JsonMapper.builder().build().readTree(out.toString());
+        long prefetched = j.get("stats").get("prefetch_pages").asLong();
+        assertThat(series.get("gmem_pages_total{path=prefetch,session=restore}"))
+                .isEqualTo((double) prefetched);
+        assertThat(series.get("gmem_pages_total{path=fault,session=restore}") + prefetched)
+                .isEqualTo((double) j.get("data_bytes").asLong() / 4096);
+    }
 }
