@@ -7,8 +7,8 @@ import dev.gmem.snapshot.SnapshotFormatException;
  * gmem's exit statuses, chosen by the type of the error (and of its causes), never by its text:
  * 0 done; 1 failed (an I/O or system call error, a restore that failed or differs from its source,
  * a guest check that failed); 2 the command line is wrong; 3 this host lacks what the command
- * needs (the reason is printed); 4 the input is corrupt or not what it claims (a snapshot or
- * memory file).
+ * needs (the reason is printed); 4 the input is corrupt or not what it claims (a snapshot, a
+ * memory file or a trace).
  */
 enum ExitCode {
     OK(0),
@@ -28,6 +28,9 @@ enum ExitCode {
         for (Throwable t = error; t != null; t = t.getCause() == t ? null : t.getCause()) {
             switch (t) {
                 case SnapshotFormatException e -> {
+                    return BAD_INPUT;
+                }
+                case dev.gmem.trace.TraceFormatException e -> {
                     return BAD_INPUT;
                 }
                 case UnsupportedFeatureException e -> {

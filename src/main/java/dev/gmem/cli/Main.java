@@ -33,6 +33,7 @@ public final class Main implements Runnable {
         m.put("image", ImageCommand.class);
         m.put("snapshot", SnapshotCommand.class);
         m.put("restore", RestoreCommand.class);
+        m.put("report", ReportCommand.class);
         m.put("help", CommandLine.HelpCommand.class);
         return m;
     }

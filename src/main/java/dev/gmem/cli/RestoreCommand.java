@@ -130,6 +130,14 @@ final class RestoreCommand implements Callable<Integer> {
                     "Keep serving the final metrics this many seconds after the restore (default ${DEFAULT-VALUE}), for a scraper.")
     int metricsHold;
 
+    @Option(
+            names = "--trace",
+            paramLabel = "FILE",
+            description =
+                    "Lazy restore: record what happened over time (pages in place by path every millisecond, the ready and"
+                            + " fully resident moments, fault latencies) into FILE; 'gmem report FILE -o restore.svg' draws it.")
+    Path trace;
+
     @Option(names = "--json", description = "Print the summary as JSON.")
     boolean json;
 
@@ -168,6 +176,8 @@ final class RestoreCommand implements Callable<Integer> {
         if (metricsAddress != null || metricsAnyAddress || metricsHold != 0)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--metrics applies to lazy restore (an eager one is over before a scrape)");
+        if (trace != null)
+            throw new CommandLine.ParameterException(spec.commandLine(), "--trace applies to lazy restore");
         EagerRestore.Outcome outcome;
         try (Progress line = new Progress(json);
                 PageSource source = PageSources.open(
@@ -237,7 +247,13 @@ final class RestoreCommand implements Callable<Integer> {
                     SnapshotCommand.format(spec.commandLine(), format))) {
                 double openMs = (System.nanoTime() - t0) / 1e6;
                 r = new LazyRun(
-                        openMs, LazyRestore.run(source, b, options, checks, metricsServer == null ? null : metrics));
+                        openMs,
+                        LazyRestore.run(
+                                source,
+                                b,
+                                options,
+                                checks,
+                                new LazyRestore.Observers(metricsServer == null ? null : metrics, trace)));
             }
             holdMetrics(metricsServer);
         }

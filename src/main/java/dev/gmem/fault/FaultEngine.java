@@ -423,9 +423,14 @@ public final class FaultEngine implements AutoCloseable {
             long r;
             if (mode == UffdMode.MISSING) {
                 r = target.copy(offset, run);
-                if (r > 0) stats.faultPages.addAndGet(r / page);
+                if (r > 0) {
+                    stats.faultPages.addAndGet(r / page);
+                    stats.faultAroundPages.addAndGet(r / page - 1); // all but the page that faulted
+                }
             } else {
+                long before = stats.faultPages.get(); // only this thread, under the lock, adds fault pages
                 writeSome(offset, run, page, stats.faultPages);
+                stats.faultAroundPages.addAndGet(Math.max(0, stats.faultPages.get() - before - 1));
                 r = target.continueAt(offset, length);
                 if (r == Userfaultfd.NO_PAGE)
                     r = Userfaultfd.EXISTS; // claimed by a write still in flight: wake; the thread faults again

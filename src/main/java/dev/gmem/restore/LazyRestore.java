@@ -282,25 +282,33 @@ public final class LazyRestore implements AutoCloseable {
      */
     public static Outcome run(PageSource source, GuestMemory.Backend backend, Options options, Checks checks)
             throws IOException {
-        return run(source, backend, options, checks, null);
+        return run(source, backend, options, checks, Observers.none());
     }
 
     /**
-     * As {@link #run(PageSource, GuestMemory.Backend, Options, Checks)}, the restore watched into
-     * {@code metrics} (null: none) as session {@code restore} while it runs, and
-     * {@link dev.gmem.metrics.Metrics#finish finished} with its final values at the end.
+     * What watches a restore while it runs: {@code metrics} (null: none), into which it is watched as
+     * session {@code restore} and {@link dev.gmem.metrics.Metrics#finish finished} with its final
+     * values; and {@code trace} (null: none), the file its {@link dev.gmem.trace.Trace} is written to
+     * once it has succeeded.
      */
+    public record Observers(dev.gmem.metrics.Metrics metrics, java.nio.file.Path trace) {
+        public static Observers none() {
+            return new Observers(null, null);
+        }
+    }
+
+    /** As {@link #run(PageSource, GuestMemory.Backend, Options, Checks)}, watched by {@code observers}. */
     @SuppressWarnings("try") // the session is watched for the extent of the try, and never named in it
     public static Outcome run(
-            PageSource source,
-            GuestMemory.Backend backend,
-            Options options,
-            Checks checks,
-            dev.gmem.metrics.Metrics metrics)
+            PageSource source, GuestMemory.Backend backend, Options options, Checks checks, Observers observers)
             throws IOException {
+        dev.gmem.metrics.Metrics metrics = observers.metrics();
         try (Destination dst = Destination.anonymous(backend, source);
                 LazyRestore lazy = start(source, dst.memory(), options);
-                Watched watched = Watched.of(metrics, "restore", lazy.engine.stats(), dst.memory()::populatedPages)) {
+                Watched watched = Watched.of(metrics, "restore", lazy.engine.stats(), dst.memory()::populatedPages);
+                dev.gmem.trace.TraceRecorder recorder = observers.trace() == null
+                        ? null
+                        : new dev.gmem.trace.TraceRecorder(lazy.engine.stats(), lazy.startNanos)) {
             GuestVerdict guest = checks.guestStride() > 0
                     ? GuestVerdict.of(
                             () -> GuestCheck.run(
@@ -337,13 +345,24 @@ public final class LazyRestore implements AutoCloseable {
                                 + Long.toHexString(v.firstWrongGuestAddress()),
                         v.firstWrongGuestAddress());
             }
+            Stats stats = lazy.stats();
+            if (recorder != null) {
+                dev.gmem.trace.TraceFile.write(
+                        recorder.finish(
+                                "lazy restore of " + source.path().getFileName() + " (" + stats.mode() + " mode)",
+                                dst.memory().pageSize(),
+                                source.counts().dataPages(),
+                                stats.readyMs(),
+                                stats.populatedMs() == null ? -1 : stats.populatedMs()),
+                        observers.trace());
+            }
             return new Outcome(
                     source.path().toString(),
                     source.format(),
                     backend.label(),
                     source.size(),
                     source.counts().dataBytes(),
-                    lazy.stats(),
+                    stats,
                     checks.readers(),
                     v,
                     guest);
