@@ -87,13 +87,8 @@ final class BenchCommand implements Runnable {
                         "Also time the bundled C pwrite loop into a memfd (built with cc), side by side (default: on).")
         boolean cReference;
 
-        @Option(
-                names = "--warm",
-                converter = Sizes.class,
-                description =
-                        "Memory to touch once before timing (default: 80%% of the"
-                                + " available memory, since the first touch of never-used RAM is several times slower on virtual machines; 0 skips it).")
-        Long warm;
+        @CommandLine.Mixin
+        Options.Warm warm;
 
         @Option(names = "--json", description = "Print the results as JSON.")
         boolean json;
@@ -126,8 +121,7 @@ final class BenchCommand implements Runnable {
             PopulationBench.Report report;
             try (Progress progress = new Progress(json)) {
                 report = PopulationBench.run(
-                        new PopulationBench.Options(
-                                size, backends, chosen, threads, repeat, cReference, warm == null ? -1 : warm),
+                        new PopulationBench.Options(size, backends, chosen, threads, repeat, cReference, warm.bytes()),
                         progress);
             }
             PrintWriter out = spec.commandLine().getOut();
@@ -215,18 +209,11 @@ final class BenchCommand implements Runnable {
         @Option(names = "--repeat", defaultValue = "5", description = "Timed rounds (default ${DEFAULT-VALUE}).")
         int repeat;
 
-        @Option(
-                names = "--warm",
-                converter = Sizes.class,
-                description = "Memory to touch once before timing (default: 80%% of the available memory; 0 skips it).")
-        Long warm;
+        @CommandLine.Mixin
+        Options.Warm warm;
 
-        @Option(
-                names = "--dir",
-                description =
-                        "Where images and snapshots go (default: /dev/shm, a tmpfs, so that pack measures gmem rather than disk"
-                                + " writeback; else the temporary directory). They are removed afterwards.")
-        java.nio.file.Path dir;
+        @CommandLine.Mixin
+        Options.WorkDir dir;
 
         @Option(names = "--json", description = "Print the results as JSON.")
         boolean json;
@@ -243,12 +230,12 @@ final class BenchCommand implements Runnable {
                             spec.commandLine(), "--size and --proportion-size must be positive multiples of 1 MiB");
             }
             if (repeat < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat must be at least 1");
-            java.nio.file.Path where = workDir(dir);
+            java.nio.file.Path where = dir.resolve();
             dev.gmem.bench.RestoreBench.Report r;
             try (Progress progress = new Progress(json)) {
                 r = dev.gmem.bench.RestoreBench.run(
                         new dev.gmem.bench.RestoreBench.Options(
-                                size, proportionSize, sparseData, backends, repeat, warm == null ? -1 : warm, where),
+                                size, proportionSize, sparseData, backends, repeat, warm.bytes(), where),
                         progress);
             }
             PrintWriter out = spec.commandLine().getOut();
@@ -354,17 +341,11 @@ final class BenchCommand implements Runnable {
         @Option(names = "--runs", defaultValue = "10", description = "Random-access runs (default ${DEFAULT-VALUE}).")
         int runs;
 
-        @Option(
-                names = "--warm",
-                converter = Sizes.class,
-                description = "Memory to touch once before timing (default: 80%% of the available memory; 0 skips it).")
-        Long warm;
+        @CommandLine.Mixin
+        Options.Warm warm;
 
-        @Option(
-                names = "--dir",
-                description =
-                        "Where the snapshots go (default: /dev/shm, else the temporary directory). They are removed afterwards.")
-        java.nio.file.Path dir;
+        @CommandLine.Mixin
+        Options.WorkDir dir;
 
         @Option(names = "--json", description = "Print the results as JSON.")
         boolean json;
@@ -393,12 +374,11 @@ final class BenchCommand implements Runnable {
                     dev.gmem.probe.HostProbe.host().userfaultfd();
             if (!u.available())
                 throw new dev.gmem.memory.UnsupportedFeatureException("memfd", "lazy restore", u.reason());
-            java.nio.file.Path where = workDir(dir);
+            java.nio.file.Path where = dir.resolve();
             dev.gmem.bench.LazyBench.Report r;
             try (Progress progress = new Progress(json)) {
                 r = dev.gmem.bench.LazyBench.run(
-                        new dev.gmem.bench.LazyBench.Options(
-                                size, small, large, ms, repeat, runs, warm == null ? -1 : warm, where),
+                        new dev.gmem.bench.LazyBench.Options(size, small, large, ms, repeat, runs, warm.bytes(), where),
                         progress);
             }
             PrintWriter out = spec.commandLine().getOut();
@@ -510,11 +490,8 @@ final class BenchCommand implements Runnable {
                         "A gmem launcher to time; repeat it to compare builds side by side (default: the one beside this build).")
         List<java.nio.file.Path> launchers;
 
-        @Option(
-                names = "--dir",
-                description =
-                        "Where the guest goes (default: /dev/shm, else the temporary directory). It is removed afterwards.")
-        java.nio.file.Path dir;
+        @CommandLine.Mixin
+        Options.WorkDir dir;
 
         @Option(names = "--json", description = "Print the results as JSON.")
         boolean json;
@@ -533,7 +510,7 @@ final class BenchCommand implements Runnable {
             dev.gmem.bench.StartBench.Report r;
             try (Progress progress = new Progress(json)) {
                 r = dev.gmem.bench.StartBench.run(
-                        new dev.gmem.bench.StartBench.Options(l, size, data, runs, workDir(dir)), progress);
+                        new dev.gmem.bench.StartBench.Options(l, size, data, runs, dir.resolve()), progress);
             }
             PrintWriter out = spec.commandLine().getOut();
             if (json) {

@@ -42,11 +42,8 @@ final class DemoCommand implements Callable<Integer> {
             description = "The vCPU reads one page in this many (default ${DEFAULT-VALUE}: every page).")
     long stride;
 
-    @Option(
-            names = "--dir",
-            description =
-                    "Where the image and snapshot go (default: /dev/shm, else the temporary directory). They are removed afterwards.")
-    Path dir;
+    @CommandLine.Mixin
+    Options.WorkDir dir;
 
     @Option(names = "--json", description = "Print the results as JSON.")
     boolean json;
@@ -60,7 +57,7 @@ final class DemoCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), "--size must be a positive multiple of 1 MiB");
         if (stride < 1)
             throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
-        Path where = BenchCommand.workDir(dir);
+        Path where = dir.resolve();
         Demo.Report r;
         try (Progress line = new Progress(json)) {
             r = Demo.run(new Demo.Options(size, where, seed, stride, Duration.ofMinutes(10)), (name, total) -> {
