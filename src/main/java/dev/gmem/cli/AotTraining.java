@@ -35,7 +35,21 @@ public final class AotTraining {
                     new String[] {
                         "restore", raw, "--export", work.resolve("guest.mem").toString()
                     },
-                    new String[] {"restore", snap, "--mode", "lazy", "--verify"},
+                    new String[] {
+                        "restore",
+                        snap,
+                        "--mode",
+                        "lazy",
+                        "--verify",
+                        "--trace",
+                        work.resolve("t.trace").toString()
+                    },
+                    new String[] {
+                        "report",
+                        work.resolve("t.trace").toString(),
+                        "-o",
+                        work.resolve("t.svg").toString()
+                    },
                     new String[] {
                         "snapshot",
                         "unpack",
