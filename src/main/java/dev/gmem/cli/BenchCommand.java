@@ -90,8 +90,8 @@ final class BenchCommand implements Runnable {
         @CommandLine.Mixin
         Options.Warm warm;
 
-        @Option(names = "--json", description = "Print the results as JSON.")
-        boolean json;
+        @CommandLine.Mixin
+        Options.Json json;
 
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
@@ -119,13 +119,13 @@ final class BenchCommand implements Runnable {
                     throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
             }
             PopulationBench.Report report;
-            try (Progress progress = new Progress(json)) {
+            try (Progress progress = new Progress(json.on)) {
                 report = PopulationBench.run(
                         new PopulationBench.Options(size, backends, chosen, threads, repeat, cReference, warm.bytes()),
                         progress);
             }
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
+            if (json.on) {
                 out.println(Json.write(report));
             } else {
                 print(out, report);
@@ -215,8 +215,8 @@ final class BenchCommand implements Runnable {
         @CommandLine.Mixin
         Options.WorkDir dir;
 
-        @Option(names = "--json", description = "Print the results as JSON.")
-        boolean json;
+        @CommandLine.Mixin
+        Options.Json json;
 
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
@@ -232,14 +232,14 @@ final class BenchCommand implements Runnable {
             if (repeat < 1) throw new CommandLine.ParameterException(spec.commandLine(), "--repeat must be at least 1");
             java.nio.file.Path where = dir.resolve();
             dev.gmem.bench.RestoreBench.Report r;
-            try (Progress progress = new Progress(json)) {
+            try (Progress progress = new Progress(json.on)) {
                 r = dev.gmem.bench.RestoreBench.run(
                         new dev.gmem.bench.RestoreBench.Options(
                                 size, proportionSize, sparseData, backends, repeat, warm.bytes(), where),
                         progress);
             }
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
+            if (json.on) {
                 out.println(Json.write(r));
             } else {
                 out.printf(
@@ -347,8 +347,8 @@ final class BenchCommand implements Runnable {
         @CommandLine.Mixin
         Options.WorkDir dir;
 
-        @Option(names = "--json", description = "Print the results as JSON.")
-        boolean json;
+        @CommandLine.Mixin
+        Options.Json json;
 
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
@@ -376,13 +376,13 @@ final class BenchCommand implements Runnable {
                 throw new dev.gmem.memory.UnsupportedFeatureException("memfd", "lazy restore", u.reason());
             java.nio.file.Path where = dir.resolve();
             dev.gmem.bench.LazyBench.Report r;
-            try (Progress progress = new Progress(json)) {
+            try (Progress progress = new Progress(json.on)) {
                 r = dev.gmem.bench.LazyBench.run(
                         new dev.gmem.bench.LazyBench.Options(size, small, large, ms, repeat, runs, warm.bytes(), where),
                         progress);
             }
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
+            if (json.on) {
                 out.println(Json.write(r));
                 out.flush();
                 return 0;
@@ -493,8 +493,8 @@ final class BenchCommand implements Runnable {
         @CommandLine.Mixin
         Options.WorkDir dir;
 
-        @Option(names = "--json", description = "Print the results as JSON.")
-        boolean json;
+        @CommandLine.Mixin
+        Options.Json json;
 
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
@@ -508,12 +508,12 @@ final class BenchCommand implements Runnable {
             List<java.nio.file.Path> l =
                     launchers != null && !launchers.isEmpty() ? launchers : List.of(besideThisBuild());
             dev.gmem.bench.StartBench.Report r;
-            try (Progress progress = new Progress(json)) {
+            try (Progress progress = new Progress(json.on)) {
                 r = dev.gmem.bench.StartBench.run(
                         new dev.gmem.bench.StartBench.Options(l, size, data, runs, dir.resolve()), progress);
             }
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
+            if (json.on) {
                 out.println(Json.write(r));
                 out.flush();
                 return 0;

@@ -45,8 +45,8 @@ final class DemoCommand implements Callable<Integer> {
     @CommandLine.Mixin
     Options.WorkDir dir;
 
-    @Option(names = "--json", description = "Print the results as JSON.")
-    boolean json;
+    @CommandLine.Mixin
+    Options.Json json;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -59,14 +59,14 @@ final class DemoCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
         Path where = dir.resolve();
         Demo.Report r;
-        try (Progress line = new Progress(json)) {
+        try (Progress line = new Progress(json.on)) {
             r = Demo.run(new Demo.Options(size, where, seed, stride, Duration.ofMinutes(10)), (name, total) -> {
                 line.accept(name + " ...");
                 return total > 0 ? new ByteProgress(line, name, total) : b -> {};
             });
         }
         PrintWriter out = spec.commandLine().getOut();
-        if (json) {
+        if (json.on) {
             out.println(Json.write(r));
         } else {
             out.printf(

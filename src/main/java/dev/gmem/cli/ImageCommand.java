@@ -71,8 +71,8 @@ final class ImageCommand implements Runnable {
                 description = "The image file to write (replaced if it exists).")
         Path output;
 
-        @Option(names = "--json", description = "Print the result as JSON.")
-        boolean json;
+        @CommandLine.Mixin
+        Options.Json json;
 
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
@@ -90,7 +90,7 @@ final class ImageCommand implements Runnable {
             }
             ImageSynth.Result r;
             long t0 = System.nanoTime();
-            try (Progress line = new Progress(json)) {
+            try (Progress line = new Progress(json.on)) {
                 r = ImageSynth.generate(
                         output,
                         size,
@@ -101,7 +101,7 @@ final class ImageCommand implements Runnable {
             }
             double ms = (System.nanoTime() - t0) / 1e6;
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
+            if (json.on) {
                 out.println(Json.write(r));
             } else {
                 long pages = size / 4096;

@@ -36,4 +36,10 @@ final class Options {
             return BenchCommand.workDir(dir);
         }
     }
+
+    /** {@code --json}: the command's output as one JSON document, for tools (keys in snake_case; see each command's docs). */
+    static final class Json {
+        @Option(names = "--json", description = "Print the output as one JSON document, for tools.")
+        boolean on;
+    }
 }

@@ -8,7 +8,6 @@ import java.util.concurrent.Callable;
 import java.util.stream.Collectors;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
 
 @Command(
         name = "probe",
@@ -21,8 +20,8 @@ import picocli.CommandLine.Option;
             "and huge pages. Every \"no\" says why. Always exits 0 once it has printed its report."
         })
 final class ProbeCommand implements Callable<Integer> {
-    @Option(names = "--json", description = "Print the report as JSON (keys documented in docs/probe.md).")
-    boolean json;
+    @CommandLine.Mixin
+    Options.Json json;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -31,7 +30,7 @@ final class ProbeCommand implements Callable<Integer> {
     public Integer call() {
         HostReport r = new HostProbe().run();
         PrintWriter out = spec.commandLine().getOut();
-        if (json) {
+        if (json.on) {
             out.println(Json.write(r));
         } else {
             print(out, r);

@@ -37,8 +37,8 @@ final class ReportCommand implements Callable<Integer> {
             description = "The picture to write: NAME.svg or NAME.html (replaced if it exists).")
     Path output;
 
-    @Option(names = "--json", description = "Print what was drawn as JSON.")
-    boolean json;
+    @CommandLine.Mixin
+    Options.Json json;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -79,7 +79,7 @@ final class ReportCommand implements Callable<Integer> {
                 t.readyMs(),
                 t.populatedMs());
         PrintWriter out = spec.commandLine().getOut();
-        if (json) out.println(Json.write(d));
+        if (json.on) out.println(Json.write(d));
         else
             out.printf(Locale.ROOT, "drew %s (%d samples, %d faults) into %s%n", t.what(), d.samples(), faults, output);
         out.flush();

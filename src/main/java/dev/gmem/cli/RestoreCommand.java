@@ -138,8 +138,8 @@ final class RestoreCommand implements Callable<Integer> {
                             + " fully resident moments, fault latencies) into FILE; 'gmem report FILE -o restore.svg' draws it.")
     Path trace;
 
-    @Option(names = "--json", description = "Print the summary as JSON.")
-    boolean json;
+    @CommandLine.Mixin
+    Options.Json json;
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
@@ -179,7 +179,7 @@ final class RestoreCommand implements Callable<Integer> {
         if (trace != null)
             throw new CommandLine.ParameterException(spec.commandLine(), "--trace applies to lazy restore");
         EagerRestore.Outcome outcome;
-        try (Progress line = new Progress(json);
+        try (Progress line = new Progress(json.on);
                 PageSource source = PageSources.open(
                         input,
                         SnapshotCommand.regions(spec.commandLine(), regions),
@@ -200,7 +200,7 @@ final class RestoreCommand implements Callable<Integer> {
         EagerRestore.Report report = outcome.report();
         GuestVerdict guest = outcome.guestCheck();
         PrintWriter out = spec.commandLine().getOut();
-        if (json) {
+        if (json.on) {
             out.println(Json.write(new Summary(report, export == null ? null : export.toString(), guest)));
         } else {
             print(out, report);
@@ -236,7 +236,7 @@ final class RestoreCommand implements Callable<Integer> {
         LazyRun r;
         dev.gmem.metrics.Metrics metrics = new dev.gmem.metrics.Metrics();
         try (dev.gmem.metrics.MetricsServer metricsServer = startMetrics(metrics);
-                Progress line = new Progress(json)) {
+                Progress line = new Progress(json.on)) {
             line.accept("lazy restore of " + input + " (" + um.label() + " mode)");
             long t0 = System.nanoTime();
             try (PageSource source = PageSources.open(
@@ -259,7 +259,7 @@ final class RestoreCommand implements Callable<Integer> {
         }
         LazyRestore.Outcome o = r.restore();
         PrintWriter out = spec.commandLine().getOut();
-        if (json) {
+        if (json.on) {
             out.println(Json.write(r));
         } else {
             LazyRestore.Stats s = o.stats();

@@ -117,8 +117,8 @@ final class SnapshotCommand implements Runnable {
                         "Record this page access order (one guest physical address per line, hex 0x… or decimal) for lazy restore to prefetch first.")
         Path accessOrder;
 
-        @Option(names = "--json", description = "Print the result as JSON.")
-        boolean json;
+        @CommandLine.Mixin
+        Options.Json json;
 
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
@@ -139,7 +139,7 @@ final class SnapshotCommand implements Runnable {
             long[] order = accessOrder == null ? new long[0] : readAccessOrder(accessOrder);
             long t0 = System.nanoTime();
             SnapshotWriter.PackResult r;
-            try (Progress line = new Progress(json);
+            try (Progress line = new Progress(json.on);
                     PageSource source = PageSources.open(
                             input,
                             regions(spec.commandLine(), regions),
@@ -152,7 +152,7 @@ final class SnapshotCommand implements Runnable {
             double ms = (System.nanoTime() - t0) / 1e6;
             var counts = r.manifest().counts();
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
+            if (json.on) {
                 out.println(Json.write(new PackSummary(
                         input.toString(),
                         output.toString(),
@@ -256,8 +256,8 @@ final class SnapshotCommand implements Runnable {
                 description = "The raw file to write (replaced if it exists).")
         Path output;
 
-        @Option(names = "--json", description = "Print the result as JSON.")
-        boolean json;
+        @CommandLine.Mixin
+        Options.Json json;
 
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
@@ -267,14 +267,14 @@ final class SnapshotCommand implements Runnable {
             long t0 = System.nanoTime();
             long written;
             long size;
-            try (Progress line = new Progress(json);
+            try (Progress line = new Progress(json.on);
                     Snapshot s = Snapshot.open(input)) {
                 size = s.size();
                 written = SnapshotWriter.unpack(s, output, threads(), new ByteProgress(line, "unpack", s.size()));
             }
             double ms = (System.nanoTime() - t0) / 1e6;
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
+            if (json.on) {
                 out.println(Json.write(new UnpackSummary(input.toString(), output.toString(), size, written, ms)));
             } else {
                 out.printf(
@@ -303,8 +303,8 @@ final class SnapshotCommand implements Runnable {
         @Parameters(index = "0", paramLabel = "SNAPSHOT")
         Path input;
 
-        @Option(names = "--json", description = "Print as JSON.")
-        boolean json;
+        @CommandLine.Mixin
+        Options.Json json;
 
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
@@ -316,7 +316,7 @@ final class SnapshotCommand implements Runnable {
                 i = SnapshotInfo.of(s);
             }
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
+            if (json.on) {
                 out.println(Json.write(i));
             } else {
                 out.printf(
@@ -372,8 +372,8 @@ final class SnapshotCommand implements Runnable {
         @Parameters(index = "0", paramLabel = "SNAPSHOT")
         Path input;
 
-        @Option(names = "--json", description = "Print the result as JSON.")
-        boolean json;
+        @CommandLine.Mixin
+        Options.Json json;
 
         @CommandLine.Spec
         CommandLine.Model.CommandSpec spec;
@@ -383,7 +383,7 @@ final class SnapshotCommand implements Runnable {
             long t0 = System.nanoTime();
             long chunks;
             long stored;
-            try (Progress line = new Progress(json);
+            try (Progress line = new Progress(json.on);
                     Snapshot s = Snapshot.open(input)) {
                 chunks = s.chunks().size();
                 stored = s.counts().storedBytes();
@@ -391,7 +391,7 @@ final class SnapshotCommand implements Runnable {
             }
             double ms = (System.nanoTime() - t0) / 1e6;
             PrintWriter out = spec.commandLine().getOut();
-            if (json) {
+            if (json.on) {
                 out.println(Json.write(new VerifySummary(input.toString(), true, chunks, stored, ms)));
             } else {
                 out.printf(
