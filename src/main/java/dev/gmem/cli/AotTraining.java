@@ -17,6 +17,7 @@ public final class AotTraining {
     private AotTraining() {}
 
     public static void main(String[] args) throws Exception {
+        Signals.install(); // as every run does: its classes belong in the cache too
         Path work = OutputFile.scratchDirectory(
                 Path.of(args.length > 0 ? args[0] : System.getProperty("java.io.tmpdir")), "gmem-aot-training-");
         try {

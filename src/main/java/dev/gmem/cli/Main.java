@@ -92,7 +92,7 @@ public final class Main implements Runnable {
         String message = e.getMessage() == null
                 ? "bad arguments"
                 : e.getMessage().strip().replace('\n', ' ');
-        String who = c.getParent() == null ? "gmem" : "gmem " + c.getCommandName();
+        String who = c.getCommandSpec().qualifiedName();
         c.getErr().println(who + ": " + message + " (see '" + c.getCommandSpec().qualifiedName() + " --help')");
         return ExitCode.USAGE.status;
     }
@@ -109,6 +109,8 @@ public final class Main implements Runnable {
     static final class ErrorHandler implements CommandLine.IExecutionExceptionHandler {
         /** The error as one line: a file system error without a reason gets the one its type says. */
         static String message(Throwable e) {
+            // a native function that could not be linked, say: what went wrong is its cause
+            if (e instanceof ExceptionInInitializerError && e.getCause() != null) return message(e.getCause());
             if (e instanceof java.nio.file.FileSystemException f && f.getReason() == null) {
                 String why = switch (f) {
                     case java.nio.file.NoSuchFileException x -> "no such file or directory";
@@ -125,7 +127,7 @@ public final class Main implements Runnable {
 
         @Override
         public int handleExecutionException(Exception e, CommandLine cl, CommandLine.ParseResult parsed) {
-            cl.getErr().println("gmem " + cl.getCommandName() + ": " + message(e));
+            cl.getErr().println(cl.getCommandSpec().qualifiedName() + ": " + message(e));
             if (System.getenv("GMEM_DEBUG") != null) e.printStackTrace(cl.getErr());
             return ExitCode.of(e).status;
         }

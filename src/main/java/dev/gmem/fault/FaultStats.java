@@ -67,7 +67,11 @@ public final class FaultStats {
     public record Pages(long faults, long faultPages, long faultAroundPages, long zeroPages, long prefetchPages) {}
 
     public Pages pages() {
-        return new Pages(faults.get(), faultPages.get(), faultAroundPages.get(), zeroPages.get(), prefetchPages.get());
+        // fault-around before fault pages: both grow, so a sample never shows more fault-around than fault pages
+        long around = faultAroundPages.get();
+        long f = faults.get();
+        long fault = faultPages.get();
+        return new Pages(f, fault, around, zeroPages.get(), prefetchPages.get());
     }
 
     /**

@@ -25,8 +25,9 @@ import java.util.function.LongSupplier;
  * <ul>
  *   <li>{@code gmem_pages_total{path}}: pages populated, by path: {@code fault} (data, fault-around
  *       included), {@code zero} (zero pages and holes by faults), {@code prefetch};
- *   <li>{@code gmem_faults_total{result}}: fault events, {@code resolved} or {@code race_lost} (the page
- *       was already there: a wake);
+ *   <li>{@code gmem_faults_total}: fault events served; {@code gmem_races_lost_total}: those whose
+ *       page was already there (a wake). Two counters, each only ever growing: a difference of
+ *       the two could go down between their increments, which Prometheus reads as a reset;
  *   <li>{@code gmem_fault_retries_total}, {@code gmem_removes_total}, {@code gmem_continues_total};
  *   <li>{@code gmem_fault_latency_seconds}: a histogram of fault service times;
  *   <li>{@code gmem_resident_pages}: pages of guest memory in place;
@@ -106,7 +107,10 @@ public final class Metrics {
                 .name("gmem_pages")
                 .help("Pages of guest memory populated, by the path that did it.");
         CounterSnapshot.Builder faults =
-                CounterSnapshot.builder().name("gmem_faults").help("Page-fault events served, by result.");
+                CounterSnapshot.builder().name("gmem_faults").help("Page-fault events served.");
+        CounterSnapshot.Builder races = CounterSnapshot.builder()
+                .name("gmem_races_lost")
+                .help("Faults whose page another path had put in place first (EEXIST), answered with a wake.");
         CounterSnapshot.Builder retries = CounterSnapshot.builder()
                 .name("gmem_fault_retries")
                 .help("Fault resolutions retried after EAGAIN (a removal was pending).");
@@ -130,8 +134,8 @@ public final class Metrics {
             pages.dataPoint(counter(c.faultPages(), "session", s, "path", "fault"));
             pages.dataPoint(counter(c.zeroPages(), "session", s, "path", "zero"));
             pages.dataPoint(counter(c.prefetchPages(), "session", s, "path", "prefetch"));
-            faults.dataPoint(counter(c.faults() - c.racesLost(), "session", s, "result", "resolved"));
-            faults.dataPoint(counter(c.racesLost(), "session", s, "result", "race_lost"));
+            faults.dataPoint(counter(c.faults(), "session", s));
+            races.dataPoint(counter(c.racesLost(), "session", s));
             retries.dataPoint(counter(c.retries(), "session", s));
             removes.dataPoint(counter(c.removes(), "session", s));
             continues.dataPoint(counter(c.continues(), "session", s));
@@ -149,6 +153,7 @@ public final class Metrics {
         List<io.prometheus.metrics.model.snapshots.MetricSnapshot> out = new ArrayList<>(List.of(
                 pages.build(),
                 faults.build(),
+                races.build(),
                 retries.build(),
                 removes.build(),
                 continues.build(),

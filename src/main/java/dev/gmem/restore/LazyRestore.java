@@ -289,7 +289,8 @@ public final class LazyRestore implements AutoCloseable {
      * What watches a restore while it runs: {@code metrics} (null: none), into which it is watched as
      * session {@code restore} and {@link dev.gmem.metrics.Metrics#finish finished} with its final
      * values; and {@code trace} (null: none), the file its {@link dev.gmem.trace.Trace} is written to
-     * once it has succeeded.
+     * when it completes. That file is created before anything else (a path that cannot be written,
+     * or the source itself, is refused at once) and removed if the restore fails.
      */
     public record Observers(dev.gmem.metrics.Metrics metrics, java.nio.file.Path trace) {
         public static Observers none() {
@@ -303,7 +304,10 @@ public final class LazyRestore implements AutoCloseable {
             PageSource source, GuestMemory.Backend backend, Options options, Checks checks, Observers observers)
             throws IOException {
         dev.gmem.metrics.Metrics metrics = observers.metrics();
-        try (Destination dst = Destination.anonymous(backend, source);
+        try (dev.gmem.util.OutputFile traceOut = observers.trace() == null
+                        ? null
+                        : dev.gmem.trace.TraceFile.create(observers.trace(), source.path());
+                Destination dst = Destination.anonymous(backend, source);
                 LazyRestore lazy = start(source, dst.memory(), options);
                 Watched watched = Watched.of(metrics, "restore", lazy.engine.stats(), dst.memory()::populatedPages);
                 dev.gmem.trace.TraceRecorder recorder = observers.trace() == null
@@ -354,7 +358,7 @@ public final class LazyRestore implements AutoCloseable {
                                 source.counts().dataPages(),
                                 stats.readyMs(),
                                 stats.populatedMs() == null ? -1 : stats.populatedMs()),
-                        observers.trace());
+                        traceOut);
             }
             return new Outcome(
                     source.path().toString(),

@@ -31,7 +31,17 @@ public final class TraceFile {
 
     private TraceFile() {}
 
-    public static void write(Trace t, Path path) throws IOException {
+    /**
+     * The output a trace goes to, created now (so that a path that cannot be written is refused
+     * before any work), never one of {@code inputs}; {@link #write} fills and commits it, and closing
+     * it unwritten removes it.
+     */
+    public static OutputFile create(Path path, Path... inputs) throws IOException {
+        return OutputFile.create(path, OutputFile.Mode.REPLACE, 0644, inputs);
+    }
+
+    /** Writes {@code t} into {@code out} (from {@link #create}) and commits it. */
+    public static void write(Trace t, OutputFile out) throws IOException {
         StringBuilder b = new StringBuilder();
         ObjectNode header = JSON.createObjectNode();
         header.put("format", FORMAT)
@@ -66,8 +76,7 @@ public final class TraceFile {
         t.latencyCounts().forEach(counts::add);
         b.append(JSON.writeValueAsString(end)).append('\n');
         byte[] bytes = b.toString().getBytes(StandardCharsets.UTF_8);
-        try (OutputFile out = OutputFile.create(path, OutputFile.Mode.REPLACE, 0644);
-                Arena arena = Arena.ofConfined()) {
+        try (Arena arena = Arena.ofConfined()) {
             MemorySegment seg = arena.allocate(Math.max(1, bytes.length));
             MemorySegment.copy(bytes, 0, seg, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, bytes.length);
             out.fd().pwriteFully(seg.asSlice(0, bytes.length), 0);
@@ -75,16 +84,24 @@ public final class TraceFile {
         }
     }
 
+    /** No line of a trace is longer: a file with a longer one is no trace, and is never read whole. */
+    private static final int MAX_LINE = 64 << 10;
+
     /** Reads a trace, refusing anything but a whole version-1 gmem trace, in one line that says why. */
     public static Trace read(Path path) throws IOException {
-        List<String> lines;
-        try {
-            lines = Files.readAllLines(path, StandardCharsets.UTF_8);
-        } catch (java.nio.charset.MalformedInputException e) {
+        try (java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(
+                Files.newInputStream(path),
+                StandardCharsets.UTF_8.newDecoder().onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)))) {
+            return read(path, in);
+        } catch (java.nio.charset.CharacterCodingException e) {
             throw new TraceFormatException(path, "not a gmem trace (not text)");
         }
-        if (lines.isEmpty()) throw new TraceFormatException(path, "empty: not a gmem trace");
-        JsonNode header = parse(path, lines.get(0), 1);
+    }
+
+    private static Trace read(Path path, java.io.BufferedReader in) throws IOException {
+        String first = line(path, in, 1);
+        if (first == null) throw new TraceFormatException(path, "empty: not a gmem trace");
+        JsonNode header = parse(path, first, 1);
         if (!header.isObject() || !FORMAT.equals(header.path("format").asString(""))) {
             throw new TraceFormatException(path, "not a gmem trace (its first line is no gmem-trace header)");
         }
@@ -95,22 +112,20 @@ public final class TraceFile {
         }
         List<Trace.Sample> samples = new ArrayList<>();
         JsonNode end = null;
-        for (int i = 1; i < lines.size(); i++) {
-            if (lines.get(i).isBlank()) continue;
-            JsonNode n = parse(path, lines.get(i), i + 1);
+        int number = 1;
+        for (String line; (line = line(path, in, ++number)) != null; ) {
+            if (line.isBlank()) continue;
+            if (end != null) throw new TraceFormatException(path, "line " + number + ": data after the end record");
+            JsonNode n = parse(path, line, number);
             if (n.isObject() && n.path("end").asBoolean(false)) {
                 end = n;
-                if (i != lines.size() - 1
-                        && !lines.subList(i + 1, lines.size()).stream().allMatch(String::isBlank)) {
-                    throw new TraceFormatException(path, "line " + (i + 2) + ": data after the end record");
-                }
-                break;
+                continue;
             }
             if (!n.isArray() || n.size() != 6)
-                throw new TraceFormatException(path, "line " + (i + 1) + ": not a sample of 6 numbers");
+                throw new TraceFormatException(path, "line " + number + ": not a sample of 6 numbers");
             for (JsonNode x : n) {
-                if (!x.isNumber())
-                    throw new TraceFormatException(path, "line " + (i + 1) + ": not a sample of 6 numbers");
+                if (!x.isNumber() || x.asDouble() < 0)
+                    throw new TraceFormatException(path, "line " + number + ": not a sample of 6 numbers at least 0");
             }
             samples.add(new Trace.Sample(
                     n.get(0).asDouble(),
@@ -131,9 +146,12 @@ public final class TraceFile {
         }
         List<Long> bounds = longs(path, end, "latency_bounds_us");
         List<Long> counts = longs(path, end, "latency_counts");
-        if (counts.size() != bounds.size() + 1)
+        if (bounds.isEmpty() || counts.size() != bounds.size() + 1) {
             throw new TraceFormatException(
-                    path, "its latency histogram has " + counts.size() + " counts for " + bounds.size() + " bounds");
+                    path,
+                    "its latency histogram has " + counts.size() + " counts for " + bounds.size()
+                            + " bounds (at least one)");
+        }
         return new Trace(
                 header.path("what").asString(""),
                 header.path("page_size").asLong(4096),
@@ -143,6 +161,22 @@ public final class TraceFile {
                 end.path("populated_ms").asDouble(-1),
                 bounds,
                 counts);
+    }
+
+    /** The next line, at most {@link #MAX_LINE} characters; null at the end. */
+    private static String line(Path path, java.io.BufferedReader in, int number) throws IOException {
+        StringBuilder b = new StringBuilder();
+        for (int c; (c = in.read()) != -1; ) {
+            if (c == '\n') return b.toString();
+            if (b.length() == MAX_LINE) {
+                throw new TraceFormatException(
+                        path,
+                        "line " + number + " is longer than " + MAX_LINE + " characters"
+                                + (number == 1 ? ": not a gmem trace" : ""));
+            }
+            b.append((char) c);
+        }
+        return b.isEmpty() ? null : b.toString();
     }
 
     private static JsonNode parse(Path path, String line, int number) throws TraceFormatException {
@@ -159,7 +193,11 @@ public final class TraceFile {
         JsonNode a = end.path(field);
         if (!a.isArray()) throw new TraceFormatException(path, "its end record has no " + field);
         List<Long> out = new ArrayList<>();
-        for (JsonNode x : a) out.add(x.asLong());
+        for (JsonNode x : a) {
+            if (!x.isIntegralNumber() || x.asLong() < 0)
+                throw new TraceFormatException(path, "its " + field + " are not whole numbers at least 0");
+            out.add(x.asLong());
+        }
         return out;
     }
 }

@@ -81,7 +81,7 @@ public final class TraceRecorder implements AutoCloseable {
         stopped = true;
         LockSupport.unpark(thread);
         try {
-            thread.join(1000);
+            thread.join(); // parks a millisecond at a time: it ends at once, and finish must not race it
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

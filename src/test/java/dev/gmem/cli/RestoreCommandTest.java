@@ -101,8 +101,10 @@ class RestoreCommandTest {
     @Test
     void aLazyRestoreServesItsMetricsWhereItSays() throws Exception {
         Host.assumeUserfaultfd();
-        String snap = CliFixtures.packed(dir, "8M");
-        String[] args = {"restore", snap, "--mode", "lazy", "--metrics", "127.0.0.1:0", "--metrics-hold", "3", "--json"
+        String snap = CliFixtures.packed(
+                dir, "64M"); // with --verify it runs a few hundred ms: long enough to be seen running
+        String[] args = {
+            "restore", snap, "--mode", "lazy", "--verify", "--metrics", "127.0.0.1:0", "--metrics-hold", "3", "--json"
         };
         picocli.CommandLine cl = Main.commandLine(args);
         java.io.StringWriter out = new java.io.StringWriter();
@@ -121,12 +123,19 @@ class RestoreCommandTest {
             Thread.sleep(10);
         }
         java.net.URI url = java.net.URI.create(m.group(1));
-        // scraped until the restore is over and its final values are held
-        java.util.Map<String, Double> series;
-        do {
+        // scraped until the restore has been seen running and then over, its final values held
+        java.util.Map<String, Double> series = java.util.Map.of();
+        boolean seenRunning = false;
+        while (System.nanoTime() < deadline && !run.isDone()) {
             series = dev.gmem.metrics.MetricsTest.scrape(url);
-            Thread.sleep(20);
-        } while (series.get("gmem_sessions") != 0.0 && System.nanoTime() < deadline);
+            boolean watched = series.containsKey("gmem_pages_total{path=prefetch,session=restore}");
+            if (watched && series.get("gmem_sessions") == 1.0) seenRunning = true;
+            if (watched && series.get("gmem_sessions") == 0.0) break;
+            Thread.sleep(2);
+        }
+        assertThat(series.get("gmem_sessions"))
+                .as("the restore ended while metrics were held: %s", err)
+                .isEqualTo(0.0);
         assertThat(run.get(30, java.util.concurrent.TimeUnit.SECONDS))
                 .as(err.toString())
                 .isZero();

@@ -87,6 +87,13 @@ class TraceTest {
         Path garbage = Files.write(dir.resolve("garbage.trace"), replaceLine(lines, 1, "[1,2,three]"));
         Path snapshot = dir.resolve("s.snap");
         Path empty = Files.createFile(dir.resolve("empty.trace"));
+        List<String> noBounds = new ArrayList<>(lines);
+        noBounds.set(
+                noBounds.size() - 1,
+                noBounds.get(noBounds.size() - 1)
+                        .replaceAll("\"latency_bounds_us\":\\[[^]]*]", "\"latency_bounds_us\":[]")
+                        .replaceAll("\"latency_counts\":\\[[^]]*]", "\"latency_counts\":[1]"));
+        Path bounds = Files.write(dir.resolve("bounds.trace"), noBounds);
         record Case(Path file, String says) {}
         for (Case c : List.of(
                 new Case(cut, "cut short after"),
@@ -104,6 +111,30 @@ class TraceTest {
         assertThat(run("report", trace.toString(), "-o", dir.resolve("x.png").toString())
                         .exit())
                 .isEqualTo(2);
+    }
+
+    /** --trace is an output like any other: never the snapshot it restores, and refused before the restore starts. */
+    @Test
+    void aTraceNeverReplacesItsOwnSnapshot() throws Exception {
+        Host.assumeUserfaultfd();
+        Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", 4L << 20, 6), dir.resolve("s.snap"), Codec.NONE);
+        byte[] before = Files.readAllBytes(snap);
+        var r = run("restore", snap.toString(), "--mode", "lazy", "--trace", snap.toString());
+        assertThat(r.exit()).isEqualTo(1);
+        assertThat(r.err().strip().lines()).hasSize(1);
+        assertThat(r.err()).contains("is also the input");
+        assertThat(r.out()).as("refused before the restore").isEmpty();
+        assertThat(Files.readAllBytes(snap)).isEqualTo(before);
+        var missingDir = run(
+                "restore",
+                snap.toString(),
+                "--mode",
+                "lazy",
+                "--trace",
+                dir.resolve("no/such/dir/t.trace").toString());
+        assertThat(missingDir.exit()).isEqualTo(1);
+        assertThat(missingDir.err()).contains("does not exist");
+        assertThat(missingDir.out()).isEmpty();
     }
 
     private static List<Element> byClass(Document d, String tag, String classPrefix) {
