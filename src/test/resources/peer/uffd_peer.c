@@ -12,6 +12,8 @@
  * served by the other process); then all regions are written to stdout, in order. With
  * REMOVE_PAGE, REMOVE_PAGES pages from that page of the first region are then discarded with
  * MADV_DONTNEED (a UFFD_EVENT_REMOVE) and written to stdout again: they must read as zeros.
+ * With UFFD_PEER_PAUSE set in its environment, it waits for a byte on stdin before the discard
+ * (so that a test can act between the two phases).
  * Exits 0 when done; 2 on a usage error; 1 with a message on stderr on any failure.
  */
 #define _GNU_SOURCE
@@ -138,6 +140,10 @@ int main(int argc, char **argv) {
     for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
     for (int r = 0; r < regions; r++) write_all(base[r], size[r]);
 
+    if (getenv("UFFD_PEER_PAUSE") != NULL) {
+        char go;
+        if (read(0, &go, 1) != 1) die("read the go-ahead from stdin");
+    }
     if (argc == 6) {
         unsigned long first = strtoul(argv[4], NULL, 0), pages = strtoul(argv[5], NULL, 0);
         if (madvise(base[0] + first * PAGE, pages * PAGE, MADV_DONTNEED) < 0) die("madvise");

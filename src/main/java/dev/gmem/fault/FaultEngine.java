@@ -77,6 +77,10 @@ import java.util.concurrent.locks.ReentrantLock;
  *       {@link OnFailure#RELEASE} the range is unregistered and every thread woken (they then see
  *       the failure, not a hang); under {@link OnFailure#HOLD} it stays registered for the caller
  *       to act on. A data page is never filled with zeros because its data could not be had.
+ *   <li><b>Graduation of another process's memory.</b> A foreign target is unregistered only by
+ *       {@link #graduate}, asked for once every data page is in place and the engine is healthy,
+ *       under the resolving lock: never on a failure (the sender then stays frozen, for the
+ *       caller's policy, rather than reading zeros where data belongs), never on close.
  * </ul>
  *
  * <p>{@link #close} stops both threads, then closes the target (which, for memory gmem owns,
@@ -252,6 +256,31 @@ public final class FaultEngine implements AutoCloseable {
         }
         checkHealthy();
         return ok;
+    }
+
+    /**
+     * Graduates a foreign target once every data page is in place: unregisters its regions from the
+     * sender's userfaultfd (under the resolving lock, so no resolution is half done), so that the
+     * other process no longer depends on this one. A fault read before that and served after it
+     * meets ENOENT and is answered with a wake; the kernel serves the thread, with zeros, since only
+     * zero pages, holes and removed ranges can still be missing. Close the engine afterwards.
+     *
+     * @throws IllegalStateException for an owned target (its memory is gmem's own, released by
+     *     close), or before every data page is in place
+     * @throws FaultEngineFailedException if the engine had failed: a frozen sender is reported, not graduated
+     */
+    public void graduate() throws IOException {
+        if (!(target instanceof ForeignTarget foreign))
+            throw new IllegalStateException("only memory of another process graduates");
+        checkHealthy();
+        if (populatedNanos() <= 0)
+            throw new IllegalStateException("not every data page is in place: nothing graduates before that");
+        resolving.lock();
+        try {
+            foreign.graduate();
+        } finally {
+            resolving.unlock();
+        }
     }
 
     // ---- the fault thread ----

@@ -54,6 +54,8 @@ public final class ForeignTarget implements FaultTarget {
      * @throws IllegalArgumentException if the regions are empty, overlap, leave gaps in the source (they must lie end to end from
      *     offset 0), are not aligned to their page size (4 KiB or 2 MiB), or the sender asked for FORK, REMAP or UNMAP events
      */
+    private volatile boolean graduated;
+
     public static ForeignTarget of(Userfaultfd uffd, List<ForeignRegion> regions) {
         if (regions.isEmpty()) throw new IllegalArgumentException("a foreign target needs at least one region");
         long unit = Posix.pageSize();
@@ -261,12 +263,25 @@ public final class ForeignTarget implements FaultTarget {
 
     @Override
     public boolean registered() {
-        return true;
+        return !graduated;
     }
 
+    /** Never for a failure or a close: the other process's memory stays registered (see {@link #graduate}). */
     @Override
     public void unregister() {
-        throw new UnsupportedOperationException("gmem never unregisters memory it does not own");
+        throw new UnsupportedOperationException("gmem never unregisters memory it does not own, except to graduate it");
+    }
+
+    /**
+     * Unregisters every region from the sender's userfaultfd, which the sender's protocol allows:
+     * the one unregistration a foreign target makes, and only through
+     * {@link FaultEngine#graduate}, once every data page is in place. Afterwards the sender's memory
+     * no longer depends on this process; its untouched zero pages and holes come from its kernel as
+     * zeros, which is what they are, and the kernel wakes any thread still waiting on a fault there.
+     */
+    void graduate() throws dev.gmem.linux.SyscallException {
+        for (ForeignRegion r : regions()) uffd.unregister(r.hostAddress(), r.length());
+        graduated = true;
     }
 
     /** Closes the received descriptor (the sender keeps its own) and frees the zero buffer. */

@@ -264,6 +264,10 @@ class FaultEngineTest {
                     new FaultEngine.Options(
                             OnRemove.ZERO, 3, OnFailure.RELEASE, new FaultEngine.Prefetch(P, 16 * P)))) {
                 gated.awaitReached(); // the prefetcher waits at its first fetch
+                assertThatThrownBy(engine::graduate)
+                        .as("gmem's own memory never graduates: close releases it")
+                        .isInstanceOf(IllegalStateException.class)
+                        .hasMessageContaining("only memory of another process");
                 long a = dataPage(s, 5L << 20); // in the second region, among the pages of the access order
                 long b = dataPage(
                         s,
@@ -507,7 +511,14 @@ class FaultEngineTest {
                     assertThat(c.faultPages() + c.prefetchPages())
                             .as("each data page populated once: " + c)
                             .isEqualTo(s.counts().dataPages());
-                    if (!prefetch) assertThat(c.prefetchPages()).isZero();
+                    if (!prefetch) {
+                        assertThat(c.prefetchPages()).isZero();
+                        // without a prefetcher the engine never knows every data page to be in place: no graduation
+                        assertThatThrownBy(engine::graduate)
+                                .isInstanceOf(IllegalStateException.class)
+                                .hasMessageContaining("not every data page is in place");
+                        assertThat(target.registered()).isTrue();
+                    }
                     assertThat(c.zeroPages())
                             .isGreaterThanOrEqualTo(
                                     s.counts().zeroPages() + s.counts().holePages());
@@ -520,6 +531,82 @@ class FaultEngineTest {
         assertThat(Leaks.openFds())
                 .as("the received descriptor is closed with the target")
                 .isEqualTo(fds);
+    }
+
+    /**
+     * Graduation: once every data page is in place, the foreign regions are unregistered, and the
+     * other process goes on without this one. Its discard (MADV_DONTNEED) then raises no event here,
+     * and the range reads zeros from its own kernel.
+     */
+    @Test
+    void aForeignTargetGraduatesOnceEveryDataPageIsInPlace() throws Exception {
+        Host.assumeUserfaultfd();
+        Path[] two = twoRegions(23, Codec.NONE);
+        byte[] image = Files.readAllBytes(two[0]);
+        Path socket = dir.resolve("graduate.sock");
+        long removeFirst = 10;
+        long removePages = 8;
+        try (Snapshot s = Snapshot.open(two[1]);
+                Fd listener = UnixSockets.listen(socket, 1)) {
+            ProcessBuilder pb = new ProcessBuilder(
+                            UffdPeer.binary().toString(),
+                            socket.toString(),
+                            (5L << 20) + "," + (3L << 20),
+                            "2",
+                            Long.toString(removeFirst),
+                            Long.toString(removePages))
+                    .redirectError(dir.resolve("peer.err").toFile());
+            pb.environment().put("UFFD_PEER_PAUSE", "1");
+            Process child = pb.start();
+            try {
+                UffdPeer.Handshake h = UffdPeer.receive(listener, 10_000);
+                List<ForeignRegion> regions = new ArrayList<>();
+                for (JsonNode r : JsonMapper.builder().build().readTree(h.json())) {
+                    regions.add(new ForeignRegion(
+                            r.get("base_host_virt_addr").asLong(),
+                            r.get("size").asLong(),
+                            r.get("offset").asLong(),
+                            r.get("page_size").asLong()));
+                }
+                ForeignTarget target =
+                        ForeignTarget.of(Userfaultfd.adopt(h.uffd(), UffdFeature.EVENT_REMOVE.bit()), regions);
+                FaultEngine.Options o =
+                        new FaultEngine.Options(OnRemove.ZERO, 3, OnFailure.HOLD, FaultEngine.Prefetch.DEFAULT);
+                try (FaultEngine engine = FaultEngine.start(target, new SourcePages(s), o)) {
+                    InputStream in = child.getInputStream();
+                    byte[] first = in.readNBytes((int) SIZE);
+                    assertThat(first)
+                            .as("the peer read its memory, served here")
+                            .isEqualTo(image);
+                    assertThat(engine.awaitPopulated(30_000)).isTrue();
+                    engine.graduate();
+                    assertThat(target.registered()).isFalse();
+                    FaultStats.Counts before = engine.stats().counts();
+                    child.getOutputStream().write('g');
+                    child.getOutputStream().flush();
+                    byte[] removed = in.readNBytes((int) (removePages * P));
+                    assertThat(child.waitFor(30, TimeUnit.SECONDS))
+                            .as("the peer finishes")
+                            .isTrue();
+                    assertThat(child.exitValue())
+                            .as(Files.readString(dir.resolve("peer.err")))
+                            .isZero();
+                    assertThat(removed)
+                            .as("the discarded range reads zeros, from the peer's own kernel")
+                            .isEqualTo(new byte[(int) (removePages * P)]);
+                    FaultStats.Counts after = engine.stats().counts();
+                    assertThat(after.removes())
+                            .as("no event reaches a graduated handler")
+                            .isEqualTo(before.removes())
+                            .isZero();
+                    assertThat(after.faults()).isEqualTo(before.faults());
+                    assertThat(engine.failure()).isNull();
+                }
+            } finally {
+                child.destroyForcibly();
+                child.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
     }
 
     @Test
