@@ -43,8 +43,6 @@ import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.EnumSource;
 import org.junit.jupiter.params.provider.ValueSource;
-import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.json.JsonMapper;
 
 /**
  * The fault engine on real userfaultfd: failures that release blocked threads, EAGAIN during a
@@ -463,14 +461,8 @@ class FaultEngineTest {
                     .start();
             try {
                 UffdPeer.Handshake h = UffdPeer.receive(listener, 10_000);
-                List<ForeignRegion> regions = new ArrayList<>();
-                for (JsonNode r : JsonMapper.builder().build().readTree(h.json())) {
-                    regions.add(new ForeignRegion(
-                            r.get("base_host_virt_addr").asLong(),
-                            r.get("size").asLong(),
-                            r.get("offset").asLong(),
-                            r.get("page_size").asLong()));
-                }
+                // the regions as the handler reads them
+                List<ForeignRegion> regions = dev.gmem.fc.Handshake.parse(h.json(), s.size());
                 assertThat(regions).hasSize(2);
                 Userfaultfd uffd = Userfaultfd.adopt(h.uffd(), UffdFeature.EVENT_REMOVE.bit());
                 assertThat(uffd.via()).isEqualTo(Userfaultfd.Source.RECEIVED);
@@ -560,14 +552,8 @@ class FaultEngineTest {
             Process child = pb.start();
             try {
                 UffdPeer.Handshake h = UffdPeer.receive(listener, 10_000);
-                List<ForeignRegion> regions = new ArrayList<>();
-                for (JsonNode r : JsonMapper.builder().build().readTree(h.json())) {
-                    regions.add(new ForeignRegion(
-                            r.get("base_host_virt_addr").asLong(),
-                            r.get("size").asLong(),
-                            r.get("offset").asLong(),
-                            r.get("page_size").asLong()));
-                }
+                // the regions as the handler reads them
+                List<ForeignRegion> regions = dev.gmem.fc.Handshake.parse(h.json(), s.size());
                 ForeignTarget target =
                         ForeignTarget.of(Userfaultfd.adopt(h.uffd(), UffdFeature.EVENT_REMOVE.bit()), regions);
                 FaultEngine.Options o =
