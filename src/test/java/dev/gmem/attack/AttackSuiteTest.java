@@ -172,7 +172,10 @@ class AttackSuiteTest {
                 byte[] bad = damage(Files.readAllBytes(source), kind, r);
                 boolean lazyToo = round < 2;
                 String name = kind.name().toLowerCase() + "-" + round;
-                work.add(() -> damagedCase(name, bad, lazyToo));
+                // with every checksum made right again the file may be a sound snapshot of other memory: then the
+                // readers must agree
+                boolean forged = kind == Damage.MANIFEST_FIELDS || kind == Damage.HEADER_FIELD_CRC_FIXED;
+                work.add(() -> damagedCase(name, bad, lazyToo, forged));
             }
         }
         runAll(work);
@@ -232,7 +235,14 @@ class AttackSuiteTest {
         b[at] ^= (byte) (1 << r.nextInt(8));
     }
 
-    private void damagedCase(String name, byte[] bad, boolean lazyToo) throws Exception {
+    /**
+     * A damaged file through every reader. Damage that breaks a checksum must be refused or be
+     * harmless (the original bytes). A {@code forged} file, its checksums recomputed, may instead be
+     * a sound snapshot of other memory (a larger region of holes, say): nothing can tell it from a
+     * genuine one, so every reader must then give the same guest (the eager restore's and unpack's
+     * bytes equal, the lazy restore's readers find no page that differs from the file).
+     */
+    private void damagedCase(String name, byte[] bad, boolean lazyToo, boolean forged) throws Exception {
         Path dir = caseDir("damaged-" + name);
         Path f = dir.resolve("in.snap");
         Files.write(f, bad);
@@ -244,13 +254,14 @@ class AttackSuiteTest {
         Path export = dir.resolve("export.mem");
         Result restore = gmem("damaged snapshots", dir, "restore", f.toString(), "--export", export.toString());
         clean(restore, dir, what + ", restore", 0, 1, 4);
-        if (restore.exit() == 0) sameBytes(export, rawA, what + ", restore");
-        else assertThat(export).as(what + ": a failed restore exports nothing").doesNotExist();
+        if (restore.exit() != 0)
+            assertThat(export).as(what + ": a failed restore exports nothing").doesNotExist();
+        else if (!forged) sameBytes(export, rawA, what + ", restore");
 
         Path unpacked = dir.resolve("unpacked.raw");
         Result unpack = gmem("damaged snapshots", dir, "snapshot", "unpack", f.toString(), "-o", unpacked.toString());
         clean(unpack, dir, what + ", unpack", 0, 1, 4);
-        if (unpack.exit() == 0) sameBytes(unpacked, rawA, what + ", unpack");
+        if (unpack.exit() == 0) sameBytes(unpacked, forged && restore.exit() == 0 ? export : rawA, what + ", unpack");
         else assertThat(unpacked).doesNotExist();
 
         // one verdict: what verify accepts every reader accepts, and what it refuses every reader refuses
