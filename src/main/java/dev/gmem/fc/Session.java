@@ -1,0 +1,113 @@
+package dev.gmem.fc;
+
+import dev.gmem.fault.FaultEngine;
+import dev.gmem.fault.FaultEngineFailedException;
+import dev.gmem.fault.FaultStats;
+import dev.gmem.fault.ForeignTarget;
+import dev.gmem.fault.OnFailure;
+import dev.gmem.fault.OnRemove;
+import dev.gmem.fault.PageProvider;
+import dev.gmem.linux.UnixSockets;
+import dev.gmem.uffd.UffdFeature;
+import dev.gmem.uffd.Userfaultfd;
+import java.io.IOException;
+import java.time.Duration;
+
+/**
+ * One VM served, from its handshake to its graduation: the VMM's userfaultfd adopted into a
+ * {@link ForeignTarget}, its faults and a background prefetch served by a {@link FaultEngine} from
+ * a page provider that every session of one snapshot shares, and, once every data page is in place,
+ * the regions unregistered so that the VM no longer depends on this process. A failure leaves the
+ * VM registered (frozen), for the caller's policy: it is never graduated onto zeros.
+ *
+ * <p>The session owns the received descriptor (through its target) from {@link #start}; {@link
+ * #close} stops its threads and closes it. Firecracker keeps its own copy.
+ */
+public final class Session implements AutoCloseable {
+    /** How a session ended. */
+    public enum End {
+        /** Every data page in place, the regions unregistered: the VM goes on alone. */
+        GRADUATED,
+        /** The engine stopped on an error; the VM is still registered, and waits. */
+        FAILED,
+        /** Not every data page was in place in time; the VM is still registered and served. */
+        TIMED_OUT,
+        /** The VMM exited first: its memory went with it (the kernel then refuses to unregister it, with ENOMEM). */
+        VMM_EXITED
+    }
+
+    /** A session's outcome: who, how it ended and why, its counters, and when it graduated (ms after its start, -1: not). */
+    public record Report(
+            long id, int pid, int uid, End end, String reason, FaultStats.Counts counts, double graduatedMs) {}
+
+    private final long id;
+    private final UnixSockets.PeerCredentials peer;
+    private final FaultEngine engine;
+
+    private Session(long id, UnixSockets.PeerCredentials peer, FaultEngine engine) {
+        this.id = id;
+        this.peer = peer;
+        this.engine = engine;
+    }
+
+    /**
+     * Starts serving the VM of {@code handshake} (its descriptor is taken over) from {@code
+     * provider}, which the sessions of one snapshot share.
+     */
+    public static Session start(long id, Handshake handshake, UnixSockets.PeerCredentials peer, PageProvider provider)
+            throws IOException {
+        // Firecracker asked for EVENT_REMOVE alone, and made the API handshake itself
+        Userfaultfd uffd = Userfaultfd.adopt(handshake.uffd(), UffdFeature.EVENT_REMOVE.bit());
+        ForeignTarget target = ForeignTarget.of(uffd, handshake.regions());
+        FaultEngine.Options options =
+                new FaultEngine.Options(OnRemove.ZERO, 3, OnFailure.HOLD, FaultEngine.Prefetch.DEFAULT);
+        return new Session(id, peer, FaultEngine.start(target, provider, options));
+    }
+
+    public long id() {
+        return id;
+    }
+
+    public UnixSockets.PeerCredentials peer() {
+        return peer;
+    }
+
+    public FaultStats stats() {
+        return engine.stats();
+    }
+
+    /** Waits up to {@code timeout} for every data page to be in place, then graduates; says how it ended. */
+    public Report awaitGraduation(Duration timeout) throws IOException {
+        try {
+            if (!engine.awaitPopulated(timeout.toMillis())) {
+                return report(
+                        End.TIMED_OUT, "not every data page was in place after " + timeout.toMillis() + " ms", -1);
+            }
+            try {
+                engine.graduate();
+            } catch (dev.gmem.linux.SyscallException e) {
+                // the userfaultfd outlives the VMM's address space; UFFDIO_UNREGISTER on a dead one says ENOMEM
+                // (ENOMEM could also be a real shortage: only a VMM that is gone ends the session this way)
+                boolean gone =
+                        ProcessHandle.of(peer.pid()).map(p -> !p.isAlive()).orElse(true);
+                if (e.is(dev.gmem.linux.Errno.ENOMEM) && gone) {
+                    return report(End.VMM_EXITED, "the VMM exited before its memory graduated", -1);
+                }
+                throw e;
+            }
+            return report(End.GRADUATED, null, (engine.populatedNanos() - engine.startNanos()) / 1e6);
+        } catch (FaultEngineFailedException e) {
+            return report(End.FAILED, e.getMessage(), -1);
+        }
+    }
+
+    private Report report(End end, String reason, double graduatedMs) {
+        return new Report(
+                id, peer.pid(), peer.uid(), end, reason, engine.stats().counts(), graduatedMs);
+    }
+
+    @Override
+    public void close() {
+        engine.close();
+    }
+}

@@ -1,0 +1,115 @@
+package dev.gmem.fc;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import dev.gmem.linux.Fd;
+import dev.gmem.linux.Linux;
+import dev.gmem.linux.Poller;
+import dev.gmem.linux.UnixSockets;
+import dev.gmem.restore.SourcePages;
+import dev.gmem.snapshot.Codec;
+import dev.gmem.snapshot.Fixtures;
+import dev.gmem.snapshot.Snapshot;
+import dev.gmem.testing.Host;
+import dev.gmem.testing.Leaks;
+import dev.gmem.testing.UffdPeer;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** Sessions: several VM-like processes served at once from one snapshot through one shared provider, each to graduation. */
+class SessionTest {
+    static final long SIZE = 8L << 20;
+    static final long P = 4096;
+    static final int VMS = 3;
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void threeVmsFromOneSnapshotAreServedAndGraduate() throws Exception {
+        Host.assumeUserfaultfd();
+        Path peer = UffdPeer.binary();
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 29);
+        byte[] image = Files.readAllBytes(raw);
+        Path snap = Fixtures.pack(raw, dir.resolve("s.snap"), Codec.ZSTD);
+        long fds = Leaks.openFds();
+        Path socket = dir.resolve("fc.sock");
+        List<Process> children = new ArrayList<>();
+        List<Session> sessions = new ArrayList<>();
+        try (Snapshot s = Snapshot.open(snap);
+                Fd listener = UnixSockets.listen(socket, VMS)) {
+            SourcePages shared = new SourcePages(s); // one for every VM of this snapshot
+            for (int i = 0; i < VMS; i++) {
+                ProcessBuilder pb = new ProcessBuilder(
+                                peer.toString(), socket.toString(), (5L << 20) + "," + (3L << 20), "2")
+                        .redirectError(dir.resolve("peer-" + i + ".err").toFile());
+                pb.environment()
+                        .put(
+                                "UFFD_PEER_PAUSE",
+                                "1"); // each VM stays alive, after reading its memory, until told to go on
+                children.add(pb.start());
+            }
+            for (int i = 0; i < VMS; i++) {
+                assertThat(new Poller(Linux.POLLIN, listener).poll(10_000))
+                        .as("VM %d connects", i)
+                        .isPositive();
+                try (Fd conn = UnixSockets.accept(listener)) {
+                    Handshake h = Handshake.receive(conn, Duration.ofSeconds(10), s.size());
+                    sessions.add(Session.start(i, h, UnixSockets.peerCredentials(conn), shared));
+                }
+            }
+            // each VM reads all of its memory, served by its session
+            InputStream[] outs = new InputStream[VMS];
+            for (int i = 0; i < VMS; i++) {
+                outs[i] = children.get(i).getInputStream();
+                byte[] out = outs[i].readNBytes((int) SIZE);
+                assertThat(Arrays.mismatch(out, image))
+                        .as("VM %d read its snapshot's bytes", i)
+                        .isEqualTo(-1);
+            }
+            // the last VM exits before its session graduates: its memory went with it
+            children.get(VMS - 1).destroyForcibly();
+            assertThat(children.get(VMS - 1).waitFor(10, TimeUnit.SECONDS)).isTrue();
+            for (Session session : sessions) {
+                Session.Report r = session.awaitGraduation(Duration.ofSeconds(30));
+                boolean exited = r.id() == VMS - 1;
+                assertThat(r.end())
+                        .as(String.valueOf(r))
+                        .isEqualTo(exited ? Session.End.VMM_EXITED : Session.End.GRADUATED);
+                assertThat(r.pid()).isEqualTo(children.get((int) r.id()).pid());
+                assertThat(r.counts().faultPages() + r.counts().prefetchPages())
+                        .as("each data page of each VM put in place once: %s", r.counts())
+                        .isEqualTo(s.counts().dataPages());
+                if (!exited) assertThat(r.graduatedMs()).isPositive();
+            }
+            // the graduated VMs go on without the handler and end
+            for (int i = 0; i < VMS - 1; i++) {
+                children.get(i).getOutputStream().write('g');
+                children.get(i).getOutputStream().flush();
+                assertThat(children.get(i).waitFor(30, TimeUnit.SECONDS)).isTrue();
+                assertThat(children.get(i).exitValue())
+                        .as(Files.readString(dir.resolve("peer-" + i + ".err")))
+                        .isZero();
+            }
+        } finally {
+            for (Session session : sessions) session.close();
+            for (Process p : children) {
+                p.destroyForcibly();
+                p.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+        assertThat(Leaks.openFds())
+                .as("every received descriptor closed with its session")
+                .isEqualTo(fds);
+        assertThat(Thread.getAllStackTraces().keySet())
+                .noneMatch(t -> t.isAlive() && t.getName().startsWith("gmem-uffd"));
+    }
+}
