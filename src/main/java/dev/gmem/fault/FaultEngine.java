@@ -14,7 +14,6 @@ import dev.gmem.uffd.Userfaultfd;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
@@ -613,10 +612,8 @@ public final class FaultEngine implements AutoCloseable {
     }
 
     private void signalStop() {
-        try (Arena a = Arena.ofConfined()) {
-            MemorySegment one = a.allocate(ValueLayout.JAVA_LONG);
-            one.set(ValueLayout.JAVA_LONG, 0, 1);
-            stop.write(one);
+        try {
+            stop.eventfdAdd(1);
         } catch (SyscallException | IllegalStateException ignored) {
             // the counter is already non-zero (the fault thread is waking anyway), or closed
         }

@@ -157,6 +157,15 @@ public final class Fd implements AutoCloseable {
         }
     }
 
+    /** Adds {@code n} to an eventfd's counter (a write of 8 bytes), waking its pollers. */
+    public void eventfdAdd(long n) throws SyscallException {
+        try (Arena a = Arena.ofConfined()) {
+            MemorySegment v = a.allocate(java.lang.foreign.ValueLayout.JAVA_LONG);
+            v.set(java.lang.foreign.ValueLayout.JAVA_LONG, 0, n);
+            write(v);
+        }
+    }
+
     /** eventfd(2). */
     public static Fd eventfd(int initialValue, int flags) throws SyscallException {
         MemorySegment st = Native.callState();

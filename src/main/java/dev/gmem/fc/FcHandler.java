@@ -1,0 +1,232 @@
+package dev.gmem.fc;
+
+import dev.gmem.fault.PageProvider;
+import dev.gmem.linux.Errno;
+import dev.gmem.linux.Fd;
+import dev.gmem.linux.Linux;
+import dev.gmem.linux.Poller;
+import dev.gmem.linux.SyscallException;
+import dev.gmem.linux.UnixSockets;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.LinkOption;
+import java.nio.file.Path;
+import java.nio.file.attribute.BasicFileAttributes;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+
+/**
+ * The page-fault handler daemon: listens on a Unix socket and serves every connection as one
+ * {@link Session}, all from one page provider. Threads: {@code gmem-fc-accept} accepts; each session
+ * has {@code gmem-fc-session-N}, which receives its handshake, serves it to graduation and reports
+ * it. {@link #close} stops accepting, waits (bounded) for every live session to graduate, so that no
+ * VM is left depending on a handler that is gone, names the sessions it could not finish, and removes
+ * the socket.
+ */
+public final class FcHandler implements AutoCloseable {
+    /** {@code handshakeTimeout}: a client that sends nothing is dropped after it; {@code graduationTimeout}: a session's bound. */
+    public record Options(Duration handshakeTimeout, Duration graduationTimeout) {
+        public static Options defaults() {
+            return new Options(Duration.ofSeconds(5), Duration.ofMinutes(10));
+        }
+    }
+
+    private final Path socket;
+    private final Fd listener;
+    private final Fd stop;
+    private final PageProvider provider;
+    private final long sourceSize;
+    private final Options options;
+    private final Consumer<Session.Report> reports;
+    private final Consumer<String> log;
+    private final AtomicLong ids = new AtomicLong();
+    private final Map<Long, Thread> live = new LinkedHashMap<>();
+    private final Map<Long, Session> sessions = new LinkedHashMap<>();
+    private final Thread acceptor;
+    private volatile boolean stopping;
+
+    private FcHandler(
+            Path socket,
+            Fd listener,
+            PageProvider provider,
+            long sourceSize,
+            Options options,
+            Consumer<Session.Report> reports,
+            Consumer<String> log)
+            throws SyscallException {
+        this.socket = socket;
+        this.listener = listener;
+        this.stop = Fd.eventfd(0, Linux.EFD_CLOEXEC);
+        this.provider = provider;
+        this.sourceSize = sourceSize;
+        this.options = options;
+        this.reports = reports;
+        this.log = log;
+        this.acceptor = Thread.ofPlatform().name("gmem-fc-accept").start(this::accept);
+    }
+
+    /**
+     * Listens on {@code socket} (mode 0600) and starts serving. An existing socket there is replaced
+     * only if nothing listens on it; anything else there is refused.
+     *
+     * @param reports hears each session's end
+     * @param log hears one line for each event worth a line (a refused handshake, say)
+     */
+    public static FcHandler start(
+            Path socket,
+            PageProvider provider,
+            long sourceSize,
+            Options options,
+            Consumer<Session.Report> reports,
+            Consumer<String> log)
+            throws IOException {
+        clearStale(socket);
+        Fd listener = UnixSockets.listen(socket, 64);
+        try {
+            Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-------"));
+            return new FcHandler(socket, listener, provider, sourceSize, options, reports, log);
+        } catch (IOException | RuntimeException e) {
+            listener.closeQuietly();
+            Files.deleteIfExists(socket);
+            throw e;
+        }
+    }
+
+    /** A socket left by a handler that is gone is removed; a live one, or anything that is not a socket, is refused. */
+    private static void clearStale(Path socket) throws IOException {
+        BasicFileAttributes a;
+        try {
+            a = Files.readAttributes(socket, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
+        } catch (java.nio.file.NoSuchFileException e) {
+            return;
+        }
+        if (!a.isOther() || !"socket".equals(fileType(socket)))
+            throw new IOException(socket + ": exists and is not a socket; gmem does not replace it");
+        Fd probe;
+        try {
+            probe = UnixSockets.connect(socket);
+        } catch (SyscallException e) {
+            if (!e.is(Errno.ECONNREFUSED)) throw e;
+            Files.delete(socket); // nobody listens: a stale socket
+            return;
+        }
+        probe.closeQuietly();
+        throw new IOException(socket + ": another handler listens there");
+    }
+
+    private static String fileType(Path p) throws IOException {
+        Object mode = Files.getAttribute(p, "unix:mode", LinkOption.NOFOLLOW_LINKS);
+        return ((Integer) mode & 0170000) == 0140000 ? "socket" : "other";
+    }
+
+    public Path socket() {
+        return socket;
+    }
+
+    /** Sessions being served now. */
+    public int liveSessions() {
+        synchronized (live) {
+            return live.size();
+        }
+    }
+
+    private void accept() {
+        Poller poller = new Poller(Linux.POLLIN, listener, stop);
+        while (!stopping) {
+            try {
+                if (poller.poll(-1) <= 0 || stopping) continue;
+                if ((poller.ready(0) & Linux.POLLIN) == 0) continue;
+                Fd conn = UnixSockets.accept(listener);
+                long id = ids.incrementAndGet();
+                Thread t = Thread.ofPlatform().name("gmem-fc-session-" + id).unstarted(() -> serve(id, conn));
+                synchronized (live) {
+                    live.put(id, t);
+                }
+                t.start();
+            } catch (IOException | RuntimeException e) {
+                if (!stopping) log.accept("accepting a connection failed: " + e.getMessage());
+            }
+        }
+    }
+
+    private void serve(long id, Fd conn) {
+        try (conn) {
+            UnixSockets.PeerCredentials peer = UnixSockets.peerCredentials(conn);
+            Handshake h;
+            try {
+                h = Handshake.receive(conn, options.handshakeTimeout(), sourceSize);
+            } catch (IOException e) {
+                log.accept("session " + id + " (pid " + peer.pid() + ", uid " + peer.uid() + "): " + e.getMessage());
+                return;
+            }
+            try (Session s = Session.start(id, h, peer, provider)) {
+                synchronized (live) {
+                    sessions.put(id, s);
+                }
+                reports.accept(s.awaitGraduation(options.graduationTimeout()));
+            } finally {
+                synchronized (live) {
+                    sessions.remove(id);
+                }
+            }
+        } catch (IOException | RuntimeException e) {
+            log.accept("session " + id + ": " + e.getMessage());
+        } finally {
+            synchronized (live) {
+                live.remove(id);
+            }
+        }
+    }
+
+    /**
+     * Stops accepting, waits up to {@code shutdown} for the live sessions to graduate, and returns
+     * the ids of those that did not (they are then stopped, their VMs left registered); removes the socket.
+     */
+    public List<Long> stop(Duration shutdown) {
+        stopping = true;
+        try {
+            stop.eventfdAdd(1);
+        } catch (SyscallException ignored) {
+            // the acceptor also sees stopping on its next wake-up
+        }
+        join(acceptor, 5000);
+        listener.closeQuietly();
+        try {
+            Files.deleteIfExists(socket);
+        } catch (IOException e) {
+            log.accept("cannot remove " + socket + ": " + e.getMessage());
+        }
+        long deadline = System.nanoTime() + shutdown.toNanos();
+        List<Thread> threads;
+        synchronized (live) {
+            threads = new ArrayList<>(live.values());
+        }
+        for (Thread t : threads) join(t, Math.max(1, (deadline - System.nanoTime()) / 1_000_000));
+        List<Long> unfinished = new ArrayList<>();
+        synchronized (live) {
+            unfinished.addAll(live.keySet());
+            for (Session s : sessions.values()) s.close(); // their threads then end
+        }
+        stop.closeQuietly();
+        return unfinished;
+    }
+
+    private static void join(Thread t, long millis) {
+        try {
+            t.join(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    @Override
+    public void close() {
+        stop(Duration.ZERO);
+    }
+}

@@ -1,0 +1,131 @@
+package dev.gmem.fc;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.gmem.linux.Fd;
+import dev.gmem.linux.UnixSockets;
+import dev.gmem.restore.SourcePages;
+import dev.gmem.snapshot.Codec;
+import dev.gmem.snapshot.Fixtures;
+import dev.gmem.snapshot.Snapshot;
+import dev.gmem.testing.Host;
+import dev.gmem.testing.Leaks;
+import dev.gmem.testing.UffdPeer;
+import java.io.InputStream;
+import java.lang.foreign.Arena;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The handler daemon in this JVM, VM-like peers in their own processes: sessions served to graduation, bad clients dropped, the socket kept tidy. */
+class FcHandlerTest {
+    static final long SIZE = 8L << 20;
+
+    @TempDir
+    Path dir;
+
+    @Test
+    void vmsAreServedToGraduationAndABadClientDoesNotStopTheOthers() throws Exception {
+        Host.assumeUserfaultfd();
+        Path peer = UffdPeer.binary();
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 31);
+        byte[] image = Files.readAllBytes(raw);
+        Path snap = Fixtures.pack(raw, dir.resolve("s.snap"), Codec.NONE);
+        Path socket = dir.resolve("fc.sock");
+        List<Session.Report> reports = new CopyOnWriteArrayList<>();
+        List<String> log = new CopyOnWriteArrayList<>();
+        long fds = Leaks.openFds();
+        List<Process> vms = new ArrayList<>();
+        try (Snapshot s = Snapshot.open(snap)) {
+            FcHandler handler = FcHandler.start(
+                    socket, new SourcePages(s), s.size(), FcHandler.Options.defaults(), reports::add, log::add);
+            try {
+                assertThat(Files.getPosixFilePermissions(socket))
+                        .containsExactlyInAnyOrder(
+                                java.nio.file.attribute.PosixFilePermission.OWNER_READ,
+                                java.nio.file.attribute.PosixFilePermission.OWNER_WRITE);
+                assertThatThrownBy(() -> FcHandler.start(
+                                socket, new SourcePages(s), s.size(), FcHandler.Options.defaults(), r -> {}, l -> {}))
+                        .hasMessageContaining("another handler listens there");
+                // a client that sends JSON that is no handshake, without a descriptor, then goes
+                try (Fd bad = UnixSockets.connect(socket);
+                        Arena arena = Arena.ofConfined()) {
+                    UnixSockets.send(bad, arena.allocateFrom("not json").asSlice(0, 8), List.of());
+                }
+                for (int i = 0; i < 2; i++) {
+                    ProcessBuilder pb = new ProcessBuilder(
+                                    peer.toString(), socket.toString(), (5L << 20) + "," + (3L << 20), "2")
+                            .redirectError(dir.resolve("vm-" + i + ".err").toFile());
+                    pb.environment().put("UFFD_PEER_PAUSE", "1");
+                    vms.add(pb.start());
+                }
+                for (int i = 0; i < 2; i++) {
+                    InputStream in = vms.get(i).getInputStream();
+                    assertThat(Arrays.mismatch(in.readNBytes((int) SIZE), image))
+                            .as("VM %d read its snapshot's bytes", i)
+                            .isEqualTo(-1);
+                }
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while (reports.size() < 2 && System.nanoTime() < deadline) Thread.sleep(10);
+                assertThat(reports)
+                        .extracting(Session.Report::end)
+                        .containsOnly(Session.End.GRADUATED)
+                        .hasSize(2);
+                assertThat(reports)
+                        .extracting(Session.Report::pid)
+                        .containsExactlyInAnyOrder(
+                                (int) vms.get(0).pid(), (int) vms.get(1).pid());
+                for (Process vm : vms) {
+                    vm.getOutputStream().write('g');
+                    vm.getOutputStream().flush();
+                    assertThat(vm.waitFor(30, TimeUnit.SECONDS))
+                            .as("a graduated VM runs on without the handler")
+                            .isTrue();
+                    assertThat(vm.exitValue()).isZero();
+                }
+                assertThat(log)
+                        .as("the bad client, in one line")
+                        .anySatisfy(l -> assertThat(l).contains("handshake refused"));
+            } finally {
+                assertThat(handler.stop(Duration.ofSeconds(10)))
+                        .as("no session left unfinished")
+                        .isEmpty();
+            }
+            assertThat(socket).as("the socket is removed on exit").doesNotExist();
+        } finally {
+            for (Process vm : vms) {
+                vm.destroyForcibly();
+                vm.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+        assertThat(Leaks.openFds()).isEqualTo(fds);
+        assertThat(Thread.getAllStackTraces().keySet())
+                .noneMatch(t -> t.isAlive() && t.getName().startsWith("gmem-fc-"));
+    }
+
+    @Test
+    void aStaleSocketIsReplacedAndAnythingElseThereIsRefused() throws Exception {
+        Path socket = dir.resolve("stale.sock");
+        UnixSockets.listen(socket, 1).close(); // a socket nobody listens on any more
+        assertThat(socket).exists();
+        Path file = Files.writeString(dir.resolve("plain"), "not a socket");
+        try (Snapshot s = Snapshot.open(
+                Fixtures.pack(Fixtures.raw(dir, "raw", 1L << 20, 3), dir.resolve("s.snap"), Codec.NONE))) {
+            FcHandler h = FcHandler.start(
+                    socket, new SourcePages(s), s.size(), FcHandler.Options.defaults(), r -> {}, l -> {});
+            assertThat(h.stop(Duration.ZERO)).isEmpty();
+            assertThatThrownBy(() -> FcHandler.start(
+                            file, new SourcePages(s), s.size(), FcHandler.Options.defaults(), r -> {}, l -> {}))
+                    .hasMessageContaining("is not a socket");
+            assertThat(Files.readString(file)).isEqualTo("not a socket");
+        }
+    }
+}
