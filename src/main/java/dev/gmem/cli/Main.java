@@ -34,6 +34,7 @@ public final class Main implements Runnable {
         m.put("snapshot", SnapshotCommand.class);
         m.put("restore", RestoreCommand.class);
         m.put("report", ReportCommand.class);
+        m.put("fc-handler", FcHandlerCommand.class);
         m.put("help", CommandLine.HelpCommand.class);
         return m;
     }

@@ -45,8 +45,37 @@ final class Signals {
     private static final java.util.concurrent.atomic.AtomicBoolean ONCE =
             new java.util.concurrent.atomic.AtomicBoolean();
 
+    /** A daemon's orderly stop, run instead of the default one; it returns the exit status. */
+    @FunctionalInterface
+    interface Stop {
+        int stop(String signal);
+    }
+
+    private static volatile Stop daemon;
+
+    /**
+     * For a daemon: SIGINT, SIGTERM and SIGHUP then run {@code stop} (once, on the signal's thread)
+     * and exit with the status it returns, instead of exiting at once with 128 + n. Partial output
+     * files are removed first, as always.
+     */
+    static void onStop(Stop stop) {
+        daemon = stop;
+    }
+
     private static void interrupted(String name, int number) {
         if (!ONCE.compareAndSet(false, true)) return; // a second signal while the first is handled: nothing more to do
+        Stop d = daemon;
+        if (d != null) {
+            OutputFile.abandonAll();
+            int status = 1;
+            try {
+                status = d.stop("SIG" + name);
+            } finally {
+                System.out.flush();
+                System.err.flush();
+                Runtime.getRuntime().halt(status);
+            }
+        }
         OutputFile.abandonAll();
         // a progress line may be on the terminal: start a fresh line
         System.err.println((dev.gmem.linux.Posix.isTerminal(2) ? "\r\033[K" : "") + "gmem: interrupted (SIG" + name

@@ -35,7 +35,7 @@ class FcHandlerTest {
     @Test
     void vmsAreServedToGraduationAndABadClientDoesNotStopTheOthers() throws Exception {
         Host.assumeUserfaultfd();
-        Path peer = UffdPeer.binary();
+        UffdPeer.binary(); // built, or the test skipped with the reason
         Path raw = Fixtures.raw(dir, "raw", SIZE, 31);
         byte[] image = Files.readAllBytes(raw);
         Path snap = Fixtures.pack(raw, dir.resolve("s.snap"), Codec.NONE);
@@ -61,11 +61,8 @@ class FcHandlerTest {
                     UnixSockets.send(bad, arena.allocateFrom("not json").asSlice(0, 8), List.of());
                 }
                 for (int i = 0; i < 2; i++) {
-                    ProcessBuilder pb = new ProcessBuilder(
-                                    peer.toString(), socket.toString(), (5L << 20) + "," + (3L << 20), "2")
-                            .redirectError(dir.resolve("vm-" + i + ".err").toFile());
-                    pb.environment().put("UFFD_PEER_PAUSE", "1");
-                    vms.add(pb.start());
+                    vms.add(UffdPeer.startPaused(
+                            socket, (5L << 20) + "," + (3L << 20), 2, dir.resolve("vm-" + i + ".err")));
                 }
                 for (int i = 0; i < 2; i++) {
                     InputStream in = vms.get(i).getInputStream();
@@ -84,8 +81,7 @@ class FcHandlerTest {
                         .containsExactlyInAnyOrder(
                                 (int) vms.get(0).pid(), (int) vms.get(1).pid());
                 for (Process vm : vms) {
-                    vm.getOutputStream().write('g');
-                    vm.getOutputStream().flush();
+                    UffdPeer.proceed(vm);
                     assertThat(vm.waitFor(30, TimeUnit.SECONDS))
                             .as("a graduated VM runs on without the handler")
                             .isTrue();

@@ -36,7 +36,7 @@ class SessionTest {
     @Test
     void threeVmsFromOneSnapshotAreServedAndGraduate() throws Exception {
         Host.assumeUserfaultfd();
-        Path peer = UffdPeer.binary();
+        UffdPeer.binary(); // built, or the test skipped with the reason
         Path raw = Fixtures.raw(dir, "raw", SIZE, 29);
         byte[] image = Files.readAllBytes(raw);
         Path snap = Fixtures.pack(raw, dir.resolve("s.snap"), Codec.ZSTD);
@@ -48,14 +48,9 @@ class SessionTest {
                 Fd listener = UnixSockets.listen(socket, VMS)) {
             SourcePages shared = new SourcePages(s); // one for every VM of this snapshot
             for (int i = 0; i < VMS; i++) {
-                ProcessBuilder pb = new ProcessBuilder(
-                                peer.toString(), socket.toString(), (5L << 20) + "," + (3L << 20), "2")
-                        .redirectError(dir.resolve("peer-" + i + ".err").toFile());
-                pb.environment()
-                        .put(
-                                "UFFD_PEER_PAUSE",
-                                "1"); // each VM stays alive, after reading its memory, until told to go on
-                children.add(pb.start());
+                // each VM stays alive, after reading its memory, until told to go on
+                children.add(UffdPeer.startPaused(
+                        socket, (5L << 20) + "," + (3L << 20), 2, dir.resolve("peer-" + i + ".err")));
             }
             for (int i = 0; i < VMS; i++) {
                 assertThat(new Poller(Linux.POLLIN, listener).poll(10_000))
@@ -92,8 +87,7 @@ class SessionTest {
             }
             // the graduated VMs go on without the handler and end
             for (int i = 0; i < VMS - 1; i++) {
-                children.get(i).getOutputStream().write('g');
-                children.get(i).getOutputStream().flush();
+                UffdPeer.proceed(children.get(i));
                 assertThat(children.get(i).waitFor(30, TimeUnit.SECONDS)).isTrue();
                 assertThat(children.get(i).exitValue())
                         .as(Files.readString(dir.resolve("peer-" + i + ".err")))

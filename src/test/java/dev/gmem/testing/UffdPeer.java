@@ -98,4 +98,23 @@ public final class UffdPeer {
             return new Handshake(json.toString(), fds.get(0));
         }
     }
+
+    /**
+     * Starts the peer as a VM whose memory is served over {@code socket}: regions {@code sizes}
+     * ({@code 5242880,3145728}), {@code threads} threads touching them, its stderr to {@code err}.
+     * It pauses after writing its memory to stdout until a byte arrives on its stdin, so that a
+     * test can act while it is still alive (graduate it, say). The caller reaps it.
+     */
+    public static Process startPaused(Path socket, String sizes, int threads, Path err) throws IOException {
+        ProcessBuilder pb = new ProcessBuilder(binary().toString(), socket.toString(), sizes, Integer.toString(threads))
+                .redirectError(err.toFile());
+        pb.environment().put("UFFD_PEER_PAUSE", "1");
+        return pb.start();
+    }
+
+    /** Lets a paused peer go on to its end. */
+    public static void proceed(Process peer) throws IOException {
+        peer.getOutputStream().write('g');
+        peer.getOutputStream().flush();
+    }
 }

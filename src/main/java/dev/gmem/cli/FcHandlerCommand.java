@@ -1,0 +1,200 @@
+package dev.gmem.cli;
+
+import dev.gmem.fc.FcHandler;
+import dev.gmem.fc.Session;
+import dev.gmem.restore.SourcePages;
+import dev.gmem.snapshot.PageSource;
+import dev.gmem.snapshot.PageSources;
+import java.io.PrintWriter;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(
+        name = "fc-handler",
+        header = "Serve Firecracker snapshot restores' page faults from a memory file or a gmem snapshot.",
+        mixinStandardHelpOptions = true,
+        description = {
+            "A long-running page-fault handler for Firecracker's Uffd memory backend: listen on SOCKET (mode 0600; a stale",
+            "socket is replaced only if nothing listens on it) and serve every connection as one VM: its handshake",
+            "checked, its faults served from FILE (a raw memory file, regions end to end, or a gmem snapshot; detected by",
+            "content) with fault-around and a background prefetch, then graduated (its regions unregistered, so that the",
+            "VM no longer depends on this process) once every data page is in place. One line on stdout when ready, and",
+            "one per VM when it ends. SIGTERM or SIGINT stops accepting, waits up to --shutdown-timeout for every live VM",
+            "to graduate, names those it could not finish, and exits 0 when none was left (1 otherwise).",
+            "In progress (docs/fc-handler.md): no kill policy, --stats or --record-access yet."
+        })
+final class FcHandlerCommand implements Callable<Integer> {
+    @Option(
+            names = "--socket",
+            required = true,
+            paramLabel = "PATH",
+            description = "The Unix socket Firecracker's backend_path names.")
+    Path socket;
+
+    @Option(
+            names = "--snapshot",
+            required = true,
+            paramLabel = "FILE",
+            description = "Firecracker's memory file, or a gmem snapshot of it.")
+    Path snapshot;
+
+    @Option(names = "--format", defaultValue = "auto", description = SnapshotCommand.FORMAT_HELP)
+    String format;
+
+    @Option(
+            names = "--shutdown-timeout",
+            defaultValue = "30",
+            paramLabel = "SECONDS",
+            description = "On SIGTERM, how long to wait for live VMs to graduate (default ${DEFAULT-VALUE}).")
+    int shutdownSeconds;
+
+    @Option(
+            names = "--handshake-timeout",
+            defaultValue = "5",
+            paramLabel = "SECONDS",
+            description = "A client that sends no handshake in this time is dropped (default ${DEFAULT-VALUE}).")
+    int handshakeSeconds;
+
+    @CommandLine.Mixin
+    Options.Json json;
+
+    @CommandLine.Spec
+    CommandLine.Model.CommandSpec spec;
+
+    /** The ready line's, and each ended session's, JSON. */
+    record Ready(String event, String socket, String snapshot, String format, long guestBytes, long dataBytes) {}
+
+    record Ended(
+            String event,
+            long session,
+            int pid,
+            int uid,
+            String end,
+            String reason,
+            long faults,
+            long faultPages,
+            long prefetchPages,
+            long zeroPages,
+            double graduatedMs) {}
+
+    record Stopped(String event, String signal, List<Long> unfinished) {}
+
+    @Override
+    public Integer call() throws Exception {
+        if (shutdownSeconds < 0 || shutdownSeconds > 3600)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--shutdown-timeout must be between 0 and 3600 seconds");
+        if (handshakeSeconds < 1 || handshakeSeconds > 600)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--handshake-timeout must be between 1 and 600 seconds");
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        String name = spec.qualifiedName();
+        try (PageSource source = PageSources.open(
+                snapshot,
+                null,
+                SnapshotCommand.threads(),
+                x -> {},
+                SnapshotCommand.format(spec.commandLine(), format))) {
+            FcHandler handler = FcHandler.start(
+                    socket,
+                    new SourcePages(source).verifyAhead(),
+                    source.size(),
+                    new FcHandler.Options(Duration.ofSeconds(handshakeSeconds), Duration.ofHours(24)),
+                    r -> line(out, ended(r)),
+                    l -> {
+                        synchronized (err) {
+                            err.println(name + ": " + l);
+                            err.flush();
+                        }
+                    });
+            CountDownLatch forever = new CountDownLatch(1);
+            Signals.onStop(signal -> {
+                List<Long> unfinished = handler.stop(Duration.ofSeconds(shutdownSeconds));
+                if (json.on) line(out, oneLine(new Stopped("stopped", signal, unfinished)));
+                else
+                    line(
+                            out,
+                            name + ": stopped (" + signal + ")"
+                                    + (unfinished.isEmpty()
+                                            ? ": every VM graduated"
+                                            : "; not finished: sessions " + unfinished));
+                return unfinished.isEmpty() ? 0 : 1;
+            });
+            Ready ready = new Ready(
+                    "ready",
+                    socket.toString(),
+                    snapshot.toString(),
+                    source.format(),
+                    source.size(),
+                    source.counts().dataBytes());
+            line(
+                    out,
+                    json.on
+                            ? oneLine(ready)
+                            : String.format(
+                                    Locale.ROOT,
+                                    "%s: listening on %s, serving %s (%s, %s of data)",
+                                    name,
+                                    socket,
+                                    snapshot,
+                                    source.format(),
+                                    Sizes.format(source.counts().dataBytes())));
+            forever.await(); // until a signal stops the process
+            return 0;
+        }
+    }
+
+    private String ended(Session.Report r) {
+        var c = r.counts();
+        if (json.on) {
+            return oneLine(new Ended(
+                    "ended",
+                    r.id(),
+                    r.pid(),
+                    r.uid(),
+                    r.end().name().toLowerCase(Locale.ROOT),
+                    r.reason(),
+                    c.faults(),
+                    c.faultPages(),
+                    c.prefetchPages(),
+                    c.zeroPages(),
+                    r.graduatedMs()));
+        }
+        return String.format(
+                Locale.ROOT,
+                "%s: session %d (pid %d, uid %d): %s%s; %d faults, %d pages by faults, %d prefetched, %d zero pages%s",
+                spec.qualifiedName(),
+                r.id(),
+                r.pid(),
+                r.uid(),
+                r.end().name().toLowerCase(Locale.ROOT).replace('_', ' '),
+                r.reason() == null ? "" : " (" + r.reason() + ")",
+                c.faults(),
+                c.faultPages(),
+                c.prefetchPages(),
+                c.zeroPages(),
+                r.graduatedMs() < 0 ? "" : String.format(Locale.ROOT, "; graduated after %.1f ms", r.graduatedMs()));
+    }
+
+    private static String oneLine(Object o) {
+        return Json.mapper()
+                .writer()
+                .without(tools.jackson.databind.SerializationFeature.INDENT_OUTPUT)
+                .writeValueAsString(o);
+    }
+
+    private static void line(PrintWriter out, String s) {
+        synchronized (out) {
+            out.println(s);
+            out.flush();
+        }
+    }
+}
