@@ -28,7 +28,7 @@ import picocli.CommandLine.Option;
             "VM no longer depends on this process) once every data page is in place. One line on stdout when ready, and",
             "one per VM when it ends. SIGTERM or SIGINT stops accepting, waits up to --shutdown-timeout for every live VM",
             "to graduate, names those it could not finish, and exits 0 when none was left (1 otherwise).",
-            "In progress (docs/fc-handler.md): no kill policy, --stats or --record-access yet."
+            "In progress (docs/fc-handler.md): no --stats, --record-access or --metrics yet."
         })
 final class FcHandlerCommand implements Callable<Integer> {
     @Option(
@@ -62,6 +62,14 @@ final class FcHandlerCommand implements Callable<Integer> {
             description = "A client that sends no handshake in this time is dropped (default ${DEFAULT-VALUE}).")
     int handshakeSeconds;
 
+    @Option(
+            names = "--on-failure",
+            defaultValue = "kill",
+            description =
+                    "When a VM's session fails (its source unreadable, a checksum wrong): kill its VMM with SIGKILL through a"
+                            + " pidfd, so that it is seen dead rather than frozen, or keep it frozen and report. Default ${DEFAULT-VALUE}.")
+    String onFailure;
+
     @CommandLine.Mixin
     Options.Json json;
 
@@ -94,6 +102,13 @@ final class FcHandlerCommand implements Callable<Integer> {
         if (handshakeSeconds < 1 || handshakeSeconds > 600)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--handshake-timeout must be between 1 and 600 seconds");
+        FcHandler.OnFailure policy = switch (onFailure.toLowerCase(Locale.ROOT)) {
+            case "kill" -> FcHandler.OnFailure.KILL;
+            case "keep" -> FcHandler.OnFailure.KEEP;
+            default ->
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--on-failure must be kill or keep, not '" + onFailure + "'");
+        };
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         String name = spec.qualifiedName();
@@ -107,7 +122,7 @@ final class FcHandlerCommand implements Callable<Integer> {
                     socket,
                     new SourcePages(source).verifyAhead(),
                     source.size(),
-                    new FcHandler.Options(Duration.ofSeconds(handshakeSeconds), Duration.ofHours(24)),
+                    new FcHandler.Options(Duration.ofSeconds(handshakeSeconds), Duration.ofHours(24), policy),
                     r -> line(out, ended(r)),
                     l -> {
                         synchronized (err) {

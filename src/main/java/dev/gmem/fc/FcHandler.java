@@ -30,10 +30,24 @@ import java.util.function.Consumer;
  * the socket.
  */
 public final class FcHandler implements AutoCloseable {
-    /** {@code handshakeTimeout}: a client that sends nothing is dropped after it; {@code graduationTimeout}: a session's bound. */
-    public record Options(Duration handshakeTimeout, Duration graduationTimeout) {
+    /** What to do with a VM whose session failed (its source unreadable, a checksum wrong, an unexpected errno). */
+    public enum OnFailure {
+        /**
+         * SIGKILL the VMM, through a pidfd opened when it connected (so a recycled pid is never
+         * hit): a supervisor then sees a dead VM rather than a frozen one. The default.
+         */
+        KILL,
+        /** Leave the VM registered and frozen, and report it. */
+        KEEP
+    }
+
+    /**
+     * {@code handshakeTimeout}: a client that sends nothing is dropped after it; {@code
+     * graduationTimeout}: a session's bound; {@code onFailure}: the policy for a failed session.
+     */
+    public record Options(Duration handshakeTimeout, Duration graduationTimeout, OnFailure onFailure) {
         public static Options defaults() {
-            return new Options(Duration.ofSeconds(5), Duration.ofMinutes(10));
+            return new Options(Duration.ofSeconds(5), Duration.ofMinutes(10), OnFailure.KILL);
         }
     }
 
@@ -156,8 +170,11 @@ public final class FcHandler implements AutoCloseable {
     }
 
     private void serve(long id, Fd conn) {
+        Fd pidfd = null;
         try (conn) {
             UnixSockets.PeerCredentials peer = UnixSockets.peerCredentials(conn);
+            // opened now, while the connection proves the VMM alive: a later kill can never hit a recycled pid
+            pidfd = dev.gmem.linux.Pidfds.open(peer.pid());
             Handshake h;
             try {
                 h = Handshake.receive(conn, options.handshakeTimeout(), sourceSize);
@@ -169,7 +186,9 @@ public final class FcHandler implements AutoCloseable {
                 synchronized (live) {
                     sessions.put(id, s);
                 }
-                reports.accept(s.awaitGraduation(options.graduationTimeout()));
+                Session.Report r = s.awaitGraduation(options.graduationTimeout());
+                reports.accept(r);
+                if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
             } finally {
                 synchronized (live) {
                     sessions.remove(id);
@@ -178,9 +197,25 @@ public final class FcHandler implements AutoCloseable {
         } catch (IOException | RuntimeException e) {
             log.accept("session " + id + ": " + e.getMessage());
         } finally {
+            if (pidfd != null) pidfd.closeQuietly();
             synchronized (live) {
                 live.remove(id);
             }
+        }
+    }
+
+    /** The failure policy, with a line that says what was done and why. */
+    private void onFailure(Session.Report r, Fd pidfd) {
+        String who = "session " + r.id() + " (pid " + r.pid() + ")";
+        if (options.onFailure() == OnFailure.KEEP) {
+            log.accept(who + ": failed, its VM left frozen (--on-failure keep): " + r.reason());
+            return;
+        }
+        try {
+            dev.gmem.linux.Pidfds.signal(pidfd, dev.gmem.linux.Pidfds.SIGKILL);
+            log.accept(who + ": failed, its VMM killed (SIGKILL through its pidfd): " + r.reason());
+        } catch (SyscallException e) {
+            log.accept(who + ": failed, and its VMM could not be killed (" + e.errnoText() + "): " + r.reason());
         }
     }
 

@@ -107,6 +107,60 @@ class FcHandlerTest {
                 .noneMatch(t -> t.isAlive() && t.getName().startsWith("gmem-fc-"));
     }
 
+    /** A session that fails (a chunk of the snapshot damaged): by default its VMM is killed through its pidfd; with KEEP it is left frozen. */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.EnumSource(FcHandler.OnFailure.class)
+    void aFailedSessionIsHandledByThePolicy(FcHandler.OnFailure policy) throws Exception {
+        Host.assumeUserfaultfd();
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", SIZE, 41), dir.resolve("s.snap"), Codec.NONE);
+        byte[] b = Files.readAllBytes(snap);
+        b[dev.gmem.snapshot.SnapshotFormat.HEADER_SIZE + 123] ^=
+                0x40; // inside the first chunk's stored data: its checksum fails
+        Files.write(snap, b);
+        Path socket = dir.resolve("fail.sock");
+        List<Session.Report> reports = new CopyOnWriteArrayList<>();
+        List<String> log = new CopyOnWriteArrayList<>();
+        Process vm = null;
+        try (Snapshot s = Snapshot.open(snap)) {
+            FcHandler handler = FcHandler.start(
+                    socket,
+                    new SourcePages(s),
+                    s.size(),
+                    new FcHandler.Options(Duration.ofSeconds(5), Duration.ofSeconds(30), policy),
+                    reports::add,
+                    log::add);
+            try {
+                vm = UffdPeer.startPaused(socket, (5L << 20) + "," + (3L << 20), 2, dir.resolve("vm.err"));
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while (reports.isEmpty() && System.nanoTime() < deadline) Thread.sleep(10);
+                assertThat(reports).hasSize(1);
+                assertThat(reports.get(0).end()).isEqualTo(Session.End.FAILED);
+                assertThat(reports.get(0).reason()).contains("checksum");
+                if (policy == FcHandler.OnFailure.KILL) {
+                    assertThat(vm.waitFor(10, TimeUnit.SECONDS))
+                            .as("the VMM is killed")
+                            .isTrue();
+                    assertThat(vm.exitValue()).as("by SIGKILL").isEqualTo(128 + 9);
+                    assertThat(log)
+                            .anySatisfy(l -> assertThat(l).contains("its VMM killed (SIGKILL through its pidfd)"));
+                } else {
+                    assertThat(vm.waitFor(500, TimeUnit.MILLISECONDS))
+                            .as("the VM is left frozen, alive")
+                            .isFalse();
+                    assertThat(log).anySatisfy(l -> assertThat(l).contains("left frozen (--on-failure keep)"));
+                }
+            } finally {
+                handler.stop(Duration.ZERO);
+            }
+        } finally {
+            if (vm != null) {
+                vm.destroyForcibly();
+                vm.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+    }
+
     @Test
     void aStaleSocketIsReplacedAndAnythingElseThereIsRefused() throws Exception {
         Path socket = dir.resolve("stale.sock");

@@ -1,0 +1,27 @@
+package dev.gmem.linux;
+
+/**
+ * Process descriptors (pidfd_open(2), pidfd_send_signal(2)): a signal sent through one reaches the
+ * process it was opened for, never another that took its pid after it exited. The system call
+ * numbers are the same on every architecture (both came after the tables were unified).
+ */
+public final class Pidfds {
+    private static final long SYS_PIDFD_SEND_SIGNAL = 424;
+    private static final long SYS_PIDFD_OPEN = 434;
+
+    /** SIGKILL. */
+    public static final int SIGKILL = 9;
+
+    private Pidfds() {}
+
+    /** A descriptor for process {@code pid}; ESRCH if it has exited. */
+    public static Fd open(int pid) throws SyscallException {
+        long fd = Posix.syscall("pidfd_open", SYS_PIDFD_OPEN, pid, 0);
+        return Fd.adopt((int) fd, "pidfd of process " + pid);
+    }
+
+    /** Sends {@code signal} to the process of {@code pidfd}; ESRCH if it has exited meanwhile. */
+    public static void signal(Fd pidfd, int signal) throws SyscallException {
+        Posix.syscall("pidfd_send_signal", SYS_PIDFD_SEND_SIGNAL, pidfd.number(), signal, 0, 0);
+    }
+}
