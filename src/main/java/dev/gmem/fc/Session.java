@@ -88,17 +88,21 @@ public final class Session implements AutoCloseable {
             } catch (dev.gmem.linux.SyscallException e) {
                 // the userfaultfd outlives the VMM's address space; UFFDIO_UNREGISTER on a dead one says ENOMEM
                 // (ENOMEM could also be a real shortage: only a VMM that is gone ends the session this way)
-                boolean gone =
-                        ProcessHandle.of(peer.pid()).map(p -> !p.isAlive()).orElse(true);
-                if (e.is(dev.gmem.linux.Errno.ENOMEM) && gone) {
+                if (e.is(dev.gmem.linux.Errno.ENOMEM) && vmmGone()) {
                     return report(End.VMM_EXITED, "the VMM exited before its memory graduated", -1);
                 }
                 throw e;
             }
             return report(End.GRADUATED, null, (engine.populatedNanos() - engine.startNanos()) / 1e6);
         } catch (FaultEngineFailedException e) {
+            // copying into an address space that is gone fails too: that is a VMM that exited, not a failure to act on
+            if (vmmGone()) return report(End.VMM_EXITED, "the VMM exited while it was served", -1);
             return report(End.FAILED, e.getMessage(), -1);
         }
+    }
+
+    private boolean vmmGone() {
+        return ProcessHandle.of(peer.pid()).map(p -> !p.isAlive()).orElse(true);
     }
 
     private Report report(End end, String reason, double graduatedMs) {

@@ -106,4 +106,40 @@ class SessionTest {
         assertThat(Thread.getAllStackTraces().keySet())
                 .noneMatch(t -> t.isAlive() && t.getName().startsWith("gmem-uffd"));
     }
+
+    /** A VMM that exits while its memory is being served ends its session as VMM_EXITED, never as a failure to punish. */
+    @Test
+    void aVmmThatExitsWhileServedEndsItsSessionCleanly() throws Exception {
+        Host.assumeUserfaultfd();
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", 32L << 20, 43), dir.resolve("s.snap"), Codec.ZSTD);
+        Path socket = dir.resolve("exit.sock");
+        long fds = Leaks.openFds();
+        try (Snapshot s = Snapshot.open(snap);
+                Fd listener = UnixSockets.listen(socket, 1)) {
+            Process vm = UffdPeer.startPaused(socket, Long.toString(32L << 20), 1, dir.resolve("vm.err"));
+            try {
+                assertThat(new Poller(Linux.POLLIN, listener).poll(10_000)).isPositive();
+                Session session;
+                try (Fd conn = UnixSockets.accept(listener)) {
+                    session = Session.start(
+                            0,
+                            Handshake.receive(conn, Duration.ofSeconds(10), s.size()),
+                            UnixSockets.peerCredentials(conn),
+                            new SourcePages(s));
+                }
+                try (session) {
+                    vm.destroyForcibly(); // at once: its faults and the prefetch meet an address space that is
+                    // going away
+                    assertThat(vm.waitFor(10, TimeUnit.SECONDS)).isTrue();
+                    Session.Report r = session.awaitGraduation(Duration.ofSeconds(30));
+                    assertThat(r.end()).as(String.valueOf(r)).isEqualTo(Session.End.VMM_EXITED);
+                }
+            } finally {
+                vm.destroyForcibly();
+                vm.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+        assertThat(Leaks.openFds()).isEqualTo(fds);
+    }
 }
