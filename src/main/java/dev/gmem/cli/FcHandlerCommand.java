@@ -70,6 +70,14 @@ final class FcHandlerCommand implements Callable<Integer> {
                             + " pidfd, so that it is seen dead rather than frozen, or keep it frozen and report. Default ${DEFAULT-VALUE}.")
     String onFailure;
 
+    @Option(
+            names = "--allow-uid",
+            paramLabel = "UID",
+            description =
+                    "Serve only VMMs of this user (repeat for more; default: any user that can open the 0600 socket)."
+                            + " Others are refused, in one line, by SO_PEERCRED.")
+    List<Integer> allowUids;
+
     @CommandLine.Mixin
     Options.Json json;
 
@@ -122,7 +130,11 @@ final class FcHandlerCommand implements Callable<Integer> {
                     socket,
                     new SourcePages(source).verifyAhead(),
                     source.size(),
-                    new FcHandler.Options(Duration.ofSeconds(handshakeSeconds), Duration.ofHours(24), policy),
+                    new FcHandler.Options(
+                            Duration.ofSeconds(handshakeSeconds),
+                            Duration.ofHours(24),
+                            policy,
+                            allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids)),
                     r -> line(out, ended(r)),
                     l -> {
                         synchronized (err) {

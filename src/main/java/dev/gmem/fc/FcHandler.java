@@ -43,11 +43,21 @@ public final class FcHandler implements AutoCloseable {
 
     /**
      * {@code handshakeTimeout}: a client that sends nothing is dropped after it; {@code
-     * graduationTimeout}: a session's bound; {@code onFailure}: the policy for a failed session.
+     * graduationTimeout}: a session's bound; {@code onFailure}: the policy for a failed session;
+     * {@code allowedUids}: the users whose VMMs are served (empty: any user that can reach the
+     * socket, which is 0600).
      */
-    public record Options(Duration handshakeTimeout, Duration graduationTimeout, OnFailure onFailure) {
+    public record Options(
+            Duration handshakeTimeout,
+            Duration graduationTimeout,
+            OnFailure onFailure,
+            java.util.Set<Integer> allowedUids) {
+        public Options {
+            allowedUids = java.util.Set.copyOf(allowedUids);
+        }
+
         public static Options defaults() {
-            return new Options(Duration.ofSeconds(5), Duration.ofMinutes(10), OnFailure.KILL);
+            return new Options(Duration.ofSeconds(5), Duration.ofMinutes(10), OnFailure.KILL, java.util.Set.of());
         }
     }
 
@@ -173,6 +183,11 @@ public final class FcHandler implements AutoCloseable {
         Fd pidfd = null;
         try (conn) {
             UnixSockets.PeerCredentials peer = UnixSockets.peerCredentials(conn);
+            if (!options.allowedUids().isEmpty() && !options.allowedUids().contains(peer.uid())) {
+                log.accept("session " + id + " (pid " + peer.pid() + ", uid " + peer.uid() + "): refused: uid "
+                        + peer.uid() + " is not allowed (--allow-uid)");
+                return;
+            }
             // opened now, while the connection proves the VMM alive: a later kill can never hit a recycled pid
             pidfd = dev.gmem.linux.Pidfds.open(peer.pid());
             Handshake h;

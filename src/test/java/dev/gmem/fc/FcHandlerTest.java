@@ -127,7 +127,7 @@ class FcHandlerTest {
                     socket,
                     new SourcePages(s),
                     s.size(),
-                    new FcHandler.Options(Duration.ofSeconds(5), Duration.ofSeconds(30), policy),
+                    new FcHandler.Options(Duration.ofSeconds(5), Duration.ofSeconds(30), policy, java.util.Set.of()),
                     reports::add,
                     log::add);
             try {
@@ -156,6 +156,46 @@ class FcHandlerTest {
         } finally {
             if (vm != null) {
                 vm.destroyForcibly();
+                vm.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+    }
+
+    /** --allow-uid: a VMM of another user is refused by its SO_PEERCRED uid, in one line, and never served. */
+    @Test
+    void aVmmOfAnotherUserIsRefused() throws Exception {
+        Host.assumeUserfaultfd();
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        int me = (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
+        Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", SIZE, 47), dir.resolve("s.snap"), Codec.NONE);
+        Path socket = dir.resolve("uid.sock");
+        List<Session.Report> reports = new CopyOnWriteArrayList<>();
+        List<String> log = new CopyOnWriteArrayList<>();
+        Process vm = null;
+        try (Snapshot s = Snapshot.open(snap)) {
+            FcHandler handler = FcHandler.start(
+                    socket,
+                    new SourcePages(s),
+                    s.size(),
+                    new FcHandler.Options(
+                            Duration.ofSeconds(5),
+                            Duration.ofSeconds(30),
+                            FcHandler.OnFailure.KILL,
+                            java.util.Set.of(me + 1)),
+                    reports::add,
+                    log::add);
+            try {
+                vm = UffdPeer.startPaused(socket, (5L << 20) + "," + (3L << 20), 2, dir.resolve("vm.err"));
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while (log.isEmpty() && System.nanoTime() < deadline) Thread.sleep(10);
+                assertThat(log).singleElement().asString().contains("uid " + me + " is not allowed (--allow-uid)");
+                assertThat(reports).as("no session was served").isEmpty();
+            } finally {
+                handler.stop(Duration.ZERO);
+            }
+        } finally {
+            if (vm != null) {
+                vm.destroyForcibly(); // never served: it waits on its first fault
                 vm.waitFor(10, TimeUnit.SECONDS);
             }
         }
