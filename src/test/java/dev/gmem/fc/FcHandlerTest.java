@@ -32,6 +32,38 @@ class FcHandlerTest {
     @TempDir
     Path dir;
 
+    /** A handler serving {@code snap} on {@code socket}, its reports and log lines collected; close stops it, then closes the snapshot. */
+    record Served(Snapshot snapshot, FcHandler handler, List<Session.Report> reports, List<String> log)
+            implements AutoCloseable {
+        static Served start(Path snap, Path socket, FcHandler.Options options) throws java.io.IOException {
+            Snapshot s = Snapshot.open(snap);
+            List<Session.Report> reports = new CopyOnWriteArrayList<>();
+            List<String> log = new CopyOnWriteArrayList<>();
+            try {
+                return new Served(
+                        s,
+                        FcHandler.start(socket, new SourcePages(s), s.size(), options, reports::add, log::add),
+                        reports,
+                        log);
+            } catch (java.io.IOException | RuntimeException e) {
+                s.close();
+                throw e;
+            }
+        }
+
+        /** Waits up to 30 s until {@code list} has an element. */
+        static void awaitAny(List<?> list) throws InterruptedException {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (list.isEmpty() && System.nanoTime() < deadline) Thread.sleep(10);
+        }
+
+        @Override
+        public void close() throws java.io.IOException {
+            handler.stop(Duration.ZERO);
+            snapshot.close();
+        }
+    }
+
     @Test
     void vmsAreServedToGraduationAndABadClientDoesNotStopTheOthers() throws Exception {
         Host.assumeUserfaultfd();
@@ -118,40 +150,28 @@ class FcHandlerTest {
         b[dev.gmem.snapshot.SnapshotFormat.HEADER_SIZE + 123] ^=
                 0x40; // inside the first chunk's stored data: its checksum fails
         Files.write(snap, b);
-        Path socket = dir.resolve("fail.sock");
-        List<Session.Report> reports = new CopyOnWriteArrayList<>();
-        List<String> log = new CopyOnWriteArrayList<>();
         Process vm = null;
-        try (Snapshot s = Snapshot.open(snap)) {
-            FcHandler handler = FcHandler.start(
-                    socket,
-                    new SourcePages(s),
-                    s.size(),
-                    new FcHandler.Options(Duration.ofSeconds(5), Duration.ofSeconds(30), policy, java.util.Set.of()),
-                    reports::add,
-                    log::add);
-            try {
-                vm = UffdPeer.startPaused(socket, (5L << 20) + "," + (3L << 20), 2, dir.resolve("vm.err"));
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-                while (reports.isEmpty() && System.nanoTime() < deadline) Thread.sleep(10);
-                assertThat(reports).hasSize(1);
-                assertThat(reports.get(0).end()).isEqualTo(Session.End.FAILED);
-                assertThat(reports.get(0).reason()).contains("checksum");
-                if (policy == FcHandler.OnFailure.KILL) {
-                    assertThat(vm.waitFor(10, TimeUnit.SECONDS))
-                            .as("the VMM is killed")
-                            .isTrue();
-                    assertThat(vm.exitValue()).as("by SIGKILL").isEqualTo(128 + 9);
-                    assertThat(log)
-                            .anySatisfy(l -> assertThat(l).contains("its VMM killed (SIGKILL through its pidfd)"));
-                } else {
-                    assertThat(vm.waitFor(500, TimeUnit.MILLISECONDS))
-                            .as("the VM is left frozen, alive")
-                            .isFalse();
-                    assertThat(log).anySatisfy(l -> assertThat(l).contains("left frozen (--on-failure keep)"));
-                }
-            } finally {
-                handler.stop(Duration.ZERO);
+        try (Served h = Served.start(
+                snap,
+                dir.resolve("fail.sock"),
+                new FcHandler.Options(Duration.ofSeconds(5), Duration.ofSeconds(30), policy, java.util.Set.of()))) {
+            vm = UffdPeer.startPaused(h.handler().socket(), (5L << 20) + "," + (3L << 20), 2, dir.resolve("vm.err"));
+            Served.awaitAny(h.reports());
+            assertThat(h.reports()).hasSize(1);
+            assertThat(h.reports().get(0).end()).isEqualTo(Session.End.FAILED);
+            assertThat(h.reports().get(0).reason()).contains("checksum");
+            if (policy == FcHandler.OnFailure.KILL) {
+                assertThat(vm.waitFor(10, TimeUnit.SECONDS))
+                        .as("the VMM is killed")
+                        .isTrue();
+                assertThat(vm.exitValue()).as("by SIGKILL").isEqualTo(128 + 9);
+                assertThat(h.log())
+                        .anySatisfy(l -> assertThat(l).contains("its VMM killed (SIGKILL through its pidfd)"));
+            } else {
+                assertThat(vm.waitFor(500, TimeUnit.MILLISECONDS))
+                        .as("the VM is left frozen, alive")
+                        .isFalse();
+                assertThat(h.log()).anySatisfy(l -> assertThat(l).contains("left frozen (--on-failure keep)"));
             }
         } finally {
             if (vm != null) {
@@ -168,31 +188,19 @@ class FcHandlerTest {
         UffdPeer.binary(); // built, or the test skipped with the reason
         int me = (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
         Path snap = Fixtures.pack(Fixtures.raw(dir, "raw", SIZE, 47), dir.resolve("s.snap"), Codec.NONE);
-        Path socket = dir.resolve("uid.sock");
-        List<Session.Report> reports = new CopyOnWriteArrayList<>();
-        List<String> log = new CopyOnWriteArrayList<>();
         Process vm = null;
-        try (Snapshot s = Snapshot.open(snap)) {
-            FcHandler handler = FcHandler.start(
-                    socket,
-                    new SourcePages(s),
-                    s.size(),
-                    new FcHandler.Options(
-                            Duration.ofSeconds(5),
-                            Duration.ofSeconds(30),
-                            FcHandler.OnFailure.KILL,
-                            java.util.Set.of(me + 1)),
-                    reports::add,
-                    log::add);
-            try {
-                vm = UffdPeer.startPaused(socket, (5L << 20) + "," + (3L << 20), 2, dir.resolve("vm.err"));
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
-                while (log.isEmpty() && System.nanoTime() < deadline) Thread.sleep(10);
-                assertThat(log).singleElement().asString().contains("uid " + me + " is not allowed (--allow-uid)");
-                assertThat(reports).as("no session was served").isEmpty();
-            } finally {
-                handler.stop(Duration.ZERO);
-            }
+        try (Served h = Served.start(
+                snap,
+                dir.resolve("uid.sock"),
+                new FcHandler.Options(
+                        Duration.ofSeconds(5),
+                        Duration.ofSeconds(30),
+                        FcHandler.OnFailure.KILL,
+                        java.util.Set.of(me + 1)))) {
+            vm = UffdPeer.startPaused(h.handler().socket(), (5L << 20) + "," + (3L << 20), 2, dir.resolve("vm.err"));
+            Served.awaitAny(h.log());
+            assertThat(h.log()).singleElement().asString().contains("uid " + me + " is not allowed (--allow-uid)");
+            assertThat(h.reports()).as("no session was served").isEmpty();
         } finally {
             if (vm != null) {
                 vm.destroyForcibly(); // never served: it waits on its first fault
