@@ -80,10 +80,14 @@ class SessionTest {
                         .as(String.valueOf(r))
                         .isEqualTo(exited ? Session.End.VMM_EXITED : Session.End.GRADUATED);
                 assertThat(r.pid()).isEqualTo(children.get((int) r.id()).pid());
-                assertThat(r.counts().faultPages() + r.counts().prefetchPages())
-                        .as("each data page of each VM put in place once: %s", r.counts())
-                        .isEqualTo(s.counts().dataPages());
-                if (!exited) assertThat(r.graduatedMs()).isPositive();
+                if (!exited) {
+                    // (not for the VM killed meanwhile: a copy racing its address space's teardown may land on a page
+                    // the teardown had just freed, so its counters say nothing about its memory, which is gone)
+                    assertThat(r.counts().faultPages() + r.counts().prefetchPages())
+                            .as("each data page of VM %d put in place once: %s", r.id(), r.counts())
+                            .isEqualTo(s.counts().dataPages());
+                    assertThat(r.graduatedMs()).isPositive();
+                }
             }
             // the graduated VMs go on without the handler and end
             for (int i = 0; i < VMS - 1; i++) {
