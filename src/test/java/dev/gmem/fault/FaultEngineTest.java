@@ -460,9 +460,9 @@ class FaultEngineTest {
                     .redirectError(dir.resolve("peer.err").toFile())
                     .start();
             try {
-                UffdPeer.Handshake h = UffdPeer.receive(listener, 10_000);
+                dev.gmem.fc.Handshake h = UffdPeer.receive(listener, 10_000, s.size());
                 // the regions as the handler reads them
-                List<ForeignRegion> regions = dev.gmem.fc.Handshake.parse(h.json(), s.size());
+                List<ForeignRegion> regions = h.regions();
                 assertThat(regions).hasSize(2);
                 Userfaultfd uffd = Userfaultfd.adopt(h.uffd(), UffdFeature.EVENT_REMOVE.bit());
                 assertThat(uffd.via()).isEqualTo(Userfaultfd.Source.RECEIVED);
@@ -551,9 +551,9 @@ class FaultEngineTest {
             pb.environment().put("UFFD_PEER_PAUSE", "1");
             Process child = pb.start();
             try {
-                UffdPeer.Handshake h = UffdPeer.receive(listener, 10_000);
+                dev.gmem.fc.Handshake h = UffdPeer.receive(listener, 10_000, s.size());
                 // the regions as the handler reads them
-                List<ForeignRegion> regions = dev.gmem.fc.Handshake.parse(h.json(), s.size());
+                List<ForeignRegion> regions = h.regions();
                 ForeignTarget target =
                         ForeignTarget.of(Userfaultfd.adopt(h.uffd(), UffdFeature.EVENT_REMOVE.bit()), regions);
                 FaultEngine.Options o =

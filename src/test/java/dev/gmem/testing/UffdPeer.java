@@ -8,13 +8,9 @@ import dev.gmem.linux.Poller;
 import dev.gmem.linux.UnixSockets;
 import java.io.IOException;
 import java.io.InputStream;
-import java.lang.foreign.Arena;
-import java.lang.foreign.MemorySegment;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
@@ -66,36 +62,16 @@ public final class UffdPeer {
         }
     }
 
-    /** What the peer sent: its JSON text and the one descriptor. */
-    public record Handshake(String json, Fd uffd) {}
-
     /**
-     * Accepts the peer's connection on {@code listener} and receives its one message, retrying
-     * zero-length reads as a handler must; fails after {@code timeoutMillis}.
+     * Accepts the peer's connection on {@code listener} and receives its handshake as a handler
+     * does ({@link dev.gmem.fc.Handshake#receive}), checked against a source of {@code sourceSize}
+     * bytes; fails after {@code timeoutMillis}.
      */
-    public static Handshake receive(Fd listener, long timeoutMillis) throws IOException {
-        long deadline = System.nanoTime() + timeoutMillis * 1_000_000;
+    public static dev.gmem.fc.Handshake receive(Fd listener, long timeoutMillis, long sourceSize) throws IOException {
         if (new Poller(Linux.POLLIN, listener).poll((int) timeoutMillis) == 0)
             throw new IOException("the peer did not connect in " + timeoutMillis + " ms");
-        try (Fd conn = UnixSockets.accept(listener);
-                Arena arena = Arena.ofConfined()) {
-            MemorySegment buffer = arena.allocate(64 << 10);
-            StringBuilder json = new StringBuilder();
-            List<Fd> fds = new ArrayList<>();
-            while (fds.isEmpty()) {
-                long left = (deadline - System.nanoTime()) / 1_000_000;
-                if (left <= 0 || new Poller(Linux.POLLIN, conn).poll((int) left) == 0)
-                    throw new IOException("the peer sent no descriptor in " + timeoutMillis + " ms");
-                UnixSockets.Received r = UnixSockets.receive(conn, buffer, 4);
-                if (r.bytes() == 0 && r.fds().isEmpty())
-                    throw new IOException("the peer closed the connection before sending its descriptor");
-                json.append(new String(
-                        buffer.asSlice(0, r.bytes()).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE),
-                        StandardCharsets.UTF_8));
-                fds.addAll(r.fds());
-            }
-            for (int i = 1; i < fds.size(); i++) fds.get(i).closeQuietly();
-            return new Handshake(json.toString(), fds.get(0));
+        try (Fd conn = UnixSockets.accept(listener)) {
+            return dev.gmem.fc.Handshake.receive(conn, java.time.Duration.ofMillis(timeoutMillis), sourceSize);
         }
     }
 
