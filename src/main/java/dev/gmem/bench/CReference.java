@@ -1,9 +1,7 @@
 package dev.gmem.bench;
 
 import java.io.IOException;
-import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Optional;
@@ -26,34 +24,7 @@ public final class CReference implements AutoCloseable {
 
     /** Compiles the reference, or says why it cannot (no C compiler). */
     public static Optional<CReference> build(List<String> whyNot) {
-        try {
-            Path dir = Files.createTempDirectory("gmem-c-reference");
-            dir.toFile().deleteOnExit();
-            Path source = dir.resolve("pwrite_memfd.c");
-            try (InputStream in = CReference.class.getResourceAsStream("/bench/pwrite_memfd.c")) {
-                if (in == null) throw new IOException("the jar has no /bench/pwrite_memfd.c");
-                Files.copy(in, source);
-            }
-            Path binary = dir.resolve("pwrite_memfd");
-            Process cc = new ProcessBuilder("cc", "-O2", "-o", binary.toString(), source.toString())
-                    .redirectErrorStream(true)
-                    .start();
-            String out = new String(cc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-            if (!cc.waitFor(60, TimeUnit.SECONDS) || cc.exitValue() != 0) {
-                whyNot.add("cc failed to build the C reference: " + out.strip());
-                return Optional.empty();
-            }
-            source.toFile().deleteOnExit();
-            binary.toFile().deleteOnExit();
-            return Optional.of(new CReference(binary));
-        } catch (IOException e) {
-            whyNot.add("no C compiler to build the C reference (" + e.getMessage() + "); install gcc");
-            return Optional.empty();
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            whyNot.add("interrupted while building the C reference");
-            return Optional.empty();
-        }
+        return CProgram.build("pwrite_memfd", List.of(), whyNot).map(CReference::new);
     }
 
     /** Starts the reference over {@code size} bytes: it fills its source once and waits. */

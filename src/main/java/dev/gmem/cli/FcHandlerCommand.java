@@ -71,6 +71,15 @@ final class FcHandlerCommand implements Callable<Integer> {
     String onFailure;
 
     @Option(
+            names = "--prefetch",
+            defaultValue = "all",
+            description =
+                    "all: fill each VM in the background (the snapshot's recorded access order first, then by address) and"
+                            + " graduate it when every data page is in place; off: serve faults alone (a VM then depends on this"
+                            + " process until it exits, or until SIGTERM fills and graduates it). Default ${DEFAULT-VALUE}.")
+    String prefetch;
+
+    @Option(
             names = "--allow-uid",
             paramLabel = "UID",
             description =
@@ -117,6 +126,13 @@ final class FcHandlerCommand implements Callable<Integer> {
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--on-failure must be kill or keep, not '" + onFailure + "'");
         };
+        Session.Prefetch fill = switch (prefetch.toLowerCase(Locale.ROOT)) {
+            case "all" -> Session.Prefetch.ALL;
+            case "off" -> Session.Prefetch.OFF;
+            default ->
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--prefetch must be all or off, not '" + prefetch + "'");
+        };
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         String name = spec.qualifiedName();
@@ -132,7 +148,7 @@ final class FcHandlerCommand implements Callable<Integer> {
                     source.size(),
                     new FcHandler.Options(
                             Duration.ofSeconds(handshakeSeconds),
-                            Duration.ofHours(24),
+                            fill,
                             policy,
                             allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids)),
                     r -> line(out, ended(r)),

@@ -139,7 +139,9 @@ public final class FaultEngine implements AutoCloseable {
     private final Fd stop;
     private final CountDownLatch done = new CountDownLatch(1);
     private final Thread faultThread;
-    private final Thread prefetchThread;
+    /** Guarded by this: set at the start, or later by {@link #startPrefetch}. */
+    private Thread prefetchThread;
+
     private final FaultDelivery faultDelivery = new FaultDelivery();
     private final long startNanos = System.nanoTime();
     private volatile boolean stopping;
@@ -162,12 +164,14 @@ public final class FaultEngine implements AutoCloseable {
         this.stop = stop;
         this.removed = new PageBitmap((target.size() + unit - 1) / unit);
         this.faultThread = Thread.ofPlatform().name("gmem-uffd").daemon().unstarted(this::serve);
-        this.prefetchThread = options.prefetch() == null
-                ? null
-                : Thread.ofPlatform()
-                        .name("gmem-prefetch")
-                        .daemon()
-                        .unstarted(new Prefetcher(this, target, provider, options.prefetch()));
+        this.prefetchThread = options.prefetch() == null ? null : prefetcher(options.prefetch());
+    }
+
+    private Thread prefetcher(Prefetch batches) {
+        return Thread.ofPlatform()
+                .name("gmem-prefetch")
+                .daemon()
+                .unstarted(new Prefetcher(this, target, provider, batches));
     }
 
     /**
@@ -200,8 +204,21 @@ public final class FaultEngine implements AutoCloseable {
         Fd stop = Fd.eventfd(0, Linux.EFD_CLOEXEC | Linux.EFD_NONBLOCK);
         FaultEngine e = new FaultEngine(target, provider, options, stop);
         e.faultThread.start();
-        if (e.prefetchThread != null) e.prefetchThread.start();
+        synchronized (e) {
+            if (e.prefetchThread != null) e.prefetchThread.start();
+        }
         return e;
+    }
+
+    /**
+     * Starts the background population now, with {@code batches}, if the engine has none (it was
+     * started without one: a VM served on demand that must now be filled, to graduate before its
+     * handler stops). Does nothing if it has one, or once the engine is stopping.
+     */
+    public synchronized void startPrefetch(Prefetch batches) {
+        if (prefetchThread != null || stopping || closed) return;
+        prefetchThread = prefetcher(batches);
+        prefetchThread.start();
     }
 
     public FaultTarget target() {
@@ -645,7 +662,11 @@ public final class FaultEngine implements AutoCloseable {
             }
         }
         join(faultThread);
-        join(prefetchThread);
+        Thread prefetch;
+        synchronized (this) {
+            prefetch = prefetchThread;
+        }
+        join(prefetch);
         target.close();
         stop.closeQuietly();
     }

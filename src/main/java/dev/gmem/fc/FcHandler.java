@@ -42,14 +42,14 @@ public final class FcHandler implements AutoCloseable {
     }
 
     /**
-     * {@code handshakeTimeout}: a client that sends nothing is dropped after it; {@code
-     * graduationTimeout}: a session's bound; {@code onFailure}: the policy for a failed session;
+     * {@code handshakeTimeout}: a client that sends nothing is dropped after it; {@code prefetch}:
+     * each session's background population; {@code onFailure}: the policy for a failed session;
      * {@code allowedUids}: the users whose VMMs are served (empty: any user that can reach the
      * socket, which is 0600).
      */
     public record Options(
             Duration handshakeTimeout,
-            Duration graduationTimeout,
+            Session.Prefetch prefetch,
             OnFailure onFailure,
             java.util.Set<Integer> allowedUids) {
         public Options {
@@ -57,9 +57,11 @@ public final class FcHandler implements AutoCloseable {
         }
 
         public static Options defaults() {
-            return new Options(Duration.ofSeconds(5), Duration.ofMinutes(10), OnFailure.KILL, java.util.Set.of());
+            return new Options(Duration.ofSeconds(5), Session.Prefetch.ALL, OnFailure.KILL, java.util.Set.of());
         }
     }
+
+    private static final Duration FOREVER = Duration.ofDays(365);
 
     private final Path socket;
     private final Fd listener;
@@ -197,11 +199,13 @@ public final class FcHandler implements AutoCloseable {
                 log.accept("session " + id + " (pid " + peer.pid() + ", uid " + peer.uid() + "): " + e.getMessage());
                 return;
             }
-            try (Session s = Session.start(id, h, peer, provider)) {
+            try (Session s = Session.start(id, h, peer, pidfd, provider, options.prefetch())) {
                 synchronized (live) {
                     sessions.put(id, s);
+                    if (stopping) s.graduateSoon();
                 }
-                Session.Report r = s.awaitGraduation(options.graduationTimeout());
+                // served for as long as its VM needs it: until it graduates, its VMM exits, or it fails
+                Session.Report r = s.await(FOREVER);
                 reports.accept(r);
                 if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
             } finally {
@@ -256,6 +260,7 @@ public final class FcHandler implements AutoCloseable {
         List<Thread> threads;
         synchronized (live) {
             threads = new ArrayList<>(live.values());
+            for (Session s : sessions.values()) s.graduateSoon(); // those served on demand are filled now
         }
         for (Thread t : threads) join(t, Math.max(1, (deadline - System.nanoTime()) / 1_000_000));
         List<Long> unfinished = new ArrayList<>();

@@ -20,8 +20,12 @@ import java.time.Duration;
  * the regions unregistered so that the VM no longer depends on this process. A failure leaves the
  * VM registered (frozen), for the caller's policy: it is never graduated onto zeros.
  *
+ * <p>A session lives until its VM graduates, its VMM exits (its pidfd says so), or it fails. Served
+ * with {@link Prefetch#OFF}, its VM is filled on demand alone until {@link #graduateSoon} starts the
+ * prefetch (a handler that stops asks that of every live session).
+ *
  * <p>The session owns the received descriptor (through its target) from {@link #start}; {@link
- * #close} stops its threads and closes it. Firecracker keeps its own copy.
+ * #close} stops its threads and closes it. Firecracker keeps its own copy. The pidfd is the caller's.
  */
 public final class Session implements AutoCloseable {
     /** How a session ended. */
@@ -36,32 +40,52 @@ public final class Session implements AutoCloseable {
         VMM_EXITED
     }
 
+    /** Background population of a session's VM. */
+    public enum Prefetch {
+        /** The snapshot's recorded access order first, then every data page by address; then graduate. The default. */
+        ALL,
+        /** Faults alone, until {@link #graduateSoon}. */
+        OFF
+    }
+
+    /** How often a waiting session looks at its VMM's pidfd. */
+    private static final long EXIT_CHECK_MILLIS = 50;
+
     /** A session's outcome: who, how it ended and why, its counters, and when it graduated (ms after its start, -1: not). */
     public record Report(
             long id, int pid, int uid, End end, String reason, FaultStats.Counts counts, double graduatedMs) {}
 
     private final long id;
     private final UnixSockets.PeerCredentials peer;
+    private final dev.gmem.linux.Fd pidfd;
     private final FaultEngine engine;
 
-    private Session(long id, UnixSockets.PeerCredentials peer, FaultEngine engine) {
+    private Session(long id, UnixSockets.PeerCredentials peer, dev.gmem.linux.Fd pidfd, FaultEngine engine) {
         this.id = id;
         this.peer = peer;
+        this.pidfd = pidfd;
         this.engine = engine;
     }
 
     /**
      * Starts serving the VM of {@code handshake} (its descriptor is taken over) from {@code
-     * provider}, which the sessions of one snapshot share.
+     * provider}, which the sessions of one snapshot share. {@code pidfd} is the VMM's (see {@link
+     * dev.gmem.linux.Pidfds}), opened while its connection proved it alive; it stays the caller's.
      */
-    public static Session start(long id, Handshake handshake, UnixSockets.PeerCredentials peer, PageProvider provider)
+    public static Session start(
+            long id,
+            Handshake handshake,
+            UnixSockets.PeerCredentials peer,
+            dev.gmem.linux.Fd pidfd,
+            PageProvider provider,
+            Prefetch prefetch)
             throws IOException {
         // Firecracker asked for EVENT_REMOVE alone, and made the API handshake itself
         Userfaultfd uffd = Userfaultfd.adopt(handshake.uffd(), UffdFeature.EVENT_REMOVE.bit());
         ForeignTarget target = ForeignTarget.of(uffd, handshake.regions());
-        FaultEngine.Options options =
-                new FaultEngine.Options(OnRemove.ZERO, 3, OnFailure.HOLD, FaultEngine.Prefetch.DEFAULT);
-        return new Session(id, peer, FaultEngine.start(target, provider, options));
+        FaultEngine.Options options = new FaultEngine.Options(
+                OnRemove.ZERO, 3, OnFailure.HOLD, prefetch == Prefetch.ALL ? FaultEngine.Prefetch.DEFAULT : null);
+        return new Session(id, peer, pidfd, FaultEngine.start(target, provider, options));
     }
 
     public long id() {
@@ -76,12 +100,25 @@ public final class Session implements AutoCloseable {
         return engine.stats();
     }
 
-    /** Waits up to {@code timeout} for every data page to be in place, then graduates; says how it ended. */
-    public Report awaitGraduation(Duration timeout) throws IOException {
+    /** Starts filling every data page now, if this session was not already (so that it graduates). */
+    public void graduateSoon() {
+        engine.startPrefetch(FaultEngine.Prefetch.DEFAULT);
+    }
+
+    /**
+     * Serves the VM until every data page is in place, then graduates it; or until its VMM exits,
+     * the engine fails, or {@code limit} passes. Says how it ended.
+     */
+    public Report await(Duration limit) throws IOException {
+        long deadline = System.nanoTime() + Math.min(limit.toNanos(), Long.MAX_VALUE / 4);
         try {
-            if (!engine.awaitPopulated(timeout.toMillis())) {
-                return report(
-                        End.TIMED_OUT, "not every data page was in place after " + timeout.toMillis() + " ms", -1);
+            while (true) {
+                long left = (deadline - System.nanoTime()) / 1_000_000;
+                if (engine.awaitPopulated(Math.max(0, Math.min(left, EXIT_CHECK_MILLIS)))) break;
+                if (vmmGone()) return report(End.VMM_EXITED, "the VMM exited while it was served", -1);
+                if (left <= 0)
+                    return report(
+                            End.TIMED_OUT, "not every data page was in place after " + limit.toMillis() + " ms", -1);
             }
             try {
                 engine.graduate();
@@ -101,8 +138,9 @@ public final class Session implements AutoCloseable {
         }
     }
 
-    private boolean vmmGone() {
-        return ProcessHandle.of(peer.pid()).map(p -> !p.isAlive()).orElse(true);
+    /** The VMM's pidfd is readable once it has exited: exact, where a pid could have been reused. */
+    private boolean vmmGone() throws IOException {
+        return new dev.gmem.linux.Poller(dev.gmem.linux.Linux.POLLIN, pidfd).poll(0) > 0;
     }
 
     private Report report(End end, String reason, double graduatedMs) {

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import dev.gmem.linux.Fd;
 import dev.gmem.linux.Linux;
+import dev.gmem.linux.Pidfds;
 import dev.gmem.linux.Poller;
 import dev.gmem.linux.UnixSockets;
 import dev.gmem.restore.SourcePages;
@@ -30,6 +31,33 @@ class SessionTest {
     static final long P = 4096;
     static final int VMS = 3;
 
+    /** A session for the next VM to connect to {@code listener}, and its VMM's pidfd, which close closes. */
+    record Accepted(Session session, Fd pidfd) implements AutoCloseable {
+        static Accepted of(
+                long id, Fd listener, dev.gmem.fault.PageProvider provider, long size, Session.Prefetch prefetch)
+                throws java.io.IOException {
+            assertThat(new Poller(Linux.POLLIN, listener).poll(10_000))
+                    .as("a VM connects")
+                    .isPositive();
+            try (Fd conn = UnixSockets.accept(listener)) {
+                UnixSockets.PeerCredentials peer = UnixSockets.peerCredentials(conn);
+                Fd pidfd = Pidfds.open(peer.pid());
+                try {
+                    Handshake h = Handshake.receive(conn, Duration.ofSeconds(10), size);
+                    return new Accepted(Session.start(id, h, peer, pidfd, provider, prefetch), pidfd);
+                } catch (java.io.IOException | RuntimeException e) {
+                    pidfd.closeQuietly();
+                    throw e;
+                }
+            }
+        }
+
+        @Override
+        public void close() {
+            pidfd.closeQuietly();
+        }
+    }
+
     @TempDir
     Path dir;
 
@@ -44,6 +72,7 @@ class SessionTest {
         Path socket = dir.resolve("fc.sock");
         List<Process> children = new ArrayList<>();
         List<Session> sessions = new ArrayList<>();
+        List<Accepted> accepted = new ArrayList<>();
         try (Snapshot s = Snapshot.open(snap);
                 Fd listener = UnixSockets.listen(socket, VMS)) {
             SourcePages shared = new SourcePages(s); // one for every VM of this snapshot
@@ -53,13 +82,8 @@ class SessionTest {
                         socket, (5L << 20) + "," + (3L << 20), 2, dir.resolve("peer-" + i + ".err")));
             }
             for (int i = 0; i < VMS; i++) {
-                assertThat(new Poller(Linux.POLLIN, listener).poll(10_000))
-                        .as("VM %d connects", i)
-                        .isPositive();
-                try (Fd conn = UnixSockets.accept(listener)) {
-                    Handshake h = Handshake.receive(conn, Duration.ofSeconds(10), s.size());
-                    sessions.add(Session.start(i, h, UnixSockets.peerCredentials(conn), shared));
-                }
+                accepted.add(Accepted.of(i, listener, shared, s.size(), Session.Prefetch.ALL));
+                sessions.add(accepted.getLast().session());
             }
             // each VM reads all of its memory, served by its session
             InputStream[] outs = new InputStream[VMS];
@@ -74,7 +98,7 @@ class SessionTest {
             children.get(VMS - 1).destroyForcibly();
             assertThat(children.get(VMS - 1).waitFor(10, TimeUnit.SECONDS)).isTrue();
             for (Session session : sessions) {
-                Session.Report r = session.awaitGraduation(Duration.ofSeconds(30));
+                Session.Report r = session.await(Duration.ofSeconds(30));
                 boolean exited = r.id() == VMS - 1;
                 assertThat(r.end())
                         .as(String.valueOf(r))
@@ -99,6 +123,7 @@ class SessionTest {
             }
         } finally {
             for (Session session : sessions) session.close();
+            for (Accepted a : accepted) a.close();
             for (Process p : children) {
                 p.destroyForcibly();
                 p.waitFor(10, TimeUnit.SECONDS);
@@ -123,25 +148,76 @@ class SessionTest {
                 Fd listener = UnixSockets.listen(socket, 1)) {
             Process vm = UffdPeer.startPaused(socket, Long.toString(32L << 20), 1, dir.resolve("vm.err"));
             try {
-                assertThat(new Poller(Linux.POLLIN, listener).poll(10_000)).isPositive();
-                Session session;
-                try (Fd conn = UnixSockets.accept(listener)) {
-                    session = Session.start(
-                            0,
-                            Handshake.receive(conn, Duration.ofSeconds(10), s.size()),
-                            UnixSockets.peerCredentials(conn),
-                            new SourcePages(s));
-                }
-                try (session) {
+                try (Accepted a = Accepted.of(0, listener, new SourcePages(s), s.size(), Session.Prefetch.ALL);
+                        Session session = a.session()) {
                     vm.destroyForcibly(); // at once: its faults and the prefetch meet an address space that is
                     // going away
                     assertThat(vm.waitFor(10, TimeUnit.SECONDS)).isTrue();
-                    Session.Report r = session.awaitGraduation(Duration.ofSeconds(30));
+                    Session.Report r = session.await(Duration.ofSeconds(30));
                     assertThat(r.end()).as(String.valueOf(r)).isEqualTo(Session.End.VMM_EXITED);
                 }
             } finally {
                 vm.destroyForcibly();
                 vm.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+        assertThat(Leaks.openFds()).isEqualTo(fds);
+    }
+
+    /**
+     * Served on demand ({@link Session.Prefetch#OFF}), a VM is never graduated on its own: its
+     * session lives until its VMM exits, and ends then; asked to graduate, it is filled and graduated.
+     */
+    @Test
+    void aVmServedOnDemandLivesUntilItsVmmExitsOrIsFilledToGraduate() throws Exception {
+        Host.assumeUserfaultfd();
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 53);
+        byte[] image = Files.readAllBytes(raw);
+        Path snap = Fixtures.pack(raw, dir.resolve("s.snap"), Codec.ZSTD);
+        Path socket = dir.resolve("off.sock");
+        long fds = Leaks.openFds();
+        try (Snapshot s = Snapshot.open(snap);
+                Fd listener = UnixSockets.listen(socket, 2)) {
+            for (boolean graduate : new boolean[] {false, true}) {
+                // the first VM reads all of its memory; the second none, so that only the prefetch fills it
+                Process vm = UffdPeer.startPaused(
+                        socket, Long.toString(SIZE), graduate ? 0 : 2, dir.resolve("vm-" + graduate + ".err"));
+                try {
+                    try (Accepted a = Accepted.of(0, listener, new SourcePages(s), s.size(), Session.Prefetch.OFF);
+                            Session session = a.session()) {
+                        if (!graduate) {
+                            assertThat(Arrays.mismatch(vm.getInputStream().readNBytes((int) SIZE), image))
+                                    .isEqualTo(-1);
+                            Session.Report early = session.await(Duration.ofMillis(300));
+                            assertThat(early.end())
+                                    .as("every page read, yet no prefetch: it is not graduated")
+                                    .isEqualTo(Session.End.TIMED_OUT);
+                            UffdPeer.proceed(vm);
+                            assertThat(vm.waitFor(10, TimeUnit.SECONDS)).isTrue();
+                            Session.Report r = session.await(Duration.ofSeconds(30));
+                            assertThat(r.end()).as(String.valueOf(r)).isEqualTo(Session.End.VMM_EXITED);
+                            assertThat(r.counts().prefetchPages()).isZero();
+                        } else {
+                            session.graduateSoon();
+                            Session.Report r = session.await(Duration.ofSeconds(30));
+                            assertThat(r.end()).as(String.valueOf(r)).isEqualTo(Session.End.GRADUATED);
+                            // (its first pages are faulted in as it starts writing its memory to the pipe)
+                            assertThat(r.counts().prefetchPages()).isPositive();
+                            assertThat(r.counts().prefetchPages() + r.counts().faultPages())
+                                    .isEqualTo(s.counts().dataPages());
+                            // graduated: its memory is read without the handler
+                            assertThat(Arrays.mismatch(vm.getInputStream().readNBytes((int) SIZE), image))
+                                    .isEqualTo(-1);
+                            UffdPeer.proceed(vm);
+                            assertThat(vm.waitFor(10, TimeUnit.SECONDS)).isTrue();
+                            assertThat(vm.exitValue()).isZero();
+                        }
+                    }
+                } finally {
+                    vm.destroyForcibly();
+                    vm.waitFor(10, TimeUnit.SECONDS);
+                }
             }
         }
         assertThat(Leaks.openFds()).isEqualTo(fds);

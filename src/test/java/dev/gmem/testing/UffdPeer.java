@@ -7,17 +7,13 @@ import dev.gmem.linux.Linux;
 import dev.gmem.linux.Poller;
 import dev.gmem.linux.UnixSockets;
 import java.io.IOException;
-import java.io.InputStream;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.concurrent.TimeUnit;
 
 /**
- * The test peer that plays a VMM ({@code src/test/resources/peer/uffd_peer.c}): a separate process
+ * The test peer that plays a VMM ({@code src/main/resources/bench/uffd_peer.c}, which the benchmark uses too): a separate process
  * that registers its own anonymous memory with userfaultfd and sends the descriptor and its regions
  * over a Unix socket, then reads its memory (faults served by the test) and writes it to stdout.
- * Built once per test JVM with cc; tests that need it are skipped with the reason where it cannot be.
+ * Built once per test JVM with cc ({@link dev.gmem.bench.CProgram}); tests that need it are skipped with the reason where it cannot be.
  */
 public final class UffdPeer {
     private static Path binary;
@@ -33,33 +29,10 @@ public final class UffdPeer {
     }
 
     private static void build() {
-        try {
-            Path dir = Files.createTempDirectory("gmem-uffd-peer");
-            Path source = dir.resolve("uffd_peer.c");
-            try (InputStream in = UffdPeer.class.getResourceAsStream("/peer/uffd_peer.c")) {
-                if (in == null) throw new IOException("the test resources have no /peer/uffd_peer.c");
-                Files.copy(in, source);
-            }
-            Path out = dir.resolve("uffd_peer");
-            Process cc = new ProcessBuilder("cc", "-O2", "-pthread", "-o", out.toString(), source.toString())
-                    .redirectErrorStream(true)
-                    .start();
-            String text = new String(cc.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-            if (!cc.waitFor(60, TimeUnit.SECONDS) || cc.exitValue() != 0) {
-                cc.destroyForcibly();
-                whyNot = "cc failed: " + text.strip();
-                return;
-            }
-            out.toFile().deleteOnExit();
-            source.toFile().deleteOnExit();
-            dir.toFile().deleteOnExit();
-            binary = out;
-        } catch (IOException e) {
-            whyNot = "no C compiler (" + e.getMessage() + "); install gcc";
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            whyNot = "interrupted while building";
-        }
+        java.util.List<String> why = new java.util.ArrayList<>();
+        binary = dev.gmem.bench.CProgram.build("uffd_peer", java.util.List.of("-pthread"), why)
+                .orElse(null);
+        if (binary == null) whyNot = String.join("; ", why);
     }
 
     /**
