@@ -41,6 +41,11 @@ public final class GmemProcess {
 
     /** The child's java command and gmem's arguments, on {@code classPath}, crash logs into {@code workDir}. */
     public static List<String> command(Path workDir, String classPath, String... args) {
+        return javaCommand(workDir, classPath, "dev.gmem.cli.Main", args);
+    }
+
+    /** The child's java command running {@code mainClass} with {@code args}, crash logs into {@code workDir}. */
+    public static List<String> javaCommand(Path workDir, String classPath, String mainClass, String... args) {
         List<String> cmd = new ArrayList<>(List.of(
                 ProcessHandle.current().info().command().orElse("java"),
                 "--enable-native-access=ALL-UNNAMED",
@@ -48,7 +53,7 @@ public final class GmemProcess {
                 "-XX:TieredStopAtLevel=1",
                 "-cp",
                 classPath,
-                "dev.gmem.cli.Main"));
+                mainClass));
         cmd.addAll(List.of(args));
         return cmd;
     }
@@ -58,6 +63,15 @@ public final class GmemProcess {
             throws IOException {
         List<String> cmd = new ArrayList<>(prefix);
         cmd.addAll(command(workDir, classPath, args));
+        return started(workDir, cmd);
+    }
+
+    /** Starts {@code java ... mainClass args} (a class of the test class path) in {@code workDir}. */
+    public static Started startMain(Path workDir, String mainClass, String... args) throws IOException {
+        return started(workDir, javaCommand(workDir, classPath(), mainClass, args));
+    }
+
+    private static Started started(Path workDir, List<String> cmd) throws IOException {
         Path out = Files.createTempFile(workDir, "out", ".txt");
         Path err = Files.createTempFile(workDir, "err", ".txt");
         Process p = new ProcessBuilder(cmd)
