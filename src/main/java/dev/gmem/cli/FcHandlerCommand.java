@@ -80,6 +80,15 @@ final class FcHandlerCommand implements Callable<Integer> {
     String prefetch;
 
     @Option(
+            names = "--fault-around",
+            defaultValue = "3",
+            paramLabel = "PAGES",
+            description =
+                    "A fault also fills up to this many following data pages of its chunk, in the same copy (0 to 255;"
+                            + " default ${DEFAULT-VALUE}). 0 serves one page per fault.")
+    int faultAround;
+
+    @Option(
             names = "--allow-uid",
             paramLabel = "UID",
             description =
@@ -126,6 +135,10 @@ final class FcHandlerCommand implements Callable<Integer> {
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--on-failure must be kill or keep, not '" + onFailure + "'");
         };
+        if (faultAround < 0 || faultAround > FcHandler.MAX_FAULT_AROUND)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(),
+                    "--fault-around must be between 0 and " + FcHandler.MAX_FAULT_AROUND + " pages");
         Session.Prefetch fill = switch (prefetch.toLowerCase(Locale.ROOT)) {
             case "all" -> Session.Prefetch.ALL;
             case "off" -> Session.Prefetch.OFF;
@@ -149,6 +162,7 @@ final class FcHandlerCommand implements Callable<Integer> {
                     new FcHandler.Options(
                             Duration.ofSeconds(handshakeSeconds),
                             fill,
+                            faultAround,
                             policy,
                             allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids)),
                     r -> line(out, ended(r)),

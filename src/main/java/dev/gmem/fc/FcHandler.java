@@ -43,23 +43,30 @@ public final class FcHandler implements AutoCloseable {
 
     /**
      * {@code handshakeTimeout}: a client that sends nothing is dropped after it; {@code prefetch}:
-     * each session's background population; {@code onFailure}: the policy for a failed session;
+     * each session's background population; {@code faultAroundPages}: the data pages after a
+     * faulting one that a fault also fills; {@code onFailure}: the policy for a failed session;
      * {@code allowedUids}: the users whose VMMs are served (empty: any user that can reach the
      * socket, which is 0600).
      */
     public record Options(
             Duration handshakeTimeout,
             Session.Prefetch prefetch,
+            int faultAroundPages,
             OnFailure onFailure,
             java.util.Set<Integer> allowedUids) {
         public Options {
             allowedUids = java.util.Set.copyOf(allowedUids);
+            if (faultAroundPages < 0 || faultAroundPages > MAX_FAULT_AROUND)
+                throw new IllegalArgumentException("fault-around must be 0 to " + MAX_FAULT_AROUND + " pages");
         }
 
         public static Options defaults() {
-            return new Options(Duration.ofSeconds(5), Session.Prefetch.ALL, OnFailure.KILL, java.util.Set.of());
+            return new Options(Duration.ofSeconds(5), Session.Prefetch.ALL, 3, OnFailure.KILL, java.util.Set.of());
         }
     }
+
+    /** The most pages a fault fills: 1 MiB of 4 KiB pages, well under a chunk. */
+    public static final int MAX_FAULT_AROUND = 255;
 
     private static final Duration FOREVER = Duration.ofDays(365);
 
@@ -199,7 +206,8 @@ public final class FcHandler implements AutoCloseable {
                 log.accept("session " + id + " (pid " + peer.pid() + ", uid " + peer.uid() + "): " + e.getMessage());
                 return;
             }
-            try (Session s = Session.start(id, h, peer, pidfd, provider, options.prefetch())) {
+            try (Session s =
+                    Session.start(id, h, peer, pidfd, provider, options.prefetch(), options.faultAroundPages())) {
                 synchronized (live) {
                     sessions.put(id, s);
                     if (stopping) s.graduateSoon();

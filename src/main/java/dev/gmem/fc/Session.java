@@ -71,6 +71,7 @@ public final class Session implements AutoCloseable {
      * Starts serving the VM of {@code handshake} (its descriptor is taken over) from {@code
      * provider}, which the sessions of one snapshot share. {@code pidfd} is the VMM's (see {@link
      * dev.gmem.linux.Pidfds}), opened while its connection proved it alive; it stays the caller's.
+     * A fault also fills up to {@code faultAroundPages} following data pages of its chunk.
      */
     public static Session start(
             long id,
@@ -78,13 +79,17 @@ public final class Session implements AutoCloseable {
             UnixSockets.PeerCredentials peer,
             dev.gmem.linux.Fd pidfd,
             PageProvider provider,
-            Prefetch prefetch)
+            Prefetch prefetch,
+            int faultAroundPages)
             throws IOException {
         // Firecracker asked for EVENT_REMOVE alone, and made the API handshake itself
         Userfaultfd uffd = Userfaultfd.adopt(handshake.uffd(), UffdFeature.EVENT_REMOVE.bit());
         ForeignTarget target = ForeignTarget.of(uffd, handshake.regions());
         FaultEngine.Options options = new FaultEngine.Options(
-                OnRemove.ZERO, 3, OnFailure.HOLD, prefetch == Prefetch.ALL ? FaultEngine.Prefetch.DEFAULT : null);
+                OnRemove.ZERO,
+                faultAroundPages,
+                OnFailure.HOLD,
+                prefetch == Prefetch.ALL ? FaultEngine.Prefetch.DEFAULT : null);
         return new Session(id, peer, pidfd, FaultEngine.start(target, provider, options));
     }
 

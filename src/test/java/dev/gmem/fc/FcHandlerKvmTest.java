@@ -43,7 +43,7 @@ class FcHandlerKvmTest {
                     snap,
                     dir.resolve("kvm-" + prefetch + ".sock"),
                     new FcHandler.Options(
-                            Duration.ofSeconds(10), prefetch, FcHandler.OnFailure.KILL, java.util.Set.of()))) {
+                            Duration.ofSeconds(10), prefetch, 3, FcHandler.OnFailure.KILL, java.util.Set.of()))) {
                 GmemProcess.Result r = GmemProcess.startMain(
                                 dir,
                                 KvmVmm.class.getName(),

@@ -154,7 +154,7 @@ class FcHandlerTest {
         try (Served h = Served.start(
                 snap,
                 dir.resolve("fail.sock"),
-                new FcHandler.Options(Duration.ofSeconds(5), Session.Prefetch.ALL, policy, java.util.Set.of()))) {
+                new FcHandler.Options(Duration.ofSeconds(5), Session.Prefetch.ALL, 3, policy, java.util.Set.of()))) {
             vm = UffdPeer.startPaused(h.handler().socket(), (5L << 20) + "," + (3L << 20), 2, dir.resolve("vm.err"));
             Served.awaitAny(h.reports());
             assertThat(h.reports()).hasSize(1);
@@ -195,6 +195,7 @@ class FcHandlerTest {
                 new FcHandler.Options(
                         Duration.ofSeconds(5),
                         Session.Prefetch.ALL,
+                        3,
                         FcHandler.OnFailure.KILL,
                         java.util.Set.of(me + 1)))) {
             vm = UffdPeer.startPaused(h.handler().socket(), (5L << 20) + "," + (3L << 20), 2, dir.resolve("vm.err"));
