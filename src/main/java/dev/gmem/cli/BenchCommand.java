@@ -21,7 +21,8 @@ import picocli.CommandLine.Option;
             BenchCommand.Populate.class,
             BenchCommand.Restore.class,
             BenchCommand.Lazy.class,
-            BenchCommand.Start.class
+            BenchCommand.Start.class,
+            BenchCommand.FcHandler.class
         })
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
@@ -553,6 +554,139 @@ final class BenchCommand implements Runnable {
                 // no code source: say so below
             }
             throw new java.io.IOException("cannot find the gmem launcher beside this build; name it with --launcher");
+        }
+    }
+
+    @Command(
+            name = "fc-handler",
+            header = "Compare gmem fc-handler with a C reference handler, serving a VMM in another process.",
+            mixinStandardHelpOptions = true,
+            description = {
+                "Run gmem fc-handler and a C reference handler (one page per fault, as Firecracker's on-demand example)",
+                "as daemons, each serving the same test VMM, a separate process that plays Firecracker and compares its",
+                "memory with the memory file at its end (a wrong page fails the benchmark). In one run:",
+                "  fault latency   one thread touching every page in a random order, no prefetch, the handlers",
+                "                  interleaved round by round; a touch of a page not yet in place is a fault, timed as",
+                "                  the faulting thread sees it. With the VMM on the handlers' CPU, and on another one.",
+                "  prefetch        a VMM that touches nothing, filled by gmem's prefetch until it graduates (GiB/s).",
+                "  many VMs        N VMMs at once from one snapshot, the handler's resident memory sampled throughout.",
+                "Targets: gmem's p50 <= 1.1x and p99 <= 1.3x the reference's; prefetch >= 2 GiB/s; RSS growing by less",
+                "than 64 MiB from the fewest VMs to the most."
+            })
+    static final class FcHandler implements Callable<Integer> {
+        @Option(
+                names = "--size",
+                defaultValue = "256M",
+                converter = Sizes.class,
+                description = "Each VM's memory (default ${DEFAULT-VALUE}).")
+        long size;
+
+        @Option(
+                names = "--repeat",
+                defaultValue = "5",
+                description = "Rounds for the medians (default ${DEFAULT-VALUE}).")
+        int repeat;
+
+        @Option(
+                names = "--vms",
+                defaultValue = "1,4,8",
+                split = ",",
+                description = "Numbers of VMs at once (default ${DEFAULT-VALUE}).")
+        List<Integer> vms;
+
+        @CommandLine.Mixin
+        Options.Warm warm;
+
+        @CommandLine.Mixin
+        Options.WorkDir dir;
+
+        @CommandLine.Mixin
+        Options.Json json;
+
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            if (size <= 0 || size % (1 << 20) != 0)
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--size must be a positive multiple of 1 MiB");
+            if (repeat < 1 || repeat > 1000)
+                throw new CommandLine.ParameterException(spec.commandLine(), "--repeat must be between 1 and 1000");
+            if (vms.isEmpty() || vms.stream().anyMatch(n -> n < 1 || n > 64))
+                throw new CommandLine.ParameterException(spec.commandLine(), "--vms must be between 1 and 64 each");
+            if (!dev.gmem.probe.HostProbe.userfaultfdOfHost().available())
+                throw new dev.gmem.memory.UnsupportedFeatureException(
+                        "memfd",
+                        "a page-fault handler",
+                        dev.gmem.probe.HostProbe.userfaultfdOfHost().reason());
+            dev.gmem.bench.FcHandlerBench.Report r;
+            try (Progress progress = new Progress(json.on)) {
+                r = dev.gmem.bench.FcHandlerBench.run(
+                        new dev.gmem.bench.FcHandlerBench.Options(
+                                size, repeat, List.copyOf(vms), warm.bytes(), dir.resolve()),
+                        progress);
+            }
+            PrintWriter out = spec.commandLine().getOut();
+            if (json.on) {
+                out.println(Json.write(r));
+                out.flush();
+                return 0;
+            }
+            out.printf(
+                    Locale.ROOT,
+                    "fault latency seen by the faulting thread, %s VM, 4 KiB pages, medians of %d rounds%n",
+                    Sizes.format(r.guestBytes()),
+                    repeat);
+            out.println(
+                    "  handler                      VMM on     faults    p50 us   p90 us   p99 us   max us  all touched ms");
+            for (var x : r.latency())
+                out.printf(
+                        Locale.ROOT,
+                        "  %-28s %-9s %7d %9.1f %8.1f %8.1f %8.1f %15.1f%n",
+                        x.handler(),
+                        x.placement(),
+                        x.faults(),
+                        x.p50Us(),
+                        x.p90Us(),
+                        x.p99Us(),
+                        x.maxUs(),
+                        x.touchedMs());
+            out.println("  against the C reference (target: p50 <= 1.1x, p99 <= 1.3x)");
+            for (var x : r.ratios())
+                out.printf(
+                        Locale.ROOT,
+                        "  %-28s %-9s p50 %.2fx, p99 %.2fx, all touched %.2fx%n",
+                        x.handler(),
+                        x.placement(),
+                        x.p50(),
+                        x.p99(),
+                        x.touched());
+            var p = r.prefetch();
+            out.printf(
+                    Locale.ROOT,
+                    "prefetch into another process (target >= 2 GiB/s): %s in %.1f ms = %.2f GiB/s; graduated %.1f ms after the handshake%n",
+                    Sizes.format(p.dataBytes()),
+                    p.prefetchMs(),
+                    p.gibPerS(),
+                    p.graduatedMs());
+            out.println("VMs at once from one snapshot, each touching every page (target: gmem's RSS grows < 64 MiB)");
+            out.println("  handler       VMs   RSS idle   RSS peak   touched ms: median    max   graduated");
+            for (var x : r.fleet())
+                out.printf(
+                        Locale.ROOT,
+                        "  %-12s %4d %10s %10s %20.1f %8.1f %6d%n",
+                        x.handler(),
+                        x.vms(),
+                        Sizes.format(x.rssIdleBytes()),
+                        Sizes.format(x.rssPeakBytes()),
+                        x.touchedMsMedian(),
+                        x.touchedMsMax(),
+                        x.graduated());
+            out.println("wrong pages seen by the VMMs: " + r.wrongPages());
+            for (String n : r.notes()) out.println("note: " + n);
+            out.flush();
+            return 0;
         }
     }
 }

@@ -116,7 +116,8 @@ final class FcHandlerCommand implements Callable<Integer> {
             long faultPages,
             long prefetchPages,
             long zeroPages,
-            double graduatedMs) {}
+            double graduatedMs,
+            double prefetchMs) {}
 
     record Stopped(String event, String signal, List<Long> unfinished) {}
 
@@ -181,7 +182,7 @@ final class FcHandlerCommand implements Callable<Integer> {
                             out,
                             name + ": stopped (" + signal + ")"
                                     + (unfinished.isEmpty()
-                                            ? ": every VM graduated"
+                                            ? ": no VM left unfinished"
                                             : "; not finished: sessions " + unfinished));
                 return unfinished.isEmpty() ? 0 : 1;
             });
@@ -223,7 +224,8 @@ final class FcHandlerCommand implements Callable<Integer> {
                     c.faultPages(),
                     c.prefetchPages(),
                     c.zeroPages(),
-                    r.graduatedMs()));
+                    r.graduatedMs(),
+                    r.prefetchMs()));
         }
         return String.format(
                 Locale.ROOT,

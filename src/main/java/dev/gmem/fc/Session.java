@@ -51,9 +51,19 @@ public final class Session implements AutoCloseable {
     /** How often a waiting session looks at its VMM's pidfd. */
     private static final long EXIT_CHECK_MILLIS = 50;
 
-    /** A session's outcome: who, how it ended and why, its counters, and when it graduated (ms after its start, -1: not). */
+    /**
+     * A session's outcome: who, how it ended and why, its counters, when it graduated (ms after its
+     * start, -1: not), and how long its prefetch took from its start to the last data page (ms, -1: none finished).
+     */
     public record Report(
-            long id, int pid, int uid, End end, String reason, FaultStats.Counts counts, double graduatedMs) {}
+            long id,
+            int pid,
+            int uid,
+            End end,
+            String reason,
+            FaultStats.Counts counts,
+            double graduatedMs,
+            double prefetchMs) {}
 
     private final long id;
     private final UnixSockets.PeerCredentials peer;
@@ -149,8 +159,11 @@ public final class Session implements AutoCloseable {
     }
 
     private Report report(End end, String reason, double graduatedMs) {
+        double prefetchMs = graduatedMs >= 0 && engine.prefetchStartNanos() > 0
+                ? (engine.populatedNanos() - engine.prefetchStartNanos()) / 1e6
+                : -1;
         return new Report(
-                id, peer.pid(), peer.uid(), end, reason, engine.stats().counts(), graduatedMs);
+                id, peer.pid(), peer.uid(), end, reason, engine.stats().counts(), graduatedMs, prefetchMs);
     }
 
     @Override
