@@ -3,13 +3,11 @@ package dev.gmem.restore;
 import dev.gmem.fault.PageProvider;
 import dev.gmem.snapshot.Chunk;
 import dev.gmem.snapshot.ChunkData;
-import dev.gmem.snapshot.ChunkReader;
 import dev.gmem.snapshot.PageIndex;
 import dev.gmem.snapshot.PageKind;
 import dev.gmem.snapshot.PageSource;
 import dev.gmem.snapshot.Region;
 import java.io.IOException;
-import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicLongArray;
@@ -17,12 +15,20 @@ import java.util.concurrent.atomic.AtomicLongArray;
 /**
  * A local {@link PageSource} (a gmem snapshot or a raw memory file) as a fault engine's page
  * provider: source offsets are the source's file offsets (regions laid end to end). The first
- * fetch from a chunk reads it whole into the fetcher's buffer and checks its checksum; later ones
- * hand the engine the pages in place (for its UFFDIO_COPY and write(), system calls that fail with
- * EFAULT rather than fault if the file was truncated), or decode a compressed chunk once. A fetch
- * completes before {@code fetch} returns. Does not own the source.
+ * fetch from a chunk reads it whole and checks its checksum; later ones hand the engine the pages
+ * in place (for its UFFDIO_COPY and write(), system calls that fail with EFAULT rather than fault
+ * if the file was truncated), or take a compressed chunk decoded from a cache that every fetcher
+ * shares ({@link DecodedChunks}): many sessions from one snapshot decode a chunk once while it
+ * stays cached, and need no buffers of their own. A fetch completes before {@code fetch} returns.
+ * Does not own the source.
  */
 public final class SourcePages implements PageProvider {
+    /**
+     * Decoded chunks kept for every fetcher at once (each a scratch buffer of the source's, up to
+     * 2 MiB): enough for a handful of sessions filling nearby chunks, a fixed cost whatever their number.
+     */
+    static final int CACHED_CHUNKS = 8;
+
     private final PageSource source;
     private final PageIndex index;
     private final List<Chunk> chunks;
@@ -33,6 +39,9 @@ public final class SourcePages implements PageProvider {
     private final AtomicLongArray verified;
 
     private final long[] accessOrder;
+    /** Decoded chunks, shared by every fetcher (every session of a handler): their buffers are the only ones. */
+    private final DecodedChunks decoded;
+
     private volatile boolean closed;
     private Thread verifier;
 
@@ -42,6 +51,7 @@ public final class SourcePages implements PageProvider {
         this.chunks = source.chunks();
         this.regions = source.regions();
         this.verified = new AtomicLongArray((chunks.size() + 63) / 64);
+        this.decoded = new DecodedChunks(source, CACHED_CHUNKS);
         this.accessOrder = Arrays.stream(source.accessOrder())
                 .map(index::fileOffsetOfGuest)
                 .filter(o -> o >= 0)
@@ -170,7 +180,7 @@ public final class SourcePages implements PageProvider {
         return source.path().toString();
     }
 
-    /** Stops the verify-ahead thread; does not close the source, which belongs to the caller. */
+    /** Stops the verify-ahead thread and frees the decoded chunks; does not close the source, which belongs to the caller. */
     @Override
     public void close() {
         Thread t;
@@ -185,6 +195,12 @@ public final class SourcePages implements PageProvider {
                 Thread.currentThread().interrupt();
             }
         }
+        decoded.close();
+    }
+
+    /** Chunks served from the shared cache of decoded chunks, and decoded into it, so far. */
+    public long[] cacheHitsAndDecodes() {
+        return decoded.hitsAndDecodes();
     }
 
     private boolean isVerified(int chunk) {
@@ -196,28 +212,34 @@ public final class SourcePages implements PageProvider {
     }
 
     private final class LocalFetcher implements Fetcher {
-        private final ChunkReader reader = new ChunkReader(source);
-
         @Override
         public void fetch(long offset, int pages, long token, Delivery to) throws IOException {
             PageIndex.Location at = index.atFileOffset(offset);
             if (at == null || at.kind() != PageKind.DATA)
                 throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
             int chunk = at.index();
-            MemorySegment bytes;
-            if (!isVerified(chunk)) {
-                bytes = reader.chunkVerified(chunk).run(at.page(), pages); // the whole chunk, read once and checked
-                markVerified(chunk);
-            } else {
+            boolean verify = !isVerified(chunk);
+            if (!verify) {
                 ChunkData inPlace = source.readInPlace(chunk); // for the engine's COPY and write(): system calls only
-                bytes = inPlace != null ? inPlace.run(at.page(), pages) : reader.run(chunk, at.page(), pages);
+                if (inPlace != null) {
+                    to.deliver(token, offset, inPlace.run(at.page(), pages));
+                    return;
+                }
             }
-            to.deliver(token, offset, bytes);
+            // the whole chunk, read once (its checksum checked the first time) into the shared cache
+            DecodedChunks.Slot slot = decoded.acquire(
+                    chunk, (c, scratch) -> verify ? source.readVerified(c, scratch) : source.read(c, scratch));
+            try {
+                markVerified(chunk); // a chunk in the cache was checked when it was decoded, or before
+                to.deliver(token, offset, slot.data().run(at.page(), pages));
+            } finally {
+                decoded.release(slot);
+            }
         }
 
         @Override
         public void close() {
-            reader.close();
+            // the fetcher holds nothing of its own: its buffers are the shared cache's
         }
     }
 }
