@@ -43,6 +43,12 @@ public record Handshake(List<ForeignRegion> regions, Fd uffd) implements AutoClo
     private static final long HUGE_PAGE = 2L << 20;
     private static final JsonMapper JSON = JsonMapper.builder().build();
 
+    /** What Firecracker's secret-hiding branch sends after the handshake when it wants no exitless async page faults. */
+    public static final String NO_EXITLESS_APF = "no_exitless_apf";
+
+    private static final java.util.regex.Pattern GUEST_MEMFD =
+            java.util.regex.Pattern.compile("\"is_guest_memfd\"\\s*:\\s*true");
+
     /**
      * Receives the handshake on {@code connection}: collects the message until its descriptor has
      * arrived (a zero-length read first is tolerated, as Firecracker's own example does), within
@@ -73,6 +79,9 @@ public record Handshake(List<ForeignRegion> regions, Fd uffd) implements AutoClo
                 if (json.length() > MAX_MESSAGE)
                     throw new HandshakeException("the message is longer than " + MAX_MESSAGE + " bytes");
             }
+            if (GUEST_MEMFD.matcher(json).find())
+                throw new HandshakeException("the regions are guest_memfd (is_guest_memfd, Firecracker's secret-hiding"
+                        + " branch): gmem serves anonymous memory registered with userfaultfd, not guest_memfd");
             if (fds.size() != 1)
                 throw new HandshakeException(
                         "the message carried " + fds.size() + " descriptors, not one (the userfaultfd)");
@@ -85,8 +94,22 @@ public record Handshake(List<ForeignRegion> regions, Fd uffd) implements AutoClo
         }
     }
 
-    /** The regions of a handshake's JSON, checked against a memory file of {@code sourceSize} bytes. */
+    /**
+     * The regions of a handshake's JSON, checked against a memory file of {@code sourceSize} bytes.
+     * Text after the array is read past if it is {@value #NO_EXITLESS_APF}, which Firecracker's
+     * secret-hiding branch sends next on the same socket (a stream: it may arrive with the array).
+     */
     public static List<ForeignRegion> parse(String json, long sourceSize) throws HandshakeException {
+        int end = json.lastIndexOf(']');
+        String after = end < 0 ? "" : json.substring(end + 1).strip();
+        if (!after.isEmpty()) {
+            if (after.startsWith("exitless_apf"))
+                throw new HandshakeException(
+                        "the VMM asks for exitless async page faults (" + after + "), which gmem does not serve");
+            if (!after.equals(NO_EXITLESS_APF))
+                throw new HandshakeException("unexpected text after the regions: '" + abbreviate(after) + "'");
+            json = json.substring(0, end + 1);
+        }
         JsonNode root;
         try {
             root = JSON.readTree(json);
@@ -145,6 +168,11 @@ public record Handshake(List<ForeignRegion> regions, Fd uffd) implements AutoClo
             }
         }
         return List.copyOf(regions);
+    }
+
+    private static String abbreviate(String text) {
+        String oneLine = text.replaceAll("\\s+", " ");
+        return oneLine.length() <= 40 ? oneLine : oneLine.substring(0, 40) + "...";
     }
 
     private static long u64(JsonNode r, String field, String at) throws HandshakeException {

@@ -47,6 +47,23 @@ class HandshakeTest {
                 .isEqualTo(Long.MIN_VALUE);
     }
 
+    @Test
+    void theSecretHidingBranchsFieldsAndFollowUpTextAreReadPast() throws Exception {
+        String region = "{\"base_host_virt_addr\":4096,\"size\":8192,\"offset\":0,\"page_size\":4096,"
+                + "\"page_size_kib\":4096,\"gpa_start\":0,\"is_guest_memfd\":false}";
+        List<ForeignRegion> want = List.of(new ForeignRegion(4096, 8192, 0, 4096));
+        assertThat(Handshake.parse("[" + region + "]", FILE)).isEqualTo(want);
+        // the text it sends next, on the same stream, read with the array
+        assertThat(Handshake.parse("[" + region + "]" + Handshake.NO_EXITLESS_APF, FILE))
+                .isEqualTo(want);
+        assertThatThrownBy(() -> Handshake.parse("[" + region + "]exitless_apf:2", FILE))
+                .isInstanceOf(HandshakeException.class)
+                .hasMessageContaining("exitless async page faults (exitless_apf:2)");
+        assertThatThrownBy(() -> Handshake.parse("[" + region + "]hello", FILE))
+                .isInstanceOf(HandshakeException.class)
+                .hasMessageContaining("unexpected text after the regions: 'hello'");
+    }
+
     @ParameterizedTest(name = "{1}")
     @CsvSource(
             delimiter = '|',
@@ -146,6 +163,20 @@ class HandshakeTest {
                 UnixSockets.send(a, payload, List.of(m1, m2));
                 assertThatThrownBy(() -> Handshake.receive(b, Duration.ofSeconds(5), FILE))
                         .hasMessageContaining("2 descriptors, not one");
+            }
+            // the secret-hiding branch's guest_memfd handshake: the userfaultfd, the guest_memfd and a bitmap memfd
+            pair = UnixSockets.pair(Linux.SOCK_STREAM);
+            String gmemJson =
+                    "[{\"base_host_virt_addr\":4096,\"size\":4096,\"offset\":0,\"page_size\":4096,\"gpa_start\":0,"
+                            + "\"is_guest_memfd\":true}]";
+            try (Fd a = pair[0];
+                    Fd b = pair[1];
+                    Fd m1 = Fd.memfd("gmem-test-1", 0);
+                    Fd m2 = Fd.memfd("gmem-test-2", 0);
+                    Fd m3 = Fd.memfd("gmem-test-3", 0)) {
+                UnixSockets.send(a, arena.allocateFrom(gmemJson).asSlice(0, gmemJson.length()), List.of(m1, m2, m3));
+                assertThatThrownBy(() -> Handshake.receive(b, Duration.ofSeconds(5), FILE))
+                        .hasMessageContaining("the regions are guest_memfd (is_guest_memfd");
             }
             // JSON and then a close, without a descriptor
             pair = UnixSockets.pair(Linux.SOCK_STREAM);
