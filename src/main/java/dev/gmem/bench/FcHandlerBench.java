@@ -28,8 +28,8 @@ import tools.jackson.databind.json.JsonMapper;
  * ({@code uffd_peer.c}, a separate process that plays Firecracker), in one run:
  * <ul>
  *   <li><b>fault latency</b>, as the faulting thread sees it: one thread touching every page in a
- *       random order, no prefetch, handlers interleaved round by round; each touch of a page not
- *       yet in place (mincore says so) is a fault. Once with the VMM on the handlers' CPU, once on
+ *       random order, no prefetch, handlers interleaved round by round after {@link #WARM_ROUNDS}
+ *       untimed rounds; each touch of a page not yet in place (mincore says so) is a fault. Once with the VMM on the handlers' CPU, once on
  *       another (where waking a thread on the other CPU dominates);
  *   <li><b>prefetch</b>: a VMM that touches nothing, filled by gmem's background prefetch until it
  *       graduates: GiB/s of data copied into the other process;
@@ -41,6 +41,8 @@ import tools.jackson.databind.json.JsonMapper;
 public final class FcHandlerBench {
     private static final JsonMapper JSON = JsonMapper.builder().build();
     private static final long PEER_TIMEOUT_SECONDS = 300;
+    /** Untimed rounds before the fault latency is measured. */
+    private static final int WARM_ROUNDS = 3;
 
     private FcHandlerBench() {}
 
@@ -229,9 +231,10 @@ public final class FcHandlerBench {
                 double[][] p50 = new double[n][o.rounds()], p90 = new double[n][o.rounds()];
                 double[][] p99 = new double[n][o.rounds()], max = new double[n][o.rounds()];
                 double[][] touched = new double[n][o.rounds()], faults = new double[n][o.rounds()];
-                for (int round = -1; round < o.rounds(); round++) { // round -1 warms up, untimed
-                    progress.accept("fault latency, VMM on the " + placement + ", round " + (round + 2) + " of "
-                            + (o.rounds() + 1));
+                // untimed rounds first: a daemon serves many VMs, and its compiler has reached its steady state by then
+                for (int round = -WARM_ROUNDS; round < o.rounds(); round++) {
+                    progress.accept("fault latency, VMM on the " + placement + ", round " + (round + WARM_ROUNDS + 1)
+                            + " of " + (o.rounds() + WARM_ROUNDS) + (round < 0 ? " (warm-up)" : ""));
                     for (int k = 0; k < n; k++) {
                         int h = Math.floorMod(k + round, n); // each round starts with another handler
                         Handler handler = handlers.get(h);

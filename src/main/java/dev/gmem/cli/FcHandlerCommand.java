@@ -1,5 +1,6 @@
 package dev.gmem.cli;
 
+import dev.gmem.fc.AccessRecorder;
 import dev.gmem.fc.FcHandler;
 import dev.gmem.fc.Session;
 import dev.gmem.restore.SourcePages;
@@ -12,6 +13,7 @@ import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
+import java.util.function.Consumer;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -28,7 +30,7 @@ import picocli.CommandLine.Option;
             "VM no longer depends on this process) once every data page is in place. One line on stdout when ready, and",
             "one per VM when it ends. SIGTERM or SIGINT stops accepting, waits up to --shutdown-timeout for every live VM",
             "to graduate, names those it could not finish, and exits 0 when none was left (1 otherwise).",
-            "In progress (docs/fc-handler.md): no --stats, --record-access or --metrics yet."
+            "In progress (docs/fc-handler.md): no --stats or --metrics yet."
         })
 final class FcHandlerCommand implements Callable<Integer> {
     @Option(
@@ -87,6 +89,15 @@ final class FcHandlerCommand implements Callable<Integer> {
                     "A fault also fills up to this many following data pages of its chunk, in the same copy (0 to 255;"
                             + " default ${DEFAULT-VALUE}). 0 serves one page per fault.")
     int faultAround;
+
+    @Option(
+            names = "--record-access",
+            paramLabel = "FILE",
+            description =
+                    "Write the data pages the VMs' faults bring in (with their fault-around), in first-touch order, each once, as guest physical addresses"
+                            + " (the form gmem snapshot pack --access-order FILE takes), so that the next restore prefetches"
+                            + " that working set first. With --prefetch off it holds every page they touched.")
+    Path recordAccess;
 
     @Option(
             names = "--allow-uid",
@@ -156,26 +167,43 @@ final class FcHandlerCommand implements Callable<Integer> {
                 SnapshotCommand.threads(),
                 x -> {},
                 SnapshotCommand.format(spec.commandLine(), format))) {
-            FcHandler handler = FcHandler.start(
-                    socket,
-                    new SourcePages(source).verifyAhead(),
-                    source.size(),
-                    new FcHandler.Options(
-                            Duration.ofSeconds(handshakeSeconds),
-                            fill,
-                            faultAround,
-                            policy,
-                            allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids)),
-                    r -> line(out, ended(r)),
-                    l -> {
-                        synchronized (err) {
-                            err.println(name + ": " + l);
-                            err.flush();
-                        }
-                    });
+            Consumer<String> log = l -> {
+                synchronized (err) {
+                    err.println(name + ": " + l);
+                    err.flush();
+                }
+            };
+            if (recordAccess != null
+                    && java.nio.file.Files.exists(recordAccess)
+                    && java.nio.file.Files.isSameFile(recordAccess, snapshot))
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--record-access must not name the snapshot it serves");
+            AccessRecorder recorder = recordAccess == null
+                    ? null
+                    : AccessRecorder.create(recordAccess, source.regions(), source.size(), log);
+            FcHandler handler;
+            try {
+                handler = FcHandler.start(
+                        socket,
+                        new SourcePages(source).verifyAhead(),
+                        source.size(),
+                        new FcHandler.Options(
+                                Duration.ofSeconds(handshakeSeconds),
+                                fill,
+                                faultAround,
+                                policy,
+                                allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids),
+                                recorder),
+                        r -> line(out, ended(r)),
+                        log);
+            } catch (java.io.IOException | RuntimeException e) {
+                if (recorder != null) recorder.close();
+                throw e;
+            }
             CountDownLatch forever = new CountDownLatch(1);
             Signals.onStop(signal -> {
                 List<Long> unfinished = handler.stop(Duration.ofSeconds(shutdownSeconds));
+                if (recorder != null) recorder.close();
                 if (json.on) line(out, oneLine(new Stopped("stopped", signal, unfinished)));
                 else
                     line(

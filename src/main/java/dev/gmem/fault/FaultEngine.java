@@ -93,12 +93,24 @@ public final class FaultEngine implements AutoCloseable {
     /**
      * @param faultAroundPages data pages after the faulting one that a fault also fills (0: the page alone)
      * @param prefetch background population, or null for none
+     * @param dataFaults hears the offset of every data page a MISSING fault brings in (the faulting
+     *     page and its fault-around), on the fault thread, before they are installed; or null. It
+     *     must be quick: the fault waits for it.
      */
-    public record Options(OnRemove onRemove, int faultAroundPages, OnFailure onFailure, Prefetch prefetch) {
+    public record Options(
+            OnRemove onRemove,
+            int faultAroundPages,
+            OnFailure onFailure,
+            Prefetch prefetch,
+            java.util.function.LongConsumer dataFaults) {
         public Options {
             if (onRemove == null || onFailure == null)
                 throw new IllegalArgumentException("the removal and failure policies must be given");
             if (faultAroundPages < 0) throw new IllegalArgumentException("fault-around must not be negative");
+        }
+
+        public Options(OnRemove onRemove, int faultAroundPages, OnFailure onFailure, Prefetch prefetch) {
+            this(onRemove, faultAroundPages, onFailure, prefetch, null);
         }
 
         /** For a local restore: removed pages read as zeros, 3 pages of fault-around, release on failure, prefetch on. */
@@ -107,7 +119,7 @@ public final class FaultEngine implements AutoCloseable {
         }
 
         public Options withPrefetch(Prefetch p) {
-            return new Options(onRemove, faultAroundPages, onFailure, p);
+            return new Options(onRemove, faultAroundPages, onFailure, p, dataFaults);
         }
     }
 
@@ -417,6 +429,9 @@ public final class FaultEngine implements AutoCloseable {
             }
         }
         if (gone) target.forget(offset, n * page);
+        if (options.dataFaults() != null) {
+            for (int i = 0; i < n; i++) options.dataFaults().accept(offset + i * page);
+        }
         faultDelivery.syncResult = PENDING;
         try {
             fetcher.fetch(offset, n, token, faultDelivery);

@@ -46,18 +46,33 @@ public final class FcHandler implements AutoCloseable {
      * each session's background population; {@code faultAroundPages}: the data pages after a
      * faulting one that a fault also fills; {@code onFailure}: the policy for a failed session;
      * {@code allowedUids}: the users whose VMMs are served (empty: any user that can reach the
-     * socket, which is 0600).
+     * socket, which is 0600); {@code recorder}: where every session's data faults are recorded
+     * ({@code --record-access}), or null.
      */
     public record Options(
             Duration handshakeTimeout,
             Session.Prefetch prefetch,
             int faultAroundPages,
             OnFailure onFailure,
-            java.util.Set<Integer> allowedUids) {
+            java.util.Set<Integer> allowedUids,
+            AccessRecorder recorder) {
         public Options {
             allowedUids = java.util.Set.copyOf(allowedUids);
             if (faultAroundPages < 0 || faultAroundPages > MAX_FAULT_AROUND)
                 throw new IllegalArgumentException("fault-around must be 0 to " + MAX_FAULT_AROUND + " pages");
+        }
+
+        public Options(
+                Duration handshakeTimeout,
+                Session.Prefetch prefetch,
+                int faultAroundPages,
+                OnFailure onFailure,
+                java.util.Set<Integer> allowedUids) {
+            this(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, null);
+        }
+
+        public Options withRecorder(AccessRecorder r) {
+            return new Options(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, r);
         }
 
         public static Options defaults() {
@@ -206,14 +221,15 @@ public final class FcHandler implements AutoCloseable {
                 log.accept("session " + id + " (pid " + peer.pid() + ", uid " + peer.uid() + "): " + e.getMessage());
                 return;
             }
-            try (Session s =
-                    Session.start(id, h, peer, pidfd, provider, options.prefetch(), options.faultAroundPages())) {
+            try (Session s = Session.start(
+                    id, h, peer, pidfd, provider, options.prefetch(), options.faultAroundPages(), options.recorder())) {
                 synchronized (live) {
                     sessions.put(id, s);
                     if (stopping) s.graduateSoon();
                 }
                 // served for as long as its VM needs it: until it graduates, its VMM exits, or it fails
                 Session.Report r = s.await(FOREVER);
+                if (options.recorder() != null) options.recorder().flush();
                 reports.accept(r);
                 if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
             } finally {

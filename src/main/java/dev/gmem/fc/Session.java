@@ -81,7 +81,8 @@ public final class Session implements AutoCloseable {
      * Starts serving the VM of {@code handshake} (its descriptor is taken over) from {@code
      * provider}, which the sessions of one snapshot share. {@code pidfd} is the VMM's (see {@link
      * dev.gmem.linux.Pidfds}), opened while its connection proved it alive; it stays the caller's.
-     * A fault also fills up to {@code faultAroundPages} following data pages of its chunk.
+     * A fault also fills up to {@code faultAroundPages} following data pages of its chunk. {@code
+     * dataFaults} (or null) hears the offset of each data page a fault brings in, before it is installed.
      */
     public static Session start(
             long id,
@@ -90,7 +91,8 @@ public final class Session implements AutoCloseable {
             dev.gmem.linux.Fd pidfd,
             PageProvider provider,
             Prefetch prefetch,
-            int faultAroundPages)
+            int faultAroundPages,
+            java.util.function.LongConsumer dataFaults)
             throws IOException {
         // Firecracker asked for EVENT_REMOVE alone, and made the API handshake itself
         Userfaultfd uffd = Userfaultfd.adopt(handshake.uffd(), UffdFeature.EVENT_REMOVE.bit());
@@ -99,7 +101,8 @@ public final class Session implements AutoCloseable {
                 OnRemove.ZERO,
                 faultAroundPages,
                 OnFailure.HOLD,
-                prefetch == Prefetch.ALL ? FaultEngine.Prefetch.DEFAULT : null);
+                prefetch == Prefetch.ALL ? FaultEngine.Prefetch.DEFAULT : null,
+                dataFaults);
         return new Session(id, peer, pidfd, FaultEngine.start(target, provider, options));
     }
 

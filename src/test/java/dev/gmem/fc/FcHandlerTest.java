@@ -227,4 +227,77 @@ class FcHandlerTest {
             assertThat(Files.readString(file)).isEqualTo("not a socket");
         }
     }
+
+    /**
+     * {@code --record-access}: served on demand, two VMs that each read all of their memory leave
+     * a record of every data page once, in a form the packer takes as an access order; a snapshot
+     * packed with it prefetches those pages first.
+     */
+    @Test
+    void theRecordedAccessOrderListsEveryPageTheVmsFaultedInOnce() throws Exception {
+        Host.assumeUserfaultfd();
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 59);
+        Path snap = Fixtures.pack(raw, dir.resolve("s.snap"), Codec.ZSTD);
+        Path record = dir.resolve("access.txt");
+        List<Process> vms = new ArrayList<>();
+        long dataPages;
+        try (Snapshot s = Snapshot.open(snap);
+                AccessRecorder recorder = AccessRecorder.create(record, s.regions(), s.size(), l -> {})) {
+            dataPages = s.counts().dataPages();
+            FcHandler handler = FcHandler.start(
+                    dir.resolve("rec.sock"),
+                    new SourcePages(s),
+                    s.size(),
+                    new FcHandler.Options(
+                                    Duration.ofSeconds(5),
+                                    Session.Prefetch.OFF,
+                                    3,
+                                    FcHandler.OnFailure.KILL,
+                                    java.util.Set.of())
+                            .withRecorder(recorder),
+                    r -> {},
+                    l -> {});
+            try {
+                for (int i = 0; i < 2; i++) {
+                    Process vm = UffdPeer.startPaused(
+                            handler.socket(), Long.toString(SIZE), 2, dir.resolve("rec-" + i + ".err"));
+                    vms.add(vm);
+                    vm.getInputStream().readNBytes((int) SIZE);
+                    UffdPeer.proceed(vm);
+                    assertThat(vm.waitFor(30, TimeUnit.SECONDS)).isTrue();
+                }
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+                while (handler.liveSessions() > 0 && System.nanoTime() < deadline) Thread.sleep(10);
+            } finally {
+                handler.stop(Duration.ZERO);
+            }
+            assertThat(recorder.recorded()).isEqualTo(dataPages);
+        }
+        List<String> lines = Files.readAllLines(record);
+        assertThat(lines.getFirst()).startsWith("# gmem fc-handler --record-access");
+        List<Long> pages = lines.stream()
+                .skip(1)
+                .map(l -> Long.parseUnsignedLong(l.substring(2), 16))
+                .toList();
+        assertThat(pages).hasSize((int) dataPages).doesNotHaveDuplicates();
+        assertThat(pages).allMatch(a -> a % 4096 == 0 && a < SIZE);
+        // the packer takes it
+        dev.gmem.testing.GmemProcess.Result packed = dev.gmem.testing.GmemProcess.run(
+                Duration.ofSeconds(60),
+                dir,
+                "snapshot",
+                "pack",
+                raw.toString(),
+                "-o",
+                dir.resolve("ordered.snap").toString(),
+                "--access-order",
+                record.toString());
+        assertThat(packed.exit()).as(packed.toString()).isZero();
+        try (Snapshot ordered = Snapshot.open(dir.resolve("ordered.snap"))) {
+            assertThat(ordered.accessOrder()).hasSize((int) dataPages);
+            assertThat(ordered.accessOrder()[0]).isEqualTo(pages.getFirst());
+        }
+        for (Process vm : vms) vm.destroyForcibly();
+    }
 }

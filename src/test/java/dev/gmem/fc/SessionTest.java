@@ -44,7 +44,7 @@ class SessionTest {
                 Fd pidfd = Pidfds.open(peer.pid());
                 try {
                     Handshake h = Handshake.receive(conn, Duration.ofSeconds(10), size);
-                    return new Accepted(Session.start(id, h, peer, pidfd, provider, prefetch, 3), pidfd);
+                    return new Accepted(Session.start(id, h, peer, pidfd, provider, prefetch, 3, null), pidfd);
                 } catch (java.io.IOException | RuntimeException e) {
                     pidfd.closeQuietly();
                     throw e;
