@@ -1,6 +1,7 @@
 package dev.gmem.cli;
 
 import dev.gmem.fc.AccessRecorder;
+import dev.gmem.fc.ControlSocket;
 import dev.gmem.fc.FcHandler;
 import dev.gmem.fc.Session;
 import dev.gmem.restore.SourcePages;
@@ -30,7 +31,7 @@ import picocli.CommandLine.Option;
             "VM no longer depends on this process) once every data page is in place. One line on stdout when ready, and",
             "one per VM when it ends. SIGTERM or SIGINT stops accepting, waits up to --shutdown-timeout for every live VM",
             "to graduate, names those it could not finish, and exits 0 when none was left (1 otherwise).",
-            "In progress (docs/fc-handler.md): no --stats or --metrics yet."
+            "gmem fc-handler --socket PATH --stats asks a running handler for its statistics (PATH.ctl, its control socket)."
         })
 final class FcHandlerCommand implements Callable<Integer> {
     @Option(
@@ -42,7 +43,6 @@ final class FcHandlerCommand implements Callable<Integer> {
 
     @Option(
             names = "--snapshot",
-            required = true,
             paramLabel = "FILE",
             description = "Firecracker's memory file, or a gmem snapshot of it.")
     Path snapshot;
@@ -107,6 +107,13 @@ final class FcHandlerCommand implements Callable<Integer> {
                             + " Others are refused, in one line, by SO_PEERCRED.")
     List<Integer> allowUids;
 
+    @Option(
+            names = "--stats",
+            description =
+                    "Do not serve: ask the handler running on --socket, through its control socket (PATH.ctl), for its"
+                            + " statistics now (each live VM, and the totals over every VM it served), and print them.")
+    boolean stats;
+
     @CommandLine.Mixin
     Options.Json json;
 
@@ -134,6 +141,10 @@ final class FcHandlerCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        if (stats) return printStats();
+        if (snapshot == null)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "Missing required option: '--snapshot=FILE' (needed except with --stats)");
         if (shutdownSeconds < 0 || shutdownSeconds > 3600)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--shutdown-timeout must be between 0 and 3600 seconds");
@@ -200,8 +211,22 @@ final class FcHandlerCommand implements Callable<Integer> {
                 if (recorder != null) recorder.close();
                 throw e;
             }
+            ControlSocket control;
+            try {
+                control = ControlSocket.start(
+                        ControlSocket.beside(socket),
+                        request -> "stats".equals(request)
+                                ? oneLine(handler.stats())
+                                : "{\"error\":\"unknown request; ask for stats\"}",
+                        log);
+            } catch (java.io.IOException | RuntimeException e) {
+                handler.stop(Duration.ZERO);
+                if (recorder != null) recorder.close();
+                throw e;
+            }
             CountDownLatch forever = new CountDownLatch(1);
             Signals.onStop(signal -> {
+                control.close();
                 List<Long> unfinished = handler.stop(Duration.ofSeconds(shutdownSeconds));
                 if (recorder != null) recorder.close();
                 if (json.on) line(out, oneLine(new Stopped("stopped", signal, unfinished)));
@@ -236,6 +261,62 @@ final class FcHandlerCommand implements Callable<Integer> {
             forever.await(); // until a signal stops the process
             return 0;
         }
+    }
+
+    /** {@code --stats}: the running handler's statistics, as it sent them (--json) or as a table. */
+    private int printStats() throws java.io.IOException {
+        PrintWriter out = spec.commandLine().getOut();
+        String reply = ControlSocket.ask(ControlSocket.beside(socket), "stats");
+        if (json.on) {
+            out.println(reply);
+            out.flush();
+            return 0;
+        }
+        tools.jackson.databind.JsonNode s = Json.mapper().readTree(reply);
+        if (s.has("error"))
+            throw new java.io.IOException("the handler says: " + s.path("error").asString());
+        out.printf(
+                Locale.ROOT,
+                "%s on %s: up %.1f s; %d VMs served: %d live, %d graduated, %d VMM exited, %d failed%n",
+                spec.qualifiedName(),
+                socket,
+                s.path("uptime_ms").asDouble() / 1000,
+                s.path("sessions").asLong(),
+                s.path("live").size(),
+                s.path("graduated").asLong(),
+                s.path("vmm_exited").asLong(),
+                s.path("failed").asLong());
+        out.println("  session      pid    uid     age s    faults  fault pages  prefetched  zero pages  removes"
+                + "  EEXIST  EAGAIN  p50 us  p99 us  max us");
+        for (tools.jackson.databind.JsonNode v : s.path("live"))
+            statsRow(out, v.path("session").asString(), v, v.path("counts"));
+        statsRow(out, "total", null, s.path("total"));
+        out.flush();
+        return 0;
+    }
+
+    private static void statsRow(
+            PrintWriter out, String name, tools.jackson.databind.JsonNode who, tools.jackson.databind.JsonNode c) {
+        tools.jackson.databind.JsonNode l = c.path("latency");
+        out.printf(
+                Locale.ROOT,
+                "  %-8s %7s %6s %9s %9d %12d %11d %11d %8d %7d %7d %7.1f %7.1f %7.1f%n",
+                name,
+                who == null ? "" : who.path("pid").asString(),
+                who == null ? "" : who.path("uid").asString(),
+                who == null
+                        ? ""
+                        : String.format(Locale.ROOT, "%.1f", who.path("age_ms").asDouble() / 1000),
+                c.path("faults").asLong(),
+                c.path("fault_pages").asLong(),
+                c.path("prefetch_pages").asLong(),
+                c.path("zero_pages").asLong(),
+                c.path("removes").asLong(),
+                c.path("races_lost").asLong(),
+                c.path("retries").asLong(),
+                l.path("p50_us").asDouble(),
+                l.path("p99_us").asDouble(),
+                l.path("max_us").asDouble());
     }
 
     private String ended(Session.Report r) {

@@ -1,5 +1,6 @@
 package dev.gmem.fault;
 
+import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 import org.HdrHistogram.Histogram;
 
@@ -91,6 +92,34 @@ public final class FaultStats {
             counts[upperBoundsNanos.length] = latency.getTotalCount() - below;
         }
         return counts;
+    }
+
+    /** Adds this engine's fault latencies to {@code h} (a {@link Latency#histogram}): for totals over many engines. */
+    public void addLatencyTo(org.HdrHistogram.Histogram h) {
+        synchronized (latency) {
+            h.add(latency);
+        }
+    }
+
+    /**
+     * The sum of {@code counts} (the latency percentiles aside, which do not add up: they are
+     * those of {@code latencies}, every engine's histogram merged).
+     */
+    public static Counts sum(List<Counts> counts, org.HdrHistogram.Histogram latencies) {
+        long[] t = new long[8];
+        double blocked = 0;
+        for (Counts c : counts) {
+            t[0] += c.faults();
+            t[1] += c.faultPages();
+            t[2] += c.zeroPages();
+            t[3] += c.continues();
+            t[4] += c.prefetchPages();
+            t[5] += c.racesLost();
+            t[6] += c.retries();
+            t[7] += c.removes();
+            blocked += c.blockedMs();
+        }
+        return new Counts(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7], blocked, Latency.of(latencies));
     }
 
     public Counts counts() {

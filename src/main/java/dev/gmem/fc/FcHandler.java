@@ -1,5 +1,6 @@
 package dev.gmem.fc;
 
+import dev.gmem.fault.FaultStats;
 import dev.gmem.fault.PageProvider;
 import dev.gmem.linux.Errno;
 import dev.gmem.linux.Fd;
@@ -85,8 +86,33 @@ public final class FcHandler implements AutoCloseable {
 
     private static final Duration FOREVER = Duration.ofDays(365);
 
+    /** A live session at one moment: who, for how long, and its counters. */
+    public record SessionStats(long session, int pid, int uid, double ageMs, FaultStats.Counts counts) {}
+
+    /**
+     * The handler at one moment: how long it has run, the sessions it has started (one per VM whose
+     * handshake it took), how the ended ones ended, each live session, and the counters over every
+     * session.
+     */
+    public record Stats(
+            double uptimeMs,
+            long sessions,
+            long graduated,
+            long vmmExited,
+            long failed,
+            long timedOut,
+            List<SessionStats> live,
+            FaultStats.Counts total) {}
+
     private final Path socket;
     private final Fd listener;
+    private final long startNanos = System.nanoTime();
+    /** Guarded by {@link #live}: how the ended sessions ended, their counters, their latencies merged. */
+    private final Map<Session.End, Long> ended = new java.util.EnumMap<>(Session.End.class);
+
+    private final List<FaultStats.Counts> endedCounts = new ArrayList<>();
+    private long started;
+    private final org.HdrHistogram.Histogram endedLatency = dev.gmem.fault.Latency.histogram();
     private final Fd stop;
     private final PageProvider provider;
     private final long sourceSize;
@@ -147,7 +173,7 @@ public final class FcHandler implements AutoCloseable {
     }
 
     /** A socket left by a handler that is gone is removed; a live one, or anything that is not a socket, is refused. */
-    private static void clearStale(Path socket) throws IOException {
+    static void clearStale(Path socket) throws IOException {
         BasicFileAttributes a;
         try {
             a = Files.readAttributes(socket, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
@@ -175,6 +201,31 @@ public final class FcHandler implements AutoCloseable {
 
     public Path socket() {
         return socket;
+    }
+
+    /** The handler's statistics now (for {@code gmem fc-handler --stats}). */
+    public Stats stats() {
+        synchronized (live) {
+            long now = System.nanoTime();
+            List<SessionStats> serving = new ArrayList<>();
+            List<FaultStats.Counts> all = new ArrayList<>(endedCounts);
+            org.HdrHistogram.Histogram latency = endedLatency.copy();
+            for (Session s : sessions.values()) {
+                FaultStats.Counts c = s.stats().counts();
+                serving.add(new SessionStats(s.id(), s.peer().pid(), s.peer().uid(), (now - s.startNanos()) / 1e6, c));
+                all.add(c);
+                s.stats().addLatencyTo(latency);
+            }
+            return new Stats(
+                    (now - startNanos) / 1e6,
+                    started,
+                    ended.getOrDefault(Session.End.GRADUATED, 0L),
+                    ended.getOrDefault(Session.End.VMM_EXITED, 0L),
+                    ended.getOrDefault(Session.End.FAILED, 0L),
+                    ended.getOrDefault(Session.End.TIMED_OUT, 0L),
+                    serving,
+                    FaultStats.sum(all, latency));
+        }
     }
 
     /** Sessions being served now. */
@@ -225,11 +276,18 @@ public final class FcHandler implements AutoCloseable {
                     id, h, peer, pidfd, provider, options.prefetch(), options.faultAroundPages(), options.recorder())) {
                 synchronized (live) {
                     sessions.put(id, s);
+                    started++;
                     if (stopping) s.graduateSoon();
                 }
                 // served for as long as its VM needs it: until it graduates, its VMM exits, or it fails
                 Session.Report r = s.await(FOREVER);
                 if (options.recorder() != null) options.recorder().flush();
+                synchronized (live) {
+                    ended.merge(r.end(), 1L, Long::sum);
+                    endedCounts.add(r.counts());
+                    s.stats().addLatencyTo(endedLatency);
+                    sessions.remove(id); // counted as ended from now on, not as live
+                }
                 reports.accept(r);
                 if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
             } finally {

@@ -118,6 +118,11 @@ public final class Session implements AutoCloseable {
         return engine.stats();
     }
 
+    /** System.nanoTime() when the session started serving. */
+    public long startNanos() {
+        return engine.startNanos();
+    }
+
     /** Starts filling every data page now, if this session was not already (so that it graduates). */
     public void graduateSoon() {
         engine.startPrefetch(FaultEngine.Prefetch.DEFAULT);

@@ -61,6 +61,26 @@ class FcHandlerCommandTest {
             assertThat(vm.waitFor(30, TimeUnit.SECONDS))
                     .as("the graduated VM runs on")
                     .isTrue();
+            // --stats asks the running daemon through its control socket
+            GmemProcess.Result stats = GmemProcess.run(
+                    Duration.ofSeconds(60), dir, "fc-handler", "--socket", socket.toString(), "--stats", "--json");
+            assertThat(stats.exit()).as(stats.toString()).isZero();
+            JsonNode st = Json.mapper().readTree(stats.out());
+            assertThat(st.get("sessions").asLong()).isEqualTo(1);
+            assertThat(st.get("graduated").asLong()).isEqualTo(1);
+            assertThat(st.get("live").size()).isZero();
+            assertThat(st.get("total").get("fault_pages").asLong()
+                            + st.get("total").get("prefetch_pages").asLong())
+                    .as("every data page, once")
+                    .isEqualTo(ended.get("fault_pages").asLong()
+                            + ended.get("prefetch_pages").asLong())
+                    .isPositive();
+            GmemProcess.Result table = GmemProcess.run(
+                    Duration.ofSeconds(60), dir, "fc-handler", "--socket", socket.toString(), "--stats");
+            assertThat(table.exit()).as(table.toString()).isZero();
+            assertThat(table.out())
+                    .contains("1 VMs served: 0 live, 1 graduated")
+                    .contains("total");
 
             new ProcessBuilder("kill", "-TERM", Long.toString(daemon.process().pid()))
                     .start()
@@ -74,6 +94,11 @@ class FcHandlerCommandTest {
                     .contains("\"unfinished\":[]");
             assertThat(r.errLines()).as(r.toString()).isEmpty();
             assertThat(socket).as("the socket is removed").doesNotExist();
+            assertThat(dir.resolve("fc.sock.ctl")).as("and its control socket").doesNotExist();
+            GmemProcess.Result gone = GmemProcess.run(
+                    Duration.ofSeconds(60), dir, "fc-handler", "--socket", socket.toString(), "--stats");
+            assertThat(gone.exit()).isEqualTo(1);
+            assertThat(gone.errLines()).singleElement().asString().contains("no gmem fc-handler answers at");
             assertThat(GmemProcess.crashLogs(dir)).isEmpty();
         } finally {
             daemon.process().destroyForcibly();
