@@ -108,6 +108,18 @@ final class FcHandlerCommand implements Callable<Integer> {
     List<Integer> allowUids;
 
     @Option(
+            names = "--metrics",
+            paramLabel = "HOST:PORT",
+            description =
+                    "Serve live metrics in the Prometheus text format at http://HOST:PORT/metrics, one session label per VM"
+                            + " (port 0: any free port; the address is printed on stderr and in the ready line). Loopback only,"
+                            + " unless --metrics-any-address.")
+    String metricsAddress;
+
+    @Option(names = "--metrics-any-address", description = "Allow --metrics to bind an address other than loopback.")
+    boolean metricsAnyAddress;
+
+    @Option(
             names = "--stats",
             description =
                     "Do not serve: ask the handler running on --socket, through its control socket (PATH.ctl), for its"
@@ -121,7 +133,15 @@ final class FcHandlerCommand implements Callable<Integer> {
     CommandLine.Model.CommandSpec spec;
 
     /** The ready line's, and each ended session's, JSON. */
-    record Ready(String event, String socket, String snapshot, String format, long guestBytes, long dataBytes) {}
+    record Ready(
+            String event,
+            String socket,
+            String snapshot,
+            String format,
+            long guestBytes,
+            long dataBytes,
+            String control,
+            String metrics) {}
 
     record Ended(
             String event,
@@ -142,6 +162,8 @@ final class FcHandlerCommand implements Callable<Integer> {
     @Override
     public Integer call() throws Exception {
         if (stats) return printStats();
+        if (metricsAnyAddress && metricsAddress == null)
+            throw new CommandLine.ParameterException(spec.commandLine(), "--metrics-any-address needs --metrics");
         if (snapshot == null)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "Missing required option: '--snapshot=FILE' (needed except with --stats)");
@@ -189,9 +211,20 @@ final class FcHandlerCommand implements Callable<Integer> {
                     && java.nio.file.Files.isSameFile(recordAccess, snapshot))
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--record-access must not name the snapshot it serves");
-            AccessRecorder recorder = recordAccess == null
-                    ? null
-                    : AccessRecorder.create(recordAccess, source.regions(), source.size(), log);
+            dev.gmem.metrics.Metrics metrics = metricsAddress == null ? null : new dev.gmem.metrics.Metrics();
+            // what serves, in the order started; closed in reverse if a later one cannot start, and at the stop
+            List<AutoCloseable> started = new java.util.ArrayList<>();
+            dev.gmem.metrics.MetricsServer server = null;
+            AccessRecorder recorder = null;
+            try {
+                if (metrics != null)
+                    started.add(server = MetricsEndpoint.start(spec, metrics, metricsAddress, metricsAnyAddress));
+                if (recordAccess != null)
+                    started.add(recorder = AccessRecorder.create(recordAccess, source.regions(), source.size(), log));
+            } catch (java.io.IOException | RuntimeException e) {
+                closeAll(started);
+                throw e;
+            }
             FcHandler handler;
             try {
                 handler = FcHandler.start(
@@ -204,11 +237,12 @@ final class FcHandlerCommand implements Callable<Integer> {
                                 faultAround,
                                 policy,
                                 allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids),
-                                recorder),
+                                recorder,
+                                metrics),
                         r -> line(out, ended(r)),
                         log);
             } catch (java.io.IOException | RuntimeException e) {
-                if (recorder != null) recorder.close();
+                closeAll(started);
                 throw e;
             }
             ControlSocket control;
@@ -221,14 +255,14 @@ final class FcHandlerCommand implements Callable<Integer> {
                         log);
             } catch (java.io.IOException | RuntimeException e) {
                 handler.stop(Duration.ZERO);
-                if (recorder != null) recorder.close();
+                closeAll(started);
                 throw e;
             }
             CountDownLatch forever = new CountDownLatch(1);
             Signals.onStop(signal -> {
                 control.close();
                 List<Long> unfinished = handler.stop(Duration.ofSeconds(shutdownSeconds));
-                if (recorder != null) recorder.close();
+                closeAll(started);
                 if (json.on) line(out, oneLine(new Stopped("stopped", signal, unfinished)));
                 else
                     line(
@@ -245,7 +279,9 @@ final class FcHandlerCommand implements Callable<Integer> {
                     snapshot.toString(),
                     source.format(),
                     source.size(),
-                    source.counts().dataBytes());
+                    source.counts().dataBytes(),
+                    control.path().toString(),
+                    server == null ? null : server.url().toString());
             line(
                     out,
                     json.on
@@ -260,6 +296,17 @@ final class FcHandlerCommand implements Callable<Integer> {
                                     Sizes.format(source.counts().dataBytes())));
             forever.await(); // until a signal stops the process
             return 0;
+        }
+    }
+
+    /** Closes {@code started} in reverse order, never throwing (a close that fails is not worth more than the stop). */
+    private static void closeAll(List<AutoCloseable> started) {
+        for (int i = started.size() - 1; i >= 0; i--) {
+            try {
+                started.get(i).close();
+            } catch (Exception ignored) {
+                // the process is stopping: nothing is left to do about it
+            }
         }
     }
 

@@ -375,15 +375,7 @@ final class RestoreCommand implements Callable<Integer> {
         if (metricsHold < 0 || metricsHold > 3600)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--metrics-hold must be between 0 and 3600 seconds");
-        dev.gmem.metrics.MetricsServer server;
-        try {
-            server = dev.gmem.metrics.MetricsServer.start(metrics, metricsAddress, metricsAnyAddress);
-        } catch (IllegalArgumentException e) {
-            throw new CommandLine.ParameterException(spec.commandLine(), "--metrics " + e.getMessage());
-        }
-        spec.commandLine().getErr().println("gmem restore: metrics at " + server.url());
-        spec.commandLine().getErr().flush();
-        return server;
+        return MetricsEndpoint.start(spec, metrics, metricsAddress, metricsAnyAddress);
     }
 
     private void holdMetrics(dev.gmem.metrics.MetricsServer server) throws InterruptedException {

@@ -48,7 +48,9 @@ public final class FcHandler implements AutoCloseable {
      * faulting one that a fault also fills; {@code onFailure}: the policy for a failed session;
      * {@code allowedUids}: the users whose VMMs are served (empty: any user that can reach the
      * socket, which is 0600); {@code recorder}: where every session's data faults are recorded
-     * ({@code --record-access}), or null.
+     * ({@code --record-access}), or null; {@code metrics}: where each session is watched, with its
+     * id as the {@code session} label (the last {@link #ENDED_SERIES} ended ones keep their final
+     * series), or null.
      */
     public record Options(
             Duration handshakeTimeout,
@@ -56,7 +58,8 @@ public final class FcHandler implements AutoCloseable {
             int faultAroundPages,
             OnFailure onFailure,
             java.util.Set<Integer> allowedUids,
-            AccessRecorder recorder) {
+            AccessRecorder recorder,
+            dev.gmem.metrics.Metrics metrics) {
         public Options {
             allowedUids = java.util.Set.copyOf(allowedUids);
             if (faultAroundPages < 0 || faultAroundPages > MAX_FAULT_AROUND)
@@ -69,11 +72,15 @@ public final class FcHandler implements AutoCloseable {
                 int faultAroundPages,
                 OnFailure onFailure,
                 java.util.Set<Integer> allowedUids) {
-            this(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, null);
+            this(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, null, null);
         }
 
         public Options withRecorder(AccessRecorder r) {
-            return new Options(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, r);
+            return new Options(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, r, metrics);
+        }
+
+        public Options withMetrics(dev.gmem.metrics.Metrics m) {
+            return new Options(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, recorder, m);
         }
 
         public static Options defaults() {
@@ -203,6 +210,19 @@ public final class FcHandler implements AutoCloseable {
         return socket;
     }
 
+    /** Ended sessions whose final series stay in the metrics; older ones are dropped, so a daemon's series stay bounded. */
+    public static final int ENDED_SERIES = 64;
+
+    private final java.util.ArrayDeque<Long> endedSeries = new java.util.ArrayDeque<>();
+
+    private void finishMetrics(long id) {
+        options.metrics().finish(Long.toString(id));
+        synchronized (endedSeries) {
+            endedSeries.add(id);
+            while (endedSeries.size() > ENDED_SERIES) options.metrics().unwatch(Long.toString(endedSeries.remove()));
+        }
+    }
+
     /** The handler's statistics now (for {@code gmem fc-handler --stats}). */
     public Stats stats() {
         synchronized (live) {
@@ -274,6 +294,7 @@ public final class FcHandler implements AutoCloseable {
             }
             try (Session s = Session.start(
                     id, h, peer, pidfd, provider, options.prefetch(), options.faultAroundPages(), options.recorder())) {
+                if (options.metrics() != null) options.metrics().watch(Long.toString(id), s.stats(), s::pagesInPlace);
                 synchronized (live) {
                     sessions.put(id, s);
                     started++;
@@ -294,6 +315,7 @@ public final class FcHandler implements AutoCloseable {
                 synchronized (live) {
                     sessions.remove(id);
                 }
+                if (options.metrics() != null) finishMetrics(id); // its final values stay, however it ended
             }
         } catch (IOException | RuntimeException e) {
             log.accept("session " + id + ": " + e.getMessage());

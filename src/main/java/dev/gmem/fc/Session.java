@@ -118,6 +118,12 @@ public final class Session implements AutoCloseable {
         return engine.stats();
     }
 
+    /** Pages this session has put in place: by faults (with fault-around), as zeros, and by the prefetch. */
+    public long pagesInPlace() {
+        FaultStats.Pages p = engine.stats().pages();
+        return p.faultPages() + p.zeroPages() + p.prefetchPages();
+    }
+
     /** System.nanoTime() when the session started serving. */
     public long startNanos() {
         return engine.startNanos();

@@ -300,4 +300,44 @@ class FcHandlerTest {
         }
         for (Process vm : vms) vm.destroyForcibly();
     }
+
+    /** {@code --metrics}: each VM is a {@code session} series, scraped over HTTP, with its final values after it ends. */
+    @Test
+    void eachVmIsASessionInTheMetrics() throws Exception {
+        Host.assumeUserfaultfd();
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 67);
+        Path snap = Fixtures.pack(raw, dir.resolve("s.snap"), Codec.LZ4);
+        dev.gmem.metrics.Metrics metrics = new dev.gmem.metrics.Metrics();
+        Process vm = null;
+        try (dev.gmem.metrics.MetricsServer server =
+                        dev.gmem.metrics.MetricsServer.start(metrics, "127.0.0.1:0", false);
+                Served h = Served.start(
+                        snap,
+                        dir.resolve("metrics.sock"),
+                        FcHandler.Options.defaults().withMetrics(metrics))) {
+            vm = UffdPeer.startPaused(h.handler().socket(), Long.toString(SIZE), 2, dir.resolve("vm.err"));
+            vm.getInputStream().readNBytes((int) SIZE);
+            Served.awaitAny(h.reports());
+            Session.Report r = h.reports().getFirst();
+            assertThat(r.end()).isEqualTo(Session.End.GRADUATED);
+            java.util.Map<String, Double> m = dev.gmem.metrics.MetricsTest.scrape(server.url());
+            String id = Long.toString(r.id());
+            assertThat(m.get("gmem_pages_total{path=fault,session=" + id + "}")
+                            + m.get("gmem_pages_total{path=prefetch,session=" + id + "}"))
+                    .as("every data page, by faults or the prefetch: %s", m)
+                    .isEqualTo((double) (r.counts().faultPages() + r.counts().prefetchPages()))
+                    .isPositive();
+            assertThat(m.get("gmem_faults_total{session=" + id + "}"))
+                    .isEqualTo((double) r.counts().faults());
+            assertThat(m.get("gmem_sessions")).as("ended: no longer counted").isZero();
+            UffdPeer.proceed(vm);
+            assertThat(vm.waitFor(30, TimeUnit.SECONDS)).isTrue();
+        } finally {
+            if (vm != null) {
+                vm.destroyForcibly();
+                vm.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+    }
 }
