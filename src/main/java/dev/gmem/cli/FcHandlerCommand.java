@@ -47,6 +47,12 @@ final class FcHandlerCommand implements Callable<Integer> {
             description = "Firecracker's memory file, or a gmem snapshot of it.")
     Path snapshot;
 
+    @Option(
+            names = "--regions",
+            description = SnapshotCommand.REGIONS_HELP
+                    + " For a VM backed by 2 MiB hugetlbfs pages, give its page size: 0:SIZE:2M.")
+    String regions;
+
     @Option(names = "--format", defaultValue = "auto", description = SnapshotCommand.FORMAT_HELP)
     String format;
 
@@ -196,7 +202,7 @@ final class FcHandlerCommand implements Callable<Integer> {
         String name = spec.qualifiedName();
         try (PageSource source = PageSources.open(
                 snapshot,
-                null,
+                SnapshotCommand.regions(spec.commandLine(), regions),
                 SnapshotCommand.threads(),
                 x -> {},
                 SnapshotCommand.format(spec.commandLine(), format))) {

@@ -340,4 +340,69 @@ class FcHandlerTest {
             }
         }
     }
+
+    /**
+     * A VMM backed by 2 MiB hugetlbfs pages (as Firecracker's huge-page backend registers them),
+     * served from a raw memory file whose region says so: every huge page is copied whole, and a
+     * discarded one reads as zeros. Needs a pool of free 2 MiB pages (vm.nr_hugepages).
+     */
+    @Test
+    void aVmOfHugePagesIsServedWholePagesAndZerosAfterADiscard() throws Exception {
+        Host.assumeUserfaultfd();
+        long free = dev.gmem.probe.HostProbe.hugePagesOfHost().hugetlb().stream()
+                .filter(p -> p.pageSizeKib() == 2048)
+                .mapToLong(dev.gmem.probe.HostReport.HugetlbPool::free)
+                .sum();
+        org.junit.jupiter.api.Assumptions.assumeTrue(
+                free >= 8, "needs 8 free 2 MiB hugetlbfs pages (vm.nr_hugepages); this host has " + free);
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        long size = 8L << 20;
+        Path raw = Fixtures.raw(dir, "raw", size, 79);
+        byte[] image = Files.readAllBytes(raw);
+        List<dev.gmem.snapshot.Region> huge =
+                dev.gmem.snapshot.Region.parse("0:8M:2M", dev.gmem.snapshot.Region.MIN_PAGE);
+        Process vm = null;
+        try (dev.gmem.snapshot.PageSource source = dev.gmem.snapshot.PageSources.open(raw, huge, 1, x -> {})) {
+            List<Session.Report> reports = new CopyOnWriteArrayList<>();
+            List<String> log = new CopyOnWriteArrayList<>();
+            FcHandler handler = FcHandler.start(
+                    dir.resolve("huge.sock"),
+                    new SourcePages(source),
+                    source.size(),
+                    FcHandler.Options.defaults(),
+                    reports::add,
+                    log::add);
+            try {
+                // the discard of the second huge page (page 512 of 4 KiB) comes after the memory is read
+                ProcessBuilder pb = new ProcessBuilder(
+                                UffdPeer.binary().toString(),
+                                handler.socket().toString(),
+                                size + "h",
+                                "2",
+                                "512",
+                                "512")
+                        .redirectError(dir.resolve("huge.err").toFile());
+                vm = pb.start();
+                byte[] out = vm.getInputStream().readAllBytes();
+                assertThat(vm.waitFor(30, TimeUnit.SECONDS)).isTrue();
+                assertThat(vm.exitValue())
+                        .as(Files.readString(dir.resolve("huge.err")))
+                        .isZero();
+                assertThat(out).hasSize((int) (size + (2L << 20)));
+                assertThat(Arrays.mismatch(Arrays.copyOf(out, (int) size), image))
+                        .isEqualTo(-1);
+                assertThat(Arrays.copyOfRange(out, (int) size, out.length))
+                        .as("the discarded huge page reads as zeros")
+                        .containsOnly((byte) 0);
+                assertThat(log).isEmpty();
+            } finally {
+                handler.stop(Duration.ofSeconds(10));
+            }
+        } finally {
+            if (vm != null) {
+                vm.destroyForcibly();
+                vm.waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+    }
 }
