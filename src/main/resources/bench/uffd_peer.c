@@ -25,6 +25,10 @@
  *   place (mincore says so just before) is a fault, timed as the faulting thread sees it; the
  *   percentiles are of the faults' times. touched_ms is the time from the first touch until every
  *   thread is done.
+ *   UFFD_PEER_DISCARDS=N   right after the handshake a thread discards N random pages of the first
+ *                          region, one MADV_DONTNEED each (a UFFD_EVENT_REMOVE each), while the
+ *                          handler fills the memory; with UFFD_PEER_COMPARE those pages must then
+ *                          read as zeros, and every other page as the file.
  * THREADS may be 0: nothing is touched before the pause (a handler's prefetch fills the memory).
  * Exits 0 when done (whatever the count of wrong pages); 2 on a usage error; 1 with a message on
  * stderr on any failure.
@@ -60,6 +64,8 @@ static uint32_t *touch_ns[64];  /* per thread: each fault's time in ns (UFFD_PEE
 static unsigned long touches[64];
 static unsigned long faults[64];
 static int timed;
+static unsigned long discards;   /* UFFD_PEER_DISCARDS */
+static unsigned char *discarded; /* per page of the first region: 1 once discarded */
 
 static void die(const char *what) {
     fprintf(stderr, "uffd_peer: %s: %s\n", what, strerror(errno));
@@ -155,6 +161,19 @@ static void *touch(void *arg) {
     return (void *) sum;
 }
 
+static void *discard(void *arg) {
+    (void) arg;
+    unsigned long x = 88172645463325252UL, pages = size[0] / PAGE;
+    struct timespec pause = {.tv_sec = 0, .tv_nsec = 20000};
+    for (unsigned long i = 0; i < discards; i++) {
+        unsigned long p = xorshift(&x) % pages;
+        discarded[p] = 1; /* before the discard: a read racing it may see either, and is not checked */
+        if (madvise(base[0] + p * PAGE, PAGE, MADV_DONTNEED) < 0) die("madvise");
+        nanosleep(&pause, NULL);
+    }
+    return NULL;
+}
+
 static int by_value(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
     return x < y ? -1 : x > y;
@@ -191,6 +210,8 @@ int main(int argc, char **argv) {
     if (random != NULL) seed = strtoul(random, NULL, 0);
     const char *compare = getenv("UFFD_PEER_COMPARE");
     timed = compare != NULL;
+    const char *d = getenv("UFFD_PEER_DISCARDS");
+    if (d != NULL) discards = strtoul(d, NULL, 0);
 
     int uffd = (int) syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     if (uffd < 0) die("userfaultfd");
@@ -233,12 +254,18 @@ int main(int argc, char **argv) {
     memcpy(CMSG_DATA(c), &uffd, sizeof(int));
     if (sendmsg(sock, &msg, 0) < 0) die("sendmsg");
 
-    pthread_t tid[64];
+    pthread_t tid[64], discarder;
+    if (discards > 0) {
+        discarded = calloc(size[0] / PAGE, 1);
+        if (discarded == NULL) die("calloc");
+        if (pthread_create(&discarder, NULL, discard, NULL) != 0) die("pthread_create");
+    }
     uint64_t start = now_ns();
     for (long t = 0; t < threads; t++) {
         if (pthread_create(&tid[t], NULL, touch, (void *) t) != 0) die("pthread_create");
     }
     for (int t = 0; t < threads; t++) pthread_join(tid[t], NULL);
+    if (discards > 0) pthread_join(discarder, NULL);
     double touched_ms = (double) (now_ns() - start) / 1e6;
     if (compare == NULL) {
         for (int r = 0; r < regions; r++) write_all(base[r], size[r]);
@@ -258,7 +285,12 @@ int main(int argc, char **argv) {
         if (file == MAP_FAILED) die("mmap the memory file");
         at = 0;
         for (int r = 0; r < regions; r++) {
-            wrong += wrong_pages(base[r], file + at, size[r]);
+            if (r == 0 && discarded != NULL) {
+                for (unsigned long p = 0; p < size[0] / PAGE; p++)
+                    wrong += wrong_pages(base[0] + p * PAGE, discarded[p] ? NULL : file + p * PAGE, PAGE);
+            } else {
+                wrong += wrong_pages(base[r], file + at, size[r]);
+            }
             at += size[r];
         }
         munmap(file, at);

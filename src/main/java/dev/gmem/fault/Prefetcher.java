@@ -124,23 +124,34 @@ final class Prefetcher implements Runnable {
     private void install(long offset, MemorySegment bytes) throws IOException {
         long page = target.pageSize(offset);
         long pagesPerPiece = Math.max(1, PIECE / page);
-        for (long p = 0, n = bytes.byteSize() / page; p < n && !engine.stopping(); p += pagesPerPiece) {
+        long n = bytes.byteSize() / page;
+        long p = 0;
+        while (p < n && !engine.stopping()) {
             long q = Math.min(n, p + pagesPerPiece);
             ReentrantLock lock = engine.resolving();
             lock.lock();
             try {
-                fillPiece(offset, bytes, p, q, page);
+                p = fillPiece(offset, bytes, p, q, page);
             } finally {
                 lock.unlock();
             }
+            // stopped short of q: a removal is pending, which the fault thread reads once the lock is free;
+            // the rest of the piece is filled after that, checked against the removed bits again
+            if (p < q) java.util.concurrent.locks.LockSupport.parkNanos(RETRY_PAUSE_NANOS);
         }
     }
+
+    /** How long the prefetcher leaves the lock to the fault thread when a removal is pending. */
+    private static final long RETRY_PAUSE_NANOS = 20_000;
 
     /** The largest piece filled under the lock: about 100 us of copying, all a fault may wait behind. */
     static final long PIECE = 256 << 10;
 
-    /** Fills pages {@code [p, q)} of {@code bytes}, skipping removed ones; the engine's lock is held. */
-    private void fillPiece(long offset, MemorySegment bytes, long p, long q, long page) throws IOException {
+    /**
+     * Fills pages {@code [p, q)} of {@code bytes}, skipping removed ones; the engine's lock is held.
+     * Returns where it stopped: {@code q}, or the first page not filled when a removal is pending.
+     */
+    private long fillPiece(long offset, MemorySegment bytes, long p, long q, long page) throws IOException {
         while (p < q) {
             if (engine.removed.get((offset + p * page) / engine.unit)) {
                 p++;
@@ -153,19 +164,22 @@ final class Prefetcher implements Runnable {
             if (target.writable()) {
                 engine.writeSome(at, run, page, engine.stats.prefetchPages);
                 if (engine.mode() == UffdMode.MINOR) mapWritten(at, run.byteSize(), page);
-            } else if (!copySome(at, run, page)) {
-                return; // a removal is pending: the caller's next piece starts after the fault thread read it
+            } else {
+                long done = copySome(at, run, page);
+                if (done < run.byteSize()) return p + done / page; // a removal is pending: the caller retries from here
             }
             p = e;
         }
+        return q;
     }
 
     /**
-     * UFFDIO_COPY of a run, page by page past pages already populated. Returns false on EAGAIN (a
-     * removal is pending): the fault thread must read it, which needs the lock this thread holds,
-     * so the run is given up; the pages left are filled by their faults or by a later pass.
+     * UFFDIO_COPY of a run, page by page past pages already populated. Returns the bytes done: all
+     * of the run, or less on EAGAIN (a removal is pending: the fault thread must read it, which
+     * needs the lock this thread holds, so the caller lets go of it and retries the rest; never
+     * skipped, or a graduation would leave data pages to the kernel's zeros).
      */
-    private boolean copySome(long offset, MemorySegment run, long page) throws IOException {
+    private long copySome(long offset, MemorySegment run, long page) throws IOException {
         long at = 0;
         while (at < run.byteSize() && !engine.stopping()) {
             long r = target.copy(offset + at, run.asSlice(at));
@@ -174,12 +188,12 @@ final class Prefetcher implements Runnable {
                 engine.stats.prefetchPages.addAndGet(r / page);
             } else if (r == Userfaultfd.RETRY) {
                 engine.stats.retries.incrementAndGet();
-                return false;
+                return at;
             } else {
                 at += page; // EXISTS: populated by a fault
             }
         }
-        return true;
+        return at;
     }
 
     /** UFFDIO_CONTINUE over what was written, page by page past pages already mapped. */
