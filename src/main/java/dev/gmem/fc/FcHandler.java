@@ -292,6 +292,7 @@ public final class FcHandler implements AutoCloseable {
                 log.accept("session " + id + " (pid " + peer.pid() + ", uid " + peer.uid() + "): " + e.getMessage());
                 return;
             }
+            boolean metricsFinished = false;
             try (Session s = Session.start(
                     id, h, peer, pidfd, provider, options.prefetch(), options.faultAroundPages(), options.recorder())) {
                 if (options.metrics() != null) options.metrics().watch(Long.toString(id), s.stats(), s::pagesInPlace);
@@ -310,12 +311,16 @@ public final class FcHandler implements AutoCloseable {
                     sessions.remove(id); // counted as ended from now on, not as live
                 }
                 reports.accept(r);
+                if (options.metrics() != null) finishMetrics(id);
+                metricsFinished = true;
                 if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
+                if (r.end() == Session.End.GRADUATED) s.linger(); // events in flight at the unregistration
             } finally {
                 synchronized (live) {
                     sessions.remove(id);
                 }
-                if (options.metrics() != null) finishMetrics(id); // its final values stay, however it ended
+                // its final values stay, however it ended
+                if (options.metrics() != null && !metricsFinished) finishMetrics(id);
             }
         } catch (IOException | RuntimeException e) {
             log.accept("session " + id + ": " + e.getMessage());

@@ -48,6 +48,14 @@ public final class Session implements AutoCloseable {
         OFF
     }
 
+    /**
+     * How long a graduated session goes on reading its userfaultfd's events before it closes. A
+     * VMM thread that discarded memory (MADV_DONTNEED) just before the unregistration queues its
+     * REMOVE event after it, and waits until a reader takes it; the VMM holds its own copy of the
+     * descriptor, so once this process stops reading, that thread would wait forever.
+     */
+    static final Duration LINGER = Duration.ofSeconds(1);
+
     /** How often a waiting session looks at its VMM's pidfd. */
     private static final long EXIT_CHECK_MILLIS = 50;
 
@@ -164,6 +172,22 @@ public final class Session implements AutoCloseable {
             // copying into an address space that is gone fails too: that is a VMM that exited, not a failure to act on
             if (vmmGone()) return report(End.VMM_EXITED, "the VMM exited while it was served", -1);
             return report(End.FAILED, e.getMessage(), -1);
+        }
+    }
+
+    /**
+     * After graduation: keeps reading the VMM's events for {@link #LINGER} (or until its VMM
+     * exits), so that a discard in flight at the unregistration is never left waiting. Close after it.
+     */
+    public void linger() throws IOException {
+        long deadline = System.nanoTime() + LINGER.toNanos();
+        while (System.nanoTime() < deadline && !vmmGone()) {
+            try {
+                Thread.sleep(EXIT_CHECK_MILLIS);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                return;
+            }
         }
     }
 
