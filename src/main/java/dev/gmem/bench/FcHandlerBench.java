@@ -383,14 +383,14 @@ public final class FcHandlerBench {
 
         /** Waits for a VMM's end and its counts; a wrong page or a failure fails the benchmark. */
         PeerResult finish(Process p) throws IOException {
-            String line = new String(p.getInputStream().readAllBytes(), StandardCharsets.US_ASCII);
-            try {
+            try { // its one line fits in the pipe: wait first, so that a VMM frozen by a handler never hangs the bench
                 if (!p.waitFor(PEER_TIMEOUT_SECONDS, TimeUnit.SECONDS))
                     throw new IOException("a test VMM did not finish in " + PEER_TIMEOUT_SECONDS + " s");
             } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
                 throw new java.io.InterruptedIOException("interrupted");
             }
+            String line = new String(p.getInputStream().readAllBytes(), StandardCharsets.US_ASCII);
             if (p.exitValue() != 0)
                 throw new IOException("a test VMM failed (exit " + p.exitValue() + "; its error is above)");
             PeerResult r = PeerResult.parse(p.pid(), line);
@@ -475,8 +475,7 @@ public final class FcHandlerBench {
                     source.toString()));
             cmd.addAll(extra);
             Handler h = new Handler(name, socket, start(cmd, work), true);
-            h.awaitLine(l -> l.contains("\"event\":\"ready\""), "its ready line");
-            return h;
+            return h.ready(l -> l.contains("\"event\":\"ready\""), "its ready line");
         }
 
         /** The C reference handler, serving the raw memory file on {@code socket}. */
@@ -485,8 +484,18 @@ public final class FcHandlerBench {
             List<String> cmd = new ArrayList<>(prefix);
             cmd.addAll(List.of(binary.toString(), socket.toString(), raw.toString()));
             Handler h = new Handler("C reference", socket, start(cmd, work), false);
-            h.awaitLine("ready"::equals, "ready");
-            return h;
+            return h.ready("ready"::equals, "ready");
+        }
+
+        /** This handler once it has said it is ready; stopped and reaped if it does not. */
+        private Handler ready(java.util.function.Predicate<String> line, String description) throws IOException {
+            try {
+                awaitLine(line, description);
+                return this;
+            } catch (IOException | RuntimeException e) {
+                close();
+                throw e;
+            }
         }
 
         private static Process start(List<String> cmd, Path work) throws IOException {

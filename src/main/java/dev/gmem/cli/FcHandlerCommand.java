@@ -217,6 +217,7 @@ final class FcHandlerCommand implements Callable<Integer> {
                     && java.nio.file.Files.isSameFile(recordAccess, snapshot))
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--record-access must not name the snapshot it serves");
+            FcHandler.clearStale(socket); // a live handler there is refused before anything is created
             dev.gmem.metrics.Metrics metrics = metricsAddress == null ? null : new dev.gmem.metrics.Metrics();
             // what serves, in the order started; closed in reverse if a later one cannot start, and at the stop
             List<AutoCloseable> started = new java.util.ArrayList<>();

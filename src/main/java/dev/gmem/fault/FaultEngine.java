@@ -560,6 +560,11 @@ public final class FaultEngine implements AutoCloseable {
 
     // ---- shared with the prefetcher ----
 
+    /** Whether {@link #close} was called: the engine serves nothing more. */
+    public boolean closed() {
+        return closed;
+    }
+
     boolean stopping() {
         return stopping;
     }

@@ -19,6 +19,10 @@ import java.util.function.LongConsumer;
  * ({@code 0x…}), the form {@code gmem snapshot pack --access-order FILE} takes. So the next restore
  * of the snapshot prefetches that working set first.
  *
+ * <p>The fault thread only marks the page and queues its address; a thread of the recorder's,
+ * {@code gmem-fc-record}, writes the file, so a slow disk never holds a fault. When the queue is
+ * full (the disk has stalled far behind), addresses are dropped, with one line to the log.
+ *
  * <p>Only faults are recorded: a page the prefetch filled first is not, so with {@code --prefetch
  * all} the record holds the pages the VMs needed before the prefetch reached them (with {@code
  * --prefetch off}, every data page they touched). The file is written as the VMs run, and flushed
@@ -33,8 +37,19 @@ public final class AccessRecorder implements LongConsumer, AutoCloseable {
     private final PageBitmap seen;
     private final Consumer<String> log;
     private final BufferedWriter out;
+    /** Guest addresses for the writer. */
+    private final java.util.concurrent.ArrayBlockingQueue<Long> queue =
+            new java.util.concurrent.ArrayBlockingQueue<>(QUEUE);
+
+    private final Thread writer;
+    // guarded by this
     private long recorded;
-    private boolean broken;
+    private long written;
+    private long dropped;
+    private volatile boolean broken;
+    private volatile boolean closed;
+
+    private static final int QUEUE = 1 << 16;
 
     private AccessRecorder(Path file, List<Region> regions, long size, Consumer<String> log, BufferedWriter out) {
         this.file = file;
@@ -42,6 +57,7 @@ public final class AccessRecorder implements LongConsumer, AutoCloseable {
         this.seen = new PageBitmap((size + PAGE - 1) / PAGE);
         this.log = log;
         this.out = out;
+        this.writer = Thread.ofPlatform().name("gmem-fc-record").daemon().start(this::write);
     }
 
     /**
@@ -71,22 +87,58 @@ public final class AccessRecorder implements LongConsumer, AutoCloseable {
         return file;
     }
 
-    /** Records the data page at source {@code offset}, if it is the first time. */
+    /** Records the data page at source {@code offset}, if it is the first time: marks it and queues it, nothing more. */
     @Override
-    public synchronized void accept(long offset) {
-        if (broken) return;
+    public void accept(long offset) {
+        if (broken || closed) return;
         long page = offset / PAGE;
-        if (page < 0 || page >= seen.pages() || seen.get(page)) return;
-        seen.set(page);
-        long guest = guestAddress(offset - offset % PAGE);
-        if (guest < 0) return; // outside every region: the handshake's check makes this impossible
-        try {
-            out.write("0x");
-            out.write(Long.toHexString(guest));
-            out.write('\n');
+        long guest;
+        synchronized (this) {
+            if (page < 0 || page >= seen.pages() || seen.get(page)) return;
+            seen.set(page);
+            guest = guestAddress(offset - offset % PAGE);
+            if (guest < 0) return; // outside every region: the handshake's check makes this impossible
             recorded++;
-        } catch (IOException e) {
-            fail(e);
+        }
+        if (!queue.offer(guest)) dropped();
+    }
+
+    private void dropped() {
+        boolean first;
+        synchronized (this) {
+            first = dropped++ == 0;
+        }
+        if (first)
+            log.accept("--record-access: " + file + " cannot be written fast enough; pages are left out of the record");
+    }
+
+    /** The writer thread: the queue to the file, flushed whenever it runs dry. */
+    private void write() {
+        try {
+            while (true) {
+                Long a = queue.poll(100, java.util.concurrent.TimeUnit.MILLISECONDS);
+                if (a == null) {
+                    if (closed) return;
+                    continue;
+                }
+                if (broken) continue;
+                try {
+                    if (a >= 0) {
+                        out.write("0x");
+                        out.write(Long.toHexString(a));
+                        out.write('\n');
+                    }
+                    if (queue.isEmpty()) out.flush();
+                } catch (IOException e) {
+                    fail(e);
+                }
+                synchronized (this) {
+                    if (a >= 0) written++;
+                    notifyAll();
+                }
+            }
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 
@@ -98,34 +150,48 @@ public final class AccessRecorder implements LongConsumer, AutoCloseable {
         return -1;
     }
 
-    /** Pages recorded so far. */
+    /** Pages recorded so far (queued for the file, if not yet written). */
     public synchronized long recorded() {
         return recorded;
     }
 
-    /** Writes out what is buffered. */
-    public synchronized void flush() {
-        if (broken) return;
-        try {
-            out.flush();
-        } catch (IOException e) {
-            fail(e);
+    /** Waits (up to 10 s) until every page recorded so far is written out. */
+    public void flush() {
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        synchronized (this) {
+            long want = recorded - dropped;
+            while (written < want && !broken && System.nanoTime() < deadline && writer.isAlive()) {
+                try {
+                    wait(50);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
+                }
+            }
         }
     }
 
     private void fail(IOException e) {
+        if (broken) return;
         broken = true;
-        log.accept("--record-access stopped: cannot write " + file + " (" + e.getMessage() + "); " + recorded
-                + " pages recorded before");
+        log.accept("--record-access stopped: cannot write " + file + " (" + e.getMessage() + "); " + written
+                + " pages written before");
     }
 
+    /** Writes out what is queued, stops the writer and closes the file. */
     @Override
-    public synchronized void close() {
+    public void close() {
         flush();
+        closed = true;
+        try {
+            writer.join(10_000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
         try {
             out.close();
         } catch (IOException e) {
-            if (!broken) fail(e);
+            fail(e);
         }
     }
 }

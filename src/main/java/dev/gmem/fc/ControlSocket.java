@@ -89,13 +89,34 @@ public final class ControlSocket implements AutoCloseable {
                     String request = readLine(conn, buffer);
                     if (request == null) continue;
                     byte[] reply = (answer.apply(request) + "\n").getBytes(StandardCharsets.UTF_8);
-                    try (Arena once = Arena.ofConfined()) { // freed with each reply: a daemon answers for days
-                        MemorySegment out = once.allocate(reply.length);
-                        out.copyFrom(MemorySegment.ofArray(reply));
-                        for (long at = 0; at < reply.length; ) at += UnixSockets.send(conn, out.asSlice(at), List.of());
-                    }
+                    sendWithin(conn, reply);
                 } catch (IOException | RuntimeException e) {
                     if (!stopping) log.accept("control socket: " + e.getMessage());
+                }
+            }
+        }
+    }
+
+    /**
+     * Sends {@code reply} without blocking this thread past {@link #REQUEST_TIMEOUT}: a client that
+     * stops reading a long reply is dropped rather than stalling the answers to the others.
+     */
+    private static void sendWithin(Fd conn, byte[] reply) throws IOException {
+        conn.fcntl(Linux.F_SETFL, conn.fcntl(Linux.F_GETFL, 0) | Linux.O_NONBLOCK);
+        long deadline = System.nanoTime() + REQUEST_TIMEOUT.toNanos();
+        try (Arena once = Arena.ofConfined()) { // freed with each reply: a daemon answers for days
+            MemorySegment out = once.allocate(reply.length);
+            out.copyFrom(MemorySegment.ofArray(reply));
+            long at = 0;
+            while (at < reply.length) {
+                try {
+                    at += UnixSockets.send(conn, out.asSlice(at), List.of());
+                } catch (SyscallException e) {
+                    if (!e.is(dev.gmem.linux.Errno.EAGAIN)) throw e;
+                    long left = (deadline - System.nanoTime()) / 1_000_000;
+                    if (left <= 0 || new Poller(Linux.POLLOUT, conn).poll((int) left) == 0)
+                        throw new IOException(
+                                "a client did not read its reply in " + REQUEST_TIMEOUT.toSeconds() + " s");
                 }
             }
         }

@@ -179,8 +179,12 @@ public final class FcHandler implements AutoCloseable {
         }
     }
 
-    /** A socket left by a handler that is gone is removed; a live one, or anything that is not a socket, is refused. */
-    static void clearStale(Path socket) throws IOException {
+    /**
+     * A socket left by a handler that is gone is removed; a live one, or anything that is not a
+     * socket, is refused. {@link #start} does it; a caller may do it first, before it creates files
+     * that a refused start would have spoilt.
+     */
+    public static void clearStale(Path socket) throws IOException {
         BasicFileAttributes a;
         try {
             a = Files.readAttributes(socket, BasicFileAttributes.class, LinkOption.NOFOLLOW_LINKS);
@@ -293,8 +297,38 @@ public final class FcHandler implements AutoCloseable {
                 return;
             }
             boolean metricsFinished = false;
-            try (Session s = Session.start(
-                    id, h, peer, pidfd, provider, options.prefetch(), options.faultAroundPages(), options.recorder())) {
+            Session opened;
+            try {
+                opened = Session.start(
+                        id,
+                        h,
+                        peer,
+                        pidfd,
+                        provider,
+                        options.prefetch(),
+                        options.faultAroundPages(),
+                        options.recorder());
+            } catch (IOException | RuntimeException e) {
+                // its handshake was taken and its VM waits: it is a failed session, for the policy
+                Session.Report r = new Session.Report(
+                        id,
+                        peer.pid(),
+                        peer.uid(),
+                        Session.End.FAILED,
+                        "cannot be served: " + e.getMessage(),
+                        new FaultStats().counts(),
+                        -1,
+                        -1);
+                synchronized (live) {
+                    started++;
+                    ended.merge(r.end(), 1L, Long::sum);
+                    endedCounts.add(r.counts());
+                }
+                reports.accept(r);
+                onFailure(r, pidfd);
+                return;
+            }
+            try (Session s = opened) {
                 if (options.metrics() != null) options.metrics().watch(Long.toString(id), s.stats(), s::pagesInPlace);
                 synchronized (live) {
                     sessions.put(id, s);
@@ -373,10 +407,12 @@ public final class FcHandler implements AutoCloseable {
         }
         for (Thread t : threads) join(t, Math.max(1, (deadline - System.nanoTime()) / 1_000_000));
         List<Long> unfinished = new ArrayList<>();
+        List<Session> left;
         synchronized (live) {
             unfinished.addAll(live.keySet());
-            for (Session s : sessions.values()) s.close(); // their threads then end
+            left = new ArrayList<>(sessions.values());
         }
+        for (Session s : left) s.close(); // outside the lock (a close joins threads); their threads then end
         stop.closeQuietly();
         return unfinished;
     }

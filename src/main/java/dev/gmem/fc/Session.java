@@ -56,6 +56,9 @@ public final class Session implements AutoCloseable {
      */
     static final Duration LINGER = Duration.ofSeconds(1);
 
+    /** How long a failed engine's VMM is given to be seen gone (its address space goes before its pidfd says so). */
+    private static final Duration EXIT_GRACE = Duration.ofSeconds(2);
+
     /** How often a waiting session looks at its VMM's pidfd. */
     private static final long EXIT_CHECK_MILLIS = 50;
 
@@ -102,16 +105,24 @@ public final class Session implements AutoCloseable {
             int faultAroundPages,
             java.util.function.LongConsumer dataFaults)
             throws IOException {
-        // Firecracker asked for EVENT_REMOVE alone, and made the API handshake itself
-        Userfaultfd uffd = Userfaultfd.adopt(handshake.uffd(), UffdFeature.EVENT_REMOVE.bit());
-        ForeignTarget target = ForeignTarget.of(uffd, handshake.regions());
-        FaultEngine.Options options = new FaultEngine.Options(
-                OnRemove.ZERO,
-                faultAroundPages,
-                OnFailure.HOLD,
-                prefetch == Prefetch.ALL ? FaultEngine.Prefetch.DEFAULT : null,
-                dataFaults);
-        return new Session(id, peer, pidfd, FaultEngine.start(target, provider, options));
+        ForeignTarget target = null;
+        try {
+            // Firecracker asked for EVENT_REMOVE alone, and made the API handshake itself
+            Userfaultfd uffd = Userfaultfd.adopt(handshake.uffd(), UffdFeature.EVENT_REMOVE.bit());
+            target = ForeignTarget.of(uffd, handshake.regions());
+            FaultEngine.Options options = new FaultEngine.Options(
+                    OnRemove.ZERO,
+                    faultAroundPages,
+                    OnFailure.HOLD,
+                    prefetch == Prefetch.ALL ? FaultEngine.Prefetch.DEFAULT : null,
+                    dataFaults);
+            return new Session(id, peer, pidfd, FaultEngine.start(target, provider, options));
+        } catch (IOException | RuntimeException e) {
+            // the engine never took the target (its regions' page sizes differ from the source's, say)
+            if (target != null) target.close();
+            else handshake.close();
+            throw e;
+        }
     }
 
     public long id() {
@@ -153,6 +164,8 @@ public final class Session implements AutoCloseable {
                 long left = (deadline - System.nanoTime()) / 1_000_000;
                 if (engine.awaitPopulated(Math.max(0, Math.min(left, EXIT_CHECK_MILLIS)))) break;
                 if (vmmGone()) return report(End.VMM_EXITED, "the VMM exited while it was served", -1);
+                if (engine.closed())
+                    return report(End.TIMED_OUT, "the handler stopped before every data page was in place", -1);
                 if (left <= 0)
                     return report(
                             End.TIMED_OUT, "not every data page was in place after " + limit.toMillis() + " ms", -1);
@@ -162,17 +175,28 @@ public final class Session implements AutoCloseable {
             } catch (dev.gmem.linux.SyscallException e) {
                 // the userfaultfd outlives the VMM's address space; UFFDIO_UNREGISTER on a dead one says ENOMEM
                 // (ENOMEM could also be a real shortage: only a VMM that is gone ends the session this way)
-                if (e.is(dev.gmem.linux.Errno.ENOMEM) && vmmGone()) {
+                if (e.is(dev.gmem.linux.Errno.ENOMEM) && vmmGoneSoon()) {
                     return report(End.VMM_EXITED, "the VMM exited before its memory graduated", -1);
                 }
-                throw e;
+                return report(End.FAILED, "its regions could not be unregistered: " + e.getMessage(), -1);
             }
             return report(End.GRADUATED, null, (engine.populatedNanos() - engine.startNanos()) / 1e6);
         } catch (FaultEngineFailedException e) {
             // copying into an address space that is gone fails too: that is a VMM that exited, not a failure to act on
-            if (vmmGone()) return report(End.VMM_EXITED, "the VMM exited while it was served", -1);
+            if (vmmGoneSoon()) return report(End.VMM_EXITED, "the VMM exited while it was served", -1);
+            return report(End.FAILED, e.getMessage(), -1);
+        } catch (IOException e) {
             return report(End.FAILED, e.getMessage(), -1);
         }
+    }
+
+    /**
+     * Whether the VMM is gone, waiting up to {@link #EXIT_GRACE} for its pidfd to say so: an
+     * exiting process loses its address space (copies then fail with ESRCH, an unregistration with
+     * ENOMEM) before it has torn down its memory and its pidfd becomes readable.
+     */
+    private boolean vmmGoneSoon() throws IOException {
+        return new dev.gmem.linux.Poller(dev.gmem.linux.Linux.POLLIN, pidfd).poll((int) EXIT_GRACE.toMillis()) > 0;
     }
 
     /**

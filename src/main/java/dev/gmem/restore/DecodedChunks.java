@@ -80,7 +80,11 @@ final class DecodedChunks implements AutoCloseable {
                 }
                 if (cached == null) {
                     s = victim();
-                    if (s != null) break;
+                    if (s != null) {
+                        // before the slot changes: a failed allocation leaves it as it was
+                        if (s.buffer == null) s.buffer = arena.allocate(Math.max(4096, source.scratchBytes()), 4096);
+                        break;
+                    }
                 }
                 await(); // being decoded by another fetcher, or every slot pinned
             }
@@ -90,7 +94,6 @@ final class DecodedChunks implements AutoCloseable {
             s.data = null;
             s.lastUse = ++clock;
             decodes++;
-            if (s.buffer == null) s.buffer = arena.allocate(Math.max(4096, source.scratchBytes()), 4096);
         }
         ChunkData d = null;
         try {
