@@ -482,10 +482,16 @@ public final class FaultEngine implements AutoCloseable {
             if (!target.writable()) target.forget(offset, page); // a MISSING fault proves the foreign page absent
             long r;
             if (mode == UffdMode.MISSING) {
-                r = target.copy(offset, run);
-                if (r > 0) {
-                    stats.faultPages.addAndGet(r / page);
-                    stats.faultAroundPages.addAndGet(r / page - 1); // all but the page that faulted
+                // the faulting page first, alone: its thread is woken by that copy and runs on while the
+                // fault-around pages follow in a second one (what those cannot fill, their faults or the prefetch do)
+                r = target.copy(offset, run.asSlice(0, Math.min(page, run.byteSize())));
+                if (r > 0) stats.faultPages.addAndGet(r / page);
+                if (r > 0 && run.byteSize() > page) {
+                    long around = target.copy(offset + page, run.asSlice(page));
+                    if (around > 0) {
+                        stats.faultPages.addAndGet(around / page);
+                        stats.faultAroundPages.addAndGet(around / page);
+                    }
                 }
             } else {
                 long before = stats.faultPages.get(); // only this thread, under the lock, adds fault pages
