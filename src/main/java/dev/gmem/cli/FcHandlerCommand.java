@@ -4,6 +4,8 @@ import dev.gmem.fc.AccessRecorder;
 import dev.gmem.fc.ControlSocket;
 import dev.gmem.fc.FcHandler;
 import dev.gmem.fc.Session;
+import dev.gmem.fc.StateDir;
+import dev.gmem.fc.Takeover;
 import dev.gmem.restore.SourcePages;
 import dev.gmem.snapshot.PageSource;
 import dev.gmem.snapshot.PageSources;
@@ -126,6 +128,15 @@ final class FcHandlerCommand implements Callable<Integer> {
     boolean metricsAnyAddress;
 
     @Option(
+            names = "--state-dir",
+            paramLabel = "DIR",
+            description =
+                    "Keep each VM's session in DIR (its regions, its VMM, its removals), so that a handler started on the same"
+                            + " DIR after this one died, even by SIGKILL, takes its VMs over: it takes their userfaultfds again"
+                            + " from the VMMs (pidfd_getfd: root or CAP_SYS_PTRACE), wakes them, and serves them on.")
+    Path stateDir;
+
+    @Option(
             names = "--stats",
             description =
                     "Do not serve: ask the handler running on --socket, through its control socket (PATH.ctl), for its"
@@ -137,6 +148,9 @@ final class FcHandlerCommand implements Callable<Integer> {
 
     @CommandLine.Spec
     CommandLine.Model.CommandSpec spec;
+
+    /** The open --state-dir, once the serving starts. */
+    private StateDir state;
 
     /** The ready line's, and each ended session's, JSON. */
     record Ready(
@@ -226,6 +240,15 @@ final class FcHandlerCommand implements Callable<Integer> {
             try {
                 if (metrics != null)
                     started.add(server = MetricsEndpoint.start(spec, metrics, metricsAddress, metricsAnyAddress));
+                if (stateDir != null) {
+                    StateDir state = StateDir.open(stateDir, StateDir.identity(snapshot));
+                    started.add(state);
+                    this.state = state;
+                    if (!Takeover.mayTakeDescriptors())
+                        log.accept(
+                                "--state-dir: this process may not take descriptors from other processes"
+                                        + " (pidfd_getfd needs root or CAP_SYS_PTRACE): its VMs will not be taken over after it dies");
+                }
                 if (recordAccess != null)
                     started.add(recorder = AccessRecorder.create(recordAccess, source.regions(), source.size(), log));
             } catch (java.io.IOException | RuntimeException e) {
@@ -245,7 +268,8 @@ final class FcHandlerCommand implements Callable<Integer> {
                                 policy,
                                 allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids),
                                 recorder,
-                                metrics),
+                                metrics,
+                                state),
                         r -> line(out, ended(r)),
                         log);
             } catch (java.io.IOException | RuntimeException e) {

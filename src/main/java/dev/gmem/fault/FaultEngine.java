@@ -15,6 +15,7 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
+import java.util.List;
 import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
@@ -102,7 +103,8 @@ public final class FaultEngine implements AutoCloseable {
             int faultAroundPages,
             OnFailure onFailure,
             Prefetch prefetch,
-            java.util.function.LongConsumer dataFaults) {
+            java.util.function.LongConsumer dataFaults,
+            Journal journal) {
         public Options {
             if (onRemove == null || onFailure == null)
                 throw new IllegalArgumentException("the removal and failure policies must be given");
@@ -110,7 +112,20 @@ public final class FaultEngine implements AutoCloseable {
         }
 
         public Options(OnRemove onRemove, int faultAroundPages, OnFailure onFailure, Prefetch prefetch) {
-            this(onRemove, faultAroundPages, onFailure, prefetch, null);
+            this(onRemove, faultAroundPages, onFailure, prefetch, null, null);
+        }
+
+        public Options(
+                OnRemove onRemove,
+                int faultAroundPages,
+                OnFailure onFailure,
+                Prefetch prefetch,
+                java.util.function.LongConsumer dataFaults) {
+            this(onRemove, faultAroundPages, onFailure, prefetch, dataFaults, null);
+        }
+
+        public Options withJournal(Journal j) {
+            return new Options(onRemove, faultAroundPages, onFailure, prefetch, dataFaults, j);
         }
 
         /** For a local restore: removed pages read as zeros, 3 pages of fault-around, release on failure, prefetch on. */
@@ -119,8 +134,19 @@ public final class FaultEngine implements AutoCloseable {
         }
 
         public Options withPrefetch(Prefetch p) {
-            return new Options(onRemove, faultAroundPages, onFailure, p, dataFaults);
+            return new Options(onRemove, faultAroundPages, onFailure, p, dataFaults, journal);
         }
+    }
+
+    /**
+     * Where removals are kept beyond this process, so that another one serving the same VM after it
+     * died keeps them reading zeros ({@code gmem fc-handler --state-dir}). Called on the fault
+     * thread, under the resolving lock, right after the REMOVE event is read and before any later
+     * fault is served; a failure to record stops the engine (it never serves on unrecorded).
+     */
+    @FunctionalInterface
+    public interface Journal {
+        void removed(long start, long end) throws IOException;
     }
 
     /** Background population in batches from {@code minBatch} (right after a fault) doubling to {@code maxBatch} bytes. */
@@ -194,6 +220,16 @@ public final class FaultEngine implements AutoCloseable {
      * @throws IllegalArgumentException for {@link OnFailure#RELEASE} on memory gmem does not own
      */
     public static FaultEngine start(FaultTarget target, PageProvider provider, Options options) throws IOException {
+        return start(target, provider, options, List.of());
+    }
+
+    /**
+     * As {@link #start(FaultTarget, PageProvider, Options)}, with ranges of host addresses ({start,
+     * end} pairs) that were removed before: they read as zeros from the first fault on, as if this
+     * engine had read their REMOVE events itself (a VM taken over from a handler that died).
+     */
+    public static FaultEngine start(
+            FaultTarget target, PageProvider provider, Options options, List<long[]> removedBefore) throws IOException {
         if (target.size() > provider.size()) {
             throw new TargetMismatchException("the target covers " + target.size() + " bytes; " + provider.describe()
                     + " has " + provider.size());
@@ -215,6 +251,7 @@ public final class FaultEngine implements AutoCloseable {
         }
         Fd stop = Fd.eventfd(0, Linux.EFD_CLOEXEC | Linux.EFD_NONBLOCK);
         FaultEngine e = new FaultEngine(target, provider, options, stop);
+        for (long[] r : removedBefore) e.removed(r[0], r[1]);
         e.faultThread.start();
         synchronized (e) {
             if (e.prefetchThread != null) e.prefetchThread.start();
@@ -343,8 +380,12 @@ public final class FaultEngine implements AutoCloseable {
                     switch (UffdMessages.event(messages, i)) {
                         case UffdAbi.EVENT_PAGEFAULT ->
                             queue.add(UffdMessages.faultFlags(messages, i), UffdMessages.faultAddress(messages, i));
-                        case UffdAbi.EVENT_REMOVE ->
-                            removed(UffdMessages.removeStart(messages, i), UffdMessages.removeEnd(messages, i));
+                        case UffdAbi.EVENT_REMOVE -> {
+                            long start = UffdMessages.removeStart(messages, i),
+                                    end = UffdMessages.removeEnd(messages, i);
+                            if (options.journal() != null) options.journal().removed(start, end);
+                            removed(start, end);
+                        }
                         default -> {} // not requested (ForeignTarget refuses senders that asked for FORK, REMAP or
                         // UNMAP)
                     }

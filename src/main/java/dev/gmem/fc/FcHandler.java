@@ -50,7 +50,8 @@ public final class FcHandler implements AutoCloseable {
      * socket, which is 0600); {@code recorder}: where every session's data faults are recorded
      * ({@code --record-access}), or null; {@code metrics}: where each session is watched, with its
      * id as the {@code session} label (the last {@link #ENDED_SERIES} ended ones keep their final
-     * series), or null.
+     * series), or null; {@code state}: where each VM's session is kept so that another handler
+     * can serve it after this one died ({@code --state-dir}), or null.
      */
     public record Options(
             Duration handshakeTimeout,
@@ -59,7 +60,8 @@ public final class FcHandler implements AutoCloseable {
             OnFailure onFailure,
             java.util.Set<Integer> allowedUids,
             AccessRecorder recorder,
-            dev.gmem.metrics.Metrics metrics) {
+            dev.gmem.metrics.Metrics metrics,
+            StateDir state) {
         public Options {
             allowedUids = java.util.Set.copyOf(allowedUids);
             if (faultAroundPages < 0 || faultAroundPages > MAX_FAULT_AROUND)
@@ -72,15 +74,21 @@ public final class FcHandler implements AutoCloseable {
                 int faultAroundPages,
                 OnFailure onFailure,
                 java.util.Set<Integer> allowedUids) {
-            this(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, null, null);
+            this(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, null, null, null);
         }
 
         public Options withRecorder(AccessRecorder r) {
-            return new Options(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, r, metrics);
+            return new Options(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, r, metrics, state);
         }
 
         public Options withMetrics(dev.gmem.metrics.Metrics m) {
-            return new Options(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, recorder, m);
+            return new Options(
+                    handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, recorder, m, state);
+        }
+
+        public Options withState(StateDir d) {
+            return new Options(
+                    handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, recorder, metrics, d);
         }
 
         public static Options defaults() {
@@ -171,7 +179,9 @@ public final class FcHandler implements AutoCloseable {
         Fd listener = UnixSockets.listen(socket, 64);
         try {
             Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-------"));
-            return new FcHandler(socket, listener, provider, sourceSize, options, reports, log);
+            FcHandler h = new FcHandler(socket, listener, provider, sourceSize, options, reports, log);
+            if (options.state() != null) h.takeOverRecorded(); // the VMs of a handler that died
+            return h;
         } catch (IOException | RuntimeException e) {
             listener.closeQuietly();
             Files.deleteIfExists(socket);
@@ -296,68 +306,170 @@ public final class FcHandler implements AutoCloseable {
                 log.accept("session " + id + " (pid " + peer.pid() + ", uid " + peer.uid() + "): " + e.getMessage());
                 return;
             }
-            boolean metricsFinished = false;
-            Session opened;
-            try {
-                opened = Session.start(
-                        id,
-                        h,
-                        peer,
-                        pidfd,
-                        provider,
-                        options.prefetch(),
-                        options.faultAroundPages(),
-                        options.recorder());
-            } catch (IOException | RuntimeException e) {
-                // its handshake was taken and its VM waits: it is a failed session, for the policy
-                Session.Report r = new Session.Report(
-                        id,
-                        peer.pid(),
-                        peer.uid(),
-                        Session.End.FAILED,
-                        "cannot be served: " + e.getMessage(),
-                        new FaultStats().counts(),
-                        -1,
-                        -1);
-                synchronized (live) {
-                    started++;
-                    ended.merge(r.end(), 1L, Long::sum);
-                    endedCounts.add(r.counts());
+            StateDir.Vm vm = null;
+            if (options.state() != null) {
+                try {
+                    vm = options.state().record(peer.pid(), Takeover.startTime(peer.pid()), peer.uid(), h.regions());
+                } catch (IOException e) {
+                    h.close();
+                    failedToStart(
+                            id,
+                            peer,
+                            pidfd,
+                            "cannot record it in " + options.state().path() + ": " + e.getMessage());
+                    return;
                 }
-                reports.accept(r);
-                onFailure(r, pidfd);
-                return;
             }
-            try (Session s = opened) {
-                if (options.metrics() != null) options.metrics().watch(Long.toString(id), s.stats(), s::pagesInPlace);
-                synchronized (live) {
-                    sessions.put(id, s);
-                    started++;
-                    if (stopping) s.graduateSoon();
-                }
-                // served for as long as its VM needs it: until it graduates, its VMM exits, or it fails
-                Session.Report r = s.await(FOREVER);
-                if (options.recorder() != null) options.recorder().flush();
-                synchronized (live) {
-                    ended.merge(r.end(), 1L, Long::sum);
-                    endedCounts.add(r.counts());
-                    s.stats().addLatencyTo(endedLatency);
-                    sessions.remove(id); // counted as ended from now on, not as live
-                }
-                reports.accept(r);
-                if (options.metrics() != null) finishMetrics(id);
-                metricsFinished = true;
-                if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
-                if (r.end() == Session.End.GRADUATED) s.linger(); // events in flight at the unregistration
-            } finally {
-                synchronized (live) {
-                    sessions.remove(id);
-                }
-                // its final values stay, however it ended
-                if (options.metrics() != null && !metricsFinished) finishMetrics(id);
-            }
+            run(id, peer, pidfd, h, vm, null); // the connection stays open meanwhile: the VMM may write to it
         } catch (IOException | RuntimeException e) {
             log.accept("session " + id + ": " + e.getMessage());
+        } finally {
+            if (pidfd != null) pidfd.closeQuietly();
+            synchronized (live) {
+                live.remove(id);
+            }
+        }
+    }
+
+    /**
+     * Serves one VM to its end: its handshake {@code h} (taken over), its record in the state
+     * directory {@code vm} (or null), and {@code takenOver}: null for a new VM, else the removals
+     * of a VM whose handler died.
+     */
+    private void run(
+            long id, UnixSockets.PeerCredentials peer, Fd pidfd, Handshake h, StateDir.Vm vm, List<long[]> takenOver)
+            throws IOException {
+        boolean metricsFinished = false;
+        Session opened;
+        try {
+            opened = Session.start(
+                    id,
+                    h,
+                    peer,
+                    pidfd,
+                    provider,
+                    options.prefetch(),
+                    options.faultAroundPages(),
+                    options.recorder(),
+                    vm,
+                    takenOver);
+        } catch (IOException | RuntimeException e) {
+            failedToStart(id, peer, pidfd, "cannot be served: " + e.getMessage());
+            if (vm != null) vm.forget();
+            return;
+        }
+        try (Session s = opened) {
+            if (options.metrics() != null) options.metrics().watch(Long.toString(id), s.stats(), s::pagesInPlace);
+            synchronized (live) {
+                sessions.put(id, s);
+                started++;
+                if (stopping) s.graduateSoon();
+            }
+            // served for as long as its VM needs it: until it graduates, its VMM exits, or it fails
+            Session.Report r = s.await(FOREVER);
+            if (options.recorder() != null) options.recorder().flush();
+            synchronized (live) {
+                ended.merge(r.end(), 1L, Long::sum);
+                endedCounts.add(r.counts());
+                s.stats().addLatencyTo(endedLatency);
+                sessions.remove(id); // counted as ended from now on, not as live
+            }
+            reports.accept(r);
+            if (options.metrics() != null) finishMetrics(id);
+            metricsFinished = true;
+            if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
+            if (r.end() == Session.End.GRADUATED) s.linger(); // events in flight at the unregistration
+            // a VM this handler stopped serving unfinished keeps its record, for the next handler
+            if (vm != null) {
+                if (r.end() == Session.End.TIMED_OUT) vm.close();
+                else vm.forget();
+            }
+        } finally {
+            synchronized (live) {
+                sessions.remove(id);
+            }
+            // its final values stay, however it ended
+            if (options.metrics() != null && !metricsFinished) finishMetrics(id);
+        }
+    }
+
+    /** A VM whose handshake was taken but that cannot be served waits: it is a failed session, for the policy. */
+    private void failedToStart(long id, UnixSockets.PeerCredentials peer, Fd pidfd, String reason) {
+        Session.Report r = new Session.Report(
+                id, peer.pid(), peer.uid(), Session.End.FAILED, reason, new FaultStats().counts(), -1, -1);
+        synchronized (live) {
+            started++;
+            ended.merge(r.end(), 1L, Long::sum);
+            endedCounts.add(r.counts());
+        }
+        reports.accept(r);
+        onFailure(r, pidfd);
+    }
+
+    /**
+     * Takes over every VM recorded in the state directory by a handler that is gone, each on a
+     * session thread of its own. A record that cannot be served again is named in the log and
+     * dropped; its VMM, if still the same process, gets the failure policy.
+     */
+    private void takeOverRecorded() {
+        List<StateDir.Recorded> recorded;
+        try {
+            recorded = options.state().recorded();
+        } catch (IOException e) {
+            log.accept("cannot read " + options.state().path() + ": " + e.getMessage());
+            return;
+        }
+        for (StateDir.Recorded rec : recorded) {
+            long id = ids.incrementAndGet();
+            Thread t = Thread.ofPlatform().name("gmem-fc-session-" + id).unstarted(() -> takeOver(id, rec));
+            synchronized (live) {
+                live.put(id, t);
+            }
+            t.start();
+        }
+    }
+
+    private void takeOver(long id, StateDir.Recorded rec) {
+        String who = "session " + id + " (pid " + rec.pid() + ", taken over from " + rec.key() + ")";
+        Fd pidfd = null;
+        try {
+            try {
+                pidfd = dev.gmem.linux.Pidfds.open(rec.pid());
+            } catch (SyscallException e) {
+                log.accept(who + ": its VMM exited meanwhile; its record is removed");
+                options.state().forget(rec.key());
+                return;
+            }
+            // the pidfd is the process now: if it started when the record says, it is the VMM recorded
+            if (Takeover.startTime(rec.pid()) != rec.startTime()) {
+                log.accept(who + ": pid " + rec.pid() + " now belongs to another program; its record is removed");
+                options.state().forget(rec.key());
+                return;
+            }
+            UnixSockets.PeerCredentials peer = new UnixSockets.PeerCredentials(rec.pid(), rec.uid(), -1);
+            if (rec.problem() != null) {
+                failedToStart(id, peer, pidfd, "cannot be taken over: " + rec.problem());
+                options.state().forget(rec.key());
+                return;
+            }
+            Fd uffd;
+            try {
+                uffd = Takeover.userfaultfd(pidfd, rec.pid());
+            } catch (IOException e) {
+                log.accept(who + ": cannot take its userfaultfd again (" + e.getMessage()
+                        + "); its record is kept for a handler that may");
+                return;
+            }
+            log.accept(who + ": taken over, " + rec.removed().size() + " removals recorded");
+            run(
+                    id,
+                    peer,
+                    pidfd,
+                    new Handshake(rec.regions(), uffd),
+                    options.state().reopen(rec.key()),
+                    rec.removed());
+        } catch (IOException | RuntimeException e) {
+            log.accept(who + ": " + e.getMessage());
         } finally {
             if (pidfd != null) pidfd.closeQuietly();
             synchronized (live) {

@@ -105,6 +105,28 @@ public final class Session implements AutoCloseable {
             int faultAroundPages,
             java.util.function.LongConsumer dataFaults)
             throws IOException {
+        return start(id, handshake, peer, pidfd, provider, prefetch, faultAroundPages, dataFaults, null, null);
+    }
+
+    /**
+     * As above, with {@code journal} (or null) hearing every removal before any later fault is
+     * served ({@code --state-dir}), and {@code takenOver} (or null) the removals of a VM whose
+     * handler died: they read as zeros from the start, and every registered range is woken once
+     * the engine runs, since faults the dead handler read and never resolved would sleep forever
+     * (a woken thread whose page is still missing faults again, and is served).
+     */
+    public static Session start(
+            long id,
+            Handshake handshake,
+            UnixSockets.PeerCredentials peer,
+            dev.gmem.linux.Fd pidfd,
+            PageProvider provider,
+            Prefetch prefetch,
+            int faultAroundPages,
+            java.util.function.LongConsumer dataFaults,
+            FaultEngine.Journal journal,
+            java.util.List<long[]> takenOver)
+            throws IOException {
         ForeignTarget target = null;
         try {
             // Firecracker asked for EVENT_REMOVE alone, and made the API handshake itself
@@ -115,8 +137,22 @@ public final class Session implements AutoCloseable {
                     faultAroundPages,
                     OnFailure.HOLD,
                     prefetch == Prefetch.ALL ? FaultEngine.Prefetch.DEFAULT : null,
-                    dataFaults);
-            return new Session(id, peer, pidfd, FaultEngine.start(target, provider, options));
+                    dataFaults,
+                    journal);
+            FaultEngine engine =
+                    FaultEngine.start(target, provider, options, takenOver == null ? java.util.List.of() : takenOver);
+            target = null; // the engine's now: closing the session closes it
+            Session session = new Session(id, peer, pidfd, engine);
+            if (takenOver != null) {
+                try {
+                    ForeignTarget t = (ForeignTarget) engine.target();
+                    for (dev.gmem.fault.ForeignRegion r : handshake.regions()) t.wake(r.sourceOffset(), r.length());
+                } catch (IOException | RuntimeException e) {
+                    session.close();
+                    throw e;
+                }
+            }
+            return session;
         } catch (IOException | RuntimeException e) {
             // the engine never took the target (its regions' page sizes differ from the source's, say)
             if (target != null) target.close();

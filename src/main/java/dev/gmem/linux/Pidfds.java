@@ -8,6 +8,7 @@ package dev.gmem.linux;
 public final class Pidfds {
     private static final long SYS_PIDFD_SEND_SIGNAL = 424;
     private static final long SYS_PIDFD_OPEN = 434;
+    private static final long SYS_PIDFD_GETFD = 438;
 
     /** SIGKILL. */
     public static final int SIGKILL = 9;
@@ -18,6 +19,16 @@ public final class Pidfds {
     public static Fd open(int pid) throws SyscallException {
         long fd = Posix.syscall("pidfd_open", SYS_PIDFD_OPEN, pid, 0);
         return Fd.adopt((int) fd, "pidfd of process " + pid);
+    }
+
+    /**
+     * A copy of descriptor {@code targetFd} of the process of {@code pidfd} (pidfd_getfd(2)),
+     * close-on-exec; needs ptrace rights over that process (EPERM otherwise: root, CAP_SYS_PTRACE,
+     * or the same user under Yama's default scope for a descendant).
+     */
+    public static Fd getfd(Fd pidfd, int targetFd, String name) throws SyscallException {
+        long fd = Posix.syscall("pidfd_getfd", SYS_PIDFD_GETFD, pidfd.number(), targetFd, 0);
+        return Fd.adopt((int) fd, name);
     }
 
     /** Sends {@code signal} to the process of {@code pidfd}; ESRCH if it has exited meanwhile. */

@@ -1,0 +1,263 @@
+package dev.gmem.fc;
+
+import dev.gmem.fault.FaultEngine;
+import dev.gmem.fault.ForeignRegion;
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.stream.Stream;
+import tools.jackson.databind.JsonNode;
+import tools.jackson.databind.json.JsonMapper;
+import tools.jackson.databind.node.ArrayNode;
+import tools.jackson.databind.node.ObjectNode;
+
+/**
+ * {@code gmem fc-handler --state-dir DIR}: what a VM's session needs to be served again by another
+ * handler process after this one died (a crash, an OOM kill, a restart of the whole service),
+ * kept outside the serving process. Per VM:
+ * <ul>
+ *   <li>{@code vm-PID-START.json}: its VMM's pid and start time (so a pid taken by another program
+ *       is told apart), its uid, the source it was served from, and its regions. Written once, to a
+ *       temporary name, then renamed: a crash leaves it whole or absent.
+ *   <li>{@code vm-PID-START.removed}: every removal read from its userfaultfd, appended (16 bytes:
+ *       start, end) right after the event is read and before any later fault is served. A record
+ *       cut short can only be the last, and means a removal whose range is unknown: that VM is dropped.
+ * </ul>
+ * The descriptor itself is not kept: a handler taking the VM over takes a new copy of the
+ * userfaultfd from the still-running VMM ({@code pidfd_getfd}, see {@link Recovery}). A lock on
+ * {@code DIR/lock} keeps a second handler off the directory. Nothing is fsynced: the state must
+ * survive the handler's death, not the host's.
+ */
+public final class StateDir implements AutoCloseable {
+    private static final JsonMapper JSON = JsonMapper.builder().build();
+    private static final int REMOVAL = 16;
+
+    private final Path dir;
+    private final String source;
+    private final FileChannel lockFile;
+    private final FileLock lock;
+
+    private StateDir(Path dir, String source, FileChannel lockFile, FileLock lock) {
+        this.dir = dir;
+        this.source = source;
+        this.lockFile = lockFile;
+        this.lock = lock;
+    }
+
+    /**
+     * Opens (creating, mode 0700) the state directory {@code dir} for a handler serving the source
+     * {@code source} (its identity: path, size, modification time).
+     *
+     * @throws IOException naming the directory when another handler holds it
+     */
+    public static StateDir open(Path dir, String source) throws IOException {
+        Files.createDirectories(dir);
+        Files.setPosixFilePermissions(dir, PosixFilePermissions.fromString("rwx------"));
+        FileChannel ch = FileChannel.open(dir.resolve("lock"), StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+        FileLock l;
+        try {
+            l = ch.tryLock();
+        } catch (java.nio.channels.OverlappingFileLockException e) {
+            l = null; // held by this process already
+        } catch (IOException | RuntimeException e) {
+            ch.close();
+            throw e;
+        }
+        if (l == null) {
+            ch.close();
+            throw new IOException(dir + ": another gmem fc-handler uses this state directory");
+        }
+        return new StateDir(dir, source, ch, l);
+    }
+
+    /** The identity a state directory records of a source: its path, size and modification time. */
+    public static String identity(Path source) throws IOException {
+        return source.toAbsolutePath() + " " + Files.size(source) + " "
+                + Files.getLastModifiedTime(source).toMillis();
+    }
+
+    public Path path() {
+        return dir;
+    }
+
+    /** One VM's state: its record, and its removal log open for appending. */
+    public final class Vm implements FaultEngine.Journal, AutoCloseable {
+        private final String key;
+        private final FileChannel removals;
+
+        private Vm(String key, FileChannel removals) {
+            this.key = key;
+            this.removals = removals;
+        }
+
+        public String key() {
+            return key;
+        }
+
+        @Override
+        public void removed(long start, long end) throws IOException {
+            ByteBuffer b = ByteBuffer.allocate(REMOVAL).order(ByteOrder.LITTLE_ENDIAN);
+            b.putLong(start).putLong(end).flip();
+            while (b.hasRemaining()) removals.write(b);
+        }
+
+        /** The VM needs no handler any more (graduated, exited, or dropped): its state goes. */
+        public void forget() {
+            close();
+            StateDir.this.forget(key);
+        }
+
+        @Override
+        public void close() {
+            try {
+                removals.close();
+            } catch (IOException ignored) {
+                // appended records are in the file already
+            }
+        }
+    }
+
+    /** Records a new VM served from now on: its VMM, identified by pid and start time, and its regions. */
+    public Vm record(int pid, long startTime, int uid, List<ForeignRegion> regions) throws IOException {
+        String key = "vm-" + pid + "-" + startTime;
+        ObjectNode o = JSON.createObjectNode();
+        o.put("pid", pid).put("start_time", startTime).put("uid", uid).put("source", source);
+        ArrayNode rs = o.putArray("regions");
+        for (ForeignRegion r : regions)
+            rs.addArray()
+                    .add(r.hostAddress())
+                    .add(r.length())
+                    .add(r.sourceOffset())
+                    .add(r.pageSize());
+        Path tmp = dir.resolve(key + ".json.tmp");
+        Files.writeString(tmp, JSON.writeValueAsString(o), StandardCharsets.UTF_8);
+        Files.deleteIfExists(dir.resolve(key + ".removed")); // left by a VMM of this pid and start time: none is alive
+        FileChannel log = null;
+        try {
+            log = FileChannel.open(
+                    dir.resolve(key + ".removed"),
+                    StandardOpenOption.CREATE_NEW,
+                    StandardOpenOption.WRITE,
+                    StandardOpenOption.APPEND);
+            Files.move(
+                    tmp,
+                    dir.resolve(key + ".json"),
+                    StandardCopyOption.ATOMIC_MOVE,
+                    StandardCopyOption.REPLACE_EXISTING);
+            return new Vm(key, log);
+        } catch (IOException | RuntimeException e) {
+            if (log != null) log.close();
+            Files.deleteIfExists(tmp);
+            Files.deleteIfExists(dir.resolve(key + ".removed"));
+            throw e;
+        }
+    }
+
+    /** A VM recorded by a handler that is gone, as read back; {@code problem} non-null when it cannot be served again. */
+    public record Recorded(
+            String key,
+            int pid,
+            long startTime,
+            int uid,
+            List<ForeignRegion> regions,
+            List<long[]> removed,
+            String problem) {}
+
+    /** Every VM recorded in the directory, read back, each with what is wrong with it if anything. */
+    public List<Recorded> recorded() throws IOException {
+        List<Recorded> out = new ArrayList<>();
+        try (Stream<Path> files = Files.list(dir)) {
+            for (Path p : files.filter(f -> f.getFileName().toString().endsWith(".json"))
+                    .sorted()
+                    .toList()) {
+                String name = p.getFileName().toString();
+                out.add(read(name.substring(0, name.length() - ".json".length())));
+            }
+        }
+        return out;
+    }
+
+    private Recorded read(String key) {
+        int pid = -1;
+        long start = -1;
+        try {
+            JsonNode o = JSON.readTree(Files.readString(dir.resolve(key + ".json"), StandardCharsets.UTF_8));
+            pid = o.path("pid").asInt(-1);
+            start = o.path("start_time").asLong(-1);
+            int uid = o.path("uid").asInt(-1);
+            if (pid <= 0 || start < 0 || !o.path("regions").isArray())
+                return new Recorded(key, pid, start, uid, List.of(), List.of(), "its record is damaged");
+            if (!source.equals(o.path("source").asString()))
+                return new Recorded(
+                        key,
+                        pid,
+                        start,
+                        uid,
+                        List.of(),
+                        List.of(),
+                        "it was served from another source (" + o.path("source").asString() + ")");
+            List<ForeignRegion> regions = new ArrayList<>();
+            for (JsonNode r : o.path("regions"))
+                regions.add(new ForeignRegion(
+                        r.get(0).asLong(),
+                        r.get(1).asLong(),
+                        r.get(2).asLong(),
+                        r.get(3).asLong()));
+            byte[] log = Files.readAllBytes(dir.resolve(key + ".removed"));
+            if (log.length % REMOVAL != 0)
+                return new Recorded(
+                        key,
+                        pid,
+                        start,
+                        uid,
+                        regions,
+                        List.of(),
+                        "its removal log was cut short: a removal's range is unknown");
+            ByteBuffer b = ByteBuffer.wrap(log).order(ByteOrder.LITTLE_ENDIAN);
+            List<long[]> removed = new ArrayList<>();
+            while (b.hasRemaining()) removed.add(new long[] {b.getLong(), b.getLong()});
+            return new Recorded(key, pid, start, uid, regions, removed, null);
+        } catch (IOException | RuntimeException e) {
+            return new Recorded(
+                    key, pid, start, -1, List.of(), List.of(), "its record is unreadable: " + e.getMessage());
+        }
+    }
+
+    /** Reopens a recorded VM's removal log for appending, for the handler that takes it over. */
+    public Vm reopen(String key) throws IOException {
+        return new Vm(
+                key,
+                FileChannel.open(dir.resolve(key + ".removed"), StandardOpenOption.WRITE, StandardOpenOption.APPEND));
+    }
+
+    /** Removes a recorded VM's files (its VMM is gone, or it was dropped). */
+    public void forget(String key) {
+        try {
+            Files.deleteIfExists(dir.resolve(key + ".json"));
+            Files.deleteIfExists(dir.resolve(key + ".removed"));
+        } catch (IOException ignored) {
+            // left for the next handler, which finds a VMM that is gone and removes them
+        }
+    }
+
+    /** Releases the directory's lock; the records stay, for the next handler. */
+    @Override
+    public void close() {
+        try {
+            lock.release();
+            lockFile.close();
+        } catch (IOException ignored) {
+            // the lock goes with the process anyway
+        }
+    }
+}

@@ -1,0 +1,63 @@
+package dev.gmem.fc;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import dev.gmem.fault.ForeignRegion;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+/** The state directory: a VM's record read back whole, and each way it can be unusable named. */
+class StateDirTest {
+    @TempDir
+    Path dir;
+
+    @Test
+    void aRecordReadsBackAndEachDamageIsNamed() throws Exception {
+        List<ForeignRegion> regions =
+                List.of(new ForeignRegion(1L << 40, 8192, 0, 4096), new ForeignRegion(1L << 41, 4096, 8192, 4096));
+        try (StateDir s = StateDir.open(dir, "snap 1 2")) {
+            assertThatThrownBy(() -> StateDir.open(dir, "snap 1 2"))
+                    .hasMessageContaining("another gmem fc-handler uses this state directory");
+            StateDir.Vm vm = s.record(42, 7, 1000, regions);
+            vm.removed(1L << 40, (1L << 40) + 4096);
+            vm.close();
+            StateDir.Recorded r = s.recorded().getFirst();
+            assertThat(r.problem()).isNull();
+            assertThat(r.pid()).isEqualTo(42);
+            assertThat(r.startTime()).isEqualTo(7);
+            assertThat(r.uid()).isEqualTo(1000);
+            assertThat(r.regions()).isEqualTo(regions);
+            assertThat(r.removed())
+                    .singleElement()
+                    .satisfies(x -> assertThat(x).containsExactly(1L << 40, (1L << 40) + 4096));
+            // a removal cut short: its range is unknown
+            Files.write(
+                    dir.resolve(r.key() + ".removed"), new byte[] {1, 2, 3}, java.nio.file.StandardOpenOption.APPEND);
+            assertThat(s.recorded().getFirst().problem()).contains("cut short");
+            // another source
+            try (StateDir other = reopen(s)) {
+                assertThat(other.recorded().getFirst().problem()).contains("served from another source");
+            }
+        }
+        // a damaged record
+        Files.writeString(dir.resolve("vm-1-2.json"), "{\"pid\":");
+        Files.createFile(dir.resolve("vm-1-2.removed"));
+        try (StateDir s = StateDir.open(dir, "snap 1 2")) {
+            assertThat(s.recorded())
+                    .filteredOn(x -> x.key().equals("vm-1-2"))
+                    .singleElement()
+                    .satisfies(x -> assertThat(x.problem()).contains("unreadable"));
+            s.forget("vm-1-2");
+            assertThat(dir.resolve("vm-1-2.json")).doesNotExist();
+        }
+    }
+
+    private StateDir reopen(StateDir s) throws Exception {
+        s.close();
+        return StateDir.open(dir, "another 3 4");
+    }
+}
