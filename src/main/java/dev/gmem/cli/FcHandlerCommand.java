@@ -6,6 +6,7 @@ import dev.gmem.fc.FcHandler;
 import dev.gmem.fc.Session;
 import dev.gmem.fc.StateDir;
 import dev.gmem.fc.Takeover;
+import dev.gmem.linux.Fd;
 import dev.gmem.restore.SourcePages;
 import dev.gmem.snapshot.PageSource;
 import dev.gmem.snapshot.PageSources;
@@ -15,7 +16,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
 import java.util.function.Consumer;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -143,6 +143,31 @@ final class FcHandlerCommand implements Callable<Integer> {
                             + " statistics now (each live VM, and the totals over every VM it served), and print them.")
     boolean stats;
 
+    @Option(
+            names = "--graduate",
+            arity = "0..1",
+            fallbackValue = "all",
+            paramLabel = "SESSION",
+            description =
+                    "Do not serve: ask the handler on --socket to fill session SESSION (every live one without it) now and"
+                            + " graduate it, so that its VM depends on no handler any more.")
+    String graduate;
+
+    @Option(
+            names = "--takeover",
+            description =
+                    "Start by taking over from the handler running on --socket (an upgrade): it hands over its listening"
+                            + " socket and lets its VMs go, and this one takes them over from --state-dir (which both must"
+                            + " name), then serves on. The old one exits.")
+    boolean takeover;
+
+    @Option(
+            names = "--drain",
+            description =
+                    "Do not serve: ask the handler on --socket to stop accepting VMs (its socket is removed, so that a new"
+                            + " handler can listen there) and to exit once its last VM has graduated or ended.")
+    boolean drain;
+
     @CommandLine.Mixin
     Options.Json json;
 
@@ -181,7 +206,17 @@ final class FcHandlerCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        if ((stats ? 1 : 0) + (drain ? 1 : 0) + (graduate != null ? 1 : 0) > 1)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--stats, --graduate and --drain ask one thing each: give one");
         if (stats) return printStats();
+        if (drain) return ask("drain");
+        if (graduate != null) {
+            if (!graduate.equals("all") && !graduate.matches("[0-9]+"))
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--graduate takes a session number, not '" + graduate + "'");
+            return ask(graduate.equals("all") ? "graduate" : "graduate " + graduate);
+        }
         if (metricsAnyAddress && metricsAddress == null)
             throw new CommandLine.ParameterException(spec.commandLine(), "--metrics-any-address needs --metrics");
         if (snapshot == null)
@@ -231,17 +266,22 @@ final class FcHandlerCommand implements Callable<Integer> {
                     && java.nio.file.Files.isSameFile(recordAccess, snapshot))
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--record-access must not name the snapshot it serves");
-            FcHandler.clearStale(socket); // a live handler there is refused before anything is created
-            dev.gmem.metrics.Metrics metrics = metricsAddress == null ? null : new dev.gmem.metrics.Metrics();
             // what serves, in the order started; closed in reverse if a later one cannot start, and at the stop
             List<AutoCloseable> started = new java.util.ArrayList<>();
+            // a live handler there is refused before anything is created, unless it hands its socket over
+            Fd inherited = takeover ? askForHandover() : null;
+            if (inherited == null) FcHandler.clearStale(socket);
+            else started.add(inherited::closeQuietly);
+            dev.gmem.metrics.Metrics metrics = metricsAddress == null ? null : new dev.gmem.metrics.Metrics();
             dev.gmem.metrics.MetricsServer server = null;
             AccessRecorder recorder = null;
             try {
                 if (metrics != null)
                     started.add(server = MetricsEndpoint.start(spec, metrics, metricsAddress, metricsAnyAddress));
                 if (stateDir != null) {
-                    StateDir state = StateDir.open(stateDir, StateDir.identity(snapshot));
+                    StateDir state = takeover
+                            ? openWhenFree(stateDir, StateDir.identity(snapshot))
+                            : StateDir.open(stateDir, StateDir.identity(snapshot));
                     started.add(state);
                     this.state = state;
                     if (!Takeover.mayTakeDescriptors())
@@ -257,53 +297,61 @@ final class FcHandlerCommand implements Callable<Integer> {
             }
             FcHandler handler;
             try {
-                handler = FcHandler.start(
-                        socket,
-                        new SourcePages(source).verifyAhead(),
-                        source.size(),
-                        new FcHandler.Options(
-                                Duration.ofSeconds(handshakeSeconds),
-                                fill,
-                                faultAround,
-                                policy,
-                                allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids),
-                                recorder,
-                                metrics,
-                                state),
-                        r -> line(out, ended(r)),
-                        log);
+                FcHandler.Options o = new FcHandler.Options(
+                        Duration.ofSeconds(handshakeSeconds),
+                        fill,
+                        faultAround,
+                        policy,
+                        allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids),
+                        recorder,
+                        metrics,
+                        state);
+                SourcePages provider = new SourcePages(source).verifyAhead();
+                handler = inherited == null
+                        ? FcHandler.start(socket, provider, source.size(), o, r -> line(out, ended(r)), log)
+                        : FcHandler.adopt(socket, inherited, provider, source.size(), o, r -> line(out, ended(r)), log);
             } catch (java.io.IOException | RuntimeException e) {
                 closeAll(started);
                 throw e;
             }
+            java.util.concurrent.CompletableFuture<String> ending = new java.util.concurrent.CompletableFuture<>();
             ControlSocket control;
             try {
                 control = ControlSocket.start(
                         ControlSocket.beside(socket),
-                        request -> "stats".equals(request)
-                                ? oneLine(handler.stats())
-                                : "{\"error\":\"unknown request; ask for stats\"}",
+                        request -> answer(
+                                handler,
+                                request,
+                                () -> Thread.ofPlatform()
+                                        .name("gmem-fc-drain")
+                                        .daemon()
+                                        .start(() -> {
+                                            // exits once the last live VM has ended
+                                            while (handler.liveSessions() > 0) sleepQuietly(50);
+                                            ending.complete("drained");
+                                        }),
+                                ending::complete),
                         log);
             } catch (java.io.IOException | RuntimeException e) {
                 handler.stop(Duration.ZERO);
                 closeAll(started);
                 throw e;
             }
-            CountDownLatch forever = new CountDownLatch(1);
-            Signals.onStop(signal -> {
+            java.util.function.ToIntFunction<String> stopAll = why -> {
                 control.close();
                 List<Long> unfinished = handler.stop(Duration.ofSeconds(shutdownSeconds));
                 closeAll(started);
-                if (json.on) line(out, oneLine(new Stopped("stopped", signal, unfinished)));
+                if (json.on) line(out, oneLine(new Stopped("stopped", why, unfinished)));
                 else
                     line(
                             out,
-                            name + ": stopped (" + signal + ")"
+                            name + ": stopped (" + why + ")"
                                     + (unfinished.isEmpty()
                                             ? ": no VM left unfinished"
                                             : "; not finished: sessions " + unfinished));
                 return unfinished.isEmpty() ? 0 : 1;
-            });
+            };
+            Signals.onStop(stopAll::applyAsInt);
             Ready ready = new Ready(
                     "ready",
                     socket.toString(),
@@ -325,8 +373,16 @@ final class FcHandlerCommand implements Callable<Integer> {
                                     snapshot,
                                     source.format(),
                                     Sizes.format(source.counts().dataBytes())));
-            forever.await(); // until a signal stops the process
-            return 0;
+            // until a signal stops the process (Signals halts it), or a drain has seen its last VM end
+            return stopAll.applyAsInt(ending.get());
+        }
+    }
+
+    private static void sleepQuietly(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
         }
     }
 
@@ -339,6 +395,96 @@ final class FcHandlerCommand implements Callable<Integer> {
                 // the process is stopping: nothing is left to do about it
             }
         }
+    }
+
+    /**
+     * {@code --takeover}: asks the handler on {@code --socket} to hand over; returns its listening
+     * socket. It then lets its VMs go and exits; {@link #openWhenFree} waits for that.
+     */
+    private Fd askForHandover() throws java.io.IOException {
+        if (stateDir == null)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--takeover needs --state-dir: the VMs are taken over from it");
+        ControlSocket.Answer a = ControlSocket.askForDescriptors(ControlSocket.beside(socket), "handover");
+        tools.jackson.databind.JsonNode r = Json.mapper().readTree(a.text());
+        if (r.has("error") || a.fds().size() != 1) {
+            for (Fd fd : a.fds()) fd.closeQuietly();
+            throw new java.io.IOException("the handler on " + socket + " does not hand over: "
+                    + (r.has("error")
+                            ? r.path("error").asString()
+                            : "it sent " + a.fds().size() + " descriptors"));
+        }
+        return a.fds().getFirst();
+    }
+
+    /** The state directory once the handler handing over has let it go (bounded by --shutdown-timeout, at least 10 s). */
+    private StateDir openWhenFree(Path dir, String identity) throws java.io.IOException {
+        long deadline = System.nanoTime() + Math.max(10, shutdownSeconds) * 1_000_000_000L;
+        while (true) {
+            try {
+                return StateDir.open(dir, identity);
+            } catch (java.io.IOException e) {
+                if (System.nanoTime() > deadline) throw e;
+                sleepQuietly(5);
+            }
+        }
+    }
+
+    /** {@code --drain}, {@code --graduate}: the daemon's answer, as JSON (--json) or one line; exit 1 if it refused. */
+    private int ask(String request) throws java.io.IOException {
+        PrintWriter out = spec.commandLine().getOut();
+        String reply = ControlSocket.ask(ControlSocket.beside(socket), request);
+        tools.jackson.databind.JsonNode r = Json.mapper().readTree(reply);
+        if (r.has("error"))
+            throw new java.io.IOException(
+                    "the handler on " + socket + " says: " + r.path("error").asString());
+        if (json.on) out.println(reply);
+        else if (r.has("draining"))
+            out.println(
+                    spec.qualifiedName() + ": the handler on " + socket + " accepts no more VMs and exits after its "
+                            + r.path("draining").size() + " live ones: " + r.path("draining"));
+        else
+            out.println(spec.qualifiedName() + ": graduating sessions " + r.path("graduating") + " of the handler on "
+                    + socket);
+        out.flush();
+        return 0;
+    }
+
+    /** The daemon's answer to one control request. */
+    private static ControlSocket.Reply answer(
+            FcHandler handler, String request, Runnable drained, java.util.function.Consumer<String> handedOver) {
+        if (request.equals("stats")) return ControlSocket.Reply.of(oneLine(handler.stats()));
+        if (request.equals("drain")) {
+            List<Long> left = handler.drain();
+            drained.run();
+            return ControlSocket.Reply.of(oneLine(java.util.Map.of("draining", left)));
+        }
+        if (request.equals("graduate") || request.startsWith("graduate ")) {
+            Long id = request.equals("graduate")
+                    ? null
+                    : Long.valueOf(request.substring(9).strip());
+            List<Long> asked = handler.graduateNow(id);
+            if (id != null && asked.isEmpty())
+                return ControlSocket.Reply.of(oneLine(java.util.Map.of("error", "no live session " + id)));
+            return ControlSocket.Reply.of(oneLine(java.util.Map.of("graduating", asked)));
+        }
+        if (request.equals("handover")) {
+            // the listening socket goes to the new handler; once it has it, the sessions are let go (their records
+            // stay in the state directory, which the new handler takes them from) and this process ends
+            FcHandler.Handover h;
+            try {
+                h = handler.handOver();
+            } catch (IllegalStateException e) {
+                return ControlSocket.Reply.of(oneLine(java.util.Map.of("error", e.getMessage())));
+            }
+            return new ControlSocket.Reply(
+                    oneLine(java.util.Map.of("handing_over", h.sessions())), List.of(h.listener()), () -> {
+                        handler.release();
+                        handedOver.accept("handed over");
+                    });
+        }
+        return ControlSocket.Reply.of(oneLine(java.util.Map.of(
+                "error", "unknown request '" + request + "'; ask for stats, graduate, drain or handover")));
     }
 
     /** {@code --stats}: the running handler's statistics, as it sent them (--json) or as a table. */

@@ -16,7 +16,7 @@ import java.nio.file.attribute.PosixFilePermissions;
 import java.time.Duration;
 import java.util.List;
 import java.util.function.Consumer;
-import java.util.function.UnaryOperator;
+import java.util.function.Function;
 
 /**
  * The handler's control socket, beside its listening socket ({@code PATH.ctl}, mode 0600): a client
@@ -30,15 +30,28 @@ public final class ControlSocket implements AutoCloseable {
 
     private static final int MAX_REQUEST = 256;
 
+    /**
+     * A reply: its text, the descriptors sent with it (SCM_RIGHTS; still the answerer's), and what
+     * to do once it has been sent (or null).
+     */
+    public record Reply(String text, List<Fd> fds, Runnable after) {
+        public static Reply of(String text) {
+            return new Reply(text, List.of(), null);
+        }
+    }
+
+    /** What a handler answered: its text, and the descriptors that came with it (the caller's to close). */
+    public record Answer(String text, List<Fd> fds) {}
+
     private final Path path;
     private final Fd listener;
     private final Fd stop;
-    private final UnaryOperator<String> answer;
+    private final Function<String, Reply> answer;
     private final Consumer<String> log;
     private final Thread thread;
     private volatile boolean stopping;
 
-    private ControlSocket(Path path, Fd listener, Fd stop, UnaryOperator<String> answer, Consumer<String> log) {
+    private ControlSocket(Path path, Fd listener, Fd stop, Function<String, Reply> answer, Consumer<String> log) {
         this.path = path;
         this.listener = listener;
         this.stop = stop;
@@ -56,7 +69,7 @@ public final class ControlSocket implements AutoCloseable {
      * Listens on {@code path} (a stale socket there is replaced, a live one refused) and answers
      * each request line with {@code answer} (its reply, or an error line for a request it does not know).
      */
-    public static ControlSocket start(Path path, UnaryOperator<String> answer, Consumer<String> log)
+    public static ControlSocket start(Path path, Function<String, Reply> answer, Consumer<String> log)
             throws IOException {
         FcHandler.clearStale(path);
         Fd listener = UnixSockets.listen(path, 8);
@@ -85,14 +98,17 @@ public final class ControlSocket implements AutoCloseable {
                     log.accept("control socket: stopped answering: " + e.getMessage());
                     return;
                 }
+                Runnable after = null;
                 try (Fd conn = UnixSockets.accept(listener)) {
                     String request = readLine(conn, buffer);
                     if (request == null) continue;
-                    byte[] reply = (answer.apply(request) + "\n").getBytes(StandardCharsets.UTF_8);
-                    sendWithin(conn, reply);
+                    Reply reply = answer.apply(request);
+                    sendWithin(conn, (reply.text() + "\n").getBytes(StandardCharsets.UTF_8), reply.fds());
+                    after = reply.after();
                 } catch (IOException | RuntimeException e) {
                     if (!stopping) log.accept("control socket: " + e.getMessage());
                 }
+                if (after != null) after.run(); // the client has its reply, the connection closed
             }
         }
     }
@@ -101,7 +117,7 @@ public final class ControlSocket implements AutoCloseable {
      * Sends {@code reply} without blocking this thread past {@link #REQUEST_TIMEOUT}: a client that
      * stops reading a long reply is dropped rather than stalling the answers to the others.
      */
-    private static void sendWithin(Fd conn, byte[] reply) throws IOException {
+    private static void sendWithin(Fd conn, byte[] reply, List<Fd> fds) throws IOException {
         conn.fcntl(Linux.F_SETFL, conn.fcntl(Linux.F_GETFL, 0) | Linux.O_NONBLOCK);
         long deadline = System.nanoTime() + REQUEST_TIMEOUT.toNanos();
         try (Arena once = Arena.ofConfined()) { // freed with each reply: a daemon answers for days
@@ -110,7 +126,7 @@ public final class ControlSocket implements AutoCloseable {
             long at = 0;
             while (at < reply.length) {
                 try {
-                    at += UnixSockets.send(conn, out.asSlice(at), List.of());
+                    at += UnixSockets.send(conn, out.asSlice(at), at == 0 ? fds : List.of());
                 } catch (SyscallException e) {
                     if (!e.is(dev.gmem.linux.Errno.EAGAIN)) throw e;
                     long left = (deadline - System.nanoTime()) / 1_000_000;
@@ -146,6 +162,23 @@ public final class ControlSocket implements AutoCloseable {
      * @throws IOException naming the path when no handler answers there
      */
     public static String ask(Path path, String request) throws IOException {
+        Answer a = askForDescriptors(path, request);
+        for (Fd fd : a.fds()) fd.closeQuietly();
+        return a.text();
+    }
+
+    /** As {@link #ask}, keeping the descriptors that come with the reply. */
+    public static Answer askForDescriptors(Path path, String request) throws IOException {
+        List<Fd> fds = new java.util.ArrayList<>();
+        try {
+            return new Answer(exchange(path, request, fds), fds);
+        } catch (IOException | RuntimeException e) {
+            for (Fd fd : fds) fd.closeQuietly();
+            throw e;
+        }
+    }
+
+    private static String exchange(Path path, String request, List<Fd> fds) throws IOException {
         Fd conn;
         try {
             conn = UnixSockets.connect(path);
@@ -166,7 +199,8 @@ public final class ControlSocket implements AutoCloseable {
                 if (left <= 0 || new Poller(Linux.POLLIN, conn).poll((int) left) == 0)
                     throw new IOException("the gmem fc-handler at " + path + " did not answer in "
                             + REQUEST_TIMEOUT.toSeconds() + " s");
-                UnixSockets.Received r = UnixSockets.receive(conn, buffer, 0);
+                UnixSockets.Received r = UnixSockets.receive(conn, buffer, 4);
+                fds.addAll(r.fds());
                 if (r.bytes() == 0) break;
                 reply.write(buffer.asSlice(0, r.bytes()).toArray(ValueLayout.JAVA_BYTE));
                 if (reply.size() > 16 << 20) throw new IOException("the reply from " + path + " is too long");

@@ -139,6 +139,11 @@ public final class FcHandler implements AutoCloseable {
     private final Map<Long, Session> sessions = new LinkedHashMap<>();
     private final Thread acceptor;
     private volatile boolean stopping;
+    private boolean acceptingStopped;
+    /** Guarded by this: the listening socket went to another handler ({@link #handOver}). */
+    private volatile boolean handedOver;
+    /** Set by {@link #stop} (guarded by {@link #live}): a session that starts now is filled at once. */
+    private boolean graduatingAll;
 
     private FcHandler(
             Path socket,
@@ -179,14 +184,72 @@ public final class FcHandler implements AutoCloseable {
         Fd listener = UnixSockets.listen(socket, 64);
         try {
             Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-------"));
-            FcHandler h = new FcHandler(socket, listener, provider, sourceSize, options, reports, log);
-            if (options.state() != null) h.takeOverRecorded(); // the VMs of a handler that died
-            return h;
+            return adopt(socket, listener, provider, sourceSize, options, reports, log);
         } catch (IOException | RuntimeException e) {
             listener.closeQuietly();
             Files.deleteIfExists(socket);
             throw e;
         }
+    }
+
+    /**
+     * As {@link #start}, on {@code listener}, a listening socket bound to {@code socket} that a
+     * handler handing over gave this one ({@code --takeover}): connections waiting in its backlog
+     * are kept. The VMs recorded in the options' state directory are taken over.
+     */
+    public static FcHandler adopt(
+            Path socket,
+            Fd listener,
+            PageProvider provider,
+            long sourceSize,
+            Options options,
+            Consumer<Session.Report> reports,
+            Consumer<String> log)
+            throws IOException {
+        FcHandler h = new FcHandler(socket, listener, provider, sourceSize, options, reports, log);
+        if (options.state() != null) h.takeOverRecorded(); // the VMs of a handler that died, or handed them over
+        return h;
+    }
+
+    /** What a handler handing over gives the next one: its listening socket, and the sessions it lets go. */
+    public record Handover(Fd listener, List<Long> sessions) {}
+
+    /**
+     * The first half of a handover to a new handler ({@code --takeover}): stops accepting, and
+     * returns the listening socket (still bound at its path, which is left) and the live sessions.
+     * Send the socket, then {@link #release}.
+     *
+     * @throws IllegalStateException without a state directory (the new handler takes the VMs from
+     *     it), or once stopping
+     */
+    public Handover handOver() {
+        if (options.state() == null)
+            throw new IllegalStateException("this handler keeps no --state-dir: its VMs cannot be handed over");
+        synchronized (this) {
+            if (acceptingStopped) throw new IllegalStateException("this handler is stopping, or has handed over");
+            handedOver = true;
+        }
+        stopAccepting();
+        synchronized (live) {
+            return new Handover(listener, new ArrayList<>(sessions.keySet()));
+        }
+    }
+
+    /**
+     * The second half of a handover: lets every session go without graduating it (its engine
+     * closed, its record kept in the state directory for the new handler), waits (bounded) for
+     * their threads, and closes the listening socket's copy here.
+     */
+    public void release() {
+        List<Session> left;
+        List<Thread> threads;
+        synchronized (live) {
+            left = new ArrayList<>(sessions.values());
+            threads = new ArrayList<>(live.values());
+        }
+        for (Session s : left) s.close();
+        for (Thread t : threads) join(t, 10_000);
+        listener.closeQuietly();
     }
 
     /**
@@ -234,6 +297,56 @@ public final class FcHandler implements AutoCloseable {
         synchronized (endedSeries) {
             endedSeries.add(id);
             while (endedSeries.size() > ENDED_SERIES) options.metrics().unwatch(Long.toString(endedSeries.remove()));
+        }
+    }
+
+    /**
+     * Starts filling session {@code id} now (or every live session, for null), so that it
+     * graduates as soon as every data page is in place ({@code gmem fc-handler --graduate}).
+     * Returns the sessions asked; empty when {@code id} is not live.
+     */
+    public List<Long> graduateNow(Long id) {
+        List<Long> asked = new ArrayList<>();
+        synchronized (live) {
+            for (Map.Entry<Long, Session> e : sessions.entrySet()) {
+                if (id != null && !id.equals(e.getKey())) continue;
+                e.getValue().graduateSoon();
+                asked.add(e.getKey());
+            }
+        }
+        return asked;
+    }
+
+    /**
+     * Stops accepting new VMs and removes the socket, so that another handler can listen there,
+     * while the live sessions are served on to their ends ({@code gmem fc-handler --drain}).
+     * Returns the sessions still live; {@link #liveSessions} says when none is left.
+     */
+    public List<Long> drain() {
+        stopAccepting();
+        synchronized (live) {
+            return new ArrayList<>(live.keySet());
+        }
+    }
+
+    private void stopAccepting() {
+        synchronized (this) {
+            if (acceptingStopped) return;
+            acceptingStopped = true;
+        }
+        stopping = true;
+        try {
+            stop.eventfdAdd(1);
+        } catch (SyscallException ignored) {
+            // the acceptor also sees stopping on its next wake-up
+        }
+        join(acceptor, 5000);
+        if (handedOver) return; // the socket is the next handler's now
+        listener.closeQuietly();
+        try {
+            Files.deleteIfExists(socket);
+        } catch (IOException e) {
+            log.accept("cannot remove " + socket + ": " + e.getMessage());
         }
     }
 
@@ -363,7 +476,7 @@ public final class FcHandler implements AutoCloseable {
             synchronized (live) {
                 sessions.put(id, s);
                 started++;
-                if (stopping) s.graduateSoon();
+                if (graduatingAll) s.graduateSoon();
             }
             // served for as long as its VM needs it: until it graduates, its VMM exits, or it fails
             Session.Report r = s.await(FOREVER);
@@ -498,23 +611,12 @@ public final class FcHandler implements AutoCloseable {
      * the ids of those that did not (they are then stopped, their VMs left registered); removes the socket.
      */
     public List<Long> stop(Duration shutdown) {
-        stopping = true;
-        try {
-            stop.eventfdAdd(1);
-        } catch (SyscallException ignored) {
-            // the acceptor also sees stopping on its next wake-up
-        }
-        join(acceptor, 5000);
-        listener.closeQuietly();
-        try {
-            Files.deleteIfExists(socket);
-        } catch (IOException e) {
-            log.accept("cannot remove " + socket + ": " + e.getMessage());
-        }
+        stopAccepting();
         long deadline = System.nanoTime() + shutdown.toNanos();
         List<Thread> threads;
         synchronized (live) {
             threads = new ArrayList<>(live.values());
+            graduatingAll = true;
             for (Session s : sessions.values()) s.graduateSoon(); // those served on demand are filled now
         }
         for (Thread t : threads) join(t, Math.max(1, (deadline - System.nanoTime()) / 1_000_000));

@@ -201,7 +201,10 @@ public final class Session implements AutoCloseable {
                 if (engine.awaitPopulated(Math.max(0, Math.min(left, EXIT_CHECK_MILLIS)))) break;
                 if (vmmGone()) return report(End.VMM_EXITED, "the VMM exited while it was served", -1);
                 if (engine.closed())
-                    return report(End.TIMED_OUT, "the handler stopped before every data page was in place", -1);
+                    return report(
+                            End.TIMED_OUT,
+                            "this handler stopped serving it before it graduated (a stop, or a handover)",
+                            -1);
                 if (left <= 0)
                     return report(
                             End.TIMED_OUT, "not every data page was in place after " + limit.toMillis() + " ms", -1);

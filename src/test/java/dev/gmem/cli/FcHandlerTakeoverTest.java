@@ -128,11 +128,153 @@ class FcHandlerTakeoverTest {
         assertThat(GmemProcess.crashLogs(dir)).isEmpty();
     }
 
-    private GmemProcess.Started daemon(Path raw, Path socket, Path state, String prefetch) throws Exception {
-        return GmemProcess.start(
-                dir,
-                List.of(),
-                GmemProcess.classPath(),
+    /**
+     * {@code --takeover}: a second handler process takes the socket and the VMs over from the first
+     * while four VMs fault; the first exits 0, and every VM finishes with no wrong page. The
+     * faults' p99 and longest wait, as the VMs saw them, are printed.
+     */
+    @Test
+    void aNewHandlerTakesOverWhileFourVmsFault() throws Exception {
+        Host.assumeUserfaultfd();
+        org.junit.jupiter.api.Assumptions.assumeTrue(
+                dev.gmem.fc.Takeover.mayTakeDescriptors(),
+                "needs ptrace rights over the VMM to take its userfaultfd again (root or CAP_SYS_PTRACE)");
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        long size = 2 * SIZE; // each VM still faulting when the new handler is up
+        Path raw = Fixtures.raw(dir, "raw", size, 97);
+        Path state = dir.resolve("state");
+        Path socket = dir.resolve("fc.sock");
+        GmemProcess.Started old = daemon(raw, socket, state, "off");
+        GmemProcess.Started next = null;
+        List<Process> vms = new java.util.ArrayList<>();
+        try {
+            awaitReady(old);
+            for (int i = 0; i < 4; i++) {
+                ProcessBuilder pb = new ProcessBuilder(
+                                UffdPeer.binary().toString(), socket.toString(), Long.toString(size), "1")
+                        .redirectError(dir.resolve("vm-" + i + ".err").toFile());
+                pb.environment().put("UFFD_PEER_RANDOM", Long.toString(i + 1));
+                pb.environment().put("UFFD_PEER_DISCARDS", "200");
+                pb.environment().put("UFFD_PEER_COMPARE", raw.toString());
+                vms.add(pb.start());
+            }
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (recorded(state) < 4 && System.nanoTime() < deadline) Thread.sleep(1);
+            assertThat(recorded(state)).isEqualTo(4);
+            next = daemon(raw, socket, state, "off", "--takeover");
+            GmemProcess.Result oldEnd = old.await(Duration.ofSeconds(60));
+            assertThat(oldEnd.exit()).as(oldEnd.toString()).isZero();
+            assertThat(oldEnd.out()).contains("\"signal\":\"handed over\"");
+            awaitReady(next);
+            long p99 = 0, max = 0;
+            for (int i = 0; i < 4; i++) {
+                Process vm = vms.get(i);
+                assertThat(vm.waitFor(60, TimeUnit.SECONDS))
+                        .as("VM %d finishes; the new handler said %s", i, Files.readString(next.err()))
+                        .isTrue();
+                String out = new String(vm.getInputStream().readAllBytes(), StandardCharsets.US_ASCII);
+                assertThat(vm.exitValue())
+                        .as(Files.readString(dir.resolve("vm-" + i + ".err")))
+                        .isZero();
+                assertThat(out).as("VM %d", i).contains(" wrong=0 ");
+                p99 = Math.max(p99, Long.parseLong(out.replaceAll(".*p99_ns=(\\d+).*\\s*", "$1")));
+                max = Math.max(max, Long.parseLong(out.replaceAll(".*max_ns=(\\d+).*\\s*", "$1")));
+            }
+            long takenOver = Files.readString(next.err())
+                    .lines()
+                    .filter(l -> l.contains("taken over,"))
+                    .count();
+            System.out.println("takeover test: --takeover with 4 VMs faulting: " + takenOver
+                    + " taken over mid-restore; fault wait p99 (worst VM) " + p99 / 1000 + " us, longest "
+                    + max / 1_000_000 + " ms");
+            assertThat(takenOver).as(Files.readString(next.err())).isPositive();
+        } finally {
+            for (Process vm : vms) {
+                vm.destroyForcibly();
+                vm.waitFor(10, TimeUnit.SECONDS);
+            }
+            old.process().destroyForcibly();
+            old.process().waitFor(10, TimeUnit.SECONDS);
+            if (next != null) {
+                new ProcessBuilder("kill", "-TERM", Long.toString(next.process().pid()))
+                        .start()
+                        .waitFor(10, TimeUnit.SECONDS);
+                assertThat(next.await(Duration.ofSeconds(60)).timedOut()).isFalse();
+            }
+        }
+    }
+
+    /**
+     * {@code --graduate}: a VM served on demand is filled and graduated on request, and runs on
+     * correctly once every handler process is gone (SIGKILL); {@code --drain} then ends a handler
+     * once its last VM has ended.
+     */
+    @Test
+    void aGraduatedVmOutlivesEveryHandlerAndADrainedHandlerExits() throws Exception {
+        Host.assumeUserfaultfd();
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 101);
+        Path socket = dir.resolve("fc.sock");
+        Path state = dir.resolve("state");
+        for (boolean drain : new boolean[] {false, true}) {
+            GmemProcess.Started d = daemon(raw, socket, state, "off");
+            Process vm = null;
+            try {
+                awaitReady(d);
+                ProcessBuilder pb = new ProcessBuilder(
+                                UffdPeer.binary().toString(), socket.toString(), Long.toString(SIZE), "0")
+                        .redirectError(dir.resolve("vm.err").toFile());
+                pb.environment().put("UFFD_PEER_PAUSE", "1");
+                pb.environment().put("UFFD_PEER_COMPARE", raw.toString());
+                vm = pb.start();
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+                while (recorded(state) == 0 && System.nanoTime() < deadline) Thread.sleep(1);
+                GmemProcess.Result asked = GmemProcess.run(
+                        Duration.ofSeconds(60),
+                        dir,
+                        "fc-handler",
+                        "--socket",
+                        socket.toString(),
+                        drain ? "--drain" : "--graduate");
+                assertThat(asked.exit()).as(asked.toString()).isZero();
+                if (drain) {
+                    assertThat(socket).as("a drained handler accepts no more").doesNotExist();
+                    vm.getOutputStream().write('g');
+                    vm.getOutputStream().flush(); // its memory read on demand, then it exits: the handler follows
+                    GmemProcess.Result r = d.await(Duration.ofSeconds(60));
+                    assertThat(r.exit()).as(r.toString()).isZero();
+                    assertThat(r.out()).contains("\"signal\":\"drained\"");
+                } else {
+                    while (!Files.readString(d.out()).contains("\"end\":\"graduated\"") && System.nanoTime() < deadline)
+                        Thread.sleep(10);
+                    assertThat(Files.readString(d.out())).contains("\"end\":\"graduated\"");
+                    d.process().destroyForcibly(); // every handler gone
+                    assertThat(d.process().waitFor(10, TimeUnit.SECONDS)).isTrue();
+                    vm.getOutputStream().write('g');
+                    vm.getOutputStream().flush();
+                }
+                assertThat(vm.waitFor(60, TimeUnit.SECONDS))
+                        .as("the VM runs on")
+                        .isTrue();
+                String out = new String(vm.getInputStream().readAllBytes(), StandardCharsets.US_ASCII);
+                assertThat(vm.exitValue())
+                        .as(Files.readString(dir.resolve("vm.err")))
+                        .isZero();
+                assertThat(out).contains(" wrong=0 ");
+            } finally {
+                if (vm != null) {
+                    vm.destroyForcibly();
+                    vm.waitFor(10, TimeUnit.SECONDS);
+                }
+                d.process().destroyForcibly();
+                d.process().waitFor(10, TimeUnit.SECONDS);
+            }
+        }
+    }
+
+    private GmemProcess.Started daemon(Path raw, Path socket, Path state, String prefetch, String... more)
+            throws Exception {
+        List<String> args = new java.util.ArrayList<>(List.of(
                 "fc-handler",
                 "--socket",
                 socket.toString(),
@@ -142,7 +284,9 @@ class FcHandlerTakeoverTest {
                 state.toString(),
                 "--prefetch",
                 prefetch,
-                "--json");
+                "--json"));
+        args.addAll(List.of(more));
+        return GmemProcess.start(dir, List.of(), GmemProcess.classPath(), args.toArray(String[]::new));
     }
 
     private static long recorded(Path state) throws Exception {
