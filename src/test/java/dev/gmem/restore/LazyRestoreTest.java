@@ -100,7 +100,7 @@ class LazyRestoreTest {
                         LazyRestore.Options.defaults(dev.gmem.fault.UffdMode.MISSING)
                                 .withPrefetch(false))) {
             // a hole that something wrote into: resident, so the check must read it whether or not the sample draws it
-            lazy.memory().set(ValueLayout.JAVA_BYTE, hole + 17, (byte) 1);
+            poke(lazy.memory(), hole + 17, (byte) 1);
             RandomReaders.Residency residency = residencyFrom.equals("file")
                     ? RandomReaders.Residency.ofFile(d.memory().fd(), size)
                     : RandomReaders.Residency.ofMapping(lazy.memory(), P);
@@ -132,7 +132,7 @@ class LazyRestoreTest {
                     2,
                     10,
                     lazy::checkHealthy,
-                    () -> lazy.memory().set(ValueLayout.JAVA_BYTE, strayHole + 5, (byte) 7));
+                    () -> poke(lazy.memory(), strayHole + 5, (byte) 7));
             assertThat(again.wrongPages())
                     .as("the first hole and the stray one")
                     .isEqualTo(2);
@@ -291,5 +291,17 @@ class LazyRestoreTest {
             }
         }
         throw new AssertionError("no data page");
+    }
+
+    /**
+     * Writes one byte of registered guest memory from C: a Java thread blocked on a fault inside
+     * Java code would hold up every safepoint, and with it the fault thread of this same JVM.
+     */
+    static void poke(java.lang.foreign.MemorySegment memory, long offset, byte value) {
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            java.lang.foreign.MemorySegment b = a.allocate(1);
+            b.set(ValueLayout.JAVA_BYTE, 0, value);
+            dev.gmem.linux.Posix.copy(b, memory.asSlice(offset, 1), 1);
+        }
     }
 }
