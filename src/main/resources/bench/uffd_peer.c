@@ -286,8 +286,16 @@ int main(int argc, char **argv) {
         at = 0;
         for (int r = 0; r < regions; r++) {
             if (r == 0 && discarded != NULL) {
-                for (unsigned long p = 0; p < size[0] / PAGE; p++)
-                    wrong += wrong_pages(base[0] + p * PAGE, discarded[p] ? NULL : file + p * PAGE, PAGE);
+                for (unsigned long p = 0; p < size[0] / PAGE; p++) {
+                    unsigned long w = wrong_pages(base[0] + p * PAGE, discarded[p] ? NULL : file + p * PAGE, PAGE);
+                    if (w != 0 && wrong == 0) {
+                        /* the first wrong page, for the record: what it should hold, and whether it reads zeros */
+                        fprintf(stderr, "uffd_peer: page %lu is wrong: it should read %s; it reads %s\n", p,
+                                discarded[p] ? "zeros (discarded)" : "the file",
+                                wrong_pages(base[0] + p * PAGE, NULL, PAGE) == 0 ? "zeros" : "other bytes");
+                    }
+                    wrong += w;
+                }
             } else {
                 wrong += wrong_pages(base[r], file + at, size[r]);
             }

@@ -144,9 +144,15 @@ public final class FaultEngine implements AutoCloseable {
      * thread, under the resolving lock, right after the REMOVE event is read and before any later
      * fault is served; a failure to record stops the engine (it never serves on unrecorded).
      */
-    @FunctionalInterface
     public interface Journal {
         void removed(long start, long end) throws IOException;
+
+        /**
+         * Marks, with a plain store into memory that outlives the process, that a batch of events
+         * holding removals was read and is being recorded ({@code true}), or is recorded ({@code
+         * false}). A handler that dies in between leaves the mark: one of the removals may be lost.
+         */
+        void recording(boolean on);
     }
 
     /** Background population in batches from {@code minBatch} (right after a fault) doubling to {@code maxBatch} bytes. */
@@ -376,6 +382,15 @@ public final class FaultEngine implements AutoCloseable {
         try {
             int n;
             while ((n = uffd.read(messages)) > 0) {
+                Journal journal = options.journal();
+                boolean recording = false;
+                if (journal != null) {
+                    // first thing after the read: a handler that dies from here until the removals are recorded
+                    // leaves the mark, and the next one knows a removal may be lost
+                    for (int i = 0; i < n && !recording; i++)
+                        recording = UffdMessages.event(messages, i) == UffdAbi.EVENT_REMOVE;
+                    if (recording) journal.recording(true);
+                }
                 for (int i = 0; i < n; i++) {
                     switch (UffdMessages.event(messages, i)) {
                         case UffdAbi.EVENT_PAGEFAULT ->
@@ -390,6 +405,7 @@ public final class FaultEngine implements AutoCloseable {
                         // UNMAP)
                     }
                 }
+                if (recording) journal.recording(false);
                 if (n < MESSAGES) break;
             }
         } finally {

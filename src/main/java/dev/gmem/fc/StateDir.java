@@ -32,6 +32,10 @@ import tools.jackson.databind.node.ObjectNode;
  *   <li>{@code vm-PID-START.removed}: every removal read from its userfaultfd, appended (16 bytes:
  *       start, end) right after the event is read and before any later fault is served. A record
  *       cut short can only be the last, and means a removal whose range is unknown: that VM is dropped.
+ *   <li>{@code vm-PID-START.recording}: one byte, mapped shared, set with a plain store right after a
+ *       read of events that holds removals and cleared once they are appended. A handler that died
+ *       in between leaves it set: a removal may be lost, and that VM is dropped rather than risk
+ *       serving snapshot data where it discarded memory.
  * </ul>
  * The descriptor itself is not kept: a handler taking the VM over takes a new copy of the
  * userfaultfd from the still-running VMM ({@code pidfd_getfd}, see {@link Recovery}). A lock on
@@ -94,10 +98,24 @@ public final class StateDir implements AutoCloseable {
     public final class Vm implements FaultEngine.Journal, AutoCloseable {
         private final String key;
         private final FileChannel removals;
+        /** {@code KEY.recording}, mapped shared: its first byte is 1 while a batch of removals is being recorded. */
+        private final java.nio.MappedByteBuffer mark;
 
-        private Vm(String key, FileChannel removals) {
+        private Vm(String key, FileChannel removals) throws IOException {
             this.key = key;
             this.removals = removals;
+            try (FileChannel m = FileChannel.open(
+                    dir.resolve(key + ".recording"),
+                    StandardOpenOption.CREATE,
+                    StandardOpenOption.READ,
+                    StandardOpenOption.WRITE)) {
+                this.mark = m.map(FileChannel.MapMode.READ_WRITE, 0, 1);
+            }
+        }
+
+        @Override
+        public void recording(boolean on) {
+            mark.put(0, (byte) (on ? 1 : 0)); // a store into the page cache: it outlives this process
         }
 
         public String key() {
@@ -141,7 +159,9 @@ public final class StateDir implements AutoCloseable {
                     .add(r.pageSize());
         Path tmp = dir.resolve(key + ".json.tmp");
         Files.writeString(tmp, JSON.writeValueAsString(o), StandardCharsets.UTF_8);
-        Files.deleteIfExists(dir.resolve(key + ".removed")); // left by a VMM of this pid and start time: none is alive
+        // left by a VMM of this pid and start time: none is alive
+        Files.deleteIfExists(dir.resolve(key + ".removed"));
+        Files.deleteIfExists(dir.resolve(key + ".recording"));
         FileChannel log = null;
         try {
             log = FileChannel.open(
@@ -213,6 +233,16 @@ public final class StateDir implements AutoCloseable {
                         r.get(1).asLong(),
                         r.get(2).asLong(),
                         r.get(3).asLong()));
+            Path mark = dir.resolve(key + ".recording");
+            if (Files.exists(mark) && Files.size(mark) > 0 && Files.readAllBytes(mark)[0] != 0)
+                return new Recorded(
+                        key,
+                        pid,
+                        start,
+                        uid,
+                        regions,
+                        List.of(),
+                        "its handler died while recording removals it had read: one may be lost");
             byte[] log = Files.readAllBytes(dir.resolve(key + ".removed"));
             if (log.length % REMOVAL != 0)
                 return new Recorded(
@@ -245,6 +275,7 @@ public final class StateDir implements AutoCloseable {
         try {
             Files.deleteIfExists(dir.resolve(key + ".json"));
             Files.deleteIfExists(dir.resolve(key + ".removed"));
+            Files.deleteIfExists(dir.resolve(key + ".recording"));
         } catch (IOException ignored) {
             // left for the next handler, which finds a VMM that is gone and removes them
         }

@@ -43,6 +43,7 @@ class FcHandlerTakeoverTest {
         System.out.println("takeover test: seed " + seed + " (replay with -Dgmem.takeover.seed=" + seed + ")");
         Random rnd = new Random(seed);
         int takenOver = 0;
+        int dropped = 0;
         long longestWaitNs = 0;
         for (int round = 0; round < ROUNDS; round++) {
             String prefetch = round % 2 == 0 ? "off" : "all";
@@ -91,10 +92,28 @@ class FcHandlerTakeoverTest {
                                 round, prefetch, Files.readString(first.err()), Files.readString(second.err()))
                         .isTrue();
                 String out = new String(vm.getInputStream().readAllBytes(), StandardCharsets.US_ASCII);
+                if (Files.readString(second.err()).contains("one may be lost")) {
+                    // killed while recording removals it had read: the VM is dropped (killed), never served wrong
+                    assertThat(vm.exitValue())
+                            .as("round %d: the dropped VM is killed", round)
+                            .isEqualTo(137);
+                    dropped++;
+                    continue;
+                }
                 assertThat(vm.exitValue())
-                        .as(Files.readString(dir.resolve("vm.err")))
+                        .as(
+                                "round %d: %s; the second handler said %s",
+                                round, Files.readString(dir.resolve("vm.err")), Files.readString(second.err()))
                         .isZero();
-                assertThat(out).as("round %d", round).contains(" wrong=0 ");
+                assertThat(out)
+                        .as(
+                                "round %d (%s): %s; the first handler said %s; the second %s",
+                                round,
+                                prefetch,
+                                Files.readString(dir.resolve("vm.err")),
+                                Files.readString(first.err()),
+                                Files.readString(second.err()))
+                        .contains(" wrong=0 ");
                 longestWaitNs = Math.max(longestWaitNs, Long.parseLong(out.replaceAll(".*max_ns=(\\d+).*\\s*", "$1")));
                 // the VM ends with its VMM: the new handler forgets it, and nothing is left for a third
                 long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
@@ -122,8 +141,8 @@ class FcHandlerTakeoverTest {
                 }
             }
         }
-        System.out.println("takeover test: " + takenOver + " of " + ROUNDS + " VMs taken over; longest fault wait "
-                + longestWaitNs / 1_000_000 + " ms");
+        System.out.println("takeover test: " + takenOver + " of " + ROUNDS + " VMs taken over, " + dropped
+                + " dropped (killed mid-recording); longest fault wait " + longestWaitNs / 1_000_000 + " ms");
         assertThat(takenOver).as("some kills came before the VM was done").isPositive();
         assertThat(GmemProcess.crashLogs(dir)).isEmpty();
     }

@@ -34,6 +34,15 @@ class StateDirTest {
             assertThat(r.removed())
                     .singleElement()
                     .satisfies(x -> assertThat(x).containsExactly(1L << 40, (1L << 40) + 4096));
+            // a handler that died between reading removals and recording them
+            StateDir.Vm again = s.reopen(r.key());
+            again.recording(true);
+            again.close();
+            assertThat(s.recorded().getFirst().problem()).contains("one may be lost");
+            again = s.reopen(r.key());
+            again.recording(false);
+            again.close();
+            assertThat(s.recorded().getFirst().problem()).isNull();
             // a removal cut short: its range is unknown
             Files.write(
                     dir.resolve(r.key() + ".removed"), new byte[] {1, 2, 3}, java.nio.file.StandardOpenOption.APPEND);
