@@ -216,14 +216,13 @@ public final class StateDir implements AutoCloseable {
             start = o.path("start_time").asLong(-1);
             int uid = o.path("uid").asInt(-1);
             if (pid <= 0 || start < 0 || !o.path("regions").isArray())
-                return new Recorded(key, pid, start, uid, List.of(), List.of(), "its record is damaged");
+                return unusable(key, pid, start, uid, List.of(), "its record is damaged");
             if (!source.equals(o.path("source").asString()))
-                return new Recorded(
+                return unusable(
                         key,
                         pid,
                         start,
                         uid,
-                        List.of(),
                         List.of(),
                         "it was served from another source (" + o.path("source").asString() + ")");
             List<ForeignRegion> regions = new ArrayList<>();
@@ -235,24 +234,17 @@ public final class StateDir implements AutoCloseable {
                         r.get(3).asLong()));
             Path mark = dir.resolve(key + ".recording");
             if (Files.exists(mark) && Files.size(mark) > 0 && Files.readAllBytes(mark)[0] != 0)
-                return new Recorded(
+                return unusable(
                         key,
                         pid,
                         start,
                         uid,
                         regions,
-                        List.of(),
                         "its handler died while recording removals it had read: one may be lost");
             byte[] log = Files.readAllBytes(dir.resolve(key + ".removed"));
             if (log.length % REMOVAL != 0)
-                return new Recorded(
-                        key,
-                        pid,
-                        start,
-                        uid,
-                        regions,
-                        List.of(),
-                        "its removal log was cut short: a removal's range is unknown");
+                return unusable(
+                        key, pid, start, uid, regions, "its removal log was cut short: a removal's range is unknown");
             ByteBuffer b = ByteBuffer.wrap(log).order(ByteOrder.LITTLE_ENDIAN);
             List<long[]> removed = new ArrayList<>();
             while (b.hasRemaining()) removed.add(new long[] {b.getLong(), b.getLong()});
@@ -261,6 +253,11 @@ public final class StateDir implements AutoCloseable {
             return new Recorded(
                     key, pid, start, -1, List.of(), List.of(), "its record is unreadable: " + e.getMessage());
         }
+    }
+
+    private static Recorded unusable(
+            String key, int pid, long start, int uid, List<ForeignRegion> regions, String problem) {
+        return new Recorded(key, pid, start, uid, regions, List.of(), problem);
     }
 
     /** Reopens a recorded VM's removal log for appending, for the handler that takes it over. */
