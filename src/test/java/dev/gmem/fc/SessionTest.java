@@ -97,13 +97,15 @@ class SessionTest {
             // the last VM exits before its session graduates: its memory went with it
             children.get(VMS - 1).destroyForcibly();
             assertThat(children.get(VMS - 1).waitFor(10, TimeUnit.SECONDS)).isTrue();
+            java.util.Set<Long> pids = new java.util.HashSet<>();
             for (Session session : sessions) {
                 Session.Report r = session.await(Duration.ofSeconds(30));
-                boolean exited = r.id() == VMS - 1;
+                // the VMs connect in any order: the one killed is known by its pid, not by its session's number
+                boolean exited = r.pid() == children.get(VMS - 1).pid();
                 assertThat(r.end())
                         .as(String.valueOf(r))
                         .isEqualTo(exited ? Session.End.VMM_EXITED : Session.End.GRADUATED);
-                assertThat(r.pid()).isEqualTo(children.get((int) r.id()).pid());
+                pids.add((long) r.pid());
                 if (!exited) {
                     // (not for the VM killed meanwhile: a copy racing its address space's teardown may land on a page
                     // the teardown had just freed, so its counters say nothing about its memory, which is gone)
@@ -113,6 +115,10 @@ class SessionTest {
                     assertThat(r.graduatedMs()).isPositive();
                 }
             }
+            assertThat(pids)
+                    .as("one session for each VM")
+                    .containsExactlyInAnyOrderElementsOf(
+                            children.stream().map(Process::pid).toList());
             // the graduated VMs go on without the handler and end
             for (int i = 0; i < VMS - 1; i++) {
                 UffdPeer.proceed(children.get(i));
