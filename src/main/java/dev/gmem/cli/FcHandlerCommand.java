@@ -511,7 +511,7 @@ final class FcHandlerCommand implements Callable<Integer> {
                 s.path("vmm_exited").asLong(),
                 s.path("failed").asLong());
         out.println("  session      pid    uid     age s    faults  fault pages  prefetched  zero pages  removes"
-                + "  EEXIST  EAGAIN  p50 us  p99 us  max us");
+                + "  EEXIST  EAGAIN  p50 us  p99 us  max us  takeovers");
         for (tools.jackson.databind.JsonNode v : s.path("live"))
             statsRow(out, v.path("session").asString(), v, v.path("counts"));
         statsRow(out, "total", null, s.path("total"));
@@ -524,7 +524,7 @@ final class FcHandlerCommand implements Callable<Integer> {
         tools.jackson.databind.JsonNode l = c.path("latency");
         out.printf(
                 Locale.ROOT,
-                "  %-8s %7s %6s %9s %9d %12d %11d %11d %8d %7d %7d %7.1f %7.1f %7.1f%n",
+                "  %-8s %7s %6s %9s %9d %12d %11d %11d %8d %7d %7d %7.1f %7.1f %7.1f  %s%n",
                 name,
                 who == null ? "" : who.path("pid").asString(),
                 who == null ? "" : who.path("uid").asString(),
@@ -540,7 +540,15 @@ final class FcHandlerCommand implements Callable<Integer> {
                 c.path("retries").asLong(),
                 l.path("p50_us").asDouble(),
                 l.path("p99_us").asDouble(),
-                l.path("max_us").asDouble());
+                l.path("max_us").asDouble(),
+                who == null || who.path("takeovers").asInt() == 0
+                        ? ""
+                        : String.format(
+                                Locale.ROOT,
+                                "%d (%d faults waiting, the first served %.1f ms after)",
+                                who.path("takeovers").asInt(),
+                                who.path("waiting_at_takeover").asLong(),
+                                who.path("resumed_ms").asDouble()));
     }
 
     private String ended(Session.Report r) {

@@ -379,6 +379,7 @@ public final class FaultEngine implements AutoCloseable {
      */
     private void drain() throws IOException {
         resolving.lock();
+        long faultsRead = 0;
         try {
             int n;
             while ((n = uffd.read(messages)) > 0) {
@@ -393,8 +394,10 @@ public final class FaultEngine implements AutoCloseable {
                 }
                 for (int i = 0; i < n; i++) {
                     switch (UffdMessages.event(messages, i)) {
-                        case UffdAbi.EVENT_PAGEFAULT ->
+                        case UffdAbi.EVENT_PAGEFAULT -> {
                             queue.add(UffdMessages.faultFlags(messages, i), UffdMessages.faultAddress(messages, i));
+                            faultsRead++;
+                        }
                         case UffdAbi.EVENT_REMOVE -> {
                             long start = UffdMessages.removeStart(messages, i),
                                     end = UffdMessages.removeEnd(messages, i);
@@ -411,6 +414,7 @@ public final class FaultEngine implements AutoCloseable {
         } finally {
             resolving.unlock();
         }
+        stats.firstRead(faultsRead);
     }
 
     private void removed(long start, long end) {

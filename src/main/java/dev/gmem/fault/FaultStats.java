@@ -52,7 +52,11 @@ public final class FaultStats {
             double blockedMs,
             Latency latency) {}
 
+    private final AtomicLong firstServedNanos = new AtomicLong(-1);
+    private volatile long firstReadFaults = -1;
+
     void faultServed(long nanos) {
+        firstServedNanos.compareAndSet(-1, System.nanoTime());
         faults.incrementAndGet();
         blockedNanos.addAndGet(nanos);
         synchronized (latency) {
@@ -62,6 +66,20 @@ public final class FaultStats {
 
     public long faults() {
         return faults.get();
+    }
+
+    /** System.nanoTime() when the first fault was served, or -1. */
+    public long firstServedNanos() {
+        return firstServedNanos.get();
+    }
+
+    /** The faults found waiting by the engine's first read of its userfaultfd, or -1 before it. */
+    public long firstReadFaults() {
+        return firstReadFaults;
+    }
+
+    void firstRead(long faults) {
+        if (firstReadFaults < 0) firstReadFaults = faults;
     }
 
     /** The page counters by path at this moment, without the histogram: cheap enough to sample every millisecond. */

@@ -102,7 +102,15 @@ public final class FcHandler implements AutoCloseable {
     private static final Duration FOREVER = Duration.ofDays(365);
 
     /** A live session at one moment: who, for how long, and its counters. */
-    public record SessionStats(long session, int pid, int uid, double ageMs, FaultStats.Counts counts) {}
+    public record SessionStats(
+            long session,
+            int pid,
+            int uid,
+            double ageMs,
+            int takeovers,
+            long waitingAtTakeover,
+            double resumedMs,
+            FaultStats.Counts counts) {}
 
     /**
      * The handler at one moment: how long it has run, the sessions it has started (one per VM whose
@@ -126,6 +134,9 @@ public final class FcHandler implements AutoCloseable {
     private final Map<Session.End, Long> ended = new java.util.EnumMap<>(Session.End.class);
 
     private final List<FaultStats.Counts> endedCounts = new ArrayList<>();
+    /** Guarded by {@link #live}: how many times each live session's VM has been taken over. */
+    private final Map<Long, Integer> takeovers = new java.util.HashMap<>();
+
     private long started;
     private final org.HdrHistogram.Histogram endedLatency = dev.gmem.fault.Latency.histogram();
     private final Fd stop;
@@ -359,7 +370,15 @@ public final class FcHandler implements AutoCloseable {
             org.HdrHistogram.Histogram latency = endedLatency.copy();
             for (Session s : sessions.values()) {
                 FaultStats.Counts c = s.stats().counts();
-                serving.add(new SessionStats(s.id(), s.peer().pid(), s.peer().uid(), (now - s.startNanos()) / 1e6, c));
+                serving.add(new SessionStats(
+                        s.id(),
+                        s.peer().pid(),
+                        s.peer().uid(),
+                        (now - s.startNanos()) / 1e6,
+                        takeovers.getOrDefault(s.id(), 0),
+                        s.waitingAtTakeover(),
+                        s.resumedMs(),
+                        c));
                 all.add(c);
                 s.stats().addLatencyTo(latency);
             }
@@ -500,6 +519,7 @@ public final class FcHandler implements AutoCloseable {
         } finally {
             synchronized (live) {
                 sessions.remove(id);
+                takeovers.remove(id);
             }
             // its final values stay, however it ended
             if (options.metrics() != null && !metricsFinished) finishMetrics(id);
@@ -573,7 +593,12 @@ public final class FcHandler implements AutoCloseable {
                         + "); its record is kept for a handler that may");
                 return;
             }
-            log.accept(who + ": taken over, " + rec.removed().size() + " removals recorded");
+            int times = options.state().tookOver(rec);
+            log.accept(who + ": taken over (" + times + (times == 1 ? " time" : " times") + "), "
+                    + rec.removed().size() + " removals recorded");
+            synchronized (live) {
+                takeovers.put(id, times);
+            }
             run(
                     id,
                     peer,

@@ -80,6 +80,8 @@ public final class Session implements AutoCloseable {
     private final UnixSockets.PeerCredentials peer;
     private final dev.gmem.linux.Fd pidfd;
     private final FaultEngine engine;
+    /** System.nanoTime() when this session took its VM over from a handler that is gone, or -1. */
+    private long takenOverNanos = -1;
 
     private Session(long id, UnixSockets.PeerCredentials peer, dev.gmem.linux.Fd pidfd, FaultEngine engine) {
         this.id = id;
@@ -144,6 +146,7 @@ public final class Session implements AutoCloseable {
             target = null; // the engine's now: closing the session closes it
             Session session = new Session(id, peer, pidfd, engine);
             if (takenOver != null) {
+                session.takenOverNanos = engine.startNanos();
                 try {
                     ForeignTarget t = (ForeignTarget) engine.target();
                     for (dev.gmem.fault.ForeignRegion r : handshake.regions()) t.wake(r.sourceOffset(), r.length());
@@ -177,6 +180,22 @@ public final class Session implements AutoCloseable {
     public long pagesInPlace() {
         FaultStats.Pages p = engine.stats().pages();
         return p.faultPages() + p.zeroPages() + p.prefetchPages();
+    }
+
+    /** Whether this session took its VM over from a handler that died or handed over. */
+    public boolean takenOver() {
+        return takenOverNanos >= 0;
+    }
+
+    /** For a VM taken over: the faults found waiting by the first read, or -1. */
+    public long waitingAtTakeover() {
+        return takenOver() ? engine.stats().firstReadFaults() : -1;
+    }
+
+    /** For a VM taken over: ms from the takeover to the first fault served here, or -1 (none yet, or not taken over). */
+    public double resumedMs() {
+        long first = engine.stats().firstServedNanos();
+        return takenOver() && first >= 0 ? (first - takenOverNanos) / 1e6 : -1;
     }
 
     /** System.nanoTime() when the session started serving. */

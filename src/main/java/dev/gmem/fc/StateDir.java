@@ -149,7 +149,11 @@ public final class StateDir implements AutoCloseable {
     public Vm record(int pid, long startTime, int uid, List<ForeignRegion> regions) throws IOException {
         String key = "vm-" + pid + "-" + startTime;
         ObjectNode o = JSON.createObjectNode();
-        o.put("pid", pid).put("start_time", startTime).put("uid", uid).put("source", source);
+        o.put("pid", pid)
+                .put("start_time", startTime)
+                .put("uid", uid)
+                .put("source", source)
+                .put("takeovers", 0);
         ArrayNode rs = o.putArray("regions");
         for (ForeignRegion r : regions)
             rs.addArray()
@@ -191,7 +195,20 @@ public final class StateDir implements AutoCloseable {
             int uid,
             List<ForeignRegion> regions,
             List<long[]> removed,
-            String problem) {}
+            String problem,
+            int takeovers) {}
+
+    /** Counts one more takeover of {@code r} in its record (rewritten, then renamed into place); returns the count. */
+    public int tookOver(Recorded r) throws IOException {
+        Path file = dir.resolve(r.key() + ".json");
+        ObjectNode o = (ObjectNode) JSON.readTree(Files.readString(file, StandardCharsets.UTF_8));
+        int n = r.takeovers() + 1;
+        o.put("takeovers", n);
+        Path tmp = dir.resolve(r.key() + ".json.tmp");
+        Files.writeString(tmp, JSON.writeValueAsString(o), StandardCharsets.UTF_8);
+        Files.move(tmp, file, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        return n;
+    }
 
     /** Every VM recorded in the directory, read back, each with what is wrong with it if anything. */
     public List<Recorded> recorded() throws IOException {
@@ -248,16 +265,23 @@ public final class StateDir implements AutoCloseable {
             ByteBuffer b = ByteBuffer.wrap(log).order(ByteOrder.LITTLE_ENDIAN);
             List<long[]> removed = new ArrayList<>();
             while (b.hasRemaining()) removed.add(new long[] {b.getLong(), b.getLong()});
-            return new Recorded(key, pid, start, uid, regions, removed, null);
-        } catch (IOException | RuntimeException e) {
             return new Recorded(
-                    key, pid, start, -1, List.of(), List.of(), "its record is unreadable: " + e.getMessage());
+                    key,
+                    pid,
+                    start,
+                    uid,
+                    regions,
+                    removed,
+                    null,
+                    o.path("takeovers").asInt(0));
+        } catch (IOException | RuntimeException e) {
+            return unusable(key, pid, start, -1, List.of(), "its record is unreadable: " + e.getMessage());
         }
     }
 
     private static Recorded unusable(
             String key, int pid, long start, int uid, List<ForeignRegion> regions, String problem) {
-        return new Recorded(key, pid, start, uid, regions, List.of(), problem);
+        return new Recorded(key, pid, start, uid, regions, List.of(), problem, 0);
     }
 
     /** Reopens a recorded VM's removal log for appending, for the handler that takes it over. */

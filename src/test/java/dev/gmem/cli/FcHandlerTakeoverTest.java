@@ -201,7 +201,7 @@ class FcHandlerTakeoverTest {
             }
             long takenOver = Files.readString(next.err())
                     .lines()
-                    .filter(l -> l.contains("taken over,"))
+                    .filter(l -> l.contains("taken over (1 time)"))
                     .count();
             System.out.println("takeover test: --takeover with 4 VMs faulting: " + takenOver
                     + " taken over mid-restore; fault wait p99 (worst VM) " + p99 / 1000 + " us, longest "

@@ -31,6 +31,10 @@ class StateDirTest {
             assertThat(r.startTime()).isEqualTo(7);
             assertThat(r.uid()).isEqualTo(1000);
             assertThat(r.regions()).isEqualTo(regions);
+            assertThat(r.takeovers()).isZero();
+            assertThat(s.tookOver(r)).isEqualTo(1);
+            assertThat(s.tookOver(s.recorded().getFirst())).isEqualTo(2);
+            assertThat(s.recorded().getFirst().takeovers()).isEqualTo(2);
             assertThat(r.removed())
                     .singleElement()
                     .satisfies(x -> assertThat(x).containsExactly(1L << 40, (1L << 40) + 4096));
