@@ -290,7 +290,8 @@ int main(int argc, char **argv) {
                     unsigned long w = wrong_pages(base[0] + p * PAGE, discarded[p] ? NULL : file + p * PAGE, PAGE);
                     if (w != 0 && wrong == 0) {
                         /* the first wrong page, for the record: what it should hold, and whether it reads zeros */
-                        fprintf(stderr, "uffd_peer: page %lu is wrong: it should read %s; it reads %s\n", p,
+                        fprintf(stderr, "uffd_peer: page %lu (host address %lu) is wrong: it should read %s; it reads %s\n", p,
+                                (unsigned long) (uintptr_t) (base[0] + p * PAGE),
                                 discarded[p] ? "zeros (discarded)" : "the file",
                                 wrong_pages(base[0] + p * PAGE, NULL, PAGE) == 0 ? "zeros" : "other bytes");
                     }

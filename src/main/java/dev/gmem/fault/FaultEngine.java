@@ -148,9 +148,10 @@ public final class FaultEngine implements AutoCloseable {
         void removed(long start, long end) throws IOException;
 
         /**
-         * Marks, with a plain store into memory that outlives the process, that a batch of events
-         * holding removals was read and is being recorded ({@code true}), or is recorded ({@code
-         * false}). A handler that dies in between leaves the mark: one of the removals may be lost.
+         * Marks, with a plain store into memory that outlives the process, that events are being
+         * read and recorded ({@code true}, just before each read), or that what was read is
+         * recorded ({@code false}). A handler that dies in between leaves the mark: a removal it
+         * read may be lost.
          */
         void recording(boolean on);
     }
@@ -380,18 +381,14 @@ public final class FaultEngine implements AutoCloseable {
     private void drain() throws IOException {
         resolving.lock();
         long faultsRead = 0;
+        Journal journal = options.journal();
         try {
-            int n;
-            while ((n = uffd.read(messages)) > 0) {
-                Journal journal = options.journal();
-                boolean recording = false;
-                if (journal != null) {
-                    // first thing after the read: a handler that dies from here until the removals are recorded
-                    // leaves the mark, and the next one knows a removal may be lost
-                    for (int i = 0; i < n && !recording; i++)
-                        recording = UffdMessages.event(messages, i) == UffdAbi.EVENT_REMOVE;
-                    if (recording) journal.recording(true);
-                }
+            while (true) {
+                // set before the read: a handler that dies from here until what it read is recorded (the read
+                // itself, the return from it, which may wait out a safepoint, and the recording) leaves the mark,
+                // and the next handler knows a removal may be lost
+                if (journal != null) journal.recording(true);
+                int n = uffd.read(messages);
                 for (int i = 0; i < n; i++) {
                     switch (UffdMessages.event(messages, i)) {
                         case UffdAbi.EVENT_PAGEFAULT -> {
@@ -401,14 +398,14 @@ public final class FaultEngine implements AutoCloseable {
                         case UffdAbi.EVENT_REMOVE -> {
                             long start = UffdMessages.removeStart(messages, i),
                                     end = UffdMessages.removeEnd(messages, i);
-                            if (options.journal() != null) options.journal().removed(start, end);
+                            if (journal != null) journal.removed(start, end);
                             removed(start, end);
                         }
                         default -> {} // not requested (ForeignTarget refuses senders that asked for FORK, REMAP or
                         // UNMAP)
                     }
                 }
-                if (recording) journal.recording(false);
+                if (journal != null) journal.recording(false);
                 if (n < MESSAGES) break;
             }
         } finally {

@@ -32,8 +32,8 @@ import tools.jackson.databind.node.ObjectNode;
  *   <li>{@code vm-PID-START.removed}: every removal read from its userfaultfd, appended (16 bytes:
  *       start, end) right after the event is read and before any later fault is served. A record
  *       cut short can only be the last, and means a removal whose range is unknown: that VM is dropped.
- *   <li>{@code vm-PID-START.recording}: one byte, mapped shared, set with a plain store right after a
- *       read of events that holds removals and cleared once they are appended. A handler that died
+ *   <li>{@code vm-PID-START.recording}: one byte, mapped shared, set with a plain store just before
+ *       each read of the VM's events and cleared once what was read is recorded. A handler that died
  *       in between leaves it set: a removal may be lost, and that VM is dropped rather than risk
  *       serving snapshot data where it discarded memory.
  * </ul>
