@@ -58,6 +58,7 @@ public final class Main implements Runnable {
             if (System.getenv("GMEM_DEBUG") != null) e.printStackTrace();
             status = ExitCode.FAILED.status;
         }
+        Signals.finishing(); // from here a signal no longer interrupts: the command is done
         System.exit(status);
     }
 

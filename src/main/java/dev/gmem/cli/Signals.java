@@ -62,6 +62,22 @@ final class Signals {
         daemon = stop;
     }
 
+    /**
+     * The command is done and about to exit with its own status: a signal from now on is ignored
+     * (it would claim an interruption after the work was complete). If a signal is being handled
+     * already, its handler ends the process: this thread waits for that.
+     */
+    static void finishing() {
+        if (ONCE.compareAndSet(false, true)) return;
+        while (true) {
+            try {
+                Thread.sleep(1000);
+            } catch (InterruptedException e) {
+                // the handler halts the process
+            }
+        }
+    }
+
     private static void interrupted(String name, int number) {
         if (!ONCE.compareAndSet(false, true)) return; // a second signal while the first is handled: nothing more to do
         Stop d = daemon;
