@@ -33,7 +33,8 @@ import picocli.CommandLine.Option;
             "VM no longer depends on this process) once every data page is in place. One line on stdout when ready, and",
             "one per VM when it ends. SIGTERM or SIGINT stops accepting, waits up to --shutdown-timeout for every live VM",
             "to graduate, names those it could not finish, and exits 0 when none was left (1 otherwise).",
-            "gmem fc-handler --socket PATH --stats asks a running handler for its statistics (PATH.ctl, its control socket)."
+            "gmem fc-handler --socket PATH --stats asks a running handler for its statistics (PATH.ctl, its control socket).",
+            "--metrics gives each VM its own session label; the ready line names the metrics URL."
         })
 final class FcHandlerCommand implements Callable<Integer> {
     @Option(
@@ -115,17 +116,9 @@ final class FcHandlerCommand implements Callable<Integer> {
                             + " Others are refused, in one line, by SO_PEERCRED.")
     List<Integer> allowUids;
 
-    @Option(
-            names = "--metrics",
-            paramLabel = "HOST:PORT",
-            description =
-                    "Serve live metrics in the Prometheus text format at http://HOST:PORT/metrics, one session label per VM"
-                            + " (port 0: any free port; the address is printed on stderr and in the ready line). Loopback only,"
-                            + " unless --metrics-any-address.")
-    String metricsAddress;
-
-    @Option(names = "--metrics-any-address", description = "Allow --metrics to bind an address other than loopback.")
-    boolean metricsAnyAddress;
+    /** --metrics, --metrics-any-address. */
+    @CommandLine.Mixin
+    MetricsEndpoint metricsEndpoint;
 
     @Option(
             names = "--state-dir",
@@ -217,7 +210,7 @@ final class FcHandlerCommand implements Callable<Integer> {
                         spec.commandLine(), "--graduate takes a session number, not '" + graduate + "'");
             return ask(graduate.equals("all") ? "graduate" : "graduate " + graduate);
         }
-        if (metricsAnyAddress && metricsAddress == null)
+        if (metricsEndpoint.anyAddress && metricsEndpoint.address == null)
             throw new CommandLine.ParameterException(spec.commandLine(), "--metrics-any-address needs --metrics");
         if (snapshot == null)
             throw new CommandLine.ParameterException(
@@ -272,12 +265,11 @@ final class FcHandlerCommand implements Callable<Integer> {
             Fd inherited = takeover ? askForHandover() : null;
             if (inherited == null) FcHandler.clearStale(socket);
             else started.add(inherited::closeQuietly);
-            dev.gmem.metrics.Metrics metrics = metricsAddress == null ? null : new dev.gmem.metrics.Metrics();
+            dev.gmem.metrics.Metrics metrics = metricsEndpoint.address == null ? null : new dev.gmem.metrics.Metrics();
             dev.gmem.metrics.MetricsServer server = null;
             AccessRecorder recorder = null;
             try {
-                if (metrics != null)
-                    started.add(server = MetricsEndpoint.start(spec, metrics, metricsAddress, metricsAnyAddress));
+                if (metrics != null) started.add(server = metricsEndpoint.start(spec, metrics));
                 if (stateDir != null) {
                     StateDir state = takeover
                             ? openWhenFree(stateDir, StateDir.identity(snapshot))

@@ -111,16 +111,9 @@ final class RestoreCommand implements Callable<Integer> {
             description = "The vCPU reads one page in this many (default ${DEFAULT-VALUE}).")
     long checkStride;
 
-    @Option(
-            names = "--metrics",
-            paramLabel = "HOST:PORT",
-            description =
-                    "Lazy restore: serve live metrics in the Prometheus text format at http://HOST:PORT/metrics while it runs"
-                            + " (port 0: any free port; the address is printed on stderr). Loopback only, unless --metrics-any-address.")
-    String metricsAddress;
-
-    @Option(names = "--metrics-any-address", description = "Allow --metrics to bind an address other than loopback.")
-    boolean metricsAnyAddress;
+    /** --metrics, --metrics-any-address. */
+    @CommandLine.Mixin
+    MetricsEndpoint metricsEndpoint;
 
     @Option(
             names = "--metrics-hold",
@@ -173,7 +166,7 @@ final class RestoreCommand implements Callable<Integer> {
                     spec.commandLine(), "--mode must be eager or lazy, not '" + mode + "'");
         if (checkStride < 1)
             throw new CommandLine.ParameterException(spec.commandLine(), "--check-stride must be at least 1");
-        if (metricsAddress != null || metricsAnyAddress || metricsHold != 0)
+        if (metricsEndpoint.given() || metricsHold != 0)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--metrics applies to lazy restore (an eager one is over before a scrape)");
         if (trace != null)
@@ -366,8 +359,8 @@ final class RestoreCommand implements Callable<Integer> {
 
     /** The metrics endpoint asked for with --metrics, started and announced on stderr; null when none was asked for. */
     private dev.gmem.metrics.MetricsServer startMetrics(dev.gmem.metrics.Metrics metrics) throws java.io.IOException {
-        if (metricsAddress == null) {
-            if (metricsAnyAddress || metricsHold != 0)
+        if (metricsEndpoint.address == null) {
+            if (metricsEndpoint.anyAddress || metricsHold != 0)
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--metrics-any-address and --metrics-hold need --metrics");
             return null;
@@ -375,7 +368,7 @@ final class RestoreCommand implements Callable<Integer> {
         if (metricsHold < 0 || metricsHold > 3600)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--metrics-hold must be between 0 and 3600 seconds");
-        return MetricsEndpoint.start(spec, metrics, metricsAddress, metricsAnyAddress);
+        return metricsEndpoint.start(spec, metrics);
     }
 
     private void holdMetrics(dev.gmem.metrics.MetricsServer server) throws InterruptedException {
