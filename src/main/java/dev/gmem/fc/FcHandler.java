@@ -510,7 +510,6 @@ public final class FcHandler implements AutoCloseable {
             if (options.metrics() != null) finishMetrics(id);
             metricsFinished = true;
             if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
-            if (r.end() == Session.End.GRADUATED) s.linger(); // events in flight at the unregistration
             // a VM this handler stopped serving unfinished keeps its record, for the next handler
             if (vm != null) {
                 if (r.end() == Session.End.TIMED_OUT) vm.close();

@@ -82,6 +82,8 @@ public final class Session implements AutoCloseable {
     private final FaultEngine engine;
     /** System.nanoTime() when this session took its VM over from a handler that is gone, or -1. */
     private long takenOverNanos = -1;
+    /** Set once {@link #await} has graduated the VM: {@link #close} then lingers. */
+    private volatile boolean graduated;
 
     private Session(long id, UnixSockets.PeerCredentials peer, dev.gmem.linux.Fd pidfd, FaultEngine engine) {
         this.id = id;
@@ -238,6 +240,7 @@ public final class Session implements AutoCloseable {
                 }
                 return report(End.FAILED, "its regions could not be unregistered: " + e.getMessage(), -1);
             }
+            graduated = true;
             return report(End.GRADUATED, null, (engine.populatedNanos() - engine.startNanos()) / 1e6);
         } catch (FaultEngineFailedException e) {
             // copying into an address space that is gone fails too: that is a VMM that exited, not a failure to act on
@@ -259,9 +262,9 @@ public final class Session implements AutoCloseable {
 
     /**
      * After graduation: keeps reading the VMM's events for {@link #LINGER} (or until its VMM
-     * exits), so that a discard in flight at the unregistration is never left waiting. Close after it.
+     * exits), so that a discard in flight at the unregistration is never left waiting.
      */
-    public void linger() throws IOException {
+    private void linger() throws IOException {
         long deadline = System.nanoTime() + LINGER.toNanos();
         while (System.nanoTime() < deadline && !vmmGone()) {
             try {
@@ -286,8 +289,17 @@ public final class Session implements AutoCloseable {
                 id, peer.pid(), peer.uid(), end, reason, engine.stats().counts(), graduatedMs, prefetchMs);
     }
 
+    /** Stops serving; a graduated session first reads its VMM's events for {@link #LINGER} more (see there). */
     @Override
     public void close() {
+        if (graduated) {
+            graduated = false;
+            try {
+                linger();
+            } catch (IOException e) {
+                // the pidfd cannot be polled: close now
+            }
+        }
         engine.close();
     }
 }
