@@ -130,6 +130,15 @@ final class FcHandlerCommand implements Callable<Integer> {
     Path stateDir;
 
     @Option(
+            names = "--keeper",
+            paramLabel = "PATH",
+            description =
+                    "With --state-dir: give each VM's userfaultfd and pidfd to the gmem fc-keeper listening on PATH, and take"
+                            + " them back from it when taking VMs over. For a handler that may not use pidfd_getfd (a jailed"
+                            + " VMM under another uid): its VMs then survive this process's death, not the keeper's.")
+    Path keeper;
+
+    @Option(
             names = "--stats",
             description =
                     "Do not serve: ask the handler running on --socket, through its control socket (PATH.ctl), for its"
@@ -210,6 +219,10 @@ final class FcHandlerCommand implements Callable<Integer> {
                         spec.commandLine(), "--graduate takes a session number, not '" + graduate + "'");
             return ask(graduate.equals("all") ? "graduate" : "graduate " + graduate);
         }
+        if (keeper != null && stateDir == null)
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(),
+                    "--keeper needs --state-dir: the keeper holds descriptors, the VMs' state is there");
         if (metricsEndpoint.anyAddress && metricsEndpoint.address == null)
             throw new CommandLine.ParameterException(spec.commandLine(), "--metrics-any-address needs --metrics");
         if (snapshot == null)
@@ -276,10 +289,24 @@ final class FcHandlerCommand implements Callable<Integer> {
                             : StateDir.open(stateDir, StateDir.identity(snapshot));
                     started.add(state);
                     this.state = state;
+                    if (keeper != null) {
+                        try {
+                            ControlSocket.askForDescriptors(keeper, "list", List.of(), dev.gmem.fc.Keeper.NAME);
+                        } catch (java.io.IOException e) {
+                            log.accept(
+                                    "--keeper: " + e.getMessage() + "; VMs are served, but not kept, until it answers");
+                        }
+                    }
                     if (!Takeover.mayTakeDescriptors())
                         log.accept(
-                                "--state-dir: this process may not take descriptors from other processes"
-                                        + " (pidfd_getfd needs root or CAP_SYS_PTRACE): its VMs will not be taken over after it dies");
+                                keeper == null
+                                        ? "--state-dir: this process may not take descriptors from other processes (pidfd_getfd needs"
+                                                + " root or CAP_SYS_PTRACE): its VMs survive a handover (--takeover) but not its death;"
+                                                + " run gmem fc-keeper and give --keeper for that"
+                                        : "--state-dir: this process may not take descriptors from other processes (pidfd_getfd needs"
+                                                + " root or CAP_SYS_PTRACE): its VMs survive its death through the keeper at "
+                                                + keeper
+                                                + ", not the keeper's");
                 }
                 if (recordAccess != null)
                     started.add(recorder = AccessRecorder.create(recordAccess, source.regions(), source.size(), log));
@@ -297,7 +324,8 @@ final class FcHandlerCommand implements Callable<Integer> {
                         allowUids == null ? java.util.Set.of() : java.util.Set.copyOf(allowUids),
                         recorder,
                         metrics,
-                        state);
+                        state,
+                        keeper);
                 SourcePages provider = new SourcePages(source).verifyAhead();
                 handler = inherited == null
                         ? FcHandler.start(socket, provider, source.size(), o, r -> line(out, ended(r)), log)
@@ -397,7 +425,8 @@ final class FcHandlerCommand implements Callable<Integer> {
         if (stateDir == null)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--takeover needs --state-dir: the VMs are taken over from it");
-        ControlSocket.Answer a = ControlSocket.askForDescriptors(ControlSocket.beside(socket), "handover");
+        ControlSocket.Answer a =
+                ControlSocket.askForDescriptors(ControlSocket.beside(socket), "handover", List.of(), "gmem fc-handler");
         tools.jackson.databind.JsonNode r = Json.mapper().readTree(a.text());
         if (r.has("error") || a.fds().size() != 1) {
             for (Fd fd : a.fds()) fd.closeQuietly();
@@ -537,10 +566,12 @@ final class FcHandlerCommand implements Callable<Integer> {
                         ? ""
                         : String.format(
                                 Locale.ROOT,
-                                "%d (%d faults waiting, the first served %.1f ms after)",
+                                "%d (%d faults waiting, the first served %.1f ms after, %.0f ms after the last handler"
+                                        + " was last seen alive)",
                                 who.path("takeovers").asInt(),
                                 who.path("waiting_at_takeover").asLong(),
-                                who.path("resumed_ms").asDouble()));
+                                who.path("resumed_ms").asDouble(),
+                                who.path("since_death_ms").asDouble()));
     }
 
     private String ended(Session.Report r) {
@@ -577,10 +608,7 @@ final class FcHandlerCommand implements Callable<Integer> {
     }
 
     private static String oneLine(Object o) {
-        return Json.mapper()
-                .writer()
-                .without(tools.jackson.databind.SerializationFeature.INDENT_OUTPUT)
-                .writeValueAsString(o);
+        return Json.oneLine(o);
     }
 
     private static void line(PrintWriter out, String s) {

@@ -17,6 +17,11 @@ final class Json {
         return MAPPER.writeValueAsString(value);
     }
 
+    /** {@code value} on one line: for daemons' event lines and control replies. */
+    static String oneLine(Object value) {
+        return MAPPER.writer().without(SerializationFeature.INDENT_OUTPUT).writeValueAsString(value);
+    }
+
     static JsonMapper mapper() {
         return MAPPER;
     }

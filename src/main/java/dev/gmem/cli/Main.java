@@ -35,6 +35,7 @@ public final class Main implements Runnable {
         m.put("restore", RestoreCommand.class);
         m.put("report", ReportCommand.class);
         m.put("fc-handler", FcHandlerCommand.class);
+        m.put("fc-keeper", FcKeeperCommand.class);
         m.put("help", CommandLine.HelpCommand.class);
         return m;
     }

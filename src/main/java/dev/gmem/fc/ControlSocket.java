@@ -43,15 +43,24 @@ public final class ControlSocket implements AutoCloseable {
     /** What a handler answered: its text, and the descriptors that came with it (the caller's to close). */
     public record Answer(String text, List<Fd> fds) {}
 
+    /**
+     * A request: its line, and the descriptors the client sent with it (SCM_RIGHTS), which the
+     * answer owns: it keeps or closes each.
+     */
+    public record Request(String line, List<Fd> fds) {}
+
+    /** The most descriptors a request may carry. */
+    public static final int MAX_REQUEST_FDS = 4;
+
     private final Path path;
     private final Fd listener;
     private final Fd stop;
-    private final Function<String, Reply> answer;
+    private final Function<Request, Reply> answer;
     private final Consumer<String> log;
     private final Thread thread;
     private volatile boolean stopping;
 
-    private ControlSocket(Path path, Fd listener, Fd stop, Function<String, Reply> answer, Consumer<String> log) {
+    private ControlSocket(Path path, Fd listener, Fd stop, Function<Request, Reply> answer, Consumer<String> log) {
         this.path = path;
         this.listener = listener;
         this.stop = stop;
@@ -70,6 +79,18 @@ public final class ControlSocket implements AutoCloseable {
      * each request line with {@code answer} (its reply, or an error line for a request it does not know).
      */
     public static ControlSocket start(Path path, Function<String, Reply> answer, Consumer<String> log)
+            throws IOException {
+        return startTakingDescriptors(
+                path,
+                r -> {
+                    for (Fd fd : r.fds()) fd.closeQuietly(); // these requests carry none
+                    return answer.apply(r.line());
+                },
+                log);
+    }
+
+    /** As {@link #start}, for requests that may carry descriptors (up to {@link #MAX_REQUEST_FDS}). */
+    public static ControlSocket startTakingDescriptors(Path path, Function<Request, Reply> answer, Consumer<String> log)
             throws IOException {
         FcHandler.clearStale(path);
         Fd listener = UnixSockets.listen(path, 8);
@@ -100,7 +121,7 @@ public final class ControlSocket implements AutoCloseable {
                 }
                 Runnable after = null;
                 try (Fd conn = UnixSockets.accept(listener)) {
-                    String request = readLine(conn, buffer);
+                    Request request = readRequest(conn, buffer);
                     if (request == null) continue;
                     Reply reply = answer.apply(request);
                     sendWithin(conn, (reply.text() + "\n").getBytes(StandardCharsets.UTF_8), reply.fds());
@@ -138,14 +159,28 @@ public final class ControlSocket implements AutoCloseable {
         }
     }
 
-    /** The client's request line, or null when it sent none in time. */
-    private static String readLine(Fd conn, MemorySegment buffer) throws IOException {
+    /** The client's request, or null when it sent none in time (the descriptors it sent are then closed). */
+    private static Request readRequest(Fd conn, MemorySegment buffer) throws IOException {
+        List<Fd> fds = new java.util.ArrayList<>();
+        try {
+            String line = readLine(conn, buffer, fds);
+            if (line != null) return new Request(line, fds);
+        } catch (IOException | RuntimeException e) {
+            for (Fd fd : fds) fd.closeQuietly();
+            throw e;
+        }
+        for (Fd fd : fds) fd.closeQuietly();
+        return null;
+    }
+
+    private static String readLine(Fd conn, MemorySegment buffer, List<Fd> fds) throws IOException {
         StringBuilder line = new StringBuilder();
         long deadline = System.nanoTime() + REQUEST_TIMEOUT.toNanos();
         while (true) {
             long left = (deadline - System.nanoTime()) / 1_000_000;
             if (left <= 0 || new Poller(Linux.POLLIN, conn).poll((int) left) == 0) return null;
-            UnixSockets.Received r = UnixSockets.receive(conn, buffer, 0);
+            UnixSockets.Received r = UnixSockets.receive(conn, buffer, MAX_REQUEST_FDS);
+            fds.addAll(r.fds());
             if (r.bytes() == 0) return line.isEmpty() ? null : line.toString().strip();
             line.append(
                     new String(buffer.asSlice(0, r.bytes()).toArray(ValueLayout.JAVA_BYTE), StandardCharsets.UTF_8));
@@ -162,43 +197,47 @@ public final class ControlSocket implements AutoCloseable {
      * @throws IOException naming the path when no handler answers there
      */
     public static String ask(Path path, String request) throws IOException {
-        Answer a = askForDescriptors(path, request);
+        Answer a = askForDescriptors(path, request, List.of(), "gmem fc-handler");
         for (Fd fd : a.fds()) fd.closeQuietly();
         return a.text();
     }
 
-    /** As {@link #ask}, keeping the descriptors that come with the reply. */
-    public static Answer askForDescriptors(Path path, String request) throws IOException {
+    /**
+     * As {@link #ask}, sending {@code send} with the request (they stay the caller's) and keeping
+     * the descriptors that come with the reply; {@code who} names the answerer in errors.
+     */
+    public static Answer askForDescriptors(Path path, String request, List<Fd> send, String who) throws IOException {
         List<Fd> fds = new java.util.ArrayList<>();
         try {
-            return new Answer(exchange(path, request, fds), fds);
+            return new Answer(exchange(path, request, send, who, fds), fds);
         } catch (IOException | RuntimeException e) {
             for (Fd fd : fds) fd.closeQuietly();
             throw e;
         }
     }
 
-    private static String exchange(Path path, String request, List<Fd> fds) throws IOException {
+    private static String exchange(Path path, String request, List<Fd> send, String who, List<Fd> fds)
+            throws IOException {
         Fd conn;
         try {
             conn = UnixSockets.connect(path);
         } catch (SyscallException e) {
-            throw new IOException("no gmem fc-handler answers at " + path + " (" + e.errnoText() + ")");
+            throw new IOException("no " + who + " answers at " + path + " (" + e.errnoText() + ")");
         }
         try (conn;
                 Arena arena = Arena.ofConfined()) {
             byte[] req = (request + "\n").getBytes(StandardCharsets.UTF_8);
             MemorySegment out = arena.allocate(req.length);
             out.copyFrom(MemorySegment.ofArray(req));
-            UnixSockets.send(conn, out, List.of());
+            UnixSockets.send(conn, out, send);
             MemorySegment buffer = arena.allocate(64 << 10);
             java.io.ByteArrayOutputStream reply = new java.io.ByteArrayOutputStream();
             long deadline = System.nanoTime() + REQUEST_TIMEOUT.toNanos();
             while (true) {
                 long left = (deadline - System.nanoTime()) / 1_000_000;
                 if (left <= 0 || new Poller(Linux.POLLIN, conn).poll((int) left) == 0)
-                    throw new IOException("the gmem fc-handler at " + path + " did not answer in "
-                            + REQUEST_TIMEOUT.toSeconds() + " s");
+                    throw new IOException(
+                            "the " + who + " at " + path + " did not answer in " + REQUEST_TIMEOUT.toSeconds() + " s");
                 UnixSockets.Received r = UnixSockets.receive(conn, buffer, 4);
                 fds.addAll(r.fds());
                 if (r.bytes() == 0) break;

@@ -51,7 +51,8 @@ public final class FcHandler implements AutoCloseable {
      * ({@code --record-access}), or null; {@code metrics}: where each session is watched, with its
      * id as the {@code session} label (the last {@link #ENDED_SERIES} ended ones keep their final
      * series), or null; {@code state}: where each VM's session is kept so that another handler
-     * can serve it after this one died ({@code --state-dir}), or null.
+     * can serve it after this one died ({@code --state-dir}), or null; {@code keeper}: the socket of
+     * a {@link Keeper} that holds each VM's descriptors (with a state directory), or null.
      */
     public record Options(
             Duration handshakeTimeout,
@@ -61,7 +62,8 @@ public final class FcHandler implements AutoCloseable {
             java.util.Set<Integer> allowedUids,
             AccessRecorder recorder,
             dev.gmem.metrics.Metrics metrics,
-            StateDir state) {
+            StateDir state,
+            Path keeper) {
         public Options {
             allowedUids = java.util.Set.copyOf(allowedUids);
             if (faultAroundPages < 0 || faultAroundPages > MAX_FAULT_AROUND)
@@ -74,21 +76,27 @@ public final class FcHandler implements AutoCloseable {
                 int faultAroundPages,
                 OnFailure onFailure,
                 java.util.Set<Integer> allowedUids) {
-            this(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, null, null, null);
+            this(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, null, null, null, null);
         }
 
         public Options withRecorder(AccessRecorder r) {
-            return new Options(handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, r, metrics, state);
+            return new Options(
+                    handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, r, metrics, state, keeper);
         }
 
         public Options withMetrics(dev.gmem.metrics.Metrics m) {
             return new Options(
-                    handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, recorder, m, state);
+                    handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, recorder, m, state, keeper);
         }
 
         public Options withState(StateDir d) {
             return new Options(
-                    handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, recorder, metrics, d);
+                    handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, recorder, metrics, d, keeper);
+        }
+
+        public Options withKeeper(Path k) {
+            return new Options(
+                    handshakeTimeout, prefetch, faultAroundPages, onFailure, allowedUids, recorder, metrics, state, k);
         }
 
         public static Options defaults() {
@@ -101,7 +109,12 @@ public final class FcHandler implements AutoCloseable {
 
     private static final Duration FOREVER = Duration.ofDays(365);
 
-    /** A live session at one moment: who, for how long, and its counters. */
+    /**
+     * A live session at one moment: who, for how long, and its counters. For a VM taken over:
+     * {@code takeovers}, the faults that waited across this takeover, {@code resumedMs} from the
+     * takeover's start to the first fault served, and {@code sinceDeathMs} from the last sign of
+     * life of the handler before (within {@link StateDir#BEAT_MILLIS}) to that fault; -1 otherwise.
+     */
     public record SessionStats(
             long session,
             int pid,
@@ -110,6 +123,7 @@ public final class FcHandler implements AutoCloseable {
             int takeovers,
             long waitingAtTakeover,
             double resumedMs,
+            double sinceDeathMs,
             FaultStats.Counts counts) {}
 
     /**
@@ -136,6 +150,8 @@ public final class FcHandler implements AutoCloseable {
     private final List<FaultStats.Counts> endedCounts = new ArrayList<>();
     /** Guarded by {@link #live}: how many times each live session's VM has been taken over. */
     private final Map<Long, Integer> takeovers = new java.util.HashMap<>();
+    /** When the handler that held the state directory before this one was last seen alive (System.nanoTime), or -1. */
+    private final long previousSeenNanos;
 
     private long started;
     private final org.HdrHistogram.Histogram endedLatency = dev.gmem.fault.Latency.histogram();
@@ -173,6 +189,8 @@ public final class FcHandler implements AutoCloseable {
         this.options = options;
         this.reports = reports;
         this.log = log;
+        long seen = options.state() == null ? -1 : options.state().lastSeenAlive();
+        this.previousSeenNanos = seen < 0 ? -1 : System.nanoTime() - (System.currentTimeMillis() - seen) * 1_000_000;
         this.acceptor = Thread.ofPlatform().name("gmem-fc-accept").start(this::accept);
     }
 
@@ -378,6 +396,7 @@ public final class FcHandler implements AutoCloseable {
                         takeovers.getOrDefault(s.id(), 0),
                         s.waitingAtTakeover(),
                         s.resumedMs(),
+                        sinceDeathMs(s),
                         c));
                 all.add(c);
                 s.stats().addLatencyTo(latency);
@@ -392,6 +411,29 @@ public final class FcHandler implements AutoCloseable {
                     serving,
                     FaultStats.sum(all, latency));
         }
+    }
+
+    private double sinceDeathMs(Session s) {
+        long first = s.stats().firstServedNanos();
+        return s.takenOver() && first >= 0 && previousSeenNanos >= 0 ? (first - previousSeenNanos) / 1e6 : -1;
+    }
+
+    /** One line on how a VM taken over fared across it, for the log. */
+    private String acrossTakeover(Session s) {
+        double since = sinceDeathMs(s);
+        return "session " + s.id() + ": across its takeover " + s.waitingAtTakeover() + " faults waited; "
+                + (s.resumedMs() < 0
+                        ? "no fault was served after it"
+                        : String.format(
+                                java.util.Locale.ROOT,
+                                "the first fault was served %.1f ms after the takeover began%s",
+                                s.resumedMs(),
+                                since < 0
+                                        ? ""
+                                        : String.format(
+                                                java.util.Locale.ROOT,
+                                                ", %.1f ms after the handler before was last seen alive",
+                                                since)));
     }
 
     /** Sessions being served now. */
@@ -452,6 +494,7 @@ public final class FcHandler implements AutoCloseable {
                     return;
                 }
             }
+            if (vm != null) keep(id, vm.key(), h.uffd(), pidfd);
             run(id, peer, pidfd, h, vm, null); // the connection stays open meanwhile: the VMM may write to it
         } catch (IOException | RuntimeException e) {
             log.accept("session " + id + ": " + e.getMessage());
@@ -487,7 +530,7 @@ public final class FcHandler implements AutoCloseable {
                     takenOver);
         } catch (IOException | RuntimeException e) {
             failedToStart(id, peer, pidfd, "cannot be served: " + e.getMessage());
-            if (vm != null) vm.forget();
+            if (vm != null) forget(vm.key());
             return;
         }
         try (Session s = opened) {
@@ -499,6 +542,7 @@ public final class FcHandler implements AutoCloseable {
             }
             // served for as long as its VM needs it: until it graduates, its VMM exits, or it fails
             Session.Report r = s.await(FOREVER);
+            if (s.takenOver()) log.accept(acrossTakeover(s));
             if (options.recorder() != null) options.recorder().flush();
             synchronized (live) {
                 ended.merge(r.end(), 1L, Long::sum);
@@ -512,8 +556,8 @@ public final class FcHandler implements AutoCloseable {
             if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
             // a VM this handler stopped serving unfinished keeps its record, for the next handler
             if (vm != null) {
-                if (r.end() == Session.End.TIMED_OUT) vm.close();
-                else vm.forget();
+                vm.close();
+                if (r.end() != Session.End.TIMED_OUT) forget(vm.key());
             }
         } finally {
             synchronized (live) {
@@ -569,32 +613,46 @@ public final class FcHandler implements AutoCloseable {
                 pidfd = dev.gmem.linux.Pidfds.open(rec.pid());
             } catch (SyscallException e) {
                 log.accept(who + ": its VMM exited meanwhile; its record is removed");
-                options.state().forget(rec.key());
+                forget(rec.key());
                 return;
             }
             // the pidfd is the process now: if it started when the record says, it is the VMM recorded
             if (Takeover.startTime(rec.pid()) != rec.startTime()) {
                 log.accept(who + ": pid " + rec.pid() + " now belongs to another program; its record is removed");
-                options.state().forget(rec.key());
+                forget(rec.key());
                 return;
             }
             UnixSockets.PeerCredentials peer = new UnixSockets.PeerCredentials(rec.pid(), rec.uid(), -1);
             if (rec.problem() != null) {
                 failedToStart(id, peer, pidfd, "cannot be taken over: " + rec.problem());
-                options.state().forget(rec.key());
+                forget(rec.key());
                 return;
             }
+            StringBuilder from = new StringBuilder();
             Fd uffd;
             try {
-                uffd = Takeover.userfaultfd(pidfd, rec.pid());
+                uffd = userfaultfd(pidfd, rec, from);
             } catch (IOException e) {
                 log.accept(who + ": cannot take its userfaultfd again (" + e.getMessage()
                         + "); its record is kept for a handler that may");
                 return;
             }
-            int times = options.state().tookOver(rec);
-            log.accept(who + ": taken over (" + times + (times == 1 ? " time" : " times") + "), "
-                    + rec.removed().size() + " removals recorded");
+            int times;
+            try {
+                times = options.state().tookOver(rec);
+            } catch (IOException | RuntimeException e) {
+                uffd.closeQuietly();
+                throw e;
+            }
+            log.accept(who + ": taken over (" + times + (times == 1 ? " time" : " times") + ", its userfaultfd "
+                    + from + "), " + rec.removed().size() + " removals recorded"
+                    + (previousSeenNanos < 0
+                            ? ""
+                            : String.format(
+                                    java.util.Locale.ROOT,
+                                    ", %.0f ms after its handler was last seen alive",
+                                    (System.nanoTime() - previousSeenNanos) / 1e6)));
+            keep(id, rec.key(), uffd, pidfd); // a keeper that restarted has it again
             synchronized (live) {
                 takeovers.put(id, times);
             }
@@ -612,6 +670,53 @@ public final class FcHandler implements AutoCloseable {
             synchronized (live) {
                 live.remove(id);
             }
+        }
+    }
+
+    /**
+     * A new copy of a recorded VM's userfaultfd: from the keeper, if there is one, else (or if it
+     * has none) from the VMM itself; {@code from} is told which.
+     */
+    private Fd userfaultfd(Fd pidfd, StateDir.Recorded rec, StringBuilder from) throws IOException {
+        String keeperSays = null;
+        if (options.keeper() != null) {
+            try {
+                Fd fd = Keeper.give(options.keeper(), rec.key());
+                from.append("from the keeper");
+                return fd;
+            } catch (IOException e) {
+                keeperSays = e.getMessage();
+            }
+        }
+        try {
+            Fd fd = Takeover.userfaultfd(pidfd, rec.pid());
+            from.append("from its VMM (pidfd_getfd)");
+            return fd;
+        } catch (IOException e) {
+            throw keeperSays == null ? e : new IOException(keeperSays + "; from its VMM: " + e.getMessage(), e);
+        }
+    }
+
+    /** Gives a VM's descriptors to the keeper, if there is one; a keeper that cannot take them costs a line, not the VM. */
+    private void keep(long id, String key, Fd uffd, Fd pidfd) {
+        if (options.keeper() == null) return;
+        try {
+            Keeper.keep(options.keeper(), key, uffd, pidfd);
+        } catch (IOException e) {
+            log.accept("session " + id + ": not kept (" + e.getMessage() + "): it survives this handler's death"
+                    + " only where pidfd_getfd is allowed");
+        }
+    }
+
+    /** A VM that needs no handler any more (or cannot be served): its record goes, and the keeper lets it go. */
+    private void forget(String key) {
+        options.state().forget(key);
+        if (options.keeper() == null) return;
+        try {
+            Keeper.forget(options.keeper(), key);
+        } catch (IOException e) {
+            log.accept(key + ": the keeper could not be told to let it go (" + e.getMessage()
+                    + "); it does once the VMM exits");
         }
     }
 

@@ -37,10 +37,13 @@ import tools.jackson.databind.node.ObjectNode;
  *       in between leaves it set: a removal may be lost, and that VM is dropped rather than risk
  *       serving snapshot data where it discarded memory.
  * </ul>
- * The descriptor itself is not kept: a handler taking the VM over takes a new copy of the
- * userfaultfd from the still-running VMM ({@code pidfd_getfd}, see {@link Recovery}). A lock on
- * {@code DIR/lock} keeps a second handler off the directory. Nothing is fsynced: the state must
- * survive the handler's death, not the host's.
+ * The descriptor itself is not kept here: a handler taking the VM over takes a new copy of the
+ * userfaultfd from the still-running VMM ({@code pidfd_getfd}, see {@link Takeover}) or from a
+ * {@link Keeper}. A lock on {@code DIR/lock} keeps a second handler off the directory; {@code
+ * DIR/alive}, mapped shared, holds the wall-clock millisecond at which the handler holding the lock
+ * was last seen alive, written every {@link #BEAT_MILLIS} ms, so that the next one can tell how long
+ * after the death of the last its VMs were served again. Nothing is fsynced: the state must survive
+ * the handler's death, not the host's.
  */
 public final class StateDir implements AutoCloseable {
     private static final JsonMapper JSON = JsonMapper.builder().build();
@@ -51,11 +54,46 @@ public final class StateDir implements AutoCloseable {
     private final FileChannel lockFile;
     private final FileLock lock;
 
-    private StateDir(Path dir, String source, FileChannel lockFile, FileLock lock) {
+    /** How often the holder of the directory writes {@code DIR/alive}. */
+    public static final long BEAT_MILLIS = 10;
+
+    private final java.nio.MappedByteBuffer alive;
+    private final long lastSeenAlive;
+    private final Thread beating;
+    private volatile boolean closed;
+
+    private StateDir(Path dir, String source, FileChannel lockFile, FileLock lock) throws IOException {
         this.dir = dir;
         this.source = source;
         this.lockFile = lockFile;
         this.lock = lock;
+        try (FileChannel a = FileChannel.open(
+                dir.resolve("alive"), StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+            this.alive = a.map(FileChannel.MapMode.READ_WRITE, 0, Long.BYTES);
+        }
+        long last = alive.getLong(0);
+        this.lastSeenAlive = last > 0 ? last : -1;
+        alive.putLong(0, System.currentTimeMillis());
+        this.beating = Thread.ofPlatform().name("gmem-fc-alive").daemon().start(this::beat);
+    }
+
+    private void beat() {
+        while (!closed) {
+            alive.putLong(0, System.currentTimeMillis()); // a store into the page cache: the last outlives this process
+            try {
+                Thread.sleep(BEAT_MILLIS);
+            } catch (InterruptedException e) {
+                return;
+            }
+        }
+    }
+
+    /**
+     * When the handler that held the directory before this one was last seen alive (wall-clock
+     * milliseconds, at most {@link #BEAT_MILLIS} before it died or let go), or -1 if none did.
+     */
+    public long lastSeenAlive() {
+        return lastSeenAlive;
     }
 
     /**
@@ -81,7 +119,12 @@ public final class StateDir implements AutoCloseable {
             ch.close();
             throw new IOException(dir + ": another gmem fc-handler uses this state directory");
         }
-        return new StateDir(dir, source, ch, l);
+        try {
+            return new StateDir(dir, source, ch, l);
+        } catch (IOException | RuntimeException e) {
+            ch.close(); // the lock goes with it
+            throw e;
+        }
     }
 
     /** The identity a state directory records of a source: its path, size and modification time. */
@@ -127,12 +170,6 @@ public final class StateDir implements AutoCloseable {
             ByteBuffer b = ByteBuffer.allocate(REMOVAL).order(ByteOrder.LITTLE_ENDIAN);
             b.putLong(start).putLong(end).flip();
             while (b.hasRemaining()) removals.write(b);
-        }
-
-        /** The VM needs no handler any more (graduated, exited, or dropped): its state goes. */
-        public void forget() {
-            close();
-            StateDir.this.forget(key);
         }
 
         @Override
@@ -305,6 +342,14 @@ public final class StateDir implements AutoCloseable {
     /** Releases the directory's lock; the records stay, for the next handler. */
     @Override
     public void close() {
+        closed = true;
+        beating.interrupt();
+        try {
+            beating.join(1000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        alive.putLong(0, System.currentTimeMillis());
         try {
             lock.release();
             lockFile.close();

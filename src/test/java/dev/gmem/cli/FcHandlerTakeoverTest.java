@@ -37,125 +37,199 @@ class FcHandlerTakeoverTest {
                 "needs ptrace rights over the VMM to take its userfaultfd again (root or CAP_SYS_PTRACE)");
         UffdPeer.binary(); // built, or the test skipped with the reason
         Path raw = Fixtures.raw(dir, "raw", SIZE, 89);
-        Path state = dir.resolve("state");
-        Path socket = dir.resolve("fc.sock");
         long seed = Long.getLong("gmem.takeover.seed", System.nanoTime());
         System.out.println("takeover test: seed " + seed + " (replay with -Dgmem.takeover.seed=" + seed + ")");
         Random rnd = new Random(seed);
-        int takenOver = 0;
-        int dropped = 0;
-        long longestWaitNs = 0;
-        for (int round = 0; round < ROUNDS; round++) {
-            String prefetch = round % 2 == 0 ? "off" : "all";
-            GmemProcess.Started first = daemon(raw, socket, state, prefetch);
-            Process vm = null;
-            GmemProcess.Started second = null;
-            try {
-                awaitReady(first);
-                if (round == 0) {
-                    GmemProcess.Result other = GmemProcess.run(
-                            Duration.ofSeconds(60),
-                            dir,
-                            "fc-handler",
-                            "--socket",
-                            dir.resolve("other.sock").toString(),
-                            "--snapshot",
-                            raw.toString(),
-                            "--state-dir",
-                            state.toString());
-                    assertThat(other.exit()).as(other.toString()).isEqualTo(1);
-                    assertThat(other.err()).contains("another gmem fc-handler uses this state directory");
-                }
-                ProcessBuilder pb = new ProcessBuilder(
-                                UffdPeer.binary().toString(), socket.toString(), Long.toString(SIZE), "2")
-                        .redirectError(dir.resolve("vm.err").toFile());
-                pb.environment().put("UFFD_PEER_RANDOM", Long.toString(round + 1));
-                pb.environment().put("UFFD_PEER_DISCARDS", "300");
-                pb.environment().put("UFFD_PEER_COMPARE", raw.toString());
-                vm = pb.start();
-                // mid-restore: once the handler has recorded the VM (a handler that dies before that, with the
-                // handshake in flight, loses it: Firecracker sends it once, on a connection that dies with it)
-                long recordedBy = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-                while (recorded(state) == 0 && System.nanoTime() < recordedBy) Thread.sleep(1);
-                assertThat(recorded(state))
-                        .as("round %d: the VM is recorded", round)
-                        .isEqualTo(1);
-                Thread.sleep(rnd.nextInt(400));
-                first.process().destroyForcibly(); // SIGKILL: no chance to graduate or hand anything over
-                assertThat(first.process().waitFor(10, TimeUnit.SECONDS)).isTrue();
-                // what the first handler left, kept for a failure's message
-                java.util.Map<String, byte[]> left = new java.util.TreeMap<>();
-                try (var files = Files.list(state)) {
-                    for (Path f : files.toList()) left.put(f.getFileName().toString(), Files.readAllBytes(f));
-                }
-                second = daemon(raw, socket, state, prefetch);
-                awaitReady(second);
-                boolean finished = vm.waitFor(60, TimeUnit.SECONDS);
-                assertThat(finished)
-                        .as(
-                                "round %d: the VM finishes its restore (%s); the first handler said %s; the second %s",
-                                round, prefetch, Files.readString(first.err()), Files.readString(second.err()))
-                        .isTrue();
-                String out = new String(vm.getInputStream().readAllBytes(), StandardCharsets.US_ASCII);
-                // a VM dropped by the new handler is killed by it, which says so just after the kill
-                long said = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
-                while (vm.exitValue() == 137
-                        && !Files.readString(second.err()).contains("one may be lost")
-                        && System.nanoTime() < said) Thread.sleep(10);
-                if (Files.readString(second.err()).contains("one may be lost")) {
-                    // killed while recording removals it had read: the VM is dropped (killed), never served wrong
-                    assertThat(vm.exitValue())
-                            .as("round %d: the dropped VM is killed", round)
-                            .isEqualTo(137);
-                    dropped++;
-                    continue;
-                }
+        Tally t = new Tally();
+        for (int round = 0; round < ROUNDS; round++) t.add(killRound(round, rnd, raw));
+        System.out.println("takeover test: " + t.takenOver + " of " + ROUNDS + " VMs taken over, " + t.dropped
+                + " dropped (killed mid-recording); longest fault wait " + t.longestWaitNs / 1_000_000
+                + " ms; first fault served at most " + Math.round(t.longestSinceDeathMs)
+                + " ms after the killed handler was last seen alive");
+        assertThat(t.takenOver).as("some kills came before the VM was done").isPositive();
+        assertThat(GmemProcess.crashLogs(dir)).isEmpty();
+    }
+
+    /**
+     * {@code --keeper}: a keeper in a process of its own holds the VM's descriptors; the serving
+     * handler, told to take them from the keeper first, is SIGKILLed mid-restore, and the next one
+     * takes the VM over with the userfaultfd the keeper gives it. Once the VM has ended, the keeper
+     * holds nothing; SIGTERM stops it with exit 0.
+     */
+    @Test
+    void aKeeperCarriesTheVmsAcrossTheDeathOfTheServingProcess() throws Exception {
+        Host.assumeUserfaultfd();
+        UffdPeer.binary(); // built, or the test skipped with the reason
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 91);
+        Path keeperSocket = dir.resolve("keeper.sock");
+        GmemProcess.Started keeper = GmemProcess.start(
+                dir, List.of(), GmemProcess.classPath(), "fc-keeper", "--socket", keeperSocket.toString(), "--json");
+        try {
+            awaitReady(keeper);
+            long seed = System.nanoTime();
+            System.out.println("keeper test: seed " + seed);
+            Random rnd = new Random(seed);
+            Tally t = new Tally();
+            for (int round = 0; round < 4; round++) {
+                Outcome o = killRound(round, rnd, raw, "--keeper", keeperSocket.toString());
+                t.add(o);
+                if (o.takenOver())
+                    assertThat(o.secondSaid()).as("round %d", round).contains("its userfaultfd from the keeper");
+                // the VM has ended: the keeper lets its descriptors go (told by the handler, or seeing the VMM exit)
+                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+                while (!keeperList(keeperSocket).equals("{\"kept\":[]}") && System.nanoTime() < deadline)
+                    Thread.sleep(20);
+                assertThat(keeperList(keeperSocket)).as("round %d", round).isEqualTo("{\"kept\":[]}");
+            }
+            System.out.println("keeper test: " + t.takenOver + " of 4 VMs taken over through the keeper, " + t.dropped
+                    + " dropped; longest fault wait " + t.longestWaitNs / 1_000_000 + " ms");
+            assertThat(Files.readString(keeper.err())).contains(": kept (pid ");
+        } finally {
+            terminate(keeper);
+            GmemProcess.Result r = keeper.await(Duration.ofSeconds(30));
+            assertThat(r.timedOut()).isFalse();
+            assertThat(r.exit()).as(r.toString()).isZero();
+            assertThat(r.out()).contains("\"event\":\"stopped\"");
+        }
+    }
+
+    private String keeperList(Path keeperSocket) throws Exception {
+        GmemProcess.Result r = GmemProcess.run(
+                Duration.ofSeconds(30), dir, "fc-keeper", "--socket", keeperSocket.toString(), "--list", "--json");
+        assertThat(r.exit()).as(r.toString()).isZero();
+        return r.out().strip();
+    }
+
+    /** What one round of a kill and a takeover came to. */
+    record Outcome(boolean takenOver, boolean dropped, long longestWaitNs, double sinceDeathMs, String secondSaid) {}
+
+    static final class Tally {
+        int takenOver, dropped;
+        long longestWaitNs;
+        double longestSinceDeathMs;
+
+        void add(Outcome o) {
+            if (o.takenOver()) takenOver++;
+            if (o.dropped()) dropped++;
+            longestWaitNs = Math.max(longestWaitNs, o.longestWaitNs());
+            longestSinceDeathMs = Math.max(longestSinceDeathMs, o.sinceDeathMs());
+        }
+    }
+
+    /**
+     * One round: a handler (with {@code more} options) serves a VM that faults from two threads
+     * while discarding pages, is SIGKILLed at a random moment once the VM is recorded, and a second
+     * handler on the same state directory finishes the restore.
+     */
+    private Outcome killRound(int round, Random rnd, Path raw, String... more) throws Exception {
+        Path state = dir.resolve("state");
+        Path socket = dir.resolve("fc.sock");
+        String prefetch = round % 2 == 0 ? "off" : "all";
+        GmemProcess.Started first = daemon(raw, socket, state, prefetch, more);
+        Process vm = null;
+        GmemProcess.Started second = null;
+        try {
+            awaitReady(first);
+            if (round == 0) {
+                GmemProcess.Result other = GmemProcess.run(
+                        Duration.ofSeconds(60),
+                        dir,
+                        "fc-handler",
+                        "--socket",
+                        dir.resolve("other.sock").toString(),
+                        "--snapshot",
+                        raw.toString(),
+                        "--state-dir",
+                        state.toString());
+                assertThat(other.exit()).as(other.toString()).isEqualTo(1);
+                assertThat(other.err()).contains("another gmem fc-handler uses this state directory");
+            }
+            ProcessBuilder pb = new ProcessBuilder(
+                            UffdPeer.binary().toString(), socket.toString(), Long.toString(SIZE), "2")
+                    .redirectError(dir.resolve("vm.err").toFile());
+            pb.environment().put("UFFD_PEER_RANDOM", Long.toString(round + 1));
+            pb.environment().put("UFFD_PEER_DISCARDS", "300");
+            pb.environment().put("UFFD_PEER_COMPARE", raw.toString());
+            vm = pb.start();
+            // mid-restore: once the handler has recorded the VM (a handler that dies before that, with the
+            // handshake in flight, loses it: Firecracker sends it once, on a connection that dies with it)
+            long recordedBy = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (recorded(state) == 0 && System.nanoTime() < recordedBy) Thread.sleep(1);
+            assertThat(recorded(state))
+                    .as("round %d: the VM is recorded", round)
+                    .isEqualTo(1);
+            Thread.sleep(rnd.nextInt(400));
+            first.process().destroyForcibly(); // SIGKILL: no chance to graduate or hand anything over
+            assertThat(first.process().waitFor(10, TimeUnit.SECONDS)).isTrue();
+            // what the first handler left, kept for a failure's message
+            java.util.Map<String, byte[]> left = new java.util.TreeMap<>();
+            try (var files = Files.list(state)) {
+                for (Path f : files.toList()) left.put(f.getFileName().toString(), Files.readAllBytes(f));
+            }
+            second = daemon(raw, socket, state, prefetch, more);
+            awaitReady(second);
+            boolean finished = vm.waitFor(60, TimeUnit.SECONDS);
+            assertThat(finished)
+                    .as(
+                            "round %d: the VM finishes its restore (%s); the first handler said %s; the second %s",
+                            round, prefetch, Files.readString(first.err()), Files.readString(second.err()))
+                    .isTrue();
+            String out = new String(vm.getInputStream().readAllBytes(), StandardCharsets.US_ASCII);
+            // a VM dropped by the new handler is killed by it, which says so just after the kill
+            long said = System.nanoTime() + TimeUnit.SECONDS.toNanos(10);
+            while (vm.exitValue() == 137
+                    && !Files.readString(second.err()).contains("one may be lost")
+                    && System.nanoTime() < said) Thread.sleep(10);
+            if (Files.readString(second.err()).contains("one may be lost")) {
+                // killed while recording removals it had read: the VM is dropped (killed), never served wrong
                 assertThat(vm.exitValue())
-                        .as(
-                                "round %d: %s; the second handler said %s",
-                                round, Files.readString(dir.resolve("vm.err")), Files.readString(second.err()))
-                        .isZero();
-                assertThat(out)
-                        .as(
-                                "round %d (%s): %s; the first handler said %s; the second %s; it left %s",
-                                round,
-                                prefetch,
-                                Files.readString(dir.resolve("vm.err")),
-                                Files.readString(first.err()),
-                                Files.readString(second.err()),
-                                describe(left))
-                        .contains(" wrong=0 ");
-                longestWaitNs = Math.max(longestWaitNs, Long.parseLong(out.replaceAll(".*max_ns=(\\d+).*\\s*", "$1")));
-                // the VM ends with its VMM: the new handler forgets it, and nothing is left for a third
-                long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
-                while (recorded(state) > 0 && System.nanoTime() < deadline) Thread.sleep(20);
-                assertThat(recorded(state))
-                        .as("round %d: its record is removed", round)
-                        .isZero();
-                if (Files.readString(second.err()).contains("taken over")) takenOver++;
-            } finally {
-                if (vm != null) {
-                    vm.destroyForcibly();
-                    vm.waitFor(10, TimeUnit.SECONDS);
-                }
-                first.process().destroyForcibly();
-                first.process().waitFor(10, TimeUnit.SECONDS);
-                if (second != null) {
-                    new ProcessBuilder(
-                                    "kill",
-                                    "-TERM",
-                                    Long.toString(second.process().pid()))
-                            .start()
-                            .waitFor(10, TimeUnit.SECONDS);
-                    GmemProcess.Result r = second.await(Duration.ofSeconds(60));
-                    assertThat(r.timedOut()).isFalse();
-                }
+                        .as("round %d: the dropped VM is killed", round)
+                        .isEqualTo(137);
+                return new Outcome(false, true, 0, 0, Files.readString(second.err()));
+            }
+            assertThat(vm.exitValue())
+                    .as(
+                            "round %d: %s; the second handler said %s",
+                            round, Files.readString(dir.resolve("vm.err")), Files.readString(second.err()))
+                    .isZero();
+            assertThat(out)
+                    .as(
+                            "round %d (%s): %s; the first handler said %s; the second %s; it left %s",
+                            round,
+                            prefetch,
+                            Files.readString(dir.resolve("vm.err")),
+                            Files.readString(first.err()),
+                            Files.readString(second.err()),
+                            describe(left))
+                    .contains(" wrong=0 ");
+            long waitNs = Long.parseLong(out.replaceAll(".*max_ns=(\\d+).*\\s*", "$1"));
+            // the VM ends with its VMM: the new handler forgets it, and nothing is left for a third
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (recorded(state) > 0 && System.nanoTime() < deadline) Thread.sleep(20);
+            assertThat(recorded(state))
+                    .as("round %d: its record is removed", round)
+                    .isZero();
+            String secondSaid = Files.readString(second.err());
+            java.util.regex.Matcher since = java.util.regex.Pattern.compile(
+                            "([0-9.]+) ms after the handler before was last seen alive")
+                    .matcher(secondSaid);
+            return new Outcome(
+                    secondSaid.contains("taken over"),
+                    false,
+                    waitNs,
+                    since.find() ? Double.parseDouble(since.group(1)) : 0,
+                    secondSaid);
+        } finally {
+            if (vm != null) {
+                reap(vm);
+            }
+            reap(first.process());
+            if (second != null) {
+                terminate(second);
+                GmemProcess.Result r = second.await(Duration.ofSeconds(60));
+                assertThat(r.timedOut()).isFalse();
             }
         }
-        System.out.println("takeover test: " + takenOver + " of " + ROUNDS + " VMs taken over, " + dropped
-                + " dropped (killed mid-recording); longest fault wait " + longestWaitNs / 1_000_000 + " ms");
-        assertThat(takenOver).as("some kills came before the VM was done").isPositive();
-        assertThat(GmemProcess.crashLogs(dir)).isEmpty();
     }
 
     /**
@@ -212,7 +286,7 @@ class FcHandlerTakeoverTest {
             }
             long takenOver = Files.readString(next.err())
                     .lines()
-                    .filter(l -> l.contains("taken over (1 time)"))
+                    .filter(l -> l.contains("taken over (1 time,"))
                     .count();
             System.out.println("takeover test: --takeover with 4 VMs faulting: " + takenOver
                     + " taken over mid-restore; fault wait p99 (worst VM) " + p99 / 1000 + " us, longest "
@@ -220,15 +294,11 @@ class FcHandlerTakeoverTest {
             assertThat(takenOver).as(Files.readString(next.err())).isPositive();
         } finally {
             for (Process vm : vms) {
-                vm.destroyForcibly();
-                vm.waitFor(10, TimeUnit.SECONDS);
+                reap(vm);
             }
-            old.process().destroyForcibly();
-            old.process().waitFor(10, TimeUnit.SECONDS);
+            reap(old.process());
             if (next != null) {
-                new ProcessBuilder("kill", "-TERM", Long.toString(next.process().pid()))
-                        .start()
-                        .waitFor(10, TimeUnit.SECONDS);
+                terminate(next);
                 assertThat(next.await(Duration.ofSeconds(60)).timedOut()).isFalse();
             }
         }
@@ -293,11 +363,9 @@ class FcHandlerTakeoverTest {
                 assertThat(out).contains(" wrong=0 ");
             } finally {
                 if (vm != null) {
-                    vm.destroyForcibly();
-                    vm.waitFor(10, TimeUnit.SECONDS);
+                    reap(vm);
                 }
-                d.process().destroyForcibly();
-                d.process().waitFor(10, TimeUnit.SECONDS);
+                reap(d.process());
             }
         }
     }
@@ -340,6 +408,19 @@ class FcHandlerTakeoverTest {
             b.append("; ");
         });
         return b.toString();
+    }
+
+    /** SIGKILL, and wait (bounded) for the end. */
+    private static void reap(Process p) throws InterruptedException {
+        p.destroyForcibly();
+        p.waitFor(10, TimeUnit.SECONDS);
+    }
+
+    /** SIGTERM: a daemon's orderly stop. */
+    private static void terminate(GmemProcess.Started d) throws Exception {
+        new ProcessBuilder("kill", "-TERM", Long.toString(d.process().pid()))
+                .start()
+                .waitFor(10, TimeUnit.SECONDS);
     }
 
     private static long recorded(Path state) throws Exception {

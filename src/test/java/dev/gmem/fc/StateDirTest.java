@@ -19,7 +19,9 @@ class StateDirTest {
     void aRecordReadsBackAndEachDamageIsNamed() throws Exception {
         List<ForeignRegion> regions =
                 List.of(new ForeignRegion(1L << 40, 8192, 0, 4096), new ForeignRegion(1L << 41, 4096, 8192, 4096));
+        long before = System.currentTimeMillis();
         try (StateDir s = StateDir.open(dir, "snap 1 2")) {
+            assertThat(s.lastSeenAlive()).as("nobody held it before").isEqualTo(-1);
             assertThatThrownBy(() -> StateDir.open(dir, "snap 1 2"))
                     .hasMessageContaining("another gmem fc-handler uses this state directory");
             StateDir.Vm vm = s.record(42, 7, 1000, regions);
@@ -59,7 +61,11 @@ class StateDirTest {
         // a damaged record
         Files.writeString(dir.resolve("vm-1-2.json"), "{\"pid\":");
         Files.createFile(dir.resolve("vm-1-2.removed"));
+        long after = System.currentTimeMillis();
         try (StateDir s = StateDir.open(dir, "snap 1 2")) {
+            assertThat(s.lastSeenAlive())
+                    .as("the holder before let go in between")
+                    .isBetween(before, after);
             assertThat(s.recorded())
                     .filteredOn(x -> x.key().equals("vm-1-2"))
                     .singleElement()
