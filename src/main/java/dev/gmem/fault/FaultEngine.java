@@ -88,6 +88,15 @@ import java.util.concurrent.locks.ReentrantLock;
  */
 public final class FaultEngine implements AutoCloseable {
     private static final int MESSAGES = 64;
+
+    /**
+     * Fault injection, for the tests of crash recovery only: with {@code
+     * GMEM_INJECT_FAULT=die-after-reading-a-removal} in its environment, a journaled engine halts
+     * the process right after a read that took a REMOVE, before recording it: the instant a kill
+     * is least likely to hit, made certain.
+     */
+    private static final boolean DIE_AFTER_READING_A_REMOVAL =
+            "die-after-reading-a-removal".equals(System.getenv("GMEM_INJECT_FAULT"));
     /** Returned by a resolution whose fetch completes later, on a provider's thread. */
     static final long PENDING = Long.MIN_VALUE;
 
@@ -148,12 +157,15 @@ public final class FaultEngine implements AutoCloseable {
         void removed(long start, long end) throws IOException;
 
         /**
-         * Marks, with a plain store into memory that outlives the process, that events are being
-         * read and recorded ({@code true}, just before each read), or that what was read is
-         * recorded ({@code false}). A handler that dies in between leaves the mark: a removal it
-         * read may be lost.
+         * Where the fault thread reads its events: {@code bytes} of memory that outlives this
+         * process (a shared mapping of a file), the journal's own, valid until it is closed, which
+         * is after the engine. The kernel copies each event there within the read itself, before
+         * the read returns, so a process that dies at any instant after a read leaves every event
+         * that read took: the next one applies the removals among them again, which is harmless,
+         * since a range once removed reads zeros for good. The engine clears the buffer before
+         * each read.
          */
-        void recording(boolean on);
+        MemorySegment events(long bytes) throws IOException;
     }
 
     /** Background population in batches from {@code minBatch} (right after a fault) doubling to {@code maxBatch} bytes. */
@@ -360,7 +372,10 @@ public final class FaultEngine implements AutoCloseable {
     private void serve() {
         try (Arena arena = Arena.ofConfined();
                 PageProvider.Fetcher fetcher = provider.fetcher()) {
-            messages = arena.allocate(UffdAbi.MSG, MESSAGES);
+            Journal journal = options.journal();
+            messages = journal == null
+                    ? arena.allocate(UffdAbi.MSG, MESSAGES)
+                    : journal.events(UffdAbi.MSG.byteSize() * MESSAGES);
             Poller poller = new Poller(Linux.POLLIN, uffd.fd(), stop);
             while (!stopping) {
                 poller.poll(-1);
@@ -384,11 +399,13 @@ public final class FaultEngine implements AutoCloseable {
         Journal journal = options.journal();
         try {
             while (true) {
-                // set before the read: a handler that dies from here until what it read is recorded (the read
-                // itself, the return from it, which may wait out a safepoint, and the recording) leaves the mark,
-                // and the next handler knows a removal may be lost
-                if (journal != null) journal.recording(true);
+                // journaled, the buffer outlives this process and the kernel fills it within the read: a death from
+                // the read's return on (which may wait out a safepoint) to the recording leaves what it read there.
+                // Cleared first, by this thread: its pages are then present and writable, so the kernel's copy
+                // cannot fault, and only this read's events are left in it
+                if (journal != null) messages.fill((byte) 0);
                 int n = uffd.read(messages);
+                if (DIE_AFTER_READING_A_REMOVAL && journal != null) dieIfRemoval(n);
                 for (int i = 0; i < n; i++) {
                     switch (UffdMessages.event(messages, i)) {
                         case UffdAbi.EVENT_PAGEFAULT -> {
@@ -405,13 +422,20 @@ public final class FaultEngine implements AutoCloseable {
                         // UNMAP)
                     }
                 }
-                if (journal != null) journal.recording(false);
                 if (n < MESSAGES) break;
             }
         } finally {
             resolving.unlock();
         }
         stats.firstRead(faultsRead);
+    }
+
+    private void dieIfRemoval(int n) {
+        for (int i = 0; i < n; i++)
+            if (UffdMessages.event(messages, i) == UffdAbi.EVENT_REMOVE) {
+                System.err.println("gmem: GMEM_INJECT_FAULT: halting after reading a removal, before recording it");
+                Runtime.getRuntime().halt(137);
+            }
     }
 
     private void removed(long start, long end) {

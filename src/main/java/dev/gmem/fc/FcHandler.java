@@ -530,10 +530,14 @@ public final class FcHandler implements AutoCloseable {
                     takenOver);
         } catch (IOException | RuntimeException e) {
             failedToStart(id, peer, pidfd, "cannot be served: " + e.getMessage());
-            if (vm != null) forget(vm.key());
+            if (vm != null) {
+                vm.close();
+                forget(vm.key());
+            }
             return;
         }
-        try (Session s = opened) {
+        try (vm;
+                Session s = opened) { // the session's engine closes first: it reads its events into vm's buffer
             if (options.metrics() != null) options.metrics().watch(Long.toString(id), s.stats(), s::pagesInPlace);
             synchronized (live) {
                 sessions.put(id, s);
@@ -555,10 +559,7 @@ public final class FcHandler implements AutoCloseable {
             metricsFinished = true;
             if (r.end() == Session.End.FAILED) onFailure(r, pidfd);
             // a VM this handler stopped serving unfinished keeps its record, for the next handler
-            if (vm != null) {
-                vm.close();
-                if (r.end() != Session.End.TIMED_OUT) forget(vm.key());
-            }
+            if (vm != null && r.end() != Session.End.TIMED_OUT) forget(vm.key());
         } finally {
             synchronized (live) {
                 sessions.remove(id);
@@ -645,7 +646,10 @@ public final class FcHandler implements AutoCloseable {
                 throw e;
             }
             log.accept(who + ": taken over (" + times + (times == 1 ? " time" : " times") + ", its userfaultfd "
-                    + from + "), " + rec.removed().size() + " removals recorded"
+                    + from + "), " + (rec.removed().size() - rec.unlogged()) + " removals recorded"
+                    + (rec.unlogged() == 0
+                            ? ""
+                            : " and " + rec.unlogged() + " read but not yet recorded (found in its events buffer)")
                     + (previousSeenNanos < 0
                             ? ""
                             : String.format(

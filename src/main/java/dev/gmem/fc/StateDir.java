@@ -32,10 +32,10 @@ import tools.jackson.databind.node.ObjectNode;
  *   <li>{@code vm-PID-START.removed}: every removal read from its userfaultfd, appended (16 bytes:
  *       start, end) right after the event is read and before any later fault is served. A record
  *       cut short can only be the last, and means a removal whose range is unknown: that VM is dropped.
- *   <li>{@code vm-PID-START.recording}: one byte, mapped shared, set with a plain store just before
- *       each read of the VM's events and cleared once what was read is recorded. A handler that died
- *       in between leaves it set: a removal may be lost, and that VM is dropped rather than risk
- *       serving snapshot data where it discarded memory.
+ *   <li>{@code vm-PID-START.events}: the buffer the VM's events are read into, mapped shared: the
+ *       kernel copies them there within the read, so a handler that died before it appended a
+ *       removal it had read leaves that removal here (see {@link FaultEngine.Journal#events}). The
+ *       removals in it are read back with the log's.
  * </ul>
  * The descriptor itself is not kept here: a handler taking the VM over takes a new copy of the
  * userfaultfd from the still-running VMM ({@code pidfd_getfd}, see {@link Takeover}) or from a
@@ -137,28 +137,37 @@ public final class StateDir implements AutoCloseable {
         return dir;
     }
 
-    /** One VM's state: its record, and its removal log open for appending. */
+    /**
+     * One VM's state: its record, its removal log open for appending, and its events buffer
+     * (mapped when the engine asks for it; unmapped by {@link #close}, which must come after the
+     * engine's).
+     */
     public final class Vm implements FaultEngine.Journal, AutoCloseable {
         private final String key;
         private final FileChannel removals;
-        /** {@code KEY.recording}, mapped shared: its first byte is 1 while a batch of removals is being recorded. */
-        private final java.nio.MappedByteBuffer mark;
+        private final java.lang.foreign.Arena mapping = java.lang.foreign.Arena.ofShared();
 
-        private Vm(String key, FileChannel removals) throws IOException {
+        private Vm(String key, FileChannel removals) {
             this.key = key;
             this.removals = removals;
-            try (FileChannel m = FileChannel.open(
-                    dir.resolve(key + ".recording"),
-                    StandardOpenOption.CREATE,
-                    StandardOpenOption.READ,
-                    StandardOpenOption.WRITE)) {
-                this.mark = m.map(FileChannel.MapMode.READ_WRITE, 0, 1);
-            }
         }
 
+        /**
+         * {@code KEY.events}, {@code bytes} long, written out whole before it is mapped, so that
+         * no store into it can meet a full disk as a SIGBUS.
+         */
         @Override
-        public void recording(boolean on) {
-            mark.put(0, (byte) (on ? 1 : 0)); // a store into the page cache: it outlives this process
+        public java.lang.foreign.MemorySegment events(long bytes) throws IOException {
+            Path file = dir.resolve(key + ".events");
+            try (FileChannel ch = FileChannel.open(
+                    file, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE)) {
+                if (ch.size() != bytes) {
+                    ch.truncate(0);
+                    ByteBuffer zeros = ByteBuffer.allocate((int) bytes);
+                    while (zeros.hasRemaining()) ch.write(zeros, zeros.position());
+                }
+                return ch.map(FileChannel.MapMode.READ_WRITE, 0, bytes, mapping);
+            }
         }
 
         public String key() {
@@ -178,6 +187,11 @@ public final class StateDir implements AutoCloseable {
                 removals.close();
             } catch (IOException ignored) {
                 // appended records are in the file already
+            }
+            try {
+                mapping.close();
+            } catch (IllegalStateException ignored) {
+                // closed already
             }
         }
     }
@@ -202,7 +216,7 @@ public final class StateDir implements AutoCloseable {
         Files.writeString(tmp, JSON.writeValueAsString(o), StandardCharsets.UTF_8);
         // left by a VMM of this pid and start time: none is alive
         Files.deleteIfExists(dir.resolve(key + ".removed"));
-        Files.deleteIfExists(dir.resolve(key + ".recording"));
+        Files.deleteIfExists(dir.resolve(key + ".events"));
         FileChannel log = null;
         try {
             log = FileChannel.open(
@@ -224,7 +238,11 @@ public final class StateDir implements AutoCloseable {
         }
     }
 
-    /** A VM recorded by a handler that is gone, as read back; {@code problem} non-null when it cannot be served again. */
+    /**
+     * A VM recorded by a handler that is gone, as read back: {@code removed} holds the log's
+     * removals and those found only in its events buffer ({@code unlogged} of them: read by the
+     * handler that died, not yet appended); {@code problem} is non-null when it cannot be served again.
+     */
     public record Recorded(
             String key,
             int pid,
@@ -232,6 +250,7 @@ public final class StateDir implements AutoCloseable {
             int uid,
             List<ForeignRegion> regions,
             List<long[]> removed,
+            int unlogged,
             String problem,
             int takeovers) {}
 
@@ -286,22 +305,24 @@ public final class StateDir implements AutoCloseable {
                         r.get(1).asLong(),
                         r.get(2).asLong(),
                         r.get(3).asLong()));
-            Path mark = dir.resolve(key + ".recording");
-            if (Files.exists(mark) && Files.size(mark) > 0 && Files.readAllBytes(mark)[0] != 0)
-                return unusable(
-                        key,
-                        pid,
-                        start,
-                        uid,
-                        regions,
-                        "its handler died while recording removals it had read: one may be lost");
             byte[] log = Files.readAllBytes(dir.resolve(key + ".removed"));
             if (log.length % REMOVAL != 0)
                 return unusable(
                         key, pid, start, uid, regions, "its removal log was cut short: a removal's range is unknown");
             ByteBuffer b = ByteBuffer.wrap(log).order(ByteOrder.LITTLE_ENDIAN);
             List<long[]> removed = new ArrayList<>();
-            while (b.hasRemaining()) removed.add(new long[] {b.getLong(), b.getLong()});
+            java.util.Set<List<Long>> logged = new java.util.HashSet<>();
+            while (b.hasRemaining()) {
+                long[] x = {b.getLong(), b.getLong()};
+                removed.add(x);
+                logged.add(List.of(x[0], x[1]));
+            }
+            int unlogged = 0;
+            for (long[] x : removalsIn(dir.resolve(key + ".events"))) {
+                if (logged.contains(List.of(x[0], x[1]))) continue; // the last read's, recorded before the death
+                removed.add(x);
+                unlogged++;
+            }
             return new Recorded(
                     key,
                     pid,
@@ -309,6 +330,7 @@ public final class StateDir implements AutoCloseable {
                     uid,
                     regions,
                     removed,
+                    unlogged,
                     null,
                     o.path("takeovers").asInt(0));
         } catch (IOException | RuntimeException e) {
@@ -316,9 +338,29 @@ public final class StateDir implements AutoCloseable {
         }
     }
 
+    /** The removals among the events in {@code file} (the last read of a handler that died, or none). */
+    static List<long[]> removalsIn(Path file) throws IOException {
+        if (!Files.exists(file)) return List.of();
+        byte[] bytes = Files.readAllBytes(file);
+        long size = dev.gmem.uffd.UffdAbi.MSG.byteSize();
+        List<long[]> out = new ArrayList<>();
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            java.lang.foreign.MemorySegment m = a.allocate(dev.gmem.uffd.UffdAbi.MSG, bytes.length / size);
+            java.lang.foreign.MemorySegment.copy(
+                    bytes, 0, m, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, (int) m.byteSize());
+            for (int i = 0; i < m.byteSize() / size; i++) {
+                if (dev.gmem.uffd.UffdMessages.event(m, i) != dev.gmem.uffd.UffdAbi.EVENT_REMOVE) continue;
+                long start = dev.gmem.uffd.UffdMessages.removeStart(m, i),
+                        end = dev.gmem.uffd.UffdMessages.removeEnd(m, i);
+                if (start < end) out.add(new long[] {start, end});
+            }
+        }
+        return out;
+    }
+
     private static Recorded unusable(
             String key, int pid, long start, int uid, List<ForeignRegion> regions, String problem) {
-        return new Recorded(key, pid, start, uid, regions, List.of(), problem, 0);
+        return new Recorded(key, pid, start, uid, regions, List.of(), 0, problem, 0);
     }
 
     /** Reopens a recorded VM's removal log for appending, for the handler that takes it over. */
@@ -333,7 +375,7 @@ public final class StateDir implements AutoCloseable {
         try {
             Files.deleteIfExists(dir.resolve(key + ".json"));
             Files.deleteIfExists(dir.resolve(key + ".removed"));
-            Files.deleteIfExists(dir.resolve(key + ".recording"));
+            Files.deleteIfExists(dir.resolve(key + ".events"));
         } catch (IOException ignored) {
             // left for the next handler, which finds a VMM that is gone and removes them
         }
