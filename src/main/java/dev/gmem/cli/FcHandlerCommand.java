@@ -39,9 +39,10 @@ import picocli.CommandLine.Option;
 final class FcHandlerCommand implements Callable<Integer> {
     @Option(
             names = "--socket",
-            required = true,
             paramLabel = "PATH",
-            description = "The Unix socket Firecracker's backend_path names.")
+            description =
+                    "The Unix socket Firecracker's backend_path names. For --stats, --graduate, --drain and --takeover,"
+                            + " --state-dir alone also finds it: a handler records its socket there.")
     Path socket;
 
     @Option(
@@ -211,6 +212,14 @@ final class FcHandlerCommand implements Callable<Integer> {
         if ((stats ? 1 : 0) + (drain ? 1 : 0) + (graduate != null ? 1 : 0) > 1)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--stats, --graduate and --drain ask one thing each: give one");
+        if (socket == null) {
+            if (stateDir == null || !(stats || drain || graduate != null || takeover))
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(),
+                        "Missing required option: '--socket=PATH' (for --stats, --graduate, --drain and --takeover,"
+                                + " --state-dir of a running handler finds it)");
+            socket = StateDir.socketIn(stateDir);
+        }
         if (stats) return printStats();
         if (drain) return ask("drain");
         if (graduate != null) {
@@ -289,6 +298,7 @@ final class FcHandlerCommand implements Callable<Integer> {
                             : StateDir.open(stateDir, StateDir.identity(snapshot));
                     started.add(state);
                     this.state = state;
+                    state.recordSocket(socket);
                     if (keeper != null) {
                         try {
                             ControlSocket.askForDescriptors(keeper, "list", List.of(), dev.gmem.fc.Keeper.NAME);

@@ -127,6 +127,32 @@ public final class StateDir implements AutoCloseable {
         }
     }
 
+    /**
+     * Records the socket the handler holding the directory listens on ({@code DIR/socket}, one
+     * line, renamed into place), so that {@code --stats}, {@code --graduate}, {@code --drain} and
+     * {@code --takeover} can find it from the directory alone.
+     */
+    public void recordSocket(Path socket) throws IOException {
+        Path tmp = dir.resolve("socket.tmp");
+        Files.writeString(tmp, socket.toAbsolutePath() + "\n", StandardCharsets.UTF_8);
+        Files.move(tmp, dir.resolve("socket"), StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+    }
+
+    /**
+     * The socket of the handler that holds, or last held, state directory {@code dir}.
+     *
+     * @throws IOException naming the directory when no handler recorded one there
+     */
+    public static Path socketIn(Path dir) throws IOException {
+        try {
+            return Path.of(Files.readString(dir.resolve("socket"), StandardCharsets.UTF_8)
+                    .strip());
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new IOException(
+                    dir + ": no handler has recorded its socket there (no " + dir.resolve("socket") + ")");
+        }
+    }
+
     /** The identity a state directory records of a source: its path, size and modification time. */
     public static String identity(Path source) throws IOException {
         return source.toAbsolutePath() + " " + Files.size(source) + " "

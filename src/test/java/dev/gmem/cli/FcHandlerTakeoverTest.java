@@ -375,8 +375,8 @@ class FcHandlerTakeoverTest {
                         Duration.ofSeconds(60),
                         dir,
                         "fc-handler",
-                        "--socket",
-                        socket.toString(),
+                        drain ? "--socket" : "--state-dir", // the directory alone finds the handler's socket
+                        drain ? socket.toString() : state.toString(),
                         drain ? "--drain" : "--graduate");
                 assertThat(asked.exit()).as(asked.toString()).isZero();
                 if (drain) {
