@@ -299,6 +299,11 @@ final class FcHandlerCommand implements Callable<Integer> {
                     started.add(state);
                     this.state = state;
                     state.recordSocket(socket);
+                    if (!state.onTmpfs())
+                        log.accept("--state-dir " + stateDir
+                                + " is not on tmpfs: writeback may write-protect a VM's events"
+                                + " buffer, and a removal read in the instant of a kill could then be lost; put it on"
+                                + " tmpfs (/run) for crash recovery without that window");
                     if (keeper != null) {
                         try {
                             ControlSocket.askForDescriptors(keeper, "list", List.of(), dev.gmem.fc.Keeper.NAME);
@@ -576,12 +581,16 @@ final class FcHandlerCommand implements Callable<Integer> {
                         ? ""
                         : String.format(
                                 Locale.ROOT,
-                                "%d (%d faults waiting, the first served %.1f ms after, %.0f ms after the last handler"
-                                        + " was last seen alive)",
+                                "%d (%d faults waiting, the first served %.1f ms after%s)",
                                 who.path("takeovers").asInt(),
                                 who.path("waiting_at_takeover").asLong(),
                                 who.path("resumed_ms").asDouble(),
-                                who.path("since_death_ms").asDouble()));
+                                who.path("since_death_ms").asDouble() < 0
+                                        ? ""
+                                        : String.format(
+                                                Locale.ROOT,
+                                                ", %.0f ms after the last handler was last seen alive",
+                                                who.path("since_death_ms").asDouble())));
     }
 
     private String ended(Session.Report r) {

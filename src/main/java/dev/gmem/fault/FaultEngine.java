@@ -753,7 +753,10 @@ public final class FaultEngine implements AutoCloseable {
     @Override
     public void close() {
         synchronized (this) {
-            if (closed) return;
+            if (closed) {
+                awaitClosed(); // a second caller returns once the first has stopped both threads
+                return;
+            }
             closed = true;
         }
         stopping = true;
@@ -777,6 +780,25 @@ public final class FaultEngine implements AutoCloseable {
         join(prefetch);
         target.close();
         stop.closeQuietly();
+        synchronized (this) {
+            closeDone = true;
+            notifyAll();
+        }
+    }
+
+    /** Guarded by this: the first {@link #close} has finished. */
+    private boolean closeDone;
+
+    private void awaitClosed() {
+        boolean interrupted = false;
+        while (!closeDone) {
+            try {
+                wait();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
     }
 
     private static void join(Thread t) {

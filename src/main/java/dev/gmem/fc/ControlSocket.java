@@ -34,9 +34,18 @@ public final class ControlSocket implements AutoCloseable {
      * A reply: its text, the descriptors sent with it (SCM_RIGHTS; still the answerer's), and what
      * to do once it has been sent (or null).
      */
-    public record Reply(String text, List<Fd> fds, Runnable after) {
+    public record Reply(String text, List<Fd> fds, Runnable after, boolean closeFds) {
+        public Reply(String text, List<Fd> fds, Runnable after) {
+            this(text, fds, after, false);
+        }
+
         public static Reply of(String text) {
             return new Reply(text, List.of(), null);
+        }
+
+        /** A reply that hands over {@code fd}, the reply's own: closed here once sent, or once the sending failed. */
+        public static Reply handing(String text, Fd fd) {
+            return new Reply(text, List.of(fd), null, true);
         }
     }
 
@@ -124,7 +133,11 @@ public final class ControlSocket implements AutoCloseable {
                     Request request = readRequest(conn, buffer);
                     if (request == null) continue;
                     Reply reply = answer.apply(request);
-                    sendWithin(conn, (reply.text() + "\n").getBytes(StandardCharsets.UTF_8), reply.fds());
+                    try {
+                        sendWithin(conn, (reply.text() + "\n").getBytes(StandardCharsets.UTF_8), reply.fds());
+                    } finally {
+                        if (reply.closeFds()) for (Fd fd : reply.fds()) fd.closeQuietly();
+                    }
                     after = reply.after();
                 } catch (IOException | RuntimeException e) {
                     if (!stopping) log.accept("control socket: " + e.getMessage());

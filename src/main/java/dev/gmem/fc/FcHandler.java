@@ -660,13 +660,18 @@ public final class FcHandler implements AutoCloseable {
             synchronized (live) {
                 takeovers.put(id, times);
             }
-            run(
-                    id,
-                    peer,
-                    pidfd,
-                    new Handshake(rec.regions(), uffd),
-                    options.state().reopen(rec.key()),
-                    rec.removed());
+            StateDir.Vm vm;
+            try {
+                vm = options.state().reopen(rec.key());
+                // the removals found only in the events buffer go into the log now: the next read clears the buffer,
+                // and a handler dying after that must still find them
+                List<long[]> all = rec.removed();
+                for (long[] r : all.subList(all.size() - rec.unlogged(), all.size())) vm.removed(r[0], r[1]);
+            } catch (IOException | RuntimeException e) {
+                uffd.closeQuietly();
+                throw e;
+            }
+            run(id, peer, pidfd, new Handshake(rec.regions(), uffd), vm, rec.removed());
         } catch (IOException | RuntimeException e) {
             log.accept(who + ": " + e.getMessage());
         } finally {
@@ -706,7 +711,7 @@ public final class FcHandler implements AutoCloseable {
         if (options.keeper() == null) return;
         try {
             Keeper.keep(options.keeper(), key, uffd, pidfd);
-        } catch (IOException e) {
+        } catch (IOException | RuntimeException e) {
             log.accept("session " + id + ": not kept (" + e.getMessage() + "): it survives this handler's death"
                     + " only where pidfd_getfd is allowed");
         }

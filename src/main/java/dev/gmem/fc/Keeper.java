@@ -157,12 +157,11 @@ public final class Keeper implements AutoCloseable {
             closeAll(fds);
             return ControlSocket.Reply.of("error: " + problem);
         }
-        Kept before;
-        synchronized (lock) {
-            before = kept.put(key, new Kept(pid, uffd, pidfd, System.nanoTime()));
+        synchronized (lock) { // descriptors are closed under the lock only: the watcher polls a set taken under it
+            Kept before = kept.put(key, new Kept(pid, uffd, pidfd, System.nanoTime()));
+            if (before != null) before.close();
         }
-        if (before != null) before.close();
-        changed.eventfdAdd(1);
+        wakeWatcher();
         log.accept(key + ": kept (pid " + pid + ")");
         return ControlSocket.Reply.of("ok");
     }
@@ -175,17 +174,16 @@ public final class Keeper implements AutoCloseable {
             copy = k.uffd().dup();
         }
         log.accept(key + ": its userfaultfd given to a handler");
-        return new ControlSocket.Reply("ok", List.of(copy), copy::closeQuietly);
+        return ControlSocket.Reply.handing("ok", copy);
     }
 
-    private boolean forget(String key) throws SyscallException {
-        Kept k;
+    private boolean forget(String key) {
         synchronized (lock) {
-            k = kept.remove(key);
+            Kept k = kept.remove(key);
+            if (k == null) return false;
+            k.close();
         }
-        if (k == null) return false;
-        k.close();
-        changed.eventfdAdd(1);
+        wakeWatcher();
         log.accept(key + ": forgotten (its VM needs no handler any more)");
         return true;
     }
@@ -214,15 +212,16 @@ public final class Keeper implements AutoCloseable {
                 List<String> keys = new ArrayList<>();
                 List<Fd> watched = new ArrayList<>();
                 watched.add(changed);
-                synchronized (lock) {
+                Poller poller;
+                synchronized (lock) { // built under the lock, which every close takes: each descriptor is open now
                     for (Map.Entry<String, Kept> e : kept.entrySet()) {
                         keys.add(e.getKey());
                         watched.add(e.getValue().pidfd());
                     }
+                    poller = new Poller(Linux.POLLIN, watched.toArray(Fd[]::new));
                 }
-                // a pidfd closed by forget meanwhile: the eventfd is written after every change, so this poll
-                // returns at once and the set is built again
-                Poller poller = new Poller(Linux.POLLIN, watched.toArray(Fd[]::new));
+                // a pidfd closed meanwhile: the eventfd is written after every change, so this poll returns at
+                // once (a closed number polls as invalid, and is told apart below) and the set is built again
                 poller.poll(-1);
                 if (stopping) return;
                 if (poller.ready(0) != 0) changed.read(count);
@@ -237,14 +236,21 @@ public final class Keeper implements AutoCloseable {
     }
 
     private void exited(String key, Fd pidfd) {
-        Kept k;
         synchronized (lock) {
-            k = kept.get(key);
+            Kept k = kept.get(key);
             if (k == null || k.pidfd() != pidfd) return; // forgotten or replaced meanwhile
             kept.remove(key);
+            k.close();
         }
-        k.close();
         log.accept(key + ": its VMM exited; its descriptors are closed");
+    }
+
+    private void wakeWatcher() {
+        try {
+            changed.eventfdAdd(1);
+        } catch (SyscallException ignored) {
+            // the counter is already non-zero: the watcher wakes anyway
+        }
     }
 
     private static String kind(Fd fd) throws IOException {

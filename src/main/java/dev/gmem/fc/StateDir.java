@@ -164,14 +164,27 @@ public final class StateDir implements AutoCloseable {
     }
 
     /**
+     * Whether the directory is on tmpfs (such as {@code /run}), where the events buffers' pages are
+     * never write-protected by writeback: the one placement where no removal can be lost in the
+     * instant of a kill.
+     */
+    public boolean onTmpfs() {
+        try {
+            return "tmpfs".equals(Files.getFileStore(dir).type());
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
+    /**
      * One VM's state: its record, its removal log open for appending, and its events buffer
-     * (mapped when the engine asks for it; unmapped by {@link #close}, which must come after the
-     * engine's).
+     * (mapped when the engine asks for it, and unmapped only once nothing refers to it: an engine
+     * closed from another thread may still be reading into it when its session closes this).
      */
     public final class Vm implements FaultEngine.Journal, AutoCloseable {
         private final String key;
         private final FileChannel removals;
-        private final java.lang.foreign.Arena mapping = java.lang.foreign.Arena.ofShared();
+        private final java.lang.foreign.Arena mapping = java.lang.foreign.Arena.ofAuto();
 
         private Vm(String key, FileChannel removals) {
             this.key = key;
@@ -179,8 +192,10 @@ public final class StateDir implements AutoCloseable {
         }
 
         /**
-         * {@code KEY.events}, {@code bytes} long, written out whole before it is mapped, so that
-         * no store into it can meet a full disk as a SIGBUS.
+         * {@code KEY.events}, {@code bytes} long, written out whole before it is mapped (its blocks
+         * allocated), and locked in memory where allowed, so that the kernel's copy of an event into
+         * it does not fault: a copy that faults while the process is being killed loses the event.
+         * On tmpfs nothing write-protects a dirty page; elsewhere writeback may (see {@link #onTmpfs}).
          */
         @Override
         public java.lang.foreign.MemorySegment events(long bytes) throws IOException {
@@ -192,7 +207,13 @@ public final class StateDir implements AutoCloseable {
                     ByteBuffer zeros = ByteBuffer.allocate((int) bytes);
                     while (zeros.hasRemaining()) ch.write(zeros, zeros.position());
                 }
-                return ch.map(FileChannel.MapMode.READ_WRITE, 0, bytes, mapping);
+                java.lang.foreign.MemorySegment m = ch.map(FileChannel.MapMode.READ_WRITE, 0, bytes, mapping);
+                try {
+                    dev.gmem.linux.Posix.mlock(m);
+                } catch (dev.gmem.linux.SyscallException e) {
+                    // over RLIMIT_MEMLOCK: the page is touched before each read all the same
+                }
+                return m;
             }
         }
 
@@ -213,11 +234,6 @@ public final class StateDir implements AutoCloseable {
                 removals.close();
             } catch (IOException ignored) {
                 // appended records are in the file already
-            }
-            try {
-                mapping.close();
-            } catch (IllegalStateException ignored) {
-                // closed already
             }
         }
     }

@@ -44,6 +44,11 @@ public final class Posix {
                 Native.downcall("madvise", FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T, C_INT));
     }
 
+    private static final class Mlock { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE =
+                Native.downcall("mlock", FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T));
+    }
+
     private static final class Isatty { // linked on first use: linking costs some 4 ms a function
         static final MethodHandle HANDLE = Native.plainDowncall("isatty", FunctionDescriptor.of(C_INT, C_INT));
     }
@@ -130,6 +135,18 @@ public final class Posix {
     /** CPUs online now. */
     public static int onlineCpus() {
         return (int) sysconf(Linux.SC_NPROCESSORS_ONLN);
+    }
+
+    /** mlock(2) of {@code range}: its pages stay resident and mapped (RLIMIT_MEMLOCK bounds it without CAP_IPC_LOCK). */
+    public static void mlock(MemorySegment range) throws SyscallException {
+        MemorySegment st = Native.callState();
+        int r;
+        try {
+            r = (int) Mlock.HANDLE.invokeExact(st, range, range.byteSize());
+        } catch (Throwable t) {
+            throw Native.unexpected(t);
+        }
+        if (r != 0) throw new SyscallException("mlock", "len=" + range.byteSize(), Native.errno(st));
     }
 
     /**

@@ -96,7 +96,9 @@ class FcHandlerTakeoverTest {
      * The instant a random kill almost never hits, made certain: the handler halts right after a
      * read of the VM's events that took a removal, before it recorded it
      * ({@code GMEM_INJECT_FAULT}). The next handler finds that removal in the events buffer,
-     * which the kernel filled within the read, and the VM reads zeros there: no wrong page.
+     * which the kernel filled within the read, and records it; it is SIGKILLed in turn (its reads
+     * of the later removals cleared the buffer), and a third handler serves the VM, which touches
+     * nothing until then (served on demand): it reads zeros there, and no wrong page.
      */
     @Test
     void aRemovalReadButNotRecordedByAHandlerThatDiedStillReadsZeros() throws Exception {
@@ -127,10 +129,10 @@ class FcHandlerTakeoverTest {
                 GmemProcess.classPath(),
                 daemonArgs(raw, socket, state, "off").toArray(String[]::new));
         Process vm = null;
-        GmemProcess.Started second = null;
+        GmemProcess.Started second = null, third = null;
         try {
             awaitReady(first);
-            vm = testVm(socket, SIZE, 2, raw, "vm.err", "UFFD_PEER_RANDOM", "7", "UFFD_PEER_DISCARDS", "100");
+            vm = testVm(socket, SIZE, 0, raw, "vm.err", "UFFD_PEER_PAUSE", "1", "UFFD_PEER_DISCARDS", "100");
             assertThat(first.process().waitFor(30, TimeUnit.SECONDS)).isTrue();
             assertThat(first.process().exitValue())
                     .as(Files.readString(first.err()))
@@ -138,15 +140,28 @@ class FcHandlerTakeoverTest {
             assertThat(Files.readString(first.err())).contains("halting after reading a removal");
             second = daemon(raw, socket, state, "off");
             awaitReady(second);
-            finishesRight(vm, "the VM finishes; the second handler said " + Files.readString(second.err()));
             assertThat(Files.readString(second.err()))
                     .containsPattern("and [1-9][0-9]* read but not yet recorded \\(found in its events buffer\\)");
+            // the second reads the later removals (the VM's discards wait for it), then dies too
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
+            while (Files.size(state.resolve(recordKey(state) + ".removed")) < 100 * 16 && System.nanoTime() < deadline)
+                Thread.sleep(5);
+            assertThat(Files.size(state.resolve(recordKey(state) + ".removed")))
+                    .as("every removal is in the log, the recovered one too")
+                    .isEqualTo(100 * 16);
+            reap(second.process());
+            third = daemon(raw, socket, state, "off");
+            awaitReady(third);
+            vm.getOutputStream().write('g');
+            vm.getOutputStream().flush(); // its memory read on demand now, from the third handler
+            finishesRight(vm, "the VM finishes; the third handler said " + Files.readString(third.err()));
         } finally {
             if (vm != null) reap(vm);
             reap(first.process());
-            if (second != null) {
-                terminate(second);
-                assertThat(second.await(Duration.ofSeconds(60)).timedOut()).isFalse();
+            if (second != null) reap(second.process());
+            if (third != null) {
+                terminate(third);
+                assertThat(third.await(Duration.ofSeconds(60)).timedOut()).isFalse();
             }
         }
     }
@@ -495,6 +510,17 @@ class FcHandlerTakeoverTest {
         new ProcessBuilder("kill", "-TERM", Long.toString(d.process().pid()))
                 .start()
                 .waitFor(10, TimeUnit.SECONDS);
+    }
+
+    /** The key of the one VM recorded in {@code state}. */
+    private static String recordKey(Path state) throws Exception {
+        try (var s = Files.list(state)) {
+            String name = s.map(p -> p.getFileName().toString())
+                    .filter(n -> n.endsWith(".json"))
+                    .findFirst()
+                    .orElseThrow();
+            return name.substring(0, name.length() - ".json".length());
+        }
     }
 
     private static long recorded(Path state) throws Exception {
