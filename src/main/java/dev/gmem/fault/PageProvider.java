@@ -42,6 +42,17 @@ public interface PageProvider extends AutoCloseable {
     /** A fetcher for one thread. */
     Fetcher fetcher();
 
+    /**
+     * For a provider whose pages arrive unasked (a page server's push): called once, when the
+     * engine's background population starts, instead of the engine fetching every page itself.
+     * The provider returns true and, on a thread of its own, hands every data page to {@code sink}
+     * until it calls {@link PushSink#done} or {@link PushSink#failed}, or the sink is stopping.
+     * Faults still fetch what they need at once. The default returns false: the engine fetches.
+     */
+    default boolean push(PushSink sink) {
+        return false;
+    }
+
     /** The source, for messages. */
     String describe();
 
@@ -60,6 +71,24 @@ public interface PageProvider extends AutoCloseable {
 
         @Override
         void close();
+    }
+
+    /** Where a pushing provider's pages go: into the target, as the engine's own prefetch would put them. */
+    interface PushSink {
+        /**
+         * Installs data pages {@code bytes} (valid only during this call) from {@code offset}: those
+         * removed or already in place are skipped. Call it from one thread at a time.
+         */
+        void offer(long offset, MemorySegment bytes) throws IOException;
+
+        /** Every data page has been offered: the population is complete. */
+        void done();
+
+        /** The push cannot go on: the engine fails with {@code cause}. */
+        void failed(IOException cause);
+
+        /** Whether the engine is stopping: the provider stops pushing. */
+        boolean stopping();
     }
 
     /** Where fetched pages go. */

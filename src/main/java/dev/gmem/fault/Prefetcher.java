@@ -34,6 +34,16 @@ final class Prefetcher implements Runnable {
     @Override
     public void run() {
         engine.prefetchStarted();
+        try {
+            PushSink sink = new PushSink();
+            if (provider.push(sink)) { // pages pushed by the provider: this thread waits for the push's end
+                if (sink.await()) engine.prefetchDone();
+                return;
+            }
+        } catch (Throwable t) {
+            engine.fail("receiving pushed pages", current, t);
+            return;
+        }
         try (PageProvider.Fetcher fetcher = provider.fetcher()) {
             for (long offset : provider.accessOrder()) {
                 if (engine.stopping()) return;
@@ -67,6 +77,52 @@ final class Prefetcher implements Runnable {
         delivery.begin();
         fetcher.fetch(offset, pages, 0, delivery);
         delivery.await(engine);
+    }
+
+    /** A pushing provider's way in: its pages are installed as this thread's own fetches would be. */
+    private final class PushSink implements PageProvider.PushSink {
+        private boolean ended;
+        private IOException failure;
+
+        @Override
+        public void offer(long offset, MemorySegment bytes) throws IOException {
+            if (engine.stopping()) return;
+            current = offset;
+            install(offset, bytes);
+        }
+
+        @Override
+        public synchronized void done() {
+            ended = true;
+            notifyAll();
+        }
+
+        @Override
+        public synchronized void failed(IOException cause) {
+            if (ended) return;
+            failure = cause;
+            ended = true;
+            notifyAll();
+        }
+
+        @Override
+        public boolean stopping() {
+            return engine.stopping();
+        }
+
+        /** Waits for the push's end: true when every page came, false when the engine stopped first. */
+        synchronized boolean await() throws IOException {
+            while (!ended && !engine.stopping()) {
+                try {
+                    wait(100);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new java.io.InterruptedIOException("waiting for pushed pages interrupted");
+                }
+            }
+            if (failure != null) throw failure;
+            return ended && !engine.stopping();
+        }
     }
 
     private final class Delivery implements PageProvider.Delivery {

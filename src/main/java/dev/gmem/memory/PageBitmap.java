@@ -125,6 +125,22 @@ public final class PageBitmap {
         return n;
     }
 
+    /** A copy of the bits, 64 pages a word, page 0 in bit 0 of word 0. */
+    public long[] toWords() {
+        long[] out = new long[words.length];
+        for (int i = 0; i < words.length; i++) out[i] = (long) WORDS.getVolatile(words, i);
+        return out;
+    }
+
+    /** Sets every bit set in {@code other} (as {@link #toWords} gives them; bits past {@link #pages} are ignored). */
+    public void setAll(long[] other) {
+        for (int i = 0; i < Math.min(words.length, other.length); i++) {
+            long w = other[i];
+            if (i == words.length - 1 && (pages & 63) != 0) w &= (1L << (pages & 63)) - 1;
+            if (w != 0) WORDS.getAndBitwiseOr(words, i, w);
+        }
+    }
+
     /** Heap bytes this bitmap holds. */
     public long footprintBytes() {
         return 16L + 8L * words.length;

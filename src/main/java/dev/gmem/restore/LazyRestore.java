@@ -19,7 +19,7 @@ import java.time.Duration;
 /**
  * Lazy restore: guest memory usable at once, pages filled on demand through userfaultfd while a
  * background thread populates the rest. A composition of the fault engine: an {@link OwnedTarget}
- * over a guest memory file (mapped and registered here), a {@link SourcePages} provider over the
+ * over a guest memory file (mapped and registered here), a {@link SourcePages} provider (or a {@link ProvidedSource}'s own) over the
  * snapshot, and the engine's prefetcher; failures release the range ({@link OnFailure#RELEASE}),
  * so no thread hangs on a restore that cannot finish. See {@link FaultEngine} for how faults are
  * served and what holds when.
@@ -84,7 +84,7 @@ public final class LazyRestore implements AutoCloseable {
 
     private final PageSource source;
     private final GuestMemory memory;
-    private final SourcePages pages;
+    private final dev.gmem.fault.PageProvider pages;
     private final OwnedTarget target;
     private final FaultEngine engine;
     private final UffdMode mode;
@@ -94,7 +94,7 @@ public final class LazyRestore implements AutoCloseable {
     private LazyRestore(
             PageSource source,
             GuestMemory memory,
-            SourcePages pages,
+            dev.gmem.fault.PageProvider pages,
             OwnedTarget target,
             FaultEngine engine,
             UffdMode mode,
@@ -132,7 +132,8 @@ public final class LazyRestore implements AutoCloseable {
         }
         FaultEngine.Options engineOptions = options.engine();
         OwnedTarget target = OwnedTarget.register(memory, source.size(), options.mode());
-        SourcePages pages = new SourcePages(source);
+        dev.gmem.fault.PageProvider pages =
+                source instanceof ProvidedSource provided ? provided.provider() : new SourcePages(source);
         FaultEngine engine;
         try {
             engine = FaultEngine.start(target, pages, engineOptions);
@@ -141,7 +142,8 @@ public final class LazyRestore implements AutoCloseable {
             throw e;
         }
         LazyRestore lazy = new LazyRestore(source, memory, pages, target, engine, options.mode(), t0);
-        if (options.prefetch()) pages.verifyAhead(); // checksums beside the prefetcher, once the restore is ready
+        // checksums beside the prefetcher, once the restore is ready
+        if (options.prefetch() && pages instanceof SourcePages local) local.verifyAhead();
         return lazy;
     }
 
@@ -237,7 +239,11 @@ public final class LazyRestore implements AutoCloseable {
     @Override
     public void close() {
         engine.close();
-        pages.close();
+        try {
+            pages.close();
+        } catch (IOException ignored) {
+            // a provider that cannot stop cleanly has nothing left to serve: the engine is closed
+        }
     }
 
     // ---- the use case ----

@@ -19,6 +19,11 @@ public final class ChunkData {
         this.pageSize = pageSize;
     }
 
+    /** The data pages of {@code chunk}, packed in page order in {@code bytes}, of pages of {@code pageSize} bytes. */
+    public static ChunkData packed(Chunk chunk, MemorySegment bytes, long pageSize) {
+        return new ChunkData(chunk, bytes, true, pageSize);
+    }
+
     public Chunk chunk() {
         return chunk;
     }

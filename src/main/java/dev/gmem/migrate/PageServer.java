@@ -1,0 +1,545 @@
+package dev.gmem.migrate;
+
+import dev.gmem.fault.PageProvider;
+import dev.gmem.memory.PageBitmap;
+import dev.gmem.restore.SourcePages;
+import dev.gmem.snapshot.Chunk;
+import dev.gmem.snapshot.PageIndex;
+import dev.gmem.snapshot.PageKind;
+import dev.gmem.snapshot.PageSource;
+import dev.gmem.snapshot.Region;
+import java.io.EOFException;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLServerSocket;
+import net.jpountz.lz4.LZ4Compressor;
+import net.jpountz.lz4.LZ4Factory;
+
+/**
+ * {@code gmem serve}: one VM's memory (a gmem snapshot, or the raw memory file of a paused VM,
+ * read in place) served to post-copy destinations over {@link Protocol}. Each destination gets the
+ * map, then its urgent requests answered on its control connection while its push connection
+ * streams every data page it lacks: the access order first, then by address, continuing after each
+ * page a fault asked for. Several destinations are served at once, each independently. Threads:
+ * {@code gmem-serve-accept}; per connection {@code gmem-serve-N} (its reader) and, for a push
+ * connection, {@code gmem-serve-N-push}; {@code gmem-serve-heartbeat} pings idle links. A
+ * connection that breaks the protocol is answered with an ERROR naming the fault and closed; the
+ * others go on. Does not own the source.
+ */
+public final class PageServer implements AutoCloseable {
+    /**
+     * {@code peerTimeout}: a connection silent this long is closed (the destination pings every
+     * {@link #HEARTBEAT}); {@code lz4}: compress pushed batches with LZ4 where that saves at least
+     * an eighth; {@code tls}: TLS 1.3 with client certificates, or null for plain TCP.
+     */
+    public record Options(Duration peerTimeout, boolean lz4, SSLContext tls) {
+        public static Options defaults() {
+            return new Options(Duration.ofSeconds(5), false, null);
+        }
+    }
+
+    /** How often an idle link is pinged. */
+    static final Duration HEARTBEAT = Duration.ofMillis(250);
+
+    /** The most bytes one pushed batch carries. */
+    static final int PUSH_BATCH = 256 << 10;
+
+    /** One destination's counters on this side. */
+    public record DestinationStats(
+            long pair,
+            String peer,
+            int controlConnections,
+            int pushConnections,
+            long pushedPages,
+            long pushedWireBytes,
+            long requests,
+            long requestedPages,
+            long zeroPages,
+            boolean pushDone,
+            double pushDoneMs) {}
+
+    private final ServerSocket listener;
+    private final PageSource source;
+    private final SourcePages pages;
+    private final PageIndex index;
+    private final Options options;
+    private final Consumer<String> log;
+    private final byte[] map;
+    private final long units;
+    /** Every unit that is not a data page's: set. A push's bitmap of pages sent starts from it. */
+    private final long[] notData;
+
+    private final long zeroPages;
+    private final Map<Long, Destination> destinations = new LinkedHashMap<>();
+    private final List<Link> links = new ArrayList<>();
+    private final AtomicLong connections = new AtomicLong();
+    private final Thread acceptor;
+    private final Thread heartbeat;
+    private volatile boolean stopping;
+
+    private PageServer(ServerSocket listener, PageSource source, Options options, Consumer<String> log)
+            throws IOException {
+        this.listener = listener;
+        this.source = source;
+        this.pages = new SourcePages(source).verifyAhead();
+        this.index = new PageIndex(source);
+        this.options = options;
+        this.log = log;
+        this.units = (source.size() + Protocol.UNIT - 1) / Protocol.UNIT;
+        PageBitmap other = new PageBitmap(units);
+        other.setRange(0, units);
+        for (Chunk c : source.chunks()) {
+            Region r = source.regions().get(c.region());
+            c.forEachDataRun((first, n) -> {
+                long from = r.fileOffset() + (c.firstPage() + first) * r.pageSize();
+                other.clearRange(from / Protocol.UNIT, (from + n * r.pageSize()) / Protocol.UNIT);
+            });
+        }
+        this.notData = other.toWords();
+        this.zeroPages = source.counts().zeroPages();
+        this.map = Protocol.encodeMap(new Protocol.SourceMap(
+                source.format(), source.path().toString(), source.regions(), source.chunks(), source.accessOrder()));
+        this.acceptor = Thread.ofPlatform().name("gmem-serve-accept").daemon().unstarted(this::accept);
+        this.heartbeat =
+                Thread.ofPlatform().name("gmem-serve-heartbeat").daemon().unstarted(this::beat);
+    }
+
+    /**
+     * Listens on {@code address} (port 0: any free one) and serves {@code source}.
+     *
+     * @throws IOException naming the address when it cannot be bound
+     */
+    public static PageServer start(InetSocketAddress address, PageSource source, Options options, Consumer<String> log)
+            throws IOException {
+        ServerSocket s;
+        if (options.tls() == null) {
+            s = new ServerSocket();
+        } else {
+            SSLServerSocket t =
+                    (SSLServerSocket) options.tls().getServerSocketFactory().createServerSocket();
+            t.setNeedClientAuth(true);
+            t.setEnabledProtocols(new String[] {"TLSv1.3"});
+            s = t;
+        }
+        try {
+            s.setReuseAddress(true);
+            s.bind(address, 64);
+        } catch (IOException e) {
+            s.close();
+            throw new IOException(
+                    "cannot listen on " + address.getHostString() + ":" + address.getPort() + ": " + e.getMessage(), e);
+        }
+        PageServer server;
+        try {
+            server = new PageServer(s, source, options, log);
+        } catch (IOException | RuntimeException e) {
+            s.close();
+            throw e;
+        }
+        server.acceptor.start();
+        server.heartbeat.start();
+        return server;
+    }
+
+    public InetSocketAddress address() {
+        return (InetSocketAddress) listener.getLocalSocketAddress();
+    }
+
+    /** Each destination served so far, in the order it came. */
+    public List<DestinationStats> stats() {
+        synchronized (destinations) {
+            List<DestinationStats> out = new ArrayList<>();
+            for (Destination d : destinations.values()) out.add(d.stats());
+            return out;
+        }
+    }
+
+    private void accept() {
+        while (!stopping) {
+            Socket s;
+            try {
+                s = listener.accept();
+            } catch (IOException e) {
+                if (!stopping) log.accept("accepting a connection failed: " + e.getMessage());
+                continue;
+            }
+            long n = connections.incrementAndGet();
+            Thread.ofPlatform().name("gmem-serve-" + n).daemon().start(() -> serve(s));
+        }
+    }
+
+    private void serve(Socket s) {
+        String peer = String.valueOf(s.getRemoteSocketAddress()).replaceFirst("^/", "");
+        Link link;
+        try {
+            s.setSoTimeout((int) options.peerTimeout().toMillis());
+            link = new Link(s);
+        } catch (IOException e) {
+            log.accept(peer + ": " + e.getMessage());
+            closeQuietly(s);
+            return;
+        }
+        synchronized (links) {
+            links.add(link);
+        }
+        Destination d = null;
+        try {
+            Protocol.Hello hello = Protocol.readHello(link.in, units);
+            d = destination(hello.pair(), peer);
+            if (hello.role() == Protocol.ROLE_CONTROL) {
+                d.attachControl(link);
+                link.send(o -> {
+                    Protocol.writeHeader(o, Protocol.MAP, map.length);
+                    o.write(map);
+                });
+                control(d, link);
+            } else {
+                Pusher p = d.attachPush(link, hello.have());
+                Thread.ofPlatform()
+                        .name(Thread.currentThread().getName() + "-push")
+                        .daemon()
+                        .start(p);
+                drainPings(link); // until the destination goes: its silence, or its close
+            }
+        } catch (Protocol.ViolationException e) {
+            log.accept(peer + ": " + e.getMessage() + "; connection closed");
+            try {
+                link.send(o -> Protocol.writeError(o, e.getMessage()));
+            } catch (IOException ignored) {
+                // closing anyway
+            }
+        } catch (EOFException e) {
+            // the destination closed the connection
+        } catch (SocketTimeoutException e) {
+            if (!stopping)
+                log.accept(peer + ": silent for " + options.peerTimeout().toMillis() + " ms; connection closed");
+        } catch (IOException | RuntimeException e) {
+            if (!stopping && !link.closed()) log.accept(peer + ": " + e.getMessage() + "; connection closed");
+        } finally {
+            link.close();
+            synchronized (links) {
+                links.remove(link);
+            }
+        }
+    }
+
+    private Destination destination(long pair, String peer) {
+        synchronized (destinations) {
+            Destination d = destinations.get(pair);
+            if (d == null) {
+                d = new Destination(pair, peer);
+                destinations.put(pair, d);
+                log.accept(peer + ": a new destination (" + Long.toHexString(pair) + ")");
+            }
+            return d;
+        }
+    }
+
+    /** A destination's urgent requests, answered at once on its control connection. */
+    private void control(Destination d, Link link) throws IOException {
+        try (Arena arena = Arena.ofConfined();
+                PageProvider.Fetcher fetcher = pages.fetcher()) {
+            Answer answer = new Answer(link, arena);
+            while (!stopping) {
+                Protocol.Header h =
+                        Protocol.readHeader(link.in, Protocol.REQUEST_LENGTH, Protocol.REQUEST, Protocol.PING);
+                if (h.type() == Protocol.PING) continue;
+                if (h.length() != Protocol.REQUEST_LENGTH)
+                    throw new Protocol.ViolationException("a REQUEST frame of " + h.length() + " bytes");
+                long id = link.in.readLong();
+                long offset = link.in.readLong();
+                int n = link.in.readInt();
+                long page = checkRun(offset, n, "a REQUEST");
+                d.requested(offset, n, page);
+                fetcher.fetch(offset, n, id, answer);
+                if (answer.error != null) throw answer.error;
+            }
+        }
+    }
+
+    /**
+     * Checks that {@code n} pages from {@code offset} are data pages of one run the source can
+     * deliver at once; returns the page size.
+     */
+    private long checkRun(long offset, int n, String what) throws Protocol.ViolationException {
+        if (offset < 0 || offset >= source.size() || n < 1)
+            throw new Protocol.ViolationException(
+                    what + " for pages outside the map (offset " + offset + ", " + n + " pages)");
+        PageIndex.Location at = index.atFileOffset(offset);
+        long page = at == null ? 0 : at.region().pageSize();
+        if (at == null
+                || offset % page != 0
+                || at.kind() != PageKind.DATA
+                || n * page > Protocol.MAX_DATA
+                || pages.dataRun(offset, n) < n)
+            throw new Protocol.ViolationException(
+                    what + " for pages that are not one run of data pages (offset " + offset + ", " + n + " pages)");
+        return page;
+    }
+
+    /**
+     * Sends what a fetch delivers as a DATA frame, compressed if asked and worth it. The bytes are
+     * copied into this thread's own buffer first: a source's pages may be its file's mapping, which
+     * only a Java copy may read (a file truncated meanwhile then fails it; native code would crash).
+     */
+    private final class Answer implements PageProvider.Delivery {
+        private final Link link;
+        private final MemorySegment own;
+        private final MemorySegment packed;
+        IOException error;
+        long wireBytes;
+
+        Answer(Link link, Arena arena) {
+            this.link = link;
+            this.own = arena.allocate(Protocol.MAX_DATA, 4096);
+            this.packed = options.lz4() ? arena.allocate(LZ4.maxCompressedLength(PUSH_BATCH), 64) : null;
+        }
+
+        @Override
+        public void deliver(long token, long offset, MemorySegment fetched) {
+            error = null;
+            try {
+                MemorySegment bytes = own.asSlice(0, fetched.byteSize());
+                try {
+                    MemorySegment.copy(fetched, 0, bytes, 0, fetched.byteSize());
+                } catch (InternalError e) {
+                    source.checkUnchanged();
+                    throw new IOException(source.path() + ": cannot be read: " + e.getMessage(), e);
+                }
+                int raw = (int) bytes.byteSize();
+                int crc = Link.crc32c(bytes);
+                long pageSize = index.atFileOffset(offset).region().pageSize();
+                int n = (int) (raw / pageSize);
+                if (token == 0 && packed != null && raw <= PUSH_BATCH) {
+                    int max = (int) packed.byteSize();
+                    int stored = LZ4.compress(bytes.asByteBuffer(), 0, raw, packed.asByteBuffer(), 0, max);
+                    if (stored <= raw - raw / 8) {
+                        link.sendData(token, offset, n, Protocol.CODEC_LZ4, crc, raw, packed.asSlice(0, stored));
+                        wireBytes = Protocol.HEADER + Protocol.DATA_FIELDS + stored;
+                        return;
+                    }
+                }
+                link.sendData(token, offset, n, Protocol.CODEC_NONE, crc, raw, bytes);
+                wireBytes = Protocol.HEADER + Protocol.DATA_FIELDS + raw;
+            } catch (IOException e) {
+                error = e;
+            }
+        }
+
+        @Override
+        public void failed(long token, long offset, IOException cause) {
+            error = cause;
+        }
+    }
+
+    private static final LZ4Compressor LZ4 = LZ4Factory.fastestInstance().fastCompressor();
+
+    /** Reads a push connection's PINGs until the destination goes. */
+    private void drainPings(Link link) throws IOException {
+        while (!stopping && !link.closed()) Protocol.readHeader(link.in, 0, Protocol.PING);
+    }
+
+    /** One destination, across its connections and reconnections. */
+    private final class Destination {
+        final long pair;
+        final String peer;
+        final long startNanos = System.nanoTime();
+        int controls;
+        int pushes;
+        Link push;
+        Pusher pusher;
+        final AtomicLong requests = new AtomicLong();
+        final AtomicLong requestedPages = new AtomicLong();
+        final AtomicLong pushedPages = new AtomicLong();
+        final AtomicLong pushedWire = new AtomicLong();
+        volatile long doneNanos = -1;
+
+        Destination(long pair, String peer) {
+            this.pair = pair;
+            this.peer = peer;
+        }
+
+        synchronized void attachControl(Link link) {
+            controls++;
+        }
+
+        /** A new push connection replaces the last: the old one is closed, which stops its pusher. */
+        synchronized Pusher attachPush(Link link, long[] have) {
+            pushes++;
+            if (push != null) push.close();
+            push = link;
+            pusher = new Pusher(this, link, have);
+            return pusher;
+        }
+
+        void requested(long offset, int n, long page) {
+            requests.incrementAndGet();
+            requestedPages.addAndGet(n);
+            Pusher p;
+            synchronized (this) {
+                p = pusher;
+            }
+            if (p != null) p.requested(offset, n * page);
+        }
+
+        synchronized DestinationStats stats() {
+            return new DestinationStats(
+                    pair,
+                    peer,
+                    controls,
+                    pushes,
+                    pushedPages.get(),
+                    pushedWire.get(),
+                    requests.get(),
+                    requestedPages.get(),
+                    zeroPages,
+                    doneNanos > 0,
+                    doneNanos > 0 ? (doneNanos - startNanos) / 1e6 : -1);
+        }
+    }
+
+    /**
+     * The push to one destination over one connection: every data page not in the destination's
+     * HELLO bitmap and not yet sent, the access order first, then by address from where the last
+     * urgent request ended, wrapping round once the end is reached, until none is left.
+     */
+    private final class Pusher implements Runnable {
+        private final Destination d;
+        private final Link link;
+        private final PageBitmap sent = new PageBitmap(units);
+        private final AtomicLong jump = new AtomicLong(-1);
+
+        Pusher(Destination d, Link link, long[] have) {
+            this.d = d;
+            this.link = link;
+            sent.setAll(notData);
+            sent.setAll(have);
+        }
+
+        /** A page the destination asked for: sent on its control connection, so skipped here; the push goes on after it. */
+        void requested(long offset, long length) {
+            sent.setRange(offset / Protocol.UNIT, (offset + length) / Protocol.UNIT);
+            jump.set(offset + length);
+        }
+
+        @Override
+        public void run() {
+            try (Arena arena = Arena.ofConfined();
+                    PageProvider.Fetcher fetcher = pages.fetcher()) {
+                Answer out = new Answer(link, arena);
+                for (long gpa : source.accessOrder()) {
+                    if (stopping || link.closed()) return;
+                    long offset = index.fileOffsetOfGuest(gpa);
+                    if (offset < 0 || pages.kind(offset) != PageKind.DATA) continue;
+                    long page = pages.pageSize(offset);
+                    offset -= offset % page;
+                    send(fetcher, out, offset, 1, page);
+                }
+                long cursor = 0;
+                while (!stopping && !link.closed()) {
+                    long j = jump.getAndSet(-1);
+                    if (j >= 0 && j < source.size()) cursor = j;
+                    long u = sent.nextClear(cursor / Protocol.UNIT, units);
+                    if (u == units) u = sent.nextClear(0, units);
+                    if (u == units) break; // every data page sent
+                    long offset = u * Protocol.UNIT;
+                    long page = pages.pageSize(offset);
+                    offset -= offset % page;
+                    int n = pages.dataRun(offset, (int) Math.max(1, PUSH_BATCH / page));
+                    cursor = offset + send(fetcher, out, offset, n, page) * page;
+                }
+                if (stopping || link.closed()) return;
+                link.send(o -> Protocol.writeHeader(o, Protocol.PUSH_DONE, 0));
+                if (d.doneNanos < 0) {
+                    d.doneNanos = System.nanoTime();
+                    log.accept(d.peer + ": every data page pushed (" + d.pushedPages.get() + " pushed, "
+                            + d.requestedPages.get() + " asked for)");
+                }
+            } catch (IOException | RuntimeException e) {
+                if (!stopping && !link.closed()) log.accept(d.peer + ": the push stopped: " + e.getMessage());
+                link.close();
+            }
+        }
+
+        /** Claims and sends the unsent pages of the run at {@code offset} (at most {@code n}); returns the pages it covered. */
+        private long send(PageProvider.Fetcher fetcher, Answer out, long offset, int n, long page) throws IOException {
+            long first = offset / Protocol.UNIT;
+            long end = sent.claim(first, first + n * page / Protocol.UNIT);
+            long claimed = (end - first) * Protocol.UNIT / page;
+            if (claimed == 0) return 1; // sent meanwhile (a request): go past it
+            fetcher.fetch(offset, (int) claimed, 0, out);
+            if (out.error != null) throw out.error;
+            d.pushedPages.addAndGet(claimed);
+            d.pushedWire.addAndGet(out.wireBytes);
+            return claimed;
+        }
+    }
+
+    private void beat() {
+        while (!stopping) {
+            try {
+                Thread.sleep(HEARTBEAT.toMillis());
+            } catch (InterruptedException e) {
+                return;
+            }
+            List<Link> now;
+            synchronized (links) {
+                now = new ArrayList<>(links);
+            }
+            long idle = System.nanoTime() - 2 * HEARTBEAT.toNanos();
+            for (Link l : now) {
+                if (l.lastSent() > idle) continue;
+                try {
+                    l.ping();
+                } catch (IOException e) {
+                    l.close();
+                }
+            }
+        }
+    }
+
+    private static void closeQuietly(Socket s) {
+        try {
+            s.close();
+        } catch (IOException ignored) {
+            // closed is closed
+        }
+    }
+
+    /** Stops accepting, closes every connection, and frees the server's buffers. Does not close the source. */
+    @Override
+    public void close() {
+        stopping = true;
+        try {
+            listener.close();
+        } catch (IOException ignored) {
+            // closed is closed
+        }
+        List<Link> now;
+        synchronized (links) {
+            now = new ArrayList<>(links);
+        }
+        for (Link l : now) l.close();
+        heartbeat.interrupt();
+        try {
+            acceptor.join(5000);
+            heartbeat.join(5000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        pages.close();
+    }
+}

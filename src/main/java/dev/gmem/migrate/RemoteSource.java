@@ -1,0 +1,787 @@
+package dev.gmem.migrate;
+
+import dev.gmem.fault.PageProvider;
+import dev.gmem.memory.PageBitmap;
+import dev.gmem.restore.ProvidedSource;
+import dev.gmem.restore.SourcePages;
+import dev.gmem.snapshot.Chunk;
+import dev.gmem.snapshot.ChunkData;
+import dev.gmem.snapshot.PageKind;
+import dev.gmem.snapshot.Region;
+import java.io.EOFException;
+import java.io.IOException;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.net.InetSocketAddress;
+import java.net.Socket;
+import java.net.SocketTimeoutException;
+import java.nio.ByteBuffer;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLSocket;
+import net.jpountz.lz4.LZ4Factory;
+import net.jpountz.lz4.LZ4SafeDecompressor;
+
+/**
+ * The memory of a VM served by {@code gmem serve} on another host, as a {@link ProvidedSource}: its
+ * map is read on connecting (so zero pages and holes are resolved here, never asked for), a lazy
+ * restore's faults are urgent requests on the control connection, and its background population is
+ * the source's push on a second connection. Anything else that reads it (an eager restore, {@code
+ * --verify}, the guest check) asks for whole chunks on the control connection.
+ *
+ * <p>Recovery: when either connection breaks or falls silent for {@code peerTimeout}, both are
+ * closed and the link thread reconnects with backoff (50 ms doubling to 1 s) for up to {@code
+ * reconnectTimeout}. Meanwhile faulting threads wait: nothing is zero-filled and no request is
+ * dropped. A new push connection sends the pages already here, and the source pushes the rest;
+ * requests not yet answered are sent again (a page that arrives twice is installed once). A source
+ * that does not come back in time, or that breaks the protocol (a frame that fails its checksum, a
+ * page outside the map, a map that differs from the first), fails every waiting request and the
+ * push: the restore fails, naming the source. Threads: {@code gmem-pc-link}, and a reader per
+ * connection ({@code gmem-pc-control}, {@code gmem-pc-push}).
+ */
+public final class RemoteSource implements ProvidedSource {
+    /** {@code reconnectTimeout}: how long a lost source is waited for; {@code peerTimeout}: silence that counts as loss; {@code tls}: or null. */
+    public record Options(Duration reconnectTimeout, Duration peerTimeout, SSLContext tls) {
+        public static Options defaults() {
+            return new Options(Duration.ofSeconds(30), Duration.ofSeconds(3), null);
+        }
+    }
+
+    /** This side's counters. */
+    public record Stats(
+            long requests,
+            long requestedPages,
+            long pushedPages,
+            long duplicatePages,
+            long receivedWireBytes,
+            int reconnects,
+            double downMs,
+            boolean pushDone) {}
+
+    private final String host;
+    private final int port;
+    private final Options options;
+    private final Consumer<String> log;
+    private final Protocol.SourceMap map;
+    private final byte[] mapBytes;
+    /** Pairs this destination's connections at the source, across reconnections. */
+    private final long pair;
+
+    private final long units;
+    private final long dataPages;
+    /** Data pages here already (delivered by a push or an answer), in units of {@link Protocol#UNIT}. */
+    private final PageBitmap have;
+
+    private final AtomicLong haveUnits = new AtomicLong();
+    private final long dataUnits;
+    private final SourcePages meta;
+    private final Pages provider;
+
+    private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
+    private final AtomicLong ids = new AtomicLong();
+
+    private final Object state = new Object();
+    /** Guarded by {@link #state}: the live connections, or null while down. */
+    private Link control;
+
+    private Link push;
+    private long downSince = -1;
+    private IOException lastLoss;
+    private IOException fatal;
+    private PageProvider.PushSink sink;
+    private boolean pushDone;
+    private boolean closed;
+    private int reconnects;
+    private long downNanos;
+
+    private final AtomicLong requests = new AtomicLong();
+    private final AtomicLong requestedPages = new AtomicLong();
+    private final AtomicLong pushedPages = new AtomicLong();
+    private final AtomicLong duplicatePages = new AtomicLong();
+    private final AtomicLong wireBytes = new AtomicLong();
+    private final Thread linker;
+
+    /**
+     * A request not yet answered: its pages, and where they go; {@code installs}: into the guest
+     * (a fault's), so that they count as here once delivered (a chunk read for a check does not).
+     */
+    private record Pending(long offset, int pages, long token, PageProvider.Delivery to, boolean installs) {}
+
+    private RemoteSource(
+            String host, int port, Options options, Consumer<String> log, long pair, Link control, byte[] mapBytes)
+            throws IOException {
+        this.pair = pair;
+        this.host = host;
+        this.port = port;
+        this.options = options;
+        this.log = log;
+        this.control = control;
+        this.mapBytes = mapBytes;
+        this.map = Protocol.decodeMap(mapBytes);
+        this.units = (map.size() + Protocol.UNIT - 1) / Protocol.UNIT;
+        this.have = new PageBitmap(units);
+        long data = 0, dataU = 0;
+        for (Chunk c : map.chunks()) {
+            data += c.dataPages();
+            dataU += c.dataPages() * (map.regions().get(c.region()).pageSize() / Protocol.UNIT);
+        }
+        this.dataPages = data;
+        this.dataUnits = dataU;
+        this.meta = new SourcePages(this);
+        this.provider = new Pages();
+        this.linker = Thread.ofPlatform().name("gmem-pc-link").daemon().unstarted(this::link);
+    }
+
+    /**
+     * Connects to the source at {@code host}:{@code port} and reads its map.
+     *
+     * @throws IOException naming the source when it cannot be reached, refuses, or sends a bad map
+     */
+    public static RemoteSource connect(String host, int port, Options options, Consumer<String> log)
+            throws IOException {
+        long pair = new java.security.SecureRandom().nextLong() | 1;
+        Link control = open(host, port, options);
+        RemoteSource r;
+        try {
+            control.send(o -> Protocol.writeHello(o, Protocol.ROLE_CONTROL, pair, new long[0]));
+            byte[] m = readMap(control, host, port);
+            r = new RemoteSource(host, port, options, log, pair, control, m);
+        } catch (IOException | RuntimeException e) {
+            control.close();
+            throw e;
+        }
+        r.startReader(control, false);
+        r.linker.start();
+        return r;
+    }
+
+    private static Link open(String host, int port, Options options) throws IOException {
+        Socket s = options.tls() == null
+                ? new Socket()
+                : options.tls().getSocketFactory().createSocket();
+        try {
+            s.connect(new InetSocketAddress(host, port), (int)
+                    options.peerTimeout().toMillis());
+            s.setSoTimeout((int) options.peerTimeout().toMillis());
+            if (s instanceof SSLSocket t) {
+                t.setEnabledProtocols(new String[] {"TLSv1.3"});
+                t.startHandshake();
+            }
+            return new Link(s);
+        } catch (IOException e) {
+            try {
+                s.close();
+            } catch (IOException ignored) {
+                // the connection failed anyway
+            }
+            throw new IOException(
+                    "cannot connect to the gmem source at " + host + ":" + port + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static byte[] readMap(Link link, String host, int port) throws IOException {
+        try {
+            Protocol.Header h =
+                    Protocol.readHeader(link.in, Protocol.MAX_PAYLOAD, Protocol.MAP, Protocol.ERROR, Protocol.PING);
+            while (h.type() == Protocol.PING)
+                h = Protocol.readHeader(link.in, Protocol.MAX_PAYLOAD, Protocol.MAP, Protocol.ERROR, Protocol.PING);
+            if (h.type() == Protocol.ERROR)
+                throw new IOException("the gmem source at " + host + ":" + port + " refused: "
+                        + Protocol.readError(link.in, h.length()));
+            byte[] m = new byte[h.length()];
+            link.in.readFully(m);
+            return m;
+        } catch (Protocol.ViolationException e) {
+            throw new IOException("the gmem source at " + host + ":" + port + " sent " + e.getMessage(), e);
+        } catch (EOFException e) {
+            throw new IOException(
+                    "the gmem source at " + host + ":" + port + " closed the connection before its map", e);
+        }
+    }
+
+    // ---- PageSource ----
+
+    @Override
+    public Path path() {
+        return Path.of("tcp:" + host + ":" + port);
+    }
+
+    @Override
+    public String format() {
+        return "remote " + map.format();
+    }
+
+    @Override
+    public List<Region> regions() {
+        return map.regions();
+    }
+
+    @Override
+    public List<Chunk> chunks() {
+        return map.chunks();
+    }
+
+    @Override
+    public long[] accessOrder() {
+        return map.accessOrder();
+    }
+
+    @Override
+    public long scratchBytes() {
+        long max = 0;
+        for (Chunk c : map.chunks()) max = Math.max(max, c.rawLength());
+        return Math.max(max, 4096);
+    }
+
+    /** A chunk's data pages, asked for on the control connection (every run of the chunk at once) and packed into {@code scratch}. */
+    @Override
+    public ChunkData read(int index, MemorySegment scratch) throws IOException {
+        Chunk c = map.chunks().get(index);
+        long page = map.regions().get(c.region()).pageSize();
+        java.util.List<int[]> runs = new java.util.ArrayList<>();
+        c.forEachDataRun((first, n) -> runs.add(new int[] {first, n}));
+        fetchRuns(c, runs, scratch);
+        return ChunkData.packed(c, scratch.asSlice(0, c.rawLength()), page);
+    }
+
+    /** Only the pages asked for: {@code pages} data pages of chunk {@code index} from window page {@code firstPage}. */
+    @Override
+    public MemorySegment readRun(int index, int firstPage, int pages, MemorySegment scratch) throws IOException {
+        Chunk c = map.chunks().get(index);
+        fetchRuns(c, java.util.List.of(new int[] {firstPage, pages}), scratch);
+        return scratch.asSlice(0, pages * map.regions().get(c.region()).pageSize());
+    }
+
+    /** Asks for each run ({first page, pages} of chunk {@code c}) at once, and packs their pages into {@code scratch} in order. */
+    private void fetchRuns(Chunk c, java.util.List<int[]> runs, MemorySegment scratch) throws IOException {
+        Region r = map.regions().get(c.region());
+        long page = r.pageSize();
+        long total = 0;
+        for (int[] run : runs) total += run[1] * page;
+        CountDownLatch left = new CountDownLatch(runs.size());
+        IOException[] failure = new IOException[1];
+        // the answers arrive on the reader's thread, which may not touch the caller's scratch (it may be confined)
+        Arena landing = Arena.ofShared();
+        MemorySegment landed = landing.allocate(Math.max(1, total), 4096);
+        PageProvider.Delivery into = new PageProvider.Delivery() {
+            @Override
+            public void deliver(long token, long offset, MemorySegment bytes) {
+                MemorySegment.copy(bytes, 0, landed, token, bytes.byteSize());
+                left.countDown();
+            }
+
+            @Override
+            public void failed(long token, long offset, IOException cause) {
+                synchronized (failure) {
+                    failure[0] = cause;
+                }
+                while (left.getCount() > 0) left.countDown();
+            }
+        };
+        long packedAt = 0;
+        try (landing) {
+            for (int[] run : runs) {
+                request(r.fileOffset() + (c.firstPage() + run[0]) * page, run[1], packedAt, into, false);
+                packedAt += run[1] * page;
+            }
+            try {
+                left.await();
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new java.io.InterruptedIOException("reading from " + describe() + " interrupted");
+            }
+            synchronized (failure) {
+                if (failure[0] != null) throw failure[0];
+            }
+            MemorySegment.copy(landed, 0, scratch, 0, total);
+        }
+    }
+
+    /** Nothing to check here: each frame carries the CRC32C of its pages, checked on arrival; the source checks its own. */
+    @Override
+    public void verify(int threads, java.util.function.LongConsumer progress) {}
+
+    @Override
+    public PageProvider provider() {
+        return provider;
+    }
+
+    public String describe() {
+        return "the gmem source at " + host + ":" + port + " (" + map.describe() + ")";
+    }
+
+    public Stats stats() {
+        synchronized (state) {
+            long down = downNanos + (downSince > 0 ? System.nanoTime() - downSince : 0);
+            return new Stats(
+                    requests.get(),
+                    requestedPages.get(),
+                    pushedPages.get(),
+                    duplicatePages.get(),
+                    wireBytes.get(),
+                    reconnects,
+                    down / 1e6,
+                    pushDone && haveUnits.get() >= dataUnits);
+        }
+    }
+
+    // ---- requests ----
+
+    /** Asks for {@code n} data pages from {@code offset}; {@code to} hears of them on a reader thread, or of the failure. */
+    private void request(long offset, int n, long token, PageProvider.Delivery to, boolean installs)
+            throws IOException {
+        long id = ids.incrementAndGet();
+        requests.incrementAndGet();
+        requestedPages.addAndGet(n);
+        Link link;
+        synchronized (state) {
+            if (fatal != null) throw fatal;
+            if (closed) throw new IOException(describe() + ": closed");
+            pending.put(id, new Pending(offset, n, token, to, installs));
+            link = control;
+        }
+        if (link != null) sendRequest(link, id, offset, n); // else sent on reconnecting
+    }
+
+    private void sendRequest(Link link, long id, long offset, int n) {
+        try {
+            link.send(o -> {
+                Protocol.writeHeader(o, Protocol.REQUEST, Protocol.REQUEST_LENGTH);
+                o.writeLong(id);
+                o.writeLong(offset);
+                o.writeInt(n);
+            });
+        } catch (IOException e) {
+            lost(link, e); // the request stays pending, and is sent again once reconnected
+        }
+    }
+
+    // ---- readers ----
+
+    private void startReader(Link link, boolean isPush) {
+        Thread.ofPlatform()
+                .name(isPush ? "gmem-pc-push" : "gmem-pc-control")
+                .daemon()
+                .start(() -> read(link, isPush));
+    }
+
+    private void read(Link link, boolean isPush) {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment raw = arena.allocate(Protocol.MAX_DATA, 4096);
+            byte[] stored = new byte[Protocol.MAX_DATA];
+            while (true) {
+                Protocol.Header h = Protocol.readHeader(
+                        link.in,
+                        Protocol.HEADER + Protocol.DATA_FIELDS + Protocol.MAX_DATA,
+                        Protocol.DATA,
+                        Protocol.PING,
+                        Protocol.PUSH_DONE,
+                        Protocol.ERROR);
+                switch (h.type()) {
+                    case Protocol.PING -> {}
+                    case Protocol.ERROR ->
+                        throw new Protocol.ViolationException("an error: " + Protocol.readError(link.in, h.length()));
+                    case Protocol.PUSH_DONE -> {
+                        if (!isPush)
+                            throw new Protocol.ViolationException("a PUSH_DONE frame on the control connection");
+                        pushEnded();
+                    }
+                    default -> data(link, h, isPush, raw, stored);
+                }
+            }
+        } catch (Protocol.ViolationException e) {
+            fail(new IOException(describe() + " sent " + e.getMessage(), e));
+        } catch (SocketTimeoutException e) {
+            lost(link, new IOException("silent for " + options.peerTimeout().toMillis() + " ms"));
+        } catch (IOException e) {
+            lost(link, e);
+        } catch (RuntimeException e) { // not the network's doing: retrying would repeat it
+            fail(new IOException(describe() + ": delivering pages failed: " + e, e));
+        }
+    }
+
+    private static final LZ4SafeDecompressor LZ4 = LZ4Factory.fastestInstance().safeDecompressor();
+
+    /** One DATA frame: checked whole (its pages in the map, its length, its checksum) before any byte of it is used. */
+    private void data(Link link, Protocol.Header h, boolean isPush, MemorySegment raw, byte[] stored)
+            throws IOException {
+        if (h.length() < Protocol.DATA_FIELDS) throw new Protocol.ViolationException("a DATA frame cut short");
+        long id = link.in.readLong();
+        long offset = link.in.readLong();
+        int n = link.in.readInt();
+        int codec = link.in.readUnsignedByte();
+        int crc = link.in.readInt();
+        int rawLength = link.in.readInt();
+        int storedLength = h.length() - Protocol.DATA_FIELDS;
+        link.in.readFully(stored, 0, storedLength);
+        wireBytes.addAndGet(Protocol.HEADER + h.length());
+        if (offset < 0 || offset >= map.size() || n < 1 || meta.kind(offset) != PageKind.DATA)
+            throw new Protocol.ViolationException("pages outside the map (offset " + offset + ", " + n + " pages)");
+        long page = meta.pageSize(offset);
+        if (offset % page != 0
+                || meta.dataRun(offset, n) < n
+                || (long) n * page != rawLength
+                || rawLength > Protocol.MAX_DATA)
+            throw new Protocol.ViolationException("a DATA frame whose pages are not one run of data pages (offset "
+                    + offset + ", " + n + " pages, " + rawLength + " bytes)");
+        Pending p = null;
+        if (isPush) {
+            if (id != 0) throw new Protocol.ViolationException("an answer on the push connection");
+        } else {
+            p = pending.get(id);
+            if (p == null) return; // answered before the connection broke, and again after it: delivered once
+            if (p.offset() != offset || p.pages() != n)
+                throw new Protocol.ViolationException("an answer to request " + id + " for other pages than asked");
+        }
+        MemorySegment bytes = raw.asSlice(0, rawLength);
+        if (codec == Protocol.CODEC_NONE) {
+            if (storedLength != rawLength) throw new Protocol.ViolationException("a DATA frame of the wrong length");
+            MemorySegment.copy(stored, 0, bytes, ValueLayout.JAVA_BYTE, 0, rawLength);
+        } else if (codec == Protocol.CODEC_LZ4) {
+            int got;
+            try {
+                got = LZ4.decompress(
+                        ByteBuffer.wrap(stored, 0, storedLength), 0, storedLength, bytes.asByteBuffer(), 0, rawLength);
+            } catch (net.jpountz.lz4.LZ4Exception e) {
+                throw new Protocol.ViolationException("a DATA frame whose LZ4 data does not decode");
+            }
+            if (got != rawLength) throw new Protocol.ViolationException("a DATA frame whose LZ4 data decodes short");
+        } else {
+            throw new Protocol.ViolationException("a DATA frame of unknown codec " + codec);
+        }
+        if (Link.crc32c(bytes) != crc)
+            throw new Protocol.ViolationException(
+                    "pages whose checksum fails (offset " + offset + ", " + n + " pages)");
+        long first = offset / Protocol.UNIT, end = first + rawLength / Protocol.UNIT;
+        long before = have.count(first, end);
+        if (isPush) {
+            PageProvider.PushSink s;
+            synchronized (state) {
+                s = sink;
+            }
+            if (s == null) return;
+            s.offer(offset, bytes);
+            pushedPages.addAndGet(n);
+        } else {
+            if (pending.remove(id) == null) return;
+            p.to().deliver(p.token(), offset, bytes);
+            if (!p.installs()) return; // read for a check: not in the guest
+        }
+        have.setRange(first, end);
+        long added = (end - first) - before;
+        if (added < end - first) duplicatePages.addAndGet((end - first - added) * Protocol.UNIT / page);
+        if (haveUnits.addAndGet(added) >= dataUnits) maybeDone();
+    }
+
+    private void pushEnded() {
+        synchronized (state) {
+            pushDone = true;
+        }
+        maybeDone();
+    }
+
+    /** The push has ended and every data page is here: the population is complete. */
+    private void maybeDone() {
+        PageProvider.PushSink s;
+        synchronized (state) {
+            if (!pushDone || haveUnits.get() < dataUnits || sink == null) return;
+            s = sink;
+            sink = null;
+        }
+        s.done();
+    }
+
+    // ---- the link: heartbeats, loss, reconnection ----
+
+    /** A connection broke or fell silent: both are closed, and the link thread reconnects. */
+    private void lost(Link link, IOException cause) {
+        synchronized (state) {
+            if (closed || fatal != null || (link != control && link != push)) return; // stale, or already handled
+            if (control != null) control.close();
+            if (push != null) push.close();
+            control = null;
+            push = null;
+            downSince = System.nanoTime();
+            lastLoss = cause;
+            state.notifyAll();
+        }
+        log.accept(describe() + ": connection lost (" + cause.getMessage() + "); reconnecting for up to "
+                + options.reconnectTimeout().toSeconds() + " s");
+    }
+
+    /** The restore cannot go on: every waiting request and the push fail with {@code cause}. */
+    private void fail(IOException cause) {
+        PageProvider.PushSink s;
+        synchronized (state) {
+            if (fatal != null || closed) return;
+            fatal = cause;
+            if (control != null) control.close();
+            if (push != null) push.close();
+            control = null;
+            push = null;
+            s = sink;
+            sink = null;
+            state.notifyAll();
+        }
+        log.accept(cause.getMessage());
+        for (Long id : pending.keySet()) {
+            Pending p = pending.remove(id);
+            if (p != null) p.to().failed(p.token(), p.offset(), cause);
+        }
+        if (s != null) s.failed(cause);
+    }
+
+    private void link() {
+        long backoff = 50;
+        while (true) {
+            Link c, p;
+            long since;
+            synchronized (state) {
+                if (closed || fatal != null) return;
+                c = control;
+                p = push;
+                since = downSince;
+            }
+            if (c == null) {
+                if (System.nanoTime() - since > options.reconnectTimeout().toNanos()) {
+                    fail(new IOException(describe() + " did not come back within "
+                            + options.reconnectTimeout().toSeconds() + " s (last: " + lastLossMessage() + ")"));
+                    return;
+                }
+                try {
+                    reconnect();
+                    backoff = 50;
+                    continue;
+                } catch (Protocol.ViolationException e) {
+                    fail(new IOException(describe() + " sent " + e.getMessage(), e));
+                    return;
+                } catch (IOException e) {
+                    synchronized (state) {
+                        lastLoss = e;
+                    }
+                    sleep(backoff);
+                    backoff = Math.min(1000, backoff * 2);
+                    continue;
+                }
+            }
+            long now = System.nanoTime();
+            for (Link l : new Link[] {c, p}) {
+                if (l == null) continue;
+                if (now - l.lastReceived() > options.peerTimeout().toNanos()) {
+                    lost(
+                            l,
+                            new IOException(
+                                    "silent for " + options.peerTimeout().toMillis() + " ms"));
+                    break;
+                }
+                if (now - l.lastSent() > PageServer.HEARTBEAT.toNanos()) {
+                    try {
+                        l.ping();
+                    } catch (IOException e) {
+                        lost(l, e);
+                        break;
+                    }
+                }
+            }
+            synchronized (state) {
+                try {
+                    state.wait(PageServer.HEARTBEAT.toMillis() / 2);
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+        }
+    }
+
+    private String lastLossMessage() {
+        synchronized (state) {
+            return lastLoss == null ? "no answer" : lastLoss.getMessage();
+        }
+    }
+
+    private static void sleep(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /** Both connections again: the same map, then the pending requests sent again, then the push from what is here. */
+    private void reconnect() throws IOException {
+        Link c = open(host, port, options);
+        Link p = null;
+        try {
+            c.send(o -> Protocol.writeHello(o, Protocol.ROLE_CONTROL, pair, new long[0]));
+            byte[] m = readMap(c, host, port);
+            if (!java.util.Arrays.equals(m, mapBytes))
+                throw new Protocol.ViolationException(
+                        "a map that differs from the one it sent first: it serves other memory now");
+            boolean pushing;
+            synchronized (state) {
+                pushing = sink != null;
+            }
+            if (pushing) {
+                p = open(host, port, options);
+                Link pl = p;
+                pl.send(o -> Protocol.writeHello(o, Protocol.ROLE_PUSH, pair, have.toWords()));
+            }
+            synchronized (state) {
+                if (closed || fatal != null) throw new IOException(describe() + ": closed");
+                control = c;
+                push = p;
+                reconnects++;
+                downNanos += System.nanoTime() - downSince;
+                downSince = -1;
+            }
+        } catch (IOException | RuntimeException e) {
+            c.close();
+            if (p != null) p.close();
+            throw e;
+        }
+        log.accept(describe() + ": reconnected; " + pending.size() + " requests sent again, "
+                + (haveUnits.get() * 100 / Math.max(1, dataUnits)) + "% of the data here");
+        startReader(c, false);
+        if (p != null) startReader(p, true);
+        for (Map.Entry<Long, Pending> e : pending.entrySet())
+            sendRequest(c, e.getKey(), e.getValue().offset(), e.getValue().pages());
+    }
+
+    private void startPush(PageProvider.PushSink s) throws IOException {
+        Link c;
+        synchronized (state) {
+            if (fatal != null) throw fatal;
+            sink = s;
+            c = control;
+        }
+        if (c == null) return; // down: the reconnection opens the push
+        Link p;
+        try {
+            p = open(host, port, options);
+            p.send(o -> Protocol.writeHello(o, Protocol.ROLE_PUSH, pair, have.toWords()));
+        } catch (IOException e) {
+            lost(c, e);
+            return;
+        }
+        synchronized (state) {
+            if (control != c) { // lost meanwhile: the reconnection opens its own
+                p.close();
+                return;
+            }
+            push = p;
+        }
+        startReader(p, true);
+    }
+
+    @Override
+    public void close() {
+        PageProvider.PushSink s;
+        synchronized (state) {
+            if (closed) return;
+            closed = true;
+            if (control != null) control.close();
+            if (push != null) push.close();
+            s = sink;
+            sink = null;
+            state.notifyAll();
+        }
+        IOException gone = new IOException(describe() + ": closed");
+        for (Long id : pending.keySet()) {
+            Pending p = pending.remove(id);
+            if (p != null) p.to().failed(p.token(), p.offset(), gone);
+        }
+        if (s != null) s.failed(gone);
+        try {
+            linker.join(5000);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
+        meta.close();
+    }
+
+    /** The provider of a lazy restore: metadata from the map, faults as urgent requests, the population as the push. */
+    private final class Pages implements PageProvider {
+        @Override
+        public long size() {
+            return map.size();
+        }
+
+        @Override
+        public long pageSize(long offset) {
+            return meta.pageSize(offset);
+        }
+
+        @Override
+        public PageKind kind(long offset) {
+            return meta.kind(offset);
+        }
+
+        @Override
+        public int dataRun(long offset, int maxPages) {
+            return meta.dataRun(offset, Math.min(maxPages, (int) (Protocol.MAX_DATA / meta.pageSize(offset))));
+        }
+
+        @Override
+        public long nextData(long offset) {
+            return meta.nextData(offset);
+        }
+
+        @Override
+        public long[] accessOrder() {
+            return meta.accessOrder();
+        }
+
+        @Override
+        public Fetcher fetcher() {
+            return new Fetcher() {
+                @Override
+                public void fetch(long offset, int pages, long token, Delivery to) throws IOException {
+                    request(offset, pages, token, to, true);
+                }
+
+                @Override
+                public void close() {}
+            };
+        }
+
+        @Override
+        public boolean push(PushSink s) {
+            try {
+                startPush(s);
+            } catch (IOException e) {
+                s.failed(e);
+            }
+            return true;
+        }
+
+        @Override
+        public String describe() {
+            return RemoteSource.this.describe();
+        }
+
+        /** Stops the push for this restore (the source stays open for whatever else reads it). */
+        @Override
+        public void close() {
+            Link p;
+            synchronized (state) {
+                sink = null;
+                p = push;
+                push = null;
+            }
+            if (p != null) p.close();
+        }
+    }
+
+    /** Every data page of the source, for messages. */
+    public long dataPages() {
+        return dataPages;
+    }
+}
