@@ -41,9 +41,36 @@ import picocli.CommandLine.Parameters;
 final class RestoreCommand implements Callable<Integer> {
     @Parameters(
             index = "0",
-            paramLabel = "SNAPSHOT|RAW",
-            description = "A gmem snapshot, or a raw memory file (detected by content).")
-    Path input;
+            paramLabel = "SNAPSHOT|RAW|tcp://HOST:PORT",
+            description = "A gmem snapshot, or a raw memory file (detected by content), or the memory a 'gmem serve' on"
+                    + " another host serves (post-copy: lazily, its pages pushed and faults fetched over the network).")
+    String inputArgument;
+
+    /** --reconnect-timeout, --peer-timeout and TLS, for a tcp:// source. */
+    @CommandLine.Mixin
+    PostcopyOptions.Destination remote;
+
+    /** The source: a local file, or a page server's memory. */
+    private PageSource open(Progress line, boolean scanProgress) throws java.io.IOException {
+        java.util.function.Consumer<String> log = l -> {
+            spec.commandLine().getErr().println(spec.qualifiedName() + ": " + l);
+            spec.commandLine().getErr().flush();
+        };
+        PageSource r = remote.connect(spec, inputArgument, log);
+        if (r != null) {
+            if (regions != null || !format.equals("auto"))
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--regions and --format describe a local file, not a tcp:// source");
+            return r;
+        }
+        Path input = Path.of(inputArgument);
+        return PageSources.open(
+                input,
+                SnapshotCommand.regions(spec.commandLine(), regions),
+                SnapshotCommand.threads(),
+                scanProgress ? new ByteProgress(line, "scan", SnapshotCommand.inputSize(input)) : x -> {},
+                SnapshotCommand.format(spec.commandLine(), format));
+    }
 
     @Option(
             names = "--backend",
@@ -173,12 +200,7 @@ final class RestoreCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), "--trace applies to lazy restore");
         EagerRestore.Outcome outcome;
         try (Progress line = new Progress(json.on);
-                PageSource source = PageSources.open(
-                        input,
-                        SnapshotCommand.regions(spec.commandLine(), regions),
-                        SnapshotCommand.threads(),
-                        new ByteProgress(line, "scan", SnapshotCommand.inputSize(input)),
-                        SnapshotCommand.format(spec.commandLine(), format));
+                PageSource source = open(line, true);
                 Destination dst =
                         export == null ? Destination.anonymous(b, source) : Destination.export(export, source.size())) {
             outcome = EagerRestore.run(
@@ -230,14 +252,9 @@ final class RestoreCommand implements Callable<Integer> {
         dev.gmem.metrics.Metrics metrics = new dev.gmem.metrics.Metrics();
         try (dev.gmem.metrics.MetricsServer metricsServer = startMetrics(metrics);
                 Progress line = new Progress(json.on)) {
-            line.accept("lazy restore of " + input + " (" + um.label() + " mode)");
+            line.accept("lazy restore of " + inputArgument + " (" + um.label() + " mode)");
             long t0 = System.nanoTime();
-            try (PageSource source = PageSources.open(
-                    input,
-                    SnapshotCommand.regions(spec.commandLine(), regions),
-                    SnapshotCommand.threads(),
-                    x -> {},
-                    SnapshotCommand.format(spec.commandLine(), format))) {
+            try (PageSource source = open(line, false)) {
                 double openMs = (System.nanoTime() - t0) / 1e6;
                 r = new LazyRun(
                         openMs,
