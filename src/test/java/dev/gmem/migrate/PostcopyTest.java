@@ -76,4 +76,241 @@ class PostcopyTest {
             }
         }
     }
+
+    /**
+     * Through a proxy that adds 1 ms each way and caps the bandwidth: every connection reset ten
+     * times at random moments and stalled once (bytes stop, the sockets stay open) while a lazy
+     * restore runs with two readers checking every page. The destination reconnects each time,
+     * nothing is zero-filled, and no page is wrong.
+     */
+    @Test
+    void aLazyRestoreSurvivesResetsAndAStallThroughADelayingProxy() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = Fixtures.raw(dir, "raw", 2 * SIZE, 43);
+        List<String> log = Collections.synchronizedList(new ArrayList<>());
+        long seed = System.nanoTime();
+        java.util.Random rnd = new java.util.Random(seed);
+        try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
+                PageServer server = PageServer.start(
+                        new InetSocketAddress("127.0.0.1", 0), source, PageServer.Options.defaults(), log::add);
+                dev.gmem.testing.FaultProxy proxy = new dev.gmem.testing.FaultProxy(
+                        new InetSocketAddress("127.0.0.1", 0), server.address(), 1.0, 24L << 20);
+                RemoteSource remote = RemoteSource.connect(
+                        "127.0.0.1",
+                        proxy.address().getPort(),
+                        new RemoteSource.Options(Duration.ofSeconds(20), Duration.ofMillis(800), null),
+                        log::add)) {
+            java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
+            Thread chaos = Thread.ofPlatform().name("chaos").start(() -> {
+                try {
+                    for (int i = 0; i < 11 && !done.get(); i++) {
+                        Thread.sleep(100 + rnd.nextInt(150));
+                        if (i == 5) { // one stall, longer than the peer time-out
+                            proxy.stall(true);
+                            Thread.sleep(1500);
+                            proxy.stall(false);
+                        } else {
+                            proxy.resetAll();
+                        }
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            });
+            LazyRestore.Outcome o;
+            try {
+                o = LazyRestore.run(
+                        remote,
+                        GuestMemory.Backend.MEMFD,
+                        LazyRestore.Options.defaults(UffdMode.MISSING),
+                        new LazyRestore.Checks(2, seed, 0, Duration.ofMinutes(1), Duration.ofMinutes(1)));
+            } finally {
+                done.set(true);
+                chaos.join(10_000);
+            }
+            RemoteSource.Stats s = remote.stats();
+            System.out.println("postcopy test: through resets and a stall (seed " + seed + "): " + proxy.resets()
+                    + " resets, " + s + "; " + log.size() + " log lines");
+            assertThat(o.verify().wrongPages()).as("%s", log).isZero();
+            assertThat(o.stats().complete()).isTrue();
+            assertThat(proxy.resets()).as("the restore outlasted the resets").isEqualTo(10);
+            assertThat(s.reconnects()).as("%s", log).isGreaterThanOrEqualTo(5);
+            assertThat(log).anySatisfy(l -> assertThat(l).contains("silent for 800 ms"));
+        }
+    }
+
+    /** A source gone for good: the restore fails once the reconnect time-out has passed, naming the source; it does not hang. */
+    @Test
+    void aSourceGoneForGoodFailsTheRestoreAfterTheTimeout() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 47);
+        List<String> log = Collections.synchronizedList(new ArrayList<>());
+        try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO)) {
+            PageServer server = PageServer.start(
+                    new InetSocketAddress("127.0.0.1", 0), source, PageServer.Options.defaults(), log::add);
+            dev.gmem.testing.FaultProxy proxy = new dev.gmem.testing.FaultProxy(
+                    new InetSocketAddress("127.0.0.1", 0), server.address(), 0, 8L << 20);
+            try (RemoteSource remote = RemoteSource.connect(
+                    "127.0.0.1",
+                    proxy.address().getPort(),
+                    new RemoteSource.Options(Duration.ofSeconds(2), Duration.ofMillis(800), null),
+                    log::add)) {
+                Thread killer = Thread.ofPlatform().start(() -> {
+                    try {
+                        Thread.sleep(300);
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                    server.close(); // gone: its port refuses from now on
+                    proxy.close();
+                });
+                long t0 = System.nanoTime();
+                org.assertj.core.api.Assertions.assertThatThrownBy(() -> LazyRestore.run(
+                                remote,
+                                GuestMemory.Backend.MEMFD,
+                                LazyRestore.Options.defaults(UffdMode.MISSING),
+                                new LazyRestore.Checks(1, 3, 0, Duration.ofMinutes(1), Duration.ofMinutes(1))))
+                        .hasMessageContaining("127.0.0.1:" + proxy.address().getPort())
+                        .hasMessageContaining("did not come back within 2 s");
+                killer.join();
+                assertThat((System.nanoTime() - t0) / 1e9)
+                        .as("failed soon after the time-out")
+                        .isLessThan(20);
+            } finally {
+                proxy.close();
+                server.close();
+            }
+        }
+    }
+
+    /** One byte flipped on the wire: the destination names the frame it refused and fails; no wrong page reaches the guest. */
+    @Test
+    void aCorruptByteOnTheWireFailsTheRestoreNamingIt() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 53);
+        List<String> log = Collections.synchronizedList(new ArrayList<>());
+        try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
+                PageServer server = PageServer.start(
+                        new InetSocketAddress("127.0.0.1", 0), source, PageServer.Options.defaults(), log::add);
+                dev.gmem.testing.FaultProxy proxy = new dev.gmem.testing.FaultProxy(
+                        new InetSocketAddress("127.0.0.1", 0), server.address(), 0, 16L << 20);
+                RemoteSource remote = RemoteSource.connect(
+                        "127.0.0.1", proxy.address().getPort(), RemoteSource.Options.defaults(), log::add)) {
+            proxy.corruptAfter(5L << 20); // well inside the pages, past the map
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> LazyRestore.run(
+                            remote,
+                            GuestMemory.Backend.MEMFD,
+                            LazyRestore.Options.defaults(UffdMode.MISSING),
+                            new LazyRestore.Checks(2, 5, 0, Duration.ofMinutes(1), Duration.ofMinutes(1))))
+                    .satisfies(e -> assertThat(e.getMessage())
+                            .as("%s", log)
+                            .containsAnyOf(
+                                    "checksum fails", "a DATA frame", "unexpected frame", "past its limit", "cut short")
+                            .doesNotContain("pages differ"));
+        }
+    }
+
+    /**
+     * Hostile destinations, each on a raw socket: a wrong magic, a wrong version, a frame past its
+     * limit, a request for pages outside the map, for a zero page, and across a hole. Each gets an
+     * ERROR naming its fault and is closed; the server logs it and serves a good destination after them.
+     */
+    @Test
+    void hostileDestinationsAreRefusedByNameAndOthersServed() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 59);
+        List<String> log = Collections.synchronizedList(new ArrayList<>());
+        try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
+                PageServer server = PageServer.start(
+                        new InetSocketAddress("127.0.0.1", 0), source, PageServer.Options.defaults(), log::add)) {
+            long zero = -1;
+            for (long o = 0; o < source.size() && zero < 0; o += 4096) {
+                var at = new dev.gmem.snapshot.PageIndex(source).atFileOffset(o);
+                if (at != null && at.kind() == dev.gmem.snapshot.PageKind.ZERO) zero = o;
+            }
+            long zeroPage = zero;
+            record Case(String name, Link.Writer write, String expect) {}
+            List<Case> cases = List.of(
+                    new Case(
+                            "magic",
+                            o -> {
+                                Protocol.writeHeader(o, Protocol.HELLO, 23);
+                                o.write("NOTGMEM".getBytes(java.nio.charset.StandardCharsets.US_ASCII), 0, 6);
+                                o.write(new byte[17]);
+                            },
+                            "wrong magic"),
+                    new Case(
+                            "version",
+                            o -> {
+                                Protocol.writeHeader(o, Protocol.HELLO, 23);
+                                o.write(Protocol.MAGIC);
+                                o.writeShort(99);
+                                o.write(new byte[15]);
+                            },
+                            "protocol version 99"),
+                    new Case(
+                            "length",
+                            o -> Protocol.writeHeader(o, Protocol.HELLO, Integer.MAX_VALUE),
+                            "past its limit"),
+                    new Case(
+                            "outside",
+                            o -> {
+                                Protocol.writeHello(o, Protocol.ROLE_CONTROL, 5, new long[0]);
+                                request(o, source.size() + 4096, 1);
+                            },
+                            "outside the map"),
+                    new Case(
+                            "zero",
+                            o -> {
+                                Protocol.writeHello(o, Protocol.ROLE_CONTROL, 6, new long[0]);
+                                request(o, zeroPage, 1);
+                            },
+                            "not one run of data pages"),
+                    new Case(
+                            "run",
+                            o -> {
+                                Protocol.writeHello(o, Protocol.ROLE_CONTROL, 7, new long[0]);
+                                request(o, 0, 4096);
+                            },
+                            "not one run of data pages"));
+            for (Case c : cases) {
+                try (java.net.Socket s =
+                        new java.net.Socket("127.0.0.1", server.address().getPort())) {
+                    s.setSoTimeout(10_000);
+                    java.io.DataOutputStream o = new java.io.DataOutputStream(s.getOutputStream());
+                    c.write().write(o);
+                    o.flush();
+                    java.io.DataInputStream in = new java.io.DataInputStream(s.getInputStream());
+                    String error = null;
+                    while (error == null) { // past the map and pings, to the ERROR
+                        Protocol.Header h = Protocol.readHeader(
+                                in, Protocol.MAX_PAYLOAD, Protocol.MAP, Protocol.PING, Protocol.ERROR, Protocol.DATA);
+                        if (h.type() == Protocol.ERROR) error = Protocol.readError(in, h.length());
+                        else in.readNBytes(h.length());
+                    }
+                    assertThat(error).as(c.name()).contains(c.expect());
+                    assertThat(in.read())
+                            .as("%s: closed after the error", c.name())
+                            .isEqualTo(-1);
+                }
+            }
+            assertThat(log).anySatisfy(l -> assertThat(l).contains("wrong magic"));
+            try (RemoteSource remote = RemoteSource.connect(
+                    "127.0.0.1", server.address().getPort(), RemoteSource.Options.defaults(), log::add)) {
+                LazyRestore.Outcome o = LazyRestore.run(
+                        remote,
+                        GuestMemory.Backend.MEMFD,
+                        LazyRestore.Options.defaults(UffdMode.MISSING),
+                        new LazyRestore.Checks(1, 9, 0, Duration.ofMinutes(1), Duration.ofMinutes(1)));
+                assertThat(o.verify().wrongPages()).isZero();
+            }
+        }
+    }
+
+    private static void request(java.io.DataOutputStream o, long offset, int pages) throws java.io.IOException {
+        Protocol.writeHeader(o, Protocol.REQUEST, Protocol.REQUEST_LENGTH);
+        o.writeLong(1);
+        o.writeLong(offset);
+        o.writeInt(pages);
+    }
 }
