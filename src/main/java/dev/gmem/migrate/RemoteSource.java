@@ -148,13 +148,43 @@ public final class RemoteSource implements ProvidedSource {
     public static RemoteSource connect(String host, int port, Options options, Consumer<String> log)
             throws IOException {
         long pair = new java.security.SecureRandom().nextLong() | 1;
+        long deadline = System.nanoTime() + options.reconnectTimeout().toNanos();
+        long backoff = 50;
+        while (true) {
+            try {
+                return connectOnce(host, port, options, log, pair);
+            } catch (IOException e) {
+                // a connection broken on the way (a reset, a silent peer) is tried again, as a lost one would be;
+                // nothing listening, a refusal, or a bad answer is final
+                boolean transientLoss = (e.getCause() instanceof java.net.SocketException
+                                && !(e.getCause() instanceof java.net.ConnectException))
+                        || e.getCause() instanceof SocketTimeoutException
+                        || e.getCause() instanceof EOFException
+                        || e instanceof java.net.SocketException;
+                if (!transientLoss || System.nanoTime() + backoff * 1_000_000 > deadline) throw e;
+                log.accept(e.getMessage() + "; trying again");
+                sleep(backoff);
+                backoff = Math.min(1000, backoff * 2);
+            }
+        }
+    }
+
+    private static RemoteSource connectOnce(String host, int port, Options options, Consumer<String> log, long pair)
+            throws IOException {
         Link control = open(host, port, options);
         RemoteSource r;
         try {
             control.send(o -> Protocol.writeHello(o, Protocol.ROLE_CONTROL, pair, new long[0]));
             byte[] m = readMap(control, host, port);
             r = new RemoteSource(host, port, options, log, pair, control, m);
-        } catch (IOException | RuntimeException e) {
+        } catch (javax.net.ssl.SSLException e) { // TLS 1.3 reports a refused client certificate on the first read
+            control.close();
+            throw new IOException("the gmem source at " + host + ":" + port + " refused TLS: " + e.getMessage(), e);
+        } catch (IOException e) {
+            control.close();
+            if (e.getMessage() != null && e.getMessage().contains(host + ":" + port)) throw e;
+            throw new IOException("the gmem source at " + host + ":" + port + ": " + e.getMessage(), e);
+        } catch (RuntimeException e) {
             control.close();
             throw e;
         }

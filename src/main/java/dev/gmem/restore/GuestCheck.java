@@ -198,7 +198,9 @@ public final class GuestCheck {
             long within = fileOffset
                     - (at.region().fileOffset()
                             + (at.chunk().firstPage() + at.page()) * at.region().pageSize());
-            return reader.page(at).get(ValueLayout.JAVA_LONG_UNALIGNED, within);
+            // the whole chunk, kept while the scan is in it: one read a chunk, not one a page (a remote source's
+            // round trips)
+            return reader.chunk(at.index()).run(at.page(), 1).get(ValueLayout.JAVA_LONG_UNALIGNED, within);
         }
 
         @Override
