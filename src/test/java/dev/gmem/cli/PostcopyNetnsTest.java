@@ -111,22 +111,7 @@ class PostcopyNetnsTest {
                     }
                     int resetsBefore = proxy.resets();
                     AtomicBoolean done = new AtomicBoolean();
-                    Thread chaos = Thread.ofPlatform().start(() -> {
-                        try {
-                            for (int i = 0; i < 11 && !done.get(); i++) {
-                                Thread.sleep(150 + rnd.nextInt(150));
-                                if (i == 4) {
-                                    proxy.stall(true); // silent, the sockets open: longer than the peer time-out
-                                    Thread.sleep(1500);
-                                    proxy.stall(false);
-                                } else {
-                                    proxy.resetAll();
-                                }
-                            }
-                        } catch (InterruptedException e) {
-                            Thread.currentThread().interrupt();
-                        }
-                    });
+                    Thread chaos = proxy.chaos(rnd, done, 10, 4, 1500, 150, 150);
                     GmemProcess.Result r;
                     try {
                         r = GmemProcess.run(

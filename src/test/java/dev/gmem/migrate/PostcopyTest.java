@@ -101,22 +101,7 @@ class PostcopyTest {
                         new RemoteSource.Options(Duration.ofSeconds(20), Duration.ofMillis(800), null),
                         log::add)) {
             java.util.concurrent.atomic.AtomicBoolean done = new java.util.concurrent.atomic.AtomicBoolean();
-            Thread chaos = Thread.ofPlatform().name("chaos").start(() -> {
-                try {
-                    for (int i = 0; i < 11 && !done.get(); i++) {
-                        Thread.sleep(100 + rnd.nextInt(150));
-                        if (i == 5) { // one stall, longer than the peer time-out
-                            proxy.stall(true);
-                            Thread.sleep(1500);
-                            proxy.stall(false);
-                        } else {
-                            proxy.resetAll();
-                        }
-                    }
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-            });
+            Thread chaos = proxy.chaos(rnd, done, 10, 5, 1500, 100, 150);
             LazyRestore.Outcome o;
             try {
                 o = LazyRestore.run(

@@ -87,6 +87,37 @@ public final class FaultProxy implements AutoCloseable {
         corruptIn.set(after);
     }
 
+    /**
+     * A thread that, until {@code done} or its work is over, resets every connection {@code resets}
+     * times at random moments ({@code minGapMillis} plus up to {@code spreadMillis} apart) and, after
+     * the {@code stallAfter}-th, stalls them for {@code stallMillis}. Join it when done.
+     */
+    public Thread chaos(
+            java.util.Random rnd,
+            java.util.concurrent.atomic.AtomicBoolean done,
+            int resets,
+            int stallAfter,
+            long stallMillis,
+            int minGapMillis,
+            int spreadMillis) {
+        return Thread.ofPlatform().name("proxy-chaos").daemon().start(() -> {
+            try {
+                for (int i = 0; i <= resets && !done.get(); i++) {
+                    Thread.sleep(minGapMillis + rnd.nextInt(spreadMillis));
+                    if (i == stallAfter) {
+                        stall(true);
+                        Thread.sleep(stallMillis);
+                        stall(false);
+                    } else {
+                        resetAll();
+                    }
+                }
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+        });
+    }
+
     /** Stops (true) or resumes (false) every byte in both directions, the connections left open. */
     public void stall(boolean on) {
         stalled = on;
