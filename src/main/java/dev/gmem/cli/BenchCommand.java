@@ -22,7 +22,8 @@ import picocli.CommandLine.Option;
             BenchCommand.Restore.class,
             BenchCommand.Lazy.class,
             BenchCommand.Start.class,
-            BenchCommand.FcHandler.class
+            BenchCommand.FcHandler.class,
+            BenchCommand.Postcopy.class
         })
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
@@ -686,6 +687,124 @@ final class BenchCommand implements Runnable {
                         x.graduated());
             out.println("wrong pages seen by the VMMs: " + r.wrongPages());
             for (String n : r.notes()) out.println("note: " + n);
+            out.flush();
+            return 0;
+        }
+    }
+
+    @Command(
+            name = "postcopy",
+            header =
+                    "Post-copy over loopback and a delaying proxy: fault round trips, push throughput, time to resident.",
+            mixinStandardHelpOptions = true,
+            description = {
+                "A page server and a lazy restore fed from it, in this process, on a synthetic guest of half data:",
+                "  fault round trips  one thread touching data pages in a random order (through C), idle and while the",
+                "                     push runs (it yields to faults), over loopback and through a proxy adding 1 ms each way;",
+                "                     beside them the local lazy restore's (the floor) and a 4 KiB echo on the same path;",
+                "  push               every data page in place, plain and TLS 1.3, with and without LZ4 (medians of",
+                "                     interleaved rounds);",
+                "  resident           the time until fully resident over loopback, and with 5 resets on the way.",
+                "Targets: loopback round trip p50 <= 80 us and p99 <= 300 us under the push; push >= 1.5 GiB/s plain;",
+                "TLS costing <= 30% of that."
+            })
+    static final class Postcopy implements Callable<Integer> {
+        @Option(
+                names = "--size",
+                defaultValue = "1G",
+                converter = Sizes.class,
+                description = "The guest's memory, half of it data (default ${DEFAULT-VALUE}).")
+        long size;
+
+        @Option(
+                names = "--rounds",
+                defaultValue = "3",
+                description = "Push rounds for the medians (default ${DEFAULT-VALUE}).")
+        int rounds;
+
+        @Option(
+                names = "--touches",
+                defaultValue = "20000",
+                description = "Pages touched for the fault round trips (default ${DEFAULT-VALUE}).")
+        int touches;
+
+        @CommandLine.Mixin
+        Options.Warm warm;
+
+        @CommandLine.Mixin
+        Options.WorkDir dir;
+
+        @CommandLine.Mixin
+        Options.Json json;
+
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            if (size < (64 << 20) || size % (1 << 20) != 0)
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--size must be a multiple of 1 MiB, at least 64M");
+            if (rounds < 1 || rounds > 100)
+                throw new CommandLine.ParameterException(spec.commandLine(), "--rounds must be between 1 and 100");
+            if (touches < 100 || touches > 10_000_000)
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--touches must be between 100 and 10000000");
+            if (!dev.gmem.probe.HostProbe.userfaultfdOfHost().available())
+                throw new dev.gmem.memory.UnsupportedFeatureException(
+                        "memfd",
+                        "a lazy restore",
+                        dev.gmem.probe.HostProbe.userfaultfdOfHost().reason());
+            dev.gmem.bench.PostcopyBench.Report r;
+            try (Progress progress = new Progress(json.on)) {
+                r = dev.gmem.bench.PostcopyBench.run(
+                        new dev.gmem.bench.PostcopyBench.Options(size, rounds, touches, warm.bytes(), dir.resolve()),
+                        progress);
+            }
+            PrintWriter out = spec.commandLine().getOut();
+            if (json.on) {
+                out.println(Json.write(r));
+                out.flush();
+                return 0;
+            }
+            out.printf(
+                    Locale.ROOT,
+                    "post-copy of a %s guest, %s of data, in one process (server and destination share the 2 cores)%n",
+                    Sizes.format(r.guestBytes()),
+                    Sizes.format(r.dataBytes()));
+            out.println("fault round trip (request until in place), one thread touching data pages at random");
+            out.println("  path                      load                     faults    p50 us    p99 us    max us");
+            for (var x : r.latency())
+                out.printf(
+                        Locale.ROOT,
+                        "  %-25s %-22s %8d %9.1f %9.1f %9.1f%n",
+                        x.path(),
+                        x.load(),
+                        x.faults(),
+                        x.p50Us(),
+                        x.p99Us(),
+                        x.maxUs());
+            for (var e : r.echo())
+                out.printf(
+                        Locale.ROOT,
+                        "  4 KiB echo, %-24s p50 %.1f us, p99 %.1f us%n",
+                        e.path() + ":",
+                        e.p50Us(),
+                        e.p99Us());
+            out.println("push until every data page is in place (medians; target plain >= 1.5 GiB/s, TLS <= 30% less)");
+            for (var p : r.push())
+                out.printf(
+                        Locale.ROOT,
+                        "  %-6s %-9s %6.2f GiB/s  %8.1f ms%n",
+                        p.transport(),
+                        p.lz4() ? "LZ4" : "no LZ4",
+                        p.medianGibPerS(),
+                        p.medianResidentMs());
+            out.printf(Locale.ROOT, "  TLS costs %.0f%% of the plain push%n", r.tlsCost() * 100);
+            out.println("fully resident");
+            for (var x : r.resident())
+                out.printf(
+                        Locale.ROOT, "  %-40s %8.1f ms, %d reconnections%n", x.kind(), x.residentMs(), x.reconnects());
             out.flush();
             return 0;
         }

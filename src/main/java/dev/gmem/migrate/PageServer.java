@@ -263,8 +263,13 @@ public final class PageServer implements AutoCloseable {
                 long offset = link.in.readLong();
                 int n = link.in.readInt();
                 long page = checkRun(offset, n, "a REQUEST");
-                d.requested(offset, n, page);
-                fetcher.fetch(offset, n, id, answer);
+                d.urgent.incrementAndGet(); // the push holds back until this is answered
+                try {
+                    d.requested(offset, n, page);
+                    fetcher.fetch(offset, n, id, answer);
+                } finally {
+                    d.urgent.decrementAndGet();
+                }
                 if (answer.error != null) throw answer.error;
             }
         }
@@ -362,6 +367,9 @@ public final class PageServer implements AutoCloseable {
         Link push;
         Pusher pusher;
         final AtomicLong requests = new AtomicLong();
+        /** Requests being answered now: the push waits for them (faults first, on this side too). */
+        final java.util.concurrent.atomic.AtomicInteger urgent = new java.util.concurrent.atomic.AtomicInteger();
+
         final AtomicLong requestedPages = new AtomicLong();
         final AtomicLong pushedPages = new AtomicLong();
         final AtomicLong pushedWire = new AtomicLong();
@@ -476,6 +484,11 @@ public final class PageServer implements AutoCloseable {
 
         /** Claims and sends the unsent pages of the run at {@code offset} (at most {@code n}); returns the pages it covered. */
         private long send(PageProvider.Fetcher fetcher, Answer out, long offset, int n, long page) throws IOException {
+            if (d.urgent.get() > 0) { // a fault's answer is being sent: leave it the CPU (bounded)
+                long until = System.nanoTime() + 2_000_000;
+                while (d.urgent.get() > 0 && System.nanoTime() < until)
+                    java.util.concurrent.locks.LockSupport.parkNanos(10_000);
+            }
             long first = offset / Protocol.UNIT;
             long end = sent.claim(first, first + n * page / Protocol.UNIT);
             long claimed = (end - first) * Protocol.UNIT / page;

@@ -86,6 +86,10 @@ public final class RemoteSource implements ProvidedSource {
     private final Pages provider;
 
     private final Map<Long, Pending> pending = new ConcurrentHashMap<>();
+    /** Faults' requests not yet answered: while there are any, the push reader holds back (see {@link #yieldToFaults}). */
+    private final java.util.concurrent.atomic.AtomicInteger faultsWaiting =
+            new java.util.concurrent.atomic.AtomicInteger();
+
     private final AtomicLong ids = new AtomicLong();
 
     private final Object state = new Object();
@@ -376,6 +380,7 @@ public final class RemoteSource implements ProvidedSource {
             if (fatal != null) throw fatal;
             if (closed) throw new IOException(describe() + ": closed");
             pending.put(id, new Pending(offset, n, token, to, installs));
+            if (installs) faultsWaiting.incrementAndGet();
             link = control;
         }
         if (link != null) sendRequest(link, id, offset, n); // else sent on reconnecting
@@ -498,11 +503,16 @@ public final class RemoteSource implements ProvidedSource {
                 s = sink;
             }
             if (s == null) return;
+            yieldToFaults();
             s.offer(offset, bytes);
             pushedPages.addAndGet(n);
         } else {
             if (pending.remove(id) == null) return;
-            p.to().deliver(p.token(), offset, bytes);
+            try {
+                p.to().deliver(p.token(), offset, bytes);
+            } finally {
+                if (p.installs()) faultsWaiting.decrementAndGet();
+            }
             if (!p.installs()) return; // read for a check: not in the guest
         }
         have.setRange(first, end);
@@ -510,6 +520,21 @@ public final class RemoteSource implements ProvidedSource {
         if (added < end - first) duplicatePages.addAndGet((end - first - added) * Protocol.UNIT / page);
         if (haveUnits.addAndGet(added) >= dataUnits) maybeDone();
     }
+
+    /**
+     * The priority of faults over the push, on this side: while a fault's answer is awaited, the
+     * push reader waits (up to {@link #YIELD_NANOS}) before it installs its next batch, leaving the
+     * CPU, and the fault engine's lock, to the answer. On two cores this is what keeps a fault's
+     * round trip short while the push runs at full speed.
+     */
+    private void yieldToFaults() {
+        if (faultsWaiting.get() <= 0) return;
+        long until = System.nanoTime() + YIELD_NANOS;
+        while (faultsWaiting.get() > 0 && System.nanoTime() < until)
+            java.util.concurrent.locks.LockSupport.parkNanos(10_000);
+    }
+
+    static final long YIELD_NANOS = 2_000_000;
 
     private void pushEnded() {
         synchronized (state) {
@@ -564,7 +589,9 @@ public final class RemoteSource implements ProvidedSource {
         log.accept(cause.getMessage());
         for (Long id : pending.keySet()) {
             Pending p = pending.remove(id);
-            if (p != null) p.to().failed(p.token(), p.offset(), cause);
+            if (p == null) continue;
+            if (p.installs()) faultsWaiting.decrementAndGet();
+            p.to().failed(p.token(), p.offset(), cause);
         }
         if (s != null) s.failed(cause);
     }
@@ -726,7 +753,9 @@ public final class RemoteSource implements ProvidedSource {
         IOException gone = new IOException(describe() + ": closed");
         for (Long id : pending.keySet()) {
             Pending p = pending.remove(id);
-            if (p != null) p.to().failed(p.token(), p.offset(), gone);
+            if (p == null) continue;
+            if (p.installs()) faultsWaiting.decrementAndGet();
+            p.to().failed(p.token(), p.offset(), gone);
         }
         if (s != null) s.failed(gone);
         try {

@@ -2,11 +2,11 @@ package dev.gmem.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import dev.gmem.bench.FaultProxy;
+import dev.gmem.bench.TestCerts;
 import dev.gmem.snapshot.Fixtures;
-import dev.gmem.testing.FaultProxy;
 import dev.gmem.testing.GmemProcess;
 import dev.gmem.testing.Host;
-import dev.gmem.testing.TestCerts;
 import java.net.InetSocketAddress;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -93,7 +93,7 @@ class PostcopyTest {
         try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
                 PageServer server = PageServer.start(
                         new InetSocketAddress("127.0.0.1", 0), source, PageServer.Options.defaults(), log::add);
-                dev.gmem.testing.FaultProxy proxy = new dev.gmem.testing.FaultProxy(
+                dev.gmem.bench.FaultProxy proxy = new dev.gmem.bench.FaultProxy(
                         new InetSocketAddress("127.0.0.1", 0), server.address(), 1.0, 24L << 20);
                 RemoteSource remote = RemoteSource.connect(
                         "127.0.0.1",
@@ -133,8 +133,8 @@ class PostcopyTest {
         try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO)) {
             PageServer server = PageServer.start(
                     new InetSocketAddress("127.0.0.1", 0), source, PageServer.Options.defaults(), log::add);
-            dev.gmem.testing.FaultProxy proxy = new dev.gmem.testing.FaultProxy(
-                    new InetSocketAddress("127.0.0.1", 0), server.address(), 0, 8L << 20);
+            dev.gmem.bench.FaultProxy proxy =
+                    new dev.gmem.bench.FaultProxy(new InetSocketAddress("127.0.0.1", 0), server.address(), 0, 8L << 20);
             try (RemoteSource remote = RemoteSource.connect(
                     "127.0.0.1",
                     proxy.address().getPort(),
@@ -177,7 +177,7 @@ class PostcopyTest {
         try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
                 PageServer server = PageServer.start(
                         new InetSocketAddress("127.0.0.1", 0), source, PageServer.Options.defaults(), log::add);
-                dev.gmem.testing.FaultProxy proxy = new dev.gmem.testing.FaultProxy(
+                dev.gmem.bench.FaultProxy proxy = new dev.gmem.bench.FaultProxy(
                         new InetSocketAddress("127.0.0.1", 0), server.address(), 0, 16L << 20);
                 RemoteSource remote = RemoteSource.connect(
                         "127.0.0.1", proxy.address().getPort(), RemoteSource.Options.defaults(), log::add)) {

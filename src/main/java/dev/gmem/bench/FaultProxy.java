@@ -1,4 +1,4 @@
-package dev.gmem.testing;
+package dev.gmem.bench;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -14,7 +14,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * A TCP proxy between a test's two sides, for the faults this kernel cannot make (it has no netem):
+ * A TCP proxy between the two sides of a test or a benchmark, for the faults this kernel cannot make (it has no netem):
  * a delay added to each direction, a bandwidth cap, every connection reset at once (RST, as a
  * dropped link looks), and a stall (bytes stop flowing both ways while the connections stay open,
  * as a silent peer looks). Real sockets on both sides; two threads per direction (a reader that
@@ -102,7 +102,7 @@ public final class FaultProxy implements AutoCloseable {
             int spreadMillis) {
         return Thread.ofPlatform().name("proxy-chaos").daemon().start(() -> {
             try {
-                for (int i = 0; i <= resets && !done.get(); i++) {
+                for (int i = 0; i < resets + (stallAfter >= 0 ? 1 : 0) && !done.get(); i++) {
                     Thread.sleep(minGapMillis + rnd.nextInt(spreadMillis));
                     if (i == stallAfter) {
                         stall(true);

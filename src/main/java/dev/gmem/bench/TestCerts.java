@@ -1,4 +1,4 @@
-package dev.gmem.testing;
+package dev.gmem.bench;
 
 import java.io.IOException;
 import java.io.InputStream;
@@ -14,7 +14,7 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Certificates for TLS tests, made with the JDK's keytool (EC P-256, valid two days): a CA, a
+ * Certificates for TLS tests and benchmarks, made with the JDK's keytool (EC P-256, valid two days): a CA, a
  * server certificate naming {@code serverNames} (IP addresses and DNS names), and a client
  * certificate, each as a PKCS#12 store and as PEM files ({@code NAME.crt}, {@code NAME.key}, and
  * {@code ca.pem}); a second, unrelated CA signs a {@code rogue} client.
