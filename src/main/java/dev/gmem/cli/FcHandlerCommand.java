@@ -52,6 +52,18 @@ final class FcHandlerCommand implements Callable<Integer> {
     Path snapshot;
 
     @Option(
+            names = "--source",
+            paramLabel = "tcp://HOST:PORT",
+            description =
+                    "Instead of --snapshot: the memory a 'gmem serve' on another host serves. Each VM is a post-copy"
+                            + " destination of its own: its faults asked for at once, the rest pushed; see --reconnect-timeout and TLS.")
+    String remoteSource;
+
+    /** --reconnect-timeout, --peer-timeout and TLS, for --source. */
+    @CommandLine.Mixin
+    PostcopyOptions.Destination remote;
+
+    @Option(
             names = "--regions",
             description = SnapshotCommand.REGIONS_HELP
                     + " For a VM backed by 2 MiB hugetlbfs pages, give its page size: 0:SIZE:2M.")
@@ -234,9 +246,19 @@ final class FcHandlerCommand implements Callable<Integer> {
                     "--keeper needs --state-dir: the keeper holds descriptors, the VMs' state is there");
         if (metricsEndpoint.anyAddress && metricsEndpoint.address == null)
             throw new CommandLine.ParameterException(spec.commandLine(), "--metrics-any-address needs --metrics");
-        if (snapshot == null)
+        if ((snapshot == null) == (remoteSource == null))
             throw new CommandLine.ParameterException(
-                    spec.commandLine(), "Missing required option: '--snapshot=FILE' (needed except with --stats)");
+                    spec.commandLine(),
+                    snapshot == null
+                            ? "Missing required option: '--snapshot=FILE' or '--source=tcp://HOST:PORT' (needed except with"
+                                    + " --stats, --graduate and --drain)"
+                            : "give --snapshot or --source, not both");
+        if (remoteSource != null && !remoteSource.startsWith("tcp://"))
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--source must be tcp://HOST:PORT, not '" + remoteSource + "'");
+        if (remoteSource != null && (regions != null || !format.equals("auto")))
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(), "--regions and --format describe a --snapshot file, not a --source");
         if (shutdownSeconds < 0 || shutdownSeconds > 3600)
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--shutdown-timeout must be between 0 and 3600 seconds");
@@ -264,19 +286,22 @@ final class FcHandlerCommand implements Callable<Integer> {
         PrintWriter out = spec.commandLine().getOut();
         PrintWriter err = spec.commandLine().getErr();
         String name = spec.qualifiedName();
-        try (PageSource source = PageSources.open(
-                snapshot,
-                SnapshotCommand.regions(spec.commandLine(), regions),
-                SnapshotCommand.threads(),
-                x -> {},
-                SnapshotCommand.format(spec.commandLine(), format))) {
-            Consumer<String> log = l -> {
-                synchronized (err) {
-                    err.println(name + ": " + l);
-                    err.flush();
-                }
-            };
+        Consumer<String> log = l -> {
+            synchronized (err) {
+                err.println(name + ": " + l);
+                err.flush();
+            }
+        };
+        try (PageSource source = remoteSource != null
+                ? remote.connect(spec, remoteSource, log)
+                : PageSources.open(
+                        snapshot,
+                        SnapshotCommand.regions(spec.commandLine(), regions),
+                        SnapshotCommand.threads(),
+                        x -> {},
+                        SnapshotCommand.format(spec.commandLine(), format))) {
             if (recordAccess != null
+                    && snapshot != null
                     && java.nio.file.Files.exists(recordAccess)
                     && java.nio.file.Files.isSameFile(recordAccess, snapshot))
                 throw new CommandLine.ParameterException(
@@ -294,8 +319,8 @@ final class FcHandlerCommand implements Callable<Integer> {
                 if (metrics != null) started.add(server = metricsEndpoint.start(spec, metrics));
                 if (stateDir != null) {
                     StateDir state = takeover
-                            ? openWhenFree(stateDir, StateDir.identity(snapshot))
-                            : StateDir.open(stateDir, StateDir.identity(snapshot));
+                            ? openWhenFree(stateDir, identity(source))
+                            : StateDir.open(stateDir, identity(source));
                     started.add(state);
                     this.state = state;
                     state.recordSocket(socket);
@@ -341,10 +366,13 @@ final class FcHandlerCommand implements Callable<Integer> {
                         metrics,
                         state,
                         keeper);
-                SourcePages provider = new SourcePages(source).verifyAhead();
+                FcHandler.Providers providers = remoteSource != null
+                        ? remoteProviders(log)
+                        : FcHandler.Providers.shared(new SourcePages(source).verifyAhead());
                 handler = inherited == null
-                        ? FcHandler.start(socket, provider, source.size(), o, r -> line(out, ended(r)), log)
-                        : FcHandler.adopt(socket, inherited, provider, source.size(), o, r -> line(out, ended(r)), log);
+                        ? FcHandler.start(socket, providers, source.size(), o, r -> line(out, ended(r)), log)
+                        : FcHandler.adopt(
+                                socket, inherited, providers, source.size(), o, r -> line(out, ended(r)), log);
             } catch (java.io.IOException | RuntimeException e) {
                 closeAll(started);
                 throw e;
@@ -390,7 +418,7 @@ final class FcHandlerCommand implements Callable<Integer> {
             Ready ready = new Ready(
                     "ready",
                     socket.toString(),
-                    snapshot.toString(),
+                    snapshot != null ? snapshot.toString() : remoteSource,
                     source.format(),
                     source.size(),
                     source.counts().dataBytes(),
@@ -405,12 +433,42 @@ final class FcHandlerCommand implements Callable<Integer> {
                                     "%s: listening on %s, serving %s (%s, %s of data)",
                                     name,
                                     socket,
-                                    snapshot,
+                                    snapshot != null ? snapshot : remoteSource,
                                     source.format(),
                                     Sizes.format(source.counts().dataBytes())));
             // until a signal stops the process (Signals halts it), or a drain has seen its last VM end
             return stopAll.applyAsInt(ending.get());
         }
+    }
+
+    /** What a state directory records of the source: a file's identity, or the remote source's address and map. */
+    private String identity(PageSource source) throws java.io.IOException {
+        return snapshot != null
+                ? StateDir.identity(snapshot)
+                : remoteSource + " " + source.size() + " " + source.counts().dataPages();
+    }
+
+    /**
+     * Each VM its own post-copy destination: a connection pair of its own to the source (so its own
+     * push), closed when its session ends.
+     */
+    private FcHandler.Providers remoteProviders(Consumer<String> log) {
+        java.util.Map<dev.gmem.fault.PageProvider, dev.gmem.migrate.RemoteSource> open =
+                new java.util.concurrent.ConcurrentHashMap<>();
+        return new FcHandler.Providers() {
+            @Override
+            public dev.gmem.fault.PageProvider open() throws java.io.IOException {
+                dev.gmem.migrate.RemoteSource r = remote.connect(spec, remoteSource, log);
+                open.put(r.provider(), r);
+                return r.provider();
+            }
+
+            @Override
+            public void close(dev.gmem.fault.PageProvider p) {
+                dev.gmem.migrate.RemoteSource r = open.remove(p);
+                if (r != null) r.close();
+            }
+        };
     }
 
     private static void sleepQuietly(long millis) {

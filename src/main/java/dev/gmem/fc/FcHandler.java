@@ -156,7 +156,34 @@ public final class FcHandler implements AutoCloseable {
     private long started;
     private final org.HdrHistogram.Histogram endedLatency = dev.gmem.fault.Latency.histogram();
     private final Fd stop;
-    private final PageProvider provider;
+    private final Providers providers;
+
+    /**
+     * Where each session's pages come from: one provider that every session shares (a local
+     * source), or one of its own per session (a remote source: each VM is a post-copy destination
+     * of its own, with its own push).
+     */
+    public interface Providers {
+        /** The provider for a new session. */
+        PageProvider open() throws IOException;
+
+        /** The session is over: its provider is let go. */
+        void close(PageProvider p);
+
+        /** {@code p} for every session; closed by its owner, not here. */
+        static Providers shared(PageProvider p) {
+            return new Providers() {
+                @Override
+                public PageProvider open() {
+                    return p;
+                }
+
+                @Override
+                public void close(PageProvider ignored) {}
+            };
+        }
+    }
+
     private final long sourceSize;
     private final Options options;
     private final Consumer<Session.Report> reports;
@@ -175,7 +202,7 @@ public final class FcHandler implements AutoCloseable {
     private FcHandler(
             Path socket,
             Fd listener,
-            PageProvider provider,
+            Providers providers,
             long sourceSize,
             Options options,
             Consumer<Session.Report> reports,
@@ -184,7 +211,7 @@ public final class FcHandler implements AutoCloseable {
         this.socket = socket;
         this.listener = listener;
         this.stop = Fd.eventfd(0, Linux.EFD_CLOEXEC);
-        this.provider = provider;
+        this.providers = providers;
         this.sourceSize = sourceSize;
         this.options = options;
         this.reports = reports;
@@ -209,11 +236,23 @@ public final class FcHandler implements AutoCloseable {
             Consumer<Session.Report> reports,
             Consumer<String> log)
             throws IOException {
+        return start(socket, Providers.shared(provider), sourceSize, options, reports, log);
+    }
+
+    /** As {@link #start(Path, PageProvider, long, Options, Consumer, Consumer)}, each session's provider from {@code providers}. */
+    public static FcHandler start(
+            Path socket,
+            Providers providers,
+            long sourceSize,
+            Options options,
+            Consumer<Session.Report> reports,
+            Consumer<String> log)
+            throws IOException {
         clearStale(socket);
         Fd listener = UnixSockets.listen(socket, 64);
         try {
             Files.setPosixFilePermissions(socket, PosixFilePermissions.fromString("rw-------"));
-            return adopt(socket, listener, provider, sourceSize, options, reports, log);
+            return adopt(socket, listener, providers, sourceSize, options, reports, log);
         } catch (IOException | RuntimeException e) {
             listener.closeQuietly();
             Files.deleteIfExists(socket);
@@ -235,7 +274,20 @@ public final class FcHandler implements AutoCloseable {
             Consumer<Session.Report> reports,
             Consumer<String> log)
             throws IOException {
-        FcHandler h = new FcHandler(socket, listener, provider, sourceSize, options, reports, log);
+        return adopt(socket, listener, Providers.shared(provider), sourceSize, options, reports, log);
+    }
+
+    /** As {@link #adopt(Path, Fd, PageProvider, long, Options, Consumer, Consumer)}, each session's provider from {@code providers}. */
+    public static FcHandler adopt(
+            Path socket,
+            Fd listener,
+            Providers providers,
+            long sourceSize,
+            Options options,
+            Consumer<Session.Report> reports,
+            Consumer<String> log)
+            throws IOException {
+        FcHandler h = new FcHandler(socket, listener, providers, sourceSize, options, reports, log);
         if (options.state() != null) h.takeOverRecorded(); // the VMs of a handler that died, or handed them over
         return h;
     }
@@ -513,6 +565,34 @@ public final class FcHandler implements AutoCloseable {
      */
     private void run(
             long id, UnixSockets.PeerCredentials peer, Fd pidfd, Handshake h, StateDir.Vm vm, List<long[]> takenOver)
+            throws IOException {
+        PageProvider provider;
+        try {
+            provider = providers.open();
+        } catch (IOException | RuntimeException e) {
+            h.close();
+            failedToStart(id, peer, pidfd, "cannot reach its source: " + e.getMessage());
+            if (vm != null) {
+                vm.close();
+                forget(vm.key());
+            }
+            return;
+        }
+        try {
+            run(id, peer, pidfd, h, vm, takenOver, provider);
+        } finally {
+            providers.close(provider);
+        }
+    }
+
+    private void run(
+            long id,
+            UnixSockets.PeerCredentials peer,
+            Fd pidfd,
+            Handshake h,
+            StateDir.Vm vm,
+            List<long[]> takenOver,
+            PageProvider provider)
             throws IOException {
         boolean metricsFinished = false;
         Session opened;

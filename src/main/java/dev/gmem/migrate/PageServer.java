@@ -262,10 +262,15 @@ public final class PageServer implements AutoCloseable {
                 long id = link.in.readLong();
                 long offset = link.in.readLong();
                 int n = link.in.readInt();
+                int kind = link.in.readUnsignedByte();
+                if (kind != Protocol.FOR_FAULT && kind != Protocol.FOR_READ)
+                    throw new Protocol.ViolationException("a REQUEST of unknown kind " + kind);
                 long page = checkRun(offset, n, "a REQUEST");
                 d.urgent.incrementAndGet(); // the push holds back until this is answered
                 try {
-                    d.requested(offset, n, page);
+                    d.requests.incrementAndGet();
+                    d.requestedPages.addAndGet(n);
+                    if (kind == Protocol.FOR_FAULT) d.requested(offset, n, page);
                     fetcher.fetch(offset, n, id, answer);
                 } finally {
                     d.urgent.decrementAndGet();
@@ -393,14 +398,13 @@ public final class PageServer implements AutoCloseable {
             return pusher;
         }
 
+        /** A fault's request: the push skips its first page and goes on after it. */
         void requested(long offset, int n, long page) {
-            requests.incrementAndGet();
-            requestedPages.addAndGet(n);
             Pusher p;
             synchronized (this) {
                 p = pusher;
             }
-            if (p != null) p.requested(offset, n * page);
+            if (p != null) p.requested(offset, n * page, page);
         }
 
         synchronized DestinationStats stats() {
@@ -437,9 +441,13 @@ public final class PageServer implements AutoCloseable {
             sent.setAll(have);
         }
 
-        /** A page the destination asked for: sent on its control connection, so skipped here; the push goes on after it. */
-        void requested(long offset, long length) {
-            sent.setRange(offset / Protocol.UNIT, (offset + length) / Protocol.UNIT);
+        /**
+         * A fault's request for {@code length} bytes from {@code offset}: its first page (of {@code page}
+         * bytes) is sent on the control connection and skipped here; the pages around it are best-effort
+         * at the destination, so the push still sends them, in its turn. The push goes on after the run.
+         */
+        void requested(long offset, long length, long page) {
+            sent.setRange(offset / Protocol.UNIT, (offset + page) / Protocol.UNIT);
             jump.set(offset + length);
         }
 

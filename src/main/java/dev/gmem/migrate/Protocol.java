@@ -146,7 +146,13 @@ final class Protocol {
 
     // ---- REQUEST ----
 
-    static final int REQUEST_LENGTH = 8 + 8 + 4;
+    /** A REQUEST: id (u64), offset (u64), pages (u32), kind (u8: {@link #FOR_FAULT} or {@link #FOR_READ}). */
+    static final int REQUEST_LENGTH = 8 + 8 + 4 + 1;
+
+    /** A fault's request: its first page will be in place at the destination, so the push skips it and goes on after it. */
+    static final int FOR_FAULT = 0;
+    /** A read (a check, an eager restore): nothing is put in place by it, so the push still sends those pages. */
+    static final int FOR_READ = 1;
 
     // ---- MAP ----
 

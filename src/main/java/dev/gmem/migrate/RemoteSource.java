@@ -383,16 +383,17 @@ public final class RemoteSource implements ProvidedSource {
             if (installs) faultsWaiting.incrementAndGet();
             link = control;
         }
-        if (link != null) sendRequest(link, id, offset, n); // else sent on reconnecting
+        if (link != null) sendRequest(link, id, offset, n, installs); // else sent on reconnecting
     }
 
-    private void sendRequest(Link link, long id, long offset, int n) {
+    private void sendRequest(Link link, long id, long offset, int n, boolean forFault) {
         try {
             link.send(o -> {
                 Protocol.writeHeader(o, Protocol.REQUEST, Protocol.REQUEST_LENGTH);
                 o.writeLong(id);
                 o.writeLong(offset);
                 o.writeInt(n);
+                o.writeByte(forFault ? Protocol.FOR_FAULT : Protocol.FOR_READ);
             });
         } catch (IOException e) {
             lost(link, e); // the request stays pending, and is sent again once reconnected
@@ -495,7 +496,11 @@ public final class RemoteSource implements ProvidedSource {
         if (Link.crc32c(bytes) != crc)
             throw new Protocol.ViolationException(
                     "pages whose checksum fails (offset " + offset + ", " + n + " pages)");
-        long first = offset / Protocol.UNIT, end = first + rawLength / Protocol.UNIT;
+        long first = offset / Protocol.UNIT;
+        // a push's pages are all put in place (or skipped as removed, or there already); of a fault's answer only
+        // its first page is sure to be (the fault engine fills the pages around it as it can), so only that one counts
+        // as here: the push brings the others, which the source does not count as sent either
+        long end = first + (isPush ? rawLength : page) / Protocol.UNIT;
         long before = have.count(first, end);
         if (isPush) {
             PageProvider.PushSink s;
@@ -709,7 +714,12 @@ public final class RemoteSource implements ProvidedSource {
         startReader(c, false);
         if (p != null) startReader(p, true);
         for (Map.Entry<Long, Pending> e : pending.entrySet())
-            sendRequest(c, e.getKey(), e.getValue().offset(), e.getValue().pages());
+            sendRequest(
+                    c,
+                    e.getKey(),
+                    e.getValue().offset(),
+                    e.getValue().pages(),
+                    e.getValue().installs());
     }
 
     private void startPush(PageProvider.PushSink s) throws IOException {

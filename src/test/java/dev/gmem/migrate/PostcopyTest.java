@@ -297,5 +297,6 @@ class PostcopyTest {
         o.writeLong(1);
         o.writeLong(offset);
         o.writeInt(pages);
+        o.writeByte(Protocol.FOR_FAULT);
     }
 }
