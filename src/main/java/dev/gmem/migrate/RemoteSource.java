@@ -12,11 +12,9 @@ import java.io.EOFException;
 import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.net.InetSocketAddress;
 import java.net.Socket;
 import java.net.SocketTimeoutException;
-import java.nio.ByteBuffer;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -199,7 +197,7 @@ public final class RemoteSource implements ProvidedSource {
 
     private static Link open(String host, int port, Options options) throws IOException {
         Socket s = options.tls() == null
-                ? new Socket()
+                ? java.nio.channels.SocketChannel.open().socket() // with a channel: no copies in Java
                 : options.tls().getSocketFactory().createSocket();
         try {
             s.connect(new InetSocketAddress(host, port), (int)
@@ -207,6 +205,11 @@ public final class RemoteSource implements ProvidedSource {
             s.setSoTimeout((int) options.peerTimeout().toMillis());
             if (s instanceof SSLSocket t) {
                 t.setEnabledProtocols(new String[] {"TLSv1.3"});
+                t.setEnabledCipherSuites(Tls.SUITES);
+                javax.net.ssl.SSLParameters p = t.getSSLParameters();
+                p.setEndpointIdentificationAlgorithm(
+                        "HTTPS"); // the source's certificate must name the host connected to
+                t.setSSLParameters(p);
                 t.startHandshake();
             }
             return new Link(s);
@@ -412,7 +415,8 @@ public final class RemoteSource implements ProvidedSource {
     private void read(Link link, boolean isPush) {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment raw = arena.allocate(Protocol.MAX_DATA, 4096);
-            byte[] stored = new byte[Protocol.MAX_DATA];
+            MemorySegment stored = arena.allocate(Protocol.MAX_DATA, 4096);
+            byte[] scratch = link.hasChannel() ? new byte[0] : new byte[Protocol.MAX_DATA];
             while (true) {
                 Protocol.Header h = Protocol.readHeader(
                         link.in,
@@ -430,7 +434,7 @@ public final class RemoteSource implements ProvidedSource {
                             throw new Protocol.ViolationException("a PUSH_DONE frame on the control connection");
                         pushEnded();
                     }
-                    default -> data(link, h, isPush, raw, stored);
+                    default -> data(link, h, isPush, raw, stored, scratch);
                 }
             }
         } catch (Protocol.ViolationException e) {
@@ -447,7 +451,8 @@ public final class RemoteSource implements ProvidedSource {
     private static final LZ4SafeDecompressor LZ4 = LZ4Factory.fastestInstance().safeDecompressor();
 
     /** One DATA frame: checked whole (its pages in the map, its length, its checksum) before any byte of it is used. */
-    private void data(Link link, Protocol.Header h, boolean isPush, MemorySegment raw, byte[] stored)
+    private void data(
+            Link link, Protocol.Header h, boolean isPush, MemorySegment raw, MemorySegment stored, byte[] scratch)
             throws IOException {
         if (h.length() < Protocol.DATA_FIELDS) throw new Protocol.ViolationException("a DATA frame cut short");
         long id = link.in.readLong();
@@ -457,7 +462,10 @@ public final class RemoteSource implements ProvidedSource {
         int crc = link.in.readInt();
         int rawLength = link.in.readInt();
         int storedLength = h.length() - Protocol.DATA_FIELDS;
-        link.in.readFully(stored, 0, storedLength);
+        if (storedLength > Protocol.MAX_DATA) throw new Protocol.ViolationException("a DATA frame past its limit");
+        // an uncompressed frame's pages go straight where they are checked and installed from
+        boolean plain = codec == Protocol.CODEC_NONE && storedLength == rawLength;
+        link.readFully(plain ? raw.asSlice(0, storedLength) : stored.asSlice(0, storedLength), scratch);
         wireBytes.addAndGet(Protocol.HEADER + h.length());
         if (offset < 0 || offset >= map.size() || n < 1 || meta.kind(offset) != PageKind.DATA)
             throw new Protocol.ViolationException("pages outside the map (offset " + offset + ", " + n + " pages)");
@@ -480,12 +488,16 @@ public final class RemoteSource implements ProvidedSource {
         MemorySegment bytes = raw.asSlice(0, rawLength);
         if (codec == Protocol.CODEC_NONE) {
             if (storedLength != rawLength) throw new Protocol.ViolationException("a DATA frame of the wrong length");
-            MemorySegment.copy(stored, 0, bytes, ValueLayout.JAVA_BYTE, 0, rawLength);
         } else if (codec == Protocol.CODEC_LZ4) {
             int got;
             try {
                 got = LZ4.decompress(
-                        ByteBuffer.wrap(stored, 0, storedLength), 0, storedLength, bytes.asByteBuffer(), 0, rawLength);
+                        stored.asSlice(0, storedLength).asByteBuffer(),
+                        0,
+                        storedLength,
+                        bytes.asByteBuffer(),
+                        0,
+                        rawLength);
             } catch (net.jpountz.lz4.LZ4Exception e) {
                 throw new Protocol.ViolationException("a DATA frame whose LZ4 data does not decode");
             }
