@@ -706,7 +706,7 @@ final class BenchCommand implements Runnable {
                 "                     interleaved rounds);",
                 "  resident           the time until fully resident over loopback, and with 5 resets on the way.",
                 "Targets: loopback round trip p50 <= 80 us and p99 <= 300 us under the push; push >= 1.5 GiB/s plain;",
-                "TLS costing <= 30% of that."
+                "TLS costing <= 30%% of that."
             })
     static final class Postcopy implements Callable<Integer> {
         @Option(

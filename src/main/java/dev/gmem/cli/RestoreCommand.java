@@ -166,6 +166,11 @@ final class RestoreCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        if (inputArgument.isEmpty())
+            throw new CommandLine.ParameterException(
+                    spec.commandLine(),
+                    "Invalid value for positional parameter at index 0 (SNAPSHOT|RAW|tcp://HOST:PORT): an empty path"
+                            + " names no file");
         GuestMemory.Backend b = switch (backend.toLowerCase(Locale.ROOT)) {
             case "kernel" -> GuestMemory.Backend.KERNEL;
             case "memfd" -> GuestMemory.Backend.MEMFD;
