@@ -83,6 +83,9 @@ public final class PageServer implements AutoCloseable {
     private final long[] notData;
 
     private final long zeroPages;
+    /** A raw memory file: its pages are read with pread, never through its mapping. */
+    private final boolean raw;
+
     private final Map<Long, Destination> destinations = new LinkedHashMap<>();
     private final List<Link> links = new ArrayList<>();
     private final AtomicLong connections = new AtomicLong();
@@ -110,6 +113,7 @@ public final class PageServer implements AutoCloseable {
         }
         this.notData = other.toWords();
         this.zeroPages = source.counts().zeroPages();
+        this.raw = source.format().equals("raw");
         this.map = Protocol.encodeMap(new Protocol.SourceMap(
                 source.format(), source.path().toString(), source.regions(), source.chunks(), source.accessOrder()));
         this.acceptor = Thread.ofPlatform().name("gmem-serve-accept").daemon().unstarted(this::accept);
@@ -276,11 +280,10 @@ public final class PageServer implements AutoCloseable {
                     d.requests.incrementAndGet();
                     d.requestedPages.addAndGet(n);
                     if (kind == Protocol.FOR_FAULT) d.requested(offset, n, page);
-                    fetcher.fetch(offset, n, id, answer);
+                    answer.send(fetcher, id, offset, n);
                 } finally {
                     d.urgent.decrementAndGet();
                 }
-                if (answer.error != null) throw answer.error;
             }
         }
     }
@@ -323,17 +326,44 @@ public final class PageServer implements AutoCloseable {
             this.packed = options.lz4() ? arena.allocate(LZ4.maxCompressedLength(PUSH_BATCH), 64) : null;
         }
 
+        /**
+         * Reads and sends {@code n} data pages from {@code offset}: a raw file's with pread straight
+         * into this thread's buffer (no mapping to fault in, no copy), a snapshot's through the
+         * provider (its chunks checked and decoded once, for every destination).
+         */
+        void send(PageProvider.Fetcher fetcher, long token, long offset, int n) throws IOException {
+            error = null;
+            if (raw) {
+                PageIndex.Location at = index.atFileOffset(offset);
+                MemorySegment got = source.readRun(at.index(), at.page(), n, own);
+                sendOwn(token, offset, got);
+            } else {
+                fetcher.fetch(offset, n, token, this);
+            }
+            if (error != null) throw error;
+        }
+
         @Override
         public void deliver(long token, long offset, MemorySegment fetched) {
             error = null;
+            MemorySegment bytes = own.asSlice(0, fetched.byteSize());
             try {
-                MemorySegment bytes = own.asSlice(0, fetched.byteSize());
                 try {
                     MemorySegment.copy(fetched, 0, bytes, 0, fetched.byteSize());
                 } catch (InternalError e) {
                     source.checkUnchanged();
                     throw new IOException(source.path() + ": cannot be read: " + e.getMessage(), e);
                 }
+            } catch (IOException e) {
+                error = e;
+                return;
+            }
+            sendOwn(token, offset, bytes);
+        }
+
+        /** Sends {@code bytes}, this thread's own, as a DATA frame. */
+        private void sendOwn(long token, long offset, MemorySegment bytes) {
+            try {
                 int raw = (int) bytes.byteSize();
                 int crc = Link.crc32c(bytes);
                 long pageSize = index.atFileOffset(offset).region().pageSize();
@@ -506,8 +536,7 @@ public final class PageServer implements AutoCloseable {
             long end = sent.claim(first, first + n * page / Protocol.UNIT);
             long claimed = (end - first) * Protocol.UNIT / page;
             if (claimed == 0) return 1; // sent meanwhile (a request): go past it
-            fetcher.fetch(offset, (int) claimed, 0, out);
-            if (out.error != null) throw out.error;
+            out.send(fetcher, 0, offset, (int) claimed);
             d.pushedPages.addAndGet(claimed);
             d.pushedWire.addAndGet(out.wireBytes);
             return claimed;
