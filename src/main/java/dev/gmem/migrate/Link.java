@@ -1,75 +1,68 @@
 package dev.gmem.migrate;
 
-import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.IOException;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.net.Socket;
+import java.nio.ByteBuffer;
+import java.nio.channels.Channels;
+import java.nio.channels.GatheringByteChannel;
+import java.nio.channels.SocketChannel;
+import java.util.concurrent.locks.ReentrantLock;
 import java.util.zip.CRC32C;
 
 /**
- * One connection of the post-copy protocol, either side: buffered frame streams, a lock for
- * writers (frames from several threads never interleave), the time of the last frame sent (for
- * heartbeats) and received (a silent peer is dropped). Closing it from any thread unblocks a
+ * One connection of the post-copy protocol, either side, over a blocking {@link SocketChannel},
+ * plain or through a {@link TlsChannel}: buffered frames in native memory, a lock for writers
+ * (frames from several threads never interleave), and the times of the last frame sent (for
+ * heartbeats) and of the last byte received (a silent peer is dropped: a channel's reads have no
+ * time-out of their own, so whoever watches the link closes it). A DATA frame's pages move
+ * without a copy in Java: written from native memory with a gathering write (encrypted from it,
+ * with TLS), and read straight into native memory. Closing the link from any thread unblocks a
  * thread reading or writing it.
- *
- * <p>A plain TCP socket that has a channel (made through {@code SocketChannel} or {@code
- * ServerSocketChannel}) moves pages without a copy in Java: a DATA frame's pages are written
- * from native memory with a gathering write, and read straight into native memory. A TLS socket
- * goes through its streams. A channel's reads ignore SO_TIMEOUT: whoever watches the link closes
- * it when it falls silent.
  */
 final class Link implements AutoCloseable {
-    private static final int BUFFER = 256 << 10;
-
     final Socket socket;
-    /** The socket's channel (plain TCP), or null (TLS). */
-    private final java.nio.channels.SocketChannel channel;
+    private final SocketChannel channel;
+    /** What frames are read from and written to: the channel, or TLS over it. */
+    private final java.nio.channels.ReadableByteChannel reader;
+
+    private final GatheringByteChannel writer;
 
     private final ChannelInput channelIn;
     final DataInputStream in;
     private final DataOutputStream out;
+    private final ReentrantLock writing = new ReentrantLock();
     /** A DATA frame's header and fields, for a gathering write; guarded by {@link #writing}. */
-    private final java.nio.ByteBuffer fields =
-            java.nio.ByteBuffer.allocateDirect(Protocol.HEADER + Protocol.DATA_FIELDS);
-
-    private final java.util.concurrent.locks.ReentrantLock writing = new java.util.concurrent.locks.ReentrantLock();
-    /** A writer's copy of native bytes; guarded by {@link #writing}. */
-    private byte[] staging = new byte[0];
+    private final ByteBuffer fields = ByteBuffer.allocateDirect(Protocol.HEADER + Protocol.DATA_FIELDS);
 
     private volatile long lastSent = System.nanoTime();
     private volatile long lastReceived = System.nanoTime();
     private volatile boolean closed;
 
-    Link(Socket socket) throws IOException {
-        this.socket = socket;
+    /** A link over {@code channel}, connected and blocking; {@code tls} (or null) is TLS already set up over it. */
+    Link(SocketChannel channel, TlsChannel tls) throws IOException {
+        this.channel = channel;
+        this.socket = channel.socket();
         socket.setTcpNoDelay(true);
-        this.channel = socket.getChannel();
-        if (channel != null) {
-            this.channelIn = new ChannelInput();
-            this.in = new DataInputStream(channelIn);
-            this.out = new DataOutputStream(
-                    new BufferedOutputStream(java.nio.channels.Channels.newOutputStream(channel), 64 << 10));
-        } else {
-            this.channelIn = null;
-            this.in = new DataInputStream(new BufferedInputStream(new Counting(socket.getInputStream()), BUFFER));
-            this.out = new DataOutputStream(new BufferedOutputStream(socket.getOutputStream(), BUFFER));
-        }
+        this.reader = tls == null ? channel : tls;
+        this.writer = tls == null ? channel : tls;
+        this.channelIn = new ChannelInput();
+        this.in = new DataInputStream(channelIn);
+        this.out = new DataOutputStream(new BufferedOutputStream(Channels.newOutputStream(writer), 64 << 10));
     }
 
-    /** A channel's bytes, buffered in native memory; every byte read counts as a sign of life. */
+    /** The channel's bytes, buffered in native memory; every byte read counts as a sign of life. */
     private final class ChannelInput extends java.io.InputStream {
-        private final java.nio.ByteBuffer buffer =
-                java.nio.ByteBuffer.allocateDirect(64 << 10).flip();
+        private final ByteBuffer buffer = ByteBuffer.allocateDirect(64 << 10).flip();
 
         private boolean fill() throws IOException {
             buffer.compact();
             int n;
             try {
-                n = channel.read(buffer);
+                n = reader.read(buffer);
             } finally {
                 buffer.flip();
             }
@@ -95,54 +88,22 @@ final class Link implements AutoCloseable {
 
         /** Exactly {@code dst}'s bytes: what is buffered, then straight from the channel. */
         void readFully(MemorySegment dst) throws IOException {
-            java.nio.ByteBuffer into = dst.asByteBuffer();
+            ByteBuffer into = dst.asByteBuffer();
             int take = Math.min(buffer.remaining(), into.remaining());
             if (take > 0) {
-                java.nio.ByteBuffer part = buffer.slice(buffer.position(), take);
-                into.put(part);
+                into.put(buffer.slice(buffer.position(), take));
                 buffer.position(buffer.position() + take);
             }
             while (into.hasRemaining()) {
-                if (channel.read(into) < 0) throw new java.io.EOFException("the peer closed the connection mid-frame");
+                if (reader.read(into) < 0) throw new java.io.EOFException("the peer closed the connection mid-frame");
                 lastReceived = System.nanoTime();
             }
         }
     }
 
-    /** Reads the next {@code dst.byteSize()} bytes of the stream into {@code dst} (native memory where the link can). */
-    void readFully(MemorySegment dst, byte[] scratch) throws IOException {
-        if (channelIn != null) {
-            channelIn.readFully(dst);
-            return;
-        }
-        int n = (int) dst.byteSize();
-        in.readFully(scratch, 0, n);
-        MemorySegment.copy(scratch, 0, dst, ValueLayout.JAVA_BYTE, 0, n);
-    }
-
-    /** Every byte read counts as a sign of life. */
-    private final class Counting extends java.io.FilterInputStream {
-        Counting(java.io.InputStream in) {
-            super(in);
-        }
-
-        @Override
-        public int read() throws IOException {
-            int b = super.read();
-            lastReceived = System.nanoTime();
-            return b;
-        }
-
-        @Override
-        public int read(byte[] b, int off, int len) throws IOException {
-            int n = super.read(b, off, len);
-            lastReceived = System.nanoTime();
-            return n;
-        }
-    }
-
-    boolean hasChannel() {
-        return channel != null;
+    /** Reads the next {@code dst.byteSize()} bytes of the stream straight into {@code dst}. */
+    void readFully(MemorySegment dst) throws IOException {
+        channelIn.readFully(dst);
     }
 
     long lastSent() {
@@ -191,43 +152,26 @@ final class Link implements AutoCloseable {
 
     /**
      * Sends a DATA frame: {@code id} (0 for a pushed batch), the pages from {@code offset}, and
-     * {@code stored} (their bytes as coded by {@code codec}, with {@code rawCrc} the CRC32C of the raw bytes).
+     * {@code stored} (their bytes as coded by {@code codec}, with {@code rawCrc} the CRC32C of the
+     * raw bytes), in one gathering write from native memory.
      */
     void sendData(long id, long offset, int pages, int codec, int rawCrc, int rawLength, MemorySegment stored)
             throws IOException {
         int n = (int) stored.byteSize();
         writing.lock();
         try {
-            if (channel != null) { // the header and the pages in one gathering write, the pages from native memory
-                out.flush();
-                fields.clear();
-                fields.put((byte) Protocol.DATA)
-                        .put((byte) 0)
-                        .putShort((short) 0)
-                        .putInt(Protocol.DATA_FIELDS + n);
-                fields.putLong(id)
-                        .putLong(offset)
-                        .putInt(pages)
-                        .put((byte) codec)
-                        .putInt(rawCrc)
-                        .putInt(rawLength);
-                fields.flip();
-                java.nio.ByteBuffer[] parts = {fields, stored.asByteBuffer()};
-                while (parts[1].hasRemaining() || parts[0].hasRemaining()) channel.write(parts);
-                lastSent = System.nanoTime();
-                return;
-            }
-            if (staging.length < n) staging = new byte[Math.max(n, 64 << 10)];
-            MemorySegment.copy(stored, ValueLayout.JAVA_BYTE, 0, staging, 0, n);
-            Protocol.writeHeader(out, Protocol.DATA, Protocol.DATA_FIELDS + n);
-            out.writeLong(id);
-            out.writeLong(offset);
-            out.writeInt(pages);
-            out.writeByte(codec);
-            out.writeInt(rawCrc);
-            out.writeInt(rawLength);
-            out.write(staging, 0, n);
             out.flush();
+            fields.clear();
+            fields.put((byte) Protocol.DATA).put((byte) 0).putShort((short) 0).putInt(Protocol.DATA_FIELDS + n);
+            fields.putLong(id)
+                    .putLong(offset)
+                    .putInt(pages)
+                    .put((byte) codec)
+                    .putInt(rawCrc)
+                    .putInt(rawLength);
+            fields.flip();
+            ByteBuffer[] parts = {fields, stored.asByteBuffer()};
+            while (parts[1].hasRemaining() || parts[0].hasRemaining()) writer.write(parts);
             lastSent = System.nanoTime();
         } finally {
             writing.unlock();
@@ -248,7 +192,7 @@ final class Link implements AutoCloseable {
     public void close() {
         closed = true;
         try {
-            socket.close();
+            channel.close();
         } catch (IOException ignored) {
             // closed is closed
         }

@@ -13,8 +13,6 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
-import java.net.ServerSocket;
-import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -24,7 +22,6 @@ import java.util.Map;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import javax.net.ssl.SSLContext;
-import javax.net.ssl.SSLServerSocket;
 import net.jpountz.lz4.LZ4Compressor;
 import net.jpountz.lz4.LZ4Factory;
 
@@ -71,7 +68,7 @@ public final class PageServer implements AutoCloseable {
             boolean pushDone,
             double pushDoneMs) {}
 
-    private final ServerSocket listener;
+    private final java.nio.channels.ServerSocketChannel listener;
     private final PageSource source;
     private final SourcePages pages;
     private final PageIndex index;
@@ -93,7 +90,8 @@ public final class PageServer implements AutoCloseable {
     private final Thread heartbeat;
     private volatile boolean stopping;
 
-    private PageServer(ServerSocket listener, PageSource source, Options options, Consumer<String> log)
+    private PageServer(
+            java.nio.channels.ServerSocketChannel listener, PageSource source, Options options, Consumer<String> log)
             throws IOException {
         this.listener = listener;
         this.source = source;
@@ -128,23 +126,9 @@ public final class PageServer implements AutoCloseable {
      */
     public static PageServer start(InetSocketAddress address, PageSource source, Options options, Consumer<String> log)
             throws IOException {
-        ServerSocket s;
-        if (options.tls() == null) {
-            s = java.nio.channels.ServerSocketChannel.open()
-                    .socket(); // its connections have channels: no copies in Java
-        } else {
-            SSLServerSocket t =
-                    (SSLServerSocket) options.tls().getServerSocketFactory().createServerSocket();
-            t.setNeedClientAuth(true);
-            t.setEnabledProtocols(new String[] {"TLSv1.3"});
-            t.setEnabledCipherSuites(Tls.SUITES);
-            javax.net.ssl.SSLParameters p = t.getSSLParameters();
-            p.setUseCipherSuitesOrder(true); // the source's order: AES-128 first, the cheapest with AES-NI
-            t.setSSLParameters(p);
-            s = t;
-        }
+        java.nio.channels.ServerSocketChannel s = java.nio.channels.ServerSocketChannel.open();
         try {
-            s.setReuseAddress(true);
+            s.socket().setReuseAddress(true);
             s.bind(address, 64);
         } catch (IOException e) {
             s.close();
@@ -164,7 +148,7 @@ public final class PageServer implements AutoCloseable {
     }
 
     public InetSocketAddress address() {
-        return (InetSocketAddress) listener.getLocalSocketAddress();
+        return (InetSocketAddress) listener.socket().getLocalSocketAddress();
     }
 
     /** Each destination served so far, in the order it came. */
@@ -178,7 +162,7 @@ public final class PageServer implements AutoCloseable {
 
     private void accept() {
         while (!stopping) {
-            Socket s;
+            java.nio.channels.SocketChannel s;
             try {
                 s = listener.accept();
             } catch (IOException e) {
@@ -190,14 +174,27 @@ public final class PageServer implements AutoCloseable {
         }
     }
 
-    private void serve(Socket s) {
-        String peer = String.valueOf(s.getRemoteSocketAddress()).replaceFirst("^/", "");
+    private void serve(java.nio.channels.SocketChannel s) {
+        String peer = String.valueOf(s.socket().getRemoteSocketAddress()).replaceFirst("^/", "");
         Link link;
         try {
-            s.setSoTimeout((int) options.peerTimeout().toMillis());
-            link = new Link(s);
+            TlsChannel tls = null;
+            if (options.tls() != null) {
+                javax.net.ssl.SSLEngine e = options.tls().createSSLEngine();
+                e.setUseClientMode(false);
+                e.setNeedClientAuth(true);
+                e.setEnabledProtocols(new String[] {"TLSv1.3"});
+                e.setEnabledCipherSuites(Tls.SUITES);
+                javax.net.ssl.SSLParameters p = e.getSSLParameters();
+                p.setUseCipherSuitesOrder(true); // the source's order: AES-128 first, the cheapest with AES-NI
+                p.setNeedClientAuth(true);
+                e.setSSLParameters(p);
+                tls = TlsChannel.open(s, e, options.peerTimeout());
+            }
+            link = new Link(s, tls);
         } catch (IOException e) {
-            log.accept(peer + ": " + e.getMessage());
+            log.accept(peer + ": " + (e instanceof javax.net.ssl.SSLException ? "TLS handshake failed: " : "")
+                    + e.getMessage() + "; connection closed");
             closeQuietly(s);
             return;
         }
@@ -573,7 +570,7 @@ public final class PageServer implements AutoCloseable {
         }
     }
 
-    private static void closeQuietly(Socket s) {
+    private static void closeQuietly(java.nio.channels.SocketChannel s) {
         try {
             s.close();
         } catch (IOException ignored) {

@@ -13,7 +13,6 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
-import java.net.Socket;
 import java.net.SocketTimeoutException;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -24,7 +23,6 @@ import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.function.Consumer;
 import javax.net.ssl.SSLContext;
-import javax.net.ssl.SSLSocket;
 import net.jpountz.lz4.LZ4Factory;
 import net.jpountz.lz4.LZ4SafeDecompressor;
 
@@ -158,11 +156,11 @@ public final class RemoteSource implements ProvidedSource {
             } catch (IOException e) {
                 // a connection broken on the way (a reset, a silent peer) is tried again, as a lost one would be;
                 // nothing listening, a refusal, or a bad answer is final
-                boolean transientLoss = (e.getCause() instanceof java.net.SocketException
-                                && !(e.getCause() instanceof java.net.ConnectException))
-                        || e.getCause() instanceof SocketTimeoutException
-                        || e.getCause() instanceof EOFException
-                        || e instanceof java.net.SocketException;
+                Throwable cause = e.getCause() == null ? e : e.getCause();
+                boolean transientLoss = !(cause instanceof java.net.ConnectException
+                        || cause instanceof javax.net.ssl.SSLException
+                        || cause instanceof Protocol.ViolationException
+                        || e instanceof Protocol.ViolationException);
                 if (!transientLoss || System.nanoTime() + backoff * 1_000_000 > deadline) throw e;
                 log.accept(e.getMessage() + "; trying again");
                 sleep(backoff);
@@ -177,7 +175,7 @@ public final class RemoteSource implements ProvidedSource {
         RemoteSource r;
         try {
             control.send(o -> Protocol.writeHello(o, Protocol.ROLE_CONTROL, pair, new long[0]));
-            byte[] m = readMap(control, host, port);
+            byte[] m = readMapWithin(control, host, port, options);
             r = new RemoteSource(host, port, options, log, pair, control, m);
         } catch (javax.net.ssl.SSLException e) { // TLS 1.3 reports a refused client certificate on the first read
             control.close();
@@ -196,23 +194,23 @@ public final class RemoteSource implements ProvidedSource {
     }
 
     private static Link open(String host, int port, Options options) throws IOException {
-        Socket s = options.tls() == null
-                ? java.nio.channels.SocketChannel.open().socket() // with a channel: no copies in Java
-                : options.tls().getSocketFactory().createSocket();
+        java.nio.channels.SocketChannel s = java.nio.channels.SocketChannel.open();
         try {
-            s.connect(new InetSocketAddress(host, port), (int)
+            s.socket().connect(new InetSocketAddress(host, port), (int)
                     options.peerTimeout().toMillis());
-            s.setSoTimeout((int) options.peerTimeout().toMillis());
-            if (s instanceof SSLSocket t) {
-                t.setEnabledProtocols(new String[] {"TLSv1.3"});
-                t.setEnabledCipherSuites(Tls.SUITES);
-                javax.net.ssl.SSLParameters p = t.getSSLParameters();
+            TlsChannel tls = null;
+            if (options.tls() != null) {
+                javax.net.ssl.SSLEngine e = options.tls().createSSLEngine(host, port);
+                e.setUseClientMode(true);
+                e.setEnabledProtocols(new String[] {"TLSv1.3"});
+                e.setEnabledCipherSuites(Tls.SUITES);
+                javax.net.ssl.SSLParameters p = e.getSSLParameters();
                 p.setEndpointIdentificationAlgorithm(
                         "HTTPS"); // the source's certificate must name the host connected to
-                t.setSSLParameters(p);
-                t.startHandshake();
+                e.setSSLParameters(p);
+                tls = TlsChannel.open(s, e, options.peerTimeout());
             }
-            return new Link(s);
+            return new Link(s, tls);
         } catch (IOException e) {
             try {
                 s.close();
@@ -221,6 +219,39 @@ public final class RemoteSource implements ProvidedSource {
             }
             throw new IOException(
                     "cannot connect to the gmem source at " + host + ":" + port + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Reads the map on {@code link}, closing the link if the source stays silent past the peer
+     * time-out (a channel's reads have none of their own).
+     */
+    private static byte[] readMapWithin(Link link, String host, int port, Options options) throws IOException {
+        boolean[] done = {false};
+        Thread watchdog = Thread.ofVirtual().start(() -> {
+            try {
+                Thread.sleep(options.peerTimeout());
+            } catch (InterruptedException e) {
+                return;
+            }
+            synchronized (done) {
+                if (!done[0]) link.close();
+            }
+        });
+        try {
+            return readMap(link, host, port);
+        } catch (IOException e) {
+            if (link.closed())
+                throw new IOException(
+                        "the gmem source at " + host + ":" + port + " sent no map within "
+                                + options.peerTimeout().toMillis() + " ms",
+                        e);
+            throw e;
+        } finally {
+            synchronized (done) {
+                done[0] = true;
+            }
+            watchdog.interrupt();
         }
     }
 
@@ -416,7 +447,6 @@ public final class RemoteSource implements ProvidedSource {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment raw = arena.allocate(Protocol.MAX_DATA, 4096);
             MemorySegment stored = arena.allocate(Protocol.MAX_DATA, 4096);
-            byte[] scratch = link.hasChannel() ? new byte[0] : new byte[Protocol.MAX_DATA];
             while (true) {
                 Protocol.Header h = Protocol.readHeader(
                         link.in,
@@ -434,7 +464,7 @@ public final class RemoteSource implements ProvidedSource {
                             throw new Protocol.ViolationException("a PUSH_DONE frame on the control connection");
                         pushEnded();
                     }
-                    default -> data(link, h, isPush, raw, stored, scratch);
+                    default -> data(link, h, isPush, raw, stored);
                 }
             }
         } catch (Protocol.ViolationException e) {
@@ -451,8 +481,7 @@ public final class RemoteSource implements ProvidedSource {
     private static final LZ4SafeDecompressor LZ4 = LZ4Factory.fastestInstance().safeDecompressor();
 
     /** One DATA frame: checked whole (its pages in the map, its length, its checksum) before any byte of it is used. */
-    private void data(
-            Link link, Protocol.Header h, boolean isPush, MemorySegment raw, MemorySegment stored, byte[] scratch)
+    private void data(Link link, Protocol.Header h, boolean isPush, MemorySegment raw, MemorySegment stored)
             throws IOException {
         if (h.length() < Protocol.DATA_FIELDS) throw new Protocol.ViolationException("a DATA frame cut short");
         long id = link.in.readLong();
@@ -465,7 +494,7 @@ public final class RemoteSource implements ProvidedSource {
         if (storedLength > Protocol.MAX_DATA) throw new Protocol.ViolationException("a DATA frame past its limit");
         // an uncompressed frame's pages go straight where they are checked and installed from
         boolean plain = codec == Protocol.CODEC_NONE && storedLength == rawLength;
-        link.readFully(plain ? raw.asSlice(0, storedLength) : stored.asSlice(0, storedLength), scratch);
+        link.readFully(plain ? raw.asSlice(0, storedLength) : stored.asSlice(0, storedLength));
         wireBytes.addAndGet(Protocol.HEADER + h.length());
         if (offset < 0 || offset >= map.size() || n < 1 || meta.kind(offset) != PageKind.DATA)
             throw new Protocol.ViolationException("pages outside the map (offset " + offset + ", " + n + " pages)");
@@ -695,7 +724,7 @@ public final class RemoteSource implements ProvidedSource {
         Link p = null;
         try {
             c.send(o -> Protocol.writeHello(o, Protocol.ROLE_CONTROL, pair, new long[0]));
-            byte[] m = readMap(c, host, port);
+            byte[] m = readMapWithin(c, host, port, options);
             if (!java.util.Arrays.equals(m, mapBytes))
                 throw new Protocol.ViolationException(
                         "a map that differs from the one it sent first: it serves other memory now");
