@@ -104,6 +104,42 @@ class FcHandlerRemoteTest {
         }
     }
 
+    /** {@code gmem restore tcp:// --export}: the eager way, every chunk asked for; the file is the source's byte for byte. */
+    @Test
+    void anEagerRestoreFromARemoteSourceExportsTheSameBytes() throws Exception {
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 71);
+        GmemProcess.Started server = GmemProcess.start(
+                dir,
+                List.of(),
+                GmemProcess.classPath(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--memory",
+                raw.toString(),
+                "--json");
+        try {
+            String port = awaitLine(server, "\"ready\"").replaceAll(".*\"listen\":\"[^\"]*:(\\d+)\".*", "$1");
+            Path out = dir.resolve("exported.mem");
+            GmemProcess.Result r = GmemProcess.run(
+                    Duration.ofSeconds(120),
+                    dir,
+                    "restore",
+                    "tcp://127.0.0.1:" + port,
+                    "--export",
+                    out.toString(),
+                    "--verify");
+            assertThat(r.exit()).as(r.toString()).isZero();
+            assertThat(r.out()).contains("verified: every page matches the source");
+            assertThat(Files.mismatch(out, raw)).isEqualTo(-1);
+        } finally {
+            new ProcessBuilder("kill", "-TERM", Long.toString(server.process().pid()))
+                    .start()
+                    .waitFor(10, TimeUnit.SECONDS);
+            assertThat(server.await(Duration.ofSeconds(30)).timedOut()).isFalse();
+        }
+    }
+
     private static String awaitLine(GmemProcess.Started d, String marker) throws Exception {
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
         while (System.nanoTime() < deadline) {
