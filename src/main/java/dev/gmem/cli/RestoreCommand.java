@@ -58,9 +58,11 @@ final class RestoreCommand implements Callable<Integer> {
         };
         PageSource r = remote.connect(spec, inputArgument, log);
         if (r != null) {
-            if (regions != null || !format.equals("auto"))
+            if (regions != null || !format.equals("auto")) {
+                r.close();
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--regions and --format describe a local file, not a tcp:// source");
+            }
             return r;
         }
         Path input = Path.of(inputArgument);

@@ -55,6 +55,20 @@ public final class PageBitmap {
         }
     }
 
+    /** Sets bits {@code [from, to)}; returns how many of them this call set (were clear before it), atomically per word. */
+    public long setRangeCounting(long from, long to) {
+        long added = 0;
+        for (long p = from; p < to; ) {
+            long lo = p & 63;
+            long hi = Math.min(64, lo + (to - p));
+            long m = mask(lo, hi);
+            long before = (long) WORDS.getAndBitwiseOr(words, word(p), m);
+            added += Long.bitCount(m & ~before);
+            p += hi - lo;
+        }
+        return added;
+    }
+
     public void clearRange(long from, long to) {
         for (long p = from; p < to; ) {
             long lo = p & 63;

@@ -135,6 +135,25 @@ final class Link implements AutoCloseable {
         void write(DataOutputStream out) throws IOException;
     }
 
+    private final java.util.concurrent.atomic.AtomicBoolean pinging = new java.util.concurrent.atomic.AtomicBoolean();
+
+    /**
+     * {@link #ping} on a thread of its own (virtual), one at a time: a peer that stopped reading
+     * blocks that thread alone, not the heartbeat that watches every link. A ping that fails closes the link.
+     */
+    void pingAsync() {
+        if (!pinging.compareAndSet(false, true)) return;
+        Thread.ofVirtual().name("gmem-pc-ping").start(() -> {
+            try {
+                ping();
+            } catch (IOException e) {
+                close();
+            } finally {
+                pinging.set(false);
+            }
+        });
+    }
+
     /**
      * Sends a PING unless a writer holds the link (then frames are flowing, or the peer has stopped
      * reading, which its own silence will tell): a heartbeat never waits behind a blocked write.

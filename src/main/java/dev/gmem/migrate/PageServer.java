@@ -48,6 +48,12 @@ public final class PageServer implements AutoCloseable {
         }
     }
 
+    /** Destinations whose counters are kept; older ones are dropped. */
+    static final int MAX_DESTINATIONS = 1024;
+
+    /** Connections served at once; more are refused with an ERROR. */
+    static final int MAX_CONNECTIONS = 256;
+
     /** How often an idle link is pinged. */
     static final Duration HEARTBEAT = Duration.ofMillis(250);
 
@@ -166,7 +172,23 @@ public final class PageServer implements AutoCloseable {
             try {
                 s = listener.accept();
             } catch (IOException e) {
-                if (!stopping) log.accept("accepting a connection failed: " + e.getMessage());
+                if (stopping) return;
+                log.accept("accepting a connection failed: " + e.getMessage());
+                try {
+                    Thread.sleep(50); // out of descriptors, say: not a tight loop
+                } catch (InterruptedException x) {
+                    return;
+                }
+                continue;
+            }
+            int open;
+            synchronized (links) {
+                open = links.size();
+            }
+            if (open >= MAX_CONNECTIONS) {
+                log.accept(
+                        s.socket().getRemoteSocketAddress() + ": refused: " + MAX_CONNECTIONS + " connections already");
+                closeQuietly(s);
                 continue;
             }
             long n = connections.incrementAndGet();
@@ -218,9 +240,13 @@ public final class PageServer implements AutoCloseable {
                         .name(Thread.currentThread().getName() + "-push")
                         .daemon()
                         .start(p);
-                drainPings(link); // until the destination goes: its silence, or its close
+                try {
+                    drainPings(link); // until the destination goes: its silence, or its close
+                } finally {
+                    d.detachPush(link); // its bitmap goes with it
+                }
             }
-        } catch (Protocol.ViolationException e) {
+        } catch (Protocol.ViolationException | SourceReadException e) {
             log.accept(peer + ": " + e.getMessage() + "; connection closed");
             try {
                 link.send(o -> Protocol.writeError(o, e.getMessage()));
@@ -248,6 +274,13 @@ public final class PageServer implements AutoCloseable {
             if (d == null) {
                 d = new Destination(pair, peer);
                 destinations.put(pair, d);
+                // a daemon serves for days: the oldest destinations' counters go (each a few longs; bitmaps go with
+                // pushes)
+                java.util.Iterator<Long> oldest = destinations.keySet().iterator();
+                while (destinations.size() > MAX_DESTINATIONS) {
+                    oldest.next();
+                    oldest.remove();
+                }
                 log.accept(peer + ": a new destination (" + Long.toHexString(pair) + ")");
             }
             return d;
@@ -332,10 +365,19 @@ public final class PageServer implements AutoCloseable {
             error = null;
             if (raw) {
                 PageIndex.Location at = index.atFileOffset(offset);
-                MemorySegment got = source.readRun(at.index(), at.page(), n, own);
+                MemorySegment got;
+                try {
+                    got = source.readRun(at.index(), at.page(), n, own);
+                } catch (IOException e) {
+                    throw new SourceReadException(offset, e);
+                }
                 sendOwn(token, offset, got);
             } else {
-                fetcher.fetch(offset, n, token, this);
+                try {
+                    fetcher.fetch(offset, n, token, this);
+                } catch (IOException e) {
+                    throw new SourceReadException(offset, e);
+                }
             }
             if (error != null) throw error;
         }
@@ -352,7 +394,7 @@ public final class PageServer implements AutoCloseable {
                     throw new IOException(source.path() + ": cannot be read: " + e.getMessage(), e);
                 }
             } catch (IOException e) {
-                error = e;
+                error = new SourceReadException(offset, e);
                 return;
             }
             sendOwn(token, offset, bytes);
@@ -383,11 +425,23 @@ public final class PageServer implements AutoCloseable {
 
         @Override
         public void failed(long token, long offset, IOException cause) {
-            error = cause;
+            error = new SourceReadException(offset, cause); // a chunk whose checksum fails, say
         }
     }
 
     private static final LZ4Compressor LZ4 = LZ4Factory.fastestInstance().fastCompressor();
+
+    /**
+     * The source itself could not give pages (a chunk whose checksum fails, a file truncated
+     * meanwhile): the destination is told with an ERROR, and fails; reconnecting would not help.
+     */
+    static final class SourceReadException extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        SourceReadException(long offset, IOException cause) {
+            super("the source cannot give its pages at offset " + offset + ": " + cause.getMessage(), cause);
+        }
+    }
 
     /** Reads a push connection's PINGs until the destination goes. */
     private void drainPings(Link link) throws IOException {
@@ -431,6 +485,13 @@ public final class PageServer implements AutoCloseable {
         }
 
         /** A fault's request: the push skips its first page and goes on after it. */
+        synchronized void detachPush(Link link) {
+            if (push == link) {
+                push = null;
+                pusher = null;
+            }
+        }
+
         void requested(long offset, int n, long page) {
             Pusher p;
             synchronized (this) {
@@ -516,6 +577,14 @@ public final class PageServer implements AutoCloseable {
                     log.accept(d.peer + ": every data page pushed (" + d.pushedPages.get() + " pushed, "
                             + d.requestedPages.get() + " asked for)");
                 }
+            } catch (SourceReadException e) {
+                log.accept(d.peer + ": the push stopped: " + e.getMessage());
+                try {
+                    link.send(o -> Protocol.writeError(o, e.getMessage()));
+                } catch (IOException ignored) {
+                    // closing anyway
+                }
+                link.close();
             } catch (IOException | RuntimeException e) {
                 if (!stopping && !link.closed()) log.accept(d.peer + ": the push stopped: " + e.getMessage());
                 link.close();
@@ -532,7 +601,10 @@ public final class PageServer implements AutoCloseable {
             long first = offset / Protocol.UNIT;
             long end = sent.claim(first, first + n * page / Protocol.UNIT);
             long claimed = (end - first) * Protocol.UNIT / page;
-            if (claimed == 0) return 1; // sent meanwhile (a request): go past it
+            if (claimed == 0) { // sent meanwhile (a request), or had in part (a huge page): go past it for good
+                sent.setRange(first, first + page / Protocol.UNIT);
+                return 1;
+            }
             out.send(fetcher, 0, offset, (int) claimed);
             d.pushedPages.addAndGet(claimed);
             d.pushedWire.addAndGet(out.wireBytes);
@@ -561,11 +633,7 @@ public final class PageServer implements AutoCloseable {
                     continue;
                 }
                 if (l.lastSent() > idle) continue;
-                try {
-                    l.ping();
-                } catch (IOException e) {
-                    l.close();
-                }
+                l.pingAsync(); // a destination that stopped reading blocks its ping alone
             }
         }
     }

@@ -46,8 +46,11 @@ final class Protocol {
     static final int CODEC_LZ4 = 1;
 
     static final int HEADER = 8;
-    /** The largest payload of any frame: a map, or a HELLO's bitmap, of a 1 TiB guest fits. */
-    static final int MAX_PAYLOAD = 64 << 20;
+    /** The largest payload of any frame: the map (80 bytes a chunk: some 80 MiB) of a 1 TiB guest of 4 KiB pages fits. */
+    static final int MAX_PAYLOAD = 128 << 20;
+
+    /** The largest guest served: 4 TiB (its bitmaps of 4 KiB units are 128 MiB). */
+    static final long MAX_GUEST = 4L << 40;
     /** The most data pages' bytes one DATA frame carries. */
     static final int MAX_DATA = 4 << 20;
     /** A DATA frame's fields before its bytes: id, offset, pages, codec, CRC32C, raw length. */
@@ -75,6 +78,15 @@ final class Protocol {
         }
     }
 
+    /** The peer refused (an ERROR frame): final, never retried. */
+    static final class RefusedException extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        RefusedException(String message) {
+            super(message);
+        }
+    }
+
     /** A frame's header, read. */
     record Header(int type, int length) {}
 
@@ -96,6 +108,8 @@ final class Protocol {
         if (length < 0 || length > maxLength)
             throw new ViolationException("a " + typeName(type) + " frame of " + Integer.toUnsignedString(length)
                     + " bytes, past its limit of " + maxLength);
+        if ((type == PING || type == PUSH_DONE) && length != 0)
+            throw new ViolationException("a " + typeName(type) + " frame with a payload");
         return new Header(type, length);
     }
 
@@ -191,8 +205,9 @@ final class Protocol {
 
     /**
      * Reads and checks a map: regions end to end in ascending guest order with valid page sizes,
-     * chunks inside their regions and in order, no page both data and zero, an access order of
-     * guest addresses inside the regions.
+     * chunks inside their regions and in order, no page both data and zero, at most {@link
+     * #MAX_GUEST} bytes; the access order's addresses outside the regions are ignored where it is
+     * used, as a local source's are.
      */
     static SourceMap decodeMap(byte[] bytes) throws IOException {
         DataInputStream in = new DataInputStream(new java.io.ByteArrayInputStream(bytes));
@@ -209,11 +224,12 @@ final class Protocol {
                         || r.pageSize() > Region.MAX_PAGE
                         || Long.bitCount(r.pageSize()) != 1
                         || r.size() <= 0
+                        || r.size() > MAX_GUEST - fileAt
                         || r.size() % r.pageSize() != 0
                         || r.fileOffset() != fileAt
                         || r.guestAddress() < 0
+                        || r.guestAddress() > Region.MAX_GUEST_ADDRESS - r.size()
                         || r.guestAddress() % r.pageSize() != 0
-                        || r.guestEnd() > Region.MAX_GUEST_ADDRESS
                         || (i > 0 && r.guestAddress() < regions.get(i - 1).guestEnd()))
                     throw new ViolationException("a map whose region " + i + " is not valid: " + r);
                 regions.add(r);
@@ -235,7 +251,7 @@ final class Protocol {
                 if (pages < 1
                         || pages > SnapshotFormat.MAX_CHUNK_PAGES
                         || firstPage < lastEnd
-                        || firstPage + pages > regions.get(region).pages())
+                        || firstPage > regions.get(region).pages() - pages)
                     throw new ViolationException(
                             "a map whose chunk " + i + " lies outside its region, or out of order");
                 lastEnd = firstPage + pages;

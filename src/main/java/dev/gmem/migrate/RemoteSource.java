@@ -160,7 +160,9 @@ public final class RemoteSource implements ProvidedSource {
                 boolean transientLoss = !(cause instanceof java.net.ConnectException
                         || cause instanceof javax.net.ssl.SSLException
                         || cause instanceof Protocol.ViolationException
-                        || e instanceof Protocol.ViolationException);
+                        || cause instanceof Protocol.RefusedException
+                        || e instanceof Protocol.ViolationException
+                        || e instanceof Protocol.RefusedException);
                 if (!transientLoss || System.nanoTime() + backoff * 1_000_000 > deadline) throw e;
                 log.accept(e.getMessage() + "; trying again");
                 sleep(backoff);
@@ -262,7 +264,7 @@ public final class RemoteSource implements ProvidedSource {
             while (h.type() == Protocol.PING)
                 h = Protocol.readHeader(link.in, Protocol.MAX_PAYLOAD, Protocol.MAP, Protocol.ERROR, Protocol.PING);
             if (h.type() == Protocol.ERROR)
-                throw new IOException("the gmem source at " + host + ":" + port + " refused: "
+                throw new Protocol.RefusedException("the gmem source at " + host + ":" + port + " refused: "
                         + Protocol.readError(link.in, h.length()));
             byte[] m = new byte[h.length()];
             link.in.readFully(m);
@@ -469,6 +471,8 @@ public final class RemoteSource implements ProvidedSource {
             }
         } catch (Protocol.ViolationException e) {
             fail(new IOException(describe() + " sent " + e.getMessage(), e));
+        } catch (InstallFailedException e) {
+            fail(new IOException(describe() + ": " + e.getMessage(), e));
         } catch (SocketTimeoutException e) {
             lost(link, new IOException("silent for " + options.peerTimeout().toMillis() + " ms"));
         } catch (IOException e) {
@@ -479,6 +483,15 @@ public final class RemoteSource implements ProvidedSource {
     }
 
     private static final LZ4SafeDecompressor LZ4 = LZ4Factory.fastestInstance().safeDecompressor();
+
+    /** Pushed pages could not be put in place: the restore fails, it is not a network loss. */
+    private static final class InstallFailedException extends IOException {
+        private static final long serialVersionUID = 1L;
+
+        InstallFailedException(IOException cause) {
+            super("putting pushed pages in place failed: " + cause.getMessage(), cause);
+        }
+    }
 
     /** One DATA frame: checked whole (its pages in the map, its length, its checksum) before any byte of it is used. */
     private void data(Link link, Protocol.Header h, boolean isPush, MemorySegment raw, MemorySegment stored)
@@ -542,7 +555,6 @@ public final class RemoteSource implements ProvidedSource {
         // its first page is sure to be (the fault engine fills the pages around it as it can), so only that one counts
         // as here: the push brings the others, which the source does not count as sent either
         long end = first + (isPush ? rawLength : page) / Protocol.UNIT;
-        long before = have.count(first, end);
         if (isPush) {
             PageProvider.PushSink s;
             synchronized (state) {
@@ -550,7 +562,11 @@ public final class RemoteSource implements ProvidedSource {
             }
             if (s == null) return;
             yieldToFaults();
-            s.offer(offset, bytes);
+            try {
+                s.offer(offset, bytes);
+            } catch (IOException e) { // the guest's side failed, not the network: retrying would repeat it
+                throw new InstallFailedException(e);
+            }
             pushedPages.addAndGet(n);
         } else {
             if (pending.remove(id) == null) return;
@@ -561,8 +577,7 @@ public final class RemoteSource implements ProvidedSource {
             }
             if (!p.installs()) return; // read for a check: not in the guest
         }
-        have.setRange(first, end);
-        long added = (end - first) - before;
+        long added = have.setRangeCounting(first, end); // atomic: a page two readers bring counts once
         if (added < end - first) duplicatePages.addAndGet((end - first - added) * Protocol.UNIT / page);
         if (haveUnits.addAndGet(added) >= dataUnits) maybeDone();
     }
@@ -643,6 +658,14 @@ public final class RemoteSource implements ProvidedSource {
     }
 
     private void link() {
+        try {
+            watchAndReconnect();
+        } catch (RuntimeException e) { // never a silent end: nothing else would reconnect
+            fail(new IOException(describe() + ": the link thread failed: " + e, e));
+        }
+    }
+
+    private void watchAndReconnect() {
         long backoff = 50;
         while (true) {
             Link c, p;
@@ -685,14 +708,7 @@ public final class RemoteSource implements ProvidedSource {
                                     "silent for " + options.peerTimeout().toMillis() + " ms"));
                     break;
                 }
-                if (now - l.lastSent() > PageServer.HEARTBEAT.toNanos()) {
-                    try {
-                        l.ping();
-                    } catch (IOException e) {
-                        lost(l, e);
-                        break;
-                    }
-                }
+                if (now - l.lastSent() > PageServer.HEARTBEAT.toNanos()) l.pingAsync(); // a full socket blocks only it
             }
             synchronized (state) {
                 try {
@@ -721,39 +737,28 @@ public final class RemoteSource implements ProvidedSource {
     /** Both connections again: the same map, then the pending requests sent again, then the push from what is here. */
     private void reconnect() throws IOException {
         Link c = open(host, port, options);
-        Link p = null;
+        boolean needPush;
         try {
             c.send(o -> Protocol.writeHello(o, Protocol.ROLE_CONTROL, pair, new long[0]));
             byte[] m = readMapWithin(c, host, port, options);
             if (!java.util.Arrays.equals(m, mapBytes))
                 throw new Protocol.ViolationException(
                         "a map that differs from the one it sent first: it serves other memory now");
-            boolean pushing;
-            synchronized (state) {
-                pushing = sink != null;
-            }
-            if (pushing) {
-                p = open(host, port, options);
-                Link pl = p;
-                pl.send(o -> Protocol.writeHello(o, Protocol.ROLE_PUSH, pair, have.toWords()));
-            }
             synchronized (state) {
                 if (closed || fatal != null) throw new IOException(describe() + ": closed");
                 control = c;
-                push = p;
                 reconnects++;
                 downNanos += System.nanoTime() - downSince;
                 downSince = -1;
+                needPush = sink != null; // decided under the lock that startPush takes: one of the two opens it
             }
         } catch (IOException | RuntimeException e) {
             c.close();
-            if (p != null) p.close();
             throw e;
         }
         log.accept(describe() + ": reconnected; " + pending.size() + " requests sent again, "
                 + (haveUnits.get() * 100 / Math.max(1, dataUnits)) + "% of the data here");
         startReader(c, false);
-        if (p != null) startReader(p, true);
         for (Map.Entry<Long, Pending> e : pending.entrySet())
             sendRequest(
                     c,
@@ -761,16 +766,23 @@ public final class RemoteSource implements ProvidedSource {
                     e.getValue().offset(),
                     e.getValue().pages(),
                     e.getValue().installs());
+        if (needPush) openPush(c);
     }
 
+    /** The restore's population starts: the push is opened now, or by the reconnection if the source is down. */
     private void startPush(PageProvider.PushSink s) throws IOException {
         Link c;
         synchronized (state) {
             if (fatal != null) throw fatal;
+            if (closed) throw new IOException(describe() + ": closed");
             sink = s;
             c = control;
         }
-        if (c == null) return; // down: the reconnection opens the push
+        if (c != null) openPush(c);
+    }
+
+    /** Opens the push beside control link {@code c}, with what is here; kept only if {@code c} is still the link and none is open. */
+    private void openPush(Link c) {
         Link p;
         try {
             p = open(host, port, options);
@@ -780,8 +792,8 @@ public final class RemoteSource implements ProvidedSource {
             return;
         }
         synchronized (state) {
-            if (control != c) { // lost meanwhile: the reconnection opens its own
-                p.close();
+            if (control != c || push != null || sink == null || closed || fatal != null) {
+                p.close(); // lost meanwhile (the reconnection opens its own), or opened already, or no longer wanted
                 return;
             }
             push = p;

@@ -59,13 +59,13 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
             } catch (InterruptedException e) {
                 return;
             }
-            synchronized (done) {
+            synchronized (done) { // closed under the lock: a handshake that finished meanwhile is never cut
                 if (done[0]) return;
-            }
-            try {
-                channel.close();
-            } catch (IOException ignored) {
-                // closing is all there is to do
+                try {
+                    channel.close();
+                } catch (IOException ignored) {
+                    // closing is all there is to do
+                }
             }
         });
         try {
@@ -165,6 +165,7 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
     @Override
     public int read(ByteBuffer dst) throws IOException {
         if (!dst.hasRemaining()) return 0;
+        boolean buffered = false; // a record too large for dst goes through appIn
         while (true) {
             if (appIn.hasRemaining()) {
                 int n = Math.min(dst.remaining(), appIn.remaining());
@@ -173,7 +174,7 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
                 return n;
             }
             // straight into the caller's buffer when a whole record fits there, else through appIn
-            boolean direct = dst.remaining() >= engine.getSession().getApplicationBufferSize();
+            boolean direct = !buffered && dst.remaining() >= engine.getSession().getApplicationBufferSize();
             netIn.flip();
             SSLEngineResult r;
             int before = dst.position();
@@ -201,8 +202,10 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
                         netIn = grow(netIn, engine.getSession().getPacketBufferSize());
                     if (channel.read(netIn) < 0) return -1;
                 }
-                case BUFFER_OVERFLOW ->
-                    appIn = growRead(appIn, engine.getSession().getApplicationBufferSize());
+                case BUFFER_OVERFLOW -> {
+                    if (direct) buffered = true;
+                    else appIn = growRead(appIn, engine.getSession().getApplicationBufferSize());
+                }
                 case CLOSED -> {
                     return -1;
                 }

@@ -95,4 +95,22 @@ class PageBitmapTest {
         long bytes = 3 * new PageBitmap(pages).footprintBytes();
         assertThat(bytes).isLessThan(100L << 20);
     }
+
+    @Test
+    void setRangeCountingCountsEachBitOnceAcrossThreads() throws Exception {
+        PageBitmap b = new PageBitmap(1 << 16);
+        assertThat(b.setRangeCounting(10, 200)).isEqualTo(190);
+        assertThat(b.setRangeCounting(0, 300)).isEqualTo(110); // 10 before, 100 after
+        java.util.concurrent.atomic.AtomicLong total = new java.util.concurrent.atomic.AtomicLong();
+        Thread[] ts = new Thread[4];
+        for (int t = 0; t < ts.length; t++) {
+            ts[t] = Thread.ofPlatform().start(() -> {
+                for (long p = 300; p < (1 << 16); p += 37)
+                    total.addAndGet(b.setRangeCounting(p, Math.min(1 << 16, p + 64)));
+            });
+        }
+        for (Thread t : ts) t.join();
+        assertThat(total.get()).as("every bit set once, whoever set it").isEqualTo((1 << 16) - 300);
+        assertThat(b.count(0, 1 << 16)).isEqualTo(1 << 16);
+    }
 }

@@ -168,6 +168,40 @@ class PostcopyTest {
         }
     }
 
+    /**
+     * A source that cannot give a page (a chunk of its snapshot whose checksum fails): it tells the
+     * destination with an ERROR, and the restore fails at once, naming it; it does not reconnect
+     * for ever.
+     */
+    @Test
+    void aSourceThatCannotReadAPageFailsTheRestoreNamingIt() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 73);
+        Path snap = Fixtures.pack(raw, dir.resolve("snap"), Codec.LZ4);
+        byte[] bytes = java.nio.file.Files.readAllBytes(snap);
+        bytes[bytes.length / 2] ^= 0x5a; // inside a chunk's data: the manifest at the end stays whole
+        java.nio.file.Files.write(snap, bytes);
+        List<String> log = Collections.synchronizedList(new ArrayList<>());
+        try (PageSource source = PageSources.open(snap, null, 2, x -> {}, PageSources.Format.AUTO);
+                PageServer server = PageServer.start(
+                        new InetSocketAddress("127.0.0.1", 0), source, PageServer.Options.defaults(), log::add);
+                RemoteSource remote = RemoteSource.connect(
+                        "127.0.0.1", server.address().getPort(), RemoteSource.Options.defaults(), log::add)) {
+            long t0 = System.nanoTime();
+            org.assertj.core.api.Assertions.assertThatThrownBy(() -> LazyRestore.run(
+                            remote,
+                            GuestMemory.Backend.MEMFD,
+                            LazyRestore.Options.defaults(UffdMode.MISSING),
+                            new LazyRestore.Checks(0, 1, 0, Duration.ofMinutes(1), Duration.ofMinutes(1))))
+                    .hasMessageContaining("the source cannot give its pages")
+                    .hasMessageContaining("checksum");
+            assertThat((System.nanoTime() - t0) / 1e9)
+                    .as("failed at once: %s", log)
+                    .isLessThan(10);
+            assertThat(remote.stats().reconnects()).as("no reconnecting for it").isZero();
+        }
+    }
+
     /** One byte flipped on the wire: the destination names the frame it refused and fails; no wrong page reaches the guest. */
     @Test
     void aCorruptByteOnTheWireFailsTheRestoreNamingIt() throws Exception {
