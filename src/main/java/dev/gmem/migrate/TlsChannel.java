@@ -239,18 +239,24 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
         writing.lock();
         try {
             long total = 0;
+            int packet = engine.getSession().getPacketBufferSize();
             do {
+                // as many records as netOut holds, then one write: fewer system calls than a write a record
                 netOut.clear();
-                SSLEngineResult r = engine.wrap(srcs, offset, length, netOut);
-                if (r.getStatus() == SSLEngineResult.Status.CLOSED) throw new EOFException("TLS closed");
-                if (r.getStatus() == SSLEngineResult.Status.BUFFER_OVERFLOW)
-                    throw new SSLException("a TLS record larger than its buffer");
-                total += r.bytesConsumed();
+                do {
+                    SSLEngineResult r = engine.wrap(srcs, offset, length, netOut);
+                    if (r.getStatus() == SSLEngineResult.Status.CLOSED) throw new EOFException("TLS closed");
+                    if (r.getStatus() == SSLEngineResult.Status.BUFFER_OVERFLOW) {
+                        if (netOut.position() == 0) throw new SSLException("a TLS record larger than its buffer");
+                        break; // full: write what it holds
+                    }
+                    total += r.bytesConsumed();
+                    if (r.getHandshakeStatus() == SSLEngineResult.HandshakeStatus.NEED_TASK) {
+                        Runnable task;
+                        while ((task = engine.getDelegatedTask()) != null) task.run();
+                    }
+                } while (netOut.remaining() >= packet && remaining(srcs, offset, length));
                 flushNetOut();
-                if (r.getHandshakeStatus() == SSLEngineResult.HandshakeStatus.NEED_TASK) {
-                    Runnable task;
-                    while ((task = engine.getDelegatedTask()) != null) task.run();
-                }
             } while (remaining(srcs, offset, length));
             return total;
         } finally {
