@@ -74,28 +74,7 @@ public final class TestCerts {
     }
 
     private void ca(String name) throws Exception {
-        keytool(
-                "-genkeypair",
-                "-alias",
-                "ca",
-                "-keyalg",
-                "EC",
-                "-groupname",
-                "secp256r1",
-                "-dname",
-                "CN=gmem-test-" + name,
-                "-ext",
-                "bc:c",
-                "-validity",
-                "2",
-                "-keystore",
-                p12(name).toString(),
-                "-storetype",
-                "PKCS12",
-                "-storepass",
-                PASSWORD,
-                "-keypass",
-                PASSWORD);
+        keyPair(name, "ca", p12(name).toString(), "-ext", "bc:c");
         keytool(
                 "-exportcert",
                 "-rfc",
@@ -111,26 +90,7 @@ public final class TestCerts {
 
     private void signed(String name, String ca, String usage, String names) throws Exception {
         String store = p12(name).toString();
-        keytool(
-                "-genkeypair",
-                "-alias",
-                name,
-                "-keyalg",
-                "EC",
-                "-groupname",
-                "secp256r1",
-                "-dname",
-                "CN=gmem-test-" + name,
-                "-validity",
-                "2",
-                "-keystore",
-                store,
-                "-storetype",
-                "PKCS12",
-                "-storepass",
-                PASSWORD,
-                "-keypass",
-                PASSWORD);
+        keyPair(name, name, store);
         Path csr = dir.resolve(name + ".csr"), crt = dir.resolve(name + ".signed");
         keytool("-certreq", "-alias", name, "-keystore", store, "-storepass", PASSWORD, "-file", csr.toString());
         List<String> gen = new ArrayList<>(List.of(
@@ -164,6 +124,32 @@ public final class TestCerts {
                 dir.resolve(ca + ".pem").toString(),
                 "-noprompt");
         keytool("-importcert", "-alias", name, "-keystore", store, "-storepass", PASSWORD, "-file", crt.toString());
+    }
+
+    /** An EC P-256 key pair under {@code alias} in the PKCS#12 store {@code store}, named CN=gmem-test-NAME. */
+    private void keyPair(String name, String alias, String store, String... more) throws Exception {
+        List<String> args = new ArrayList<>(List.of(
+                "-genkeypair",
+                "-alias",
+                alias,
+                "-keyalg",
+                "EC",
+                "-groupname",
+                "secp256r1",
+                "-dname",
+                "CN=gmem-test-" + name,
+                "-validity",
+                "2",
+                "-keystore",
+                store,
+                "-storetype",
+                "PKCS12",
+                "-storepass",
+                PASSWORD,
+                "-keypass",
+                PASSWORD));
+        args.addAll(List.of(more));
+        keytool(args.toArray(String[]::new));
     }
 
     /** NAME.key (PKCS#8) and NAME.crt (the chain) from the store. */

@@ -33,16 +33,7 @@ class FcHandlerRemoteTest {
         Host.assumeUserfaultfd();
         UffdPeer.binary(); // built, or the test skipped with the reason
         Path raw = Fixtures.raw(dir, "raw", SIZE, 67);
-        GmemProcess.Started server = GmemProcess.start(
-                dir,
-                List.of(),
-                GmemProcess.classPath(),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--memory",
-                raw.toString(),
-                "--json");
+        GmemProcess.Started server = serve(raw);
         GmemProcess.Started handler = null;
         List<Process> vms = new ArrayList<>();
         try {
@@ -108,16 +99,7 @@ class FcHandlerRemoteTest {
     @Test
     void anEagerRestoreFromARemoteSourceExportsTheSameBytes() throws Exception {
         Path raw = Fixtures.raw(dir, "raw", SIZE, 71);
-        GmemProcess.Started server = GmemProcess.start(
-                dir,
-                List.of(),
-                GmemProcess.classPath(),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--memory",
-                raw.toString(),
-                "--json");
+        GmemProcess.Started server = serve(raw);
         try {
             String port = awaitLine(server, "\"ready\"").replaceAll(".*\"listen\":\"[^\"]*:(\\d+)\".*", "$1");
             Path out = dir.resolve("exported.mem");
@@ -138,6 +120,20 @@ class FcHandlerRemoteTest {
                     .waitFor(10, TimeUnit.SECONDS);
             assertThat(server.await(Duration.ofSeconds(30)).timedOut()).isFalse();
         }
+    }
+
+    /** {@code gmem serve} of {@code raw} on a free loopback port, as a process. */
+    private GmemProcess.Started serve(Path raw) throws Exception {
+        return GmemProcess.start(
+                dir,
+                List.of(),
+                GmemProcess.classPath(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--memory",
+                raw.toString(),
+                "--json");
     }
 
     private static String awaitLine(GmemProcess.Started d, String marker) throws Exception {
