@@ -13,7 +13,6 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
-import java.net.SocketTimeoutException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -255,10 +254,7 @@ public final class PageServer implements AutoCloseable {
             }
         } catch (EOFException e) {
             // the destination closed the connection
-        } catch (SocketTimeoutException e) {
-            if (!stopping)
-                log.accept(peer + ": silent for " + options.peerTimeout().toMillis() + " ms; connection closed");
-        } catch (IOException | RuntimeException e) {
+        } catch (IOException | RuntimeException e) { // a silent destination's link was closed by the heartbeat
             if (!stopping && !link.closed()) log.accept(peer + ": " + e.getMessage() + "; connection closed");
         } finally {
             link.close();

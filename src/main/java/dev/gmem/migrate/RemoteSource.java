@@ -13,7 +13,6 @@ import java.io.IOException;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.net.InetSocketAddress;
-import java.net.SocketTimeoutException;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
@@ -72,7 +71,6 @@ public final class RemoteSource implements ProvidedSource {
     private final long pair;
 
     private final long units;
-    private final long dataPages;
     /** Data pages here already (delivered by a push or an answer), in units of {@link Protocol#UNIT}. */
     private final PageBitmap have;
 
@@ -128,12 +126,10 @@ public final class RemoteSource implements ProvidedSource {
         this.map = Protocol.decodeMap(mapBytes);
         this.units = (map.size() + Protocol.UNIT - 1) / Protocol.UNIT;
         this.have = new PageBitmap(units);
-        long data = 0, dataU = 0;
+        long dataU = 0;
         for (Chunk c : map.chunks()) {
-            data += c.dataPages();
             dataU += c.dataPages() * (map.regions().get(c.region()).pageSize() / Protocol.UNIT);
         }
-        this.dataPages = data;
         this.dataUnits = dataU;
         this.meta = new SourcePages(this);
         this.provider = new Pages();
@@ -338,9 +334,10 @@ public final class RemoteSource implements ProvidedSource {
         for (int[] run : runs) total += run[1] * page;
         CountDownLatch left = new CountDownLatch(runs.size());
         IOException[] failure = new IOException[1];
-        // the answers arrive on the reader's thread, which may not touch the caller's scratch (it may be confined)
-        Arena landing = Arena.ofShared();
-        MemorySegment landed = landing.allocate(Math.max(1, total), 4096);
+        // the answers arrive on the reader's thread, which may not touch the caller's scratch (it may be confined):
+        // they
+        // land in a heap array, which any thread may write, and which outlives a wait that was interrupted
+        MemorySegment landed = MemorySegment.ofArray(new byte[Math.toIntExact(total)]);
         PageProvider.Delivery into = new PageProvider.Delivery() {
             @Override
             public void deliver(long token, long offset, MemorySegment bytes) {
@@ -357,22 +354,20 @@ public final class RemoteSource implements ProvidedSource {
             }
         };
         long packedAt = 0;
-        try (landing) {
-            for (int[] run : runs) {
-                request(r.fileOffset() + (c.firstPage() + run[0]) * page, run[1], packedAt, into, false);
-                packedAt += run[1] * page;
-            }
-            try {
-                left.await();
-            } catch (InterruptedException e) {
-                Thread.currentThread().interrupt();
-                throw new java.io.InterruptedIOException("reading from " + describe() + " interrupted");
-            }
-            synchronized (failure) {
-                if (failure[0] != null) throw failure[0];
-            }
-            MemorySegment.copy(landed, 0, scratch, 0, total);
+        for (int[] run : runs) {
+            request(r.fileOffset() + (c.firstPage() + run[0]) * page, run[1], packedAt, into, false);
+            packedAt += run[1] * page;
         }
+        try {
+            left.await();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new java.io.InterruptedIOException("reading from " + describe() + " interrupted");
+        }
+        synchronized (failure) {
+            if (failure[0] != null) throw failure[0];
+        }
+        MemorySegment.copy(landed, 0, scratch, 0, total);
     }
 
     /** Nothing to check here: each frame carries the CRC32C of its pages, checked on arrival; the source checks its own. */
@@ -473,8 +468,6 @@ public final class RemoteSource implements ProvidedSource {
             fail(new IOException(describe() + " sent " + e.getMessage(), e));
         } catch (InstallFailedException e) {
             fail(new IOException(describe() + ": " + e.getMessage(), e));
-        } catch (SocketTimeoutException e) {
-            lost(link, new IOException("silent for " + options.peerTimeout().toMillis() + " ms"));
         } catch (IOException e) {
             lost(link, e);
         } catch (RuntimeException e) { // not the network's doing: retrying would repeat it
@@ -900,10 +893,5 @@ public final class RemoteSource implements ProvidedSource {
             }
             if (p != null) p.close();
         }
-    }
-
-    /** Every data page of the source, for messages. */
-    public long dataPages() {
-        return dataPages;
     }
 }
