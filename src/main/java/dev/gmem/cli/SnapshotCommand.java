@@ -147,7 +147,11 @@ final class SnapshotCommand implements Runnable {
                             new ByteProgress(line, "scan", inputSize(input)),
                             format(spec.commandLine(), format))) {
                 checkOrder(source, order);
-                r = SnapshotWriter.pack(source, output, codec, order, new ByteProgress(line, "pack", source.size()));
+                // a snapshot packed again keeps what it carries besides guest memory
+                var attachments =
+                        source instanceof Snapshot s ? s.attachments() : new java.util.LinkedHashMap<String, byte[]>();
+                r = SnapshotWriter.pack(
+                        source, output, codec, order, attachments, new ByteProgress(line, "pack", source.size()));
             }
             double ms = (System.nanoTime() - t0) / 1e6;
             var counts = r.manifest().counts();
@@ -356,6 +360,14 @@ final class SnapshotCommand implements Runnable {
                 out.printf(
                         "checksums: CRC32C per chunk; access order: %s%n",
                         i.accessOrderPages() == 0 ? "none recorded" : i.accessOrderPages() + " pages");
+                if (!i.attachments().isEmpty()) {
+                    out.println("attachments: "
+                            + String.join(
+                                    ", ",
+                                    i.attachments().stream()
+                                            .map(a -> a.name() + " (" + Sizes.format(a.bytes()) + ")")
+                                            .toList()));
+                }
             }
             out.flush();
             return 0;

@@ -76,7 +76,8 @@ public final class Snapshot implements PageSource {
                 }
                 MemorySegment.copy(piece, 0, MemorySegment.ofBuffer(m), at, piece.byteSize());
             }
-            Manifest manifest = SnapshotFormat.decodeManifest(path, m, h.manifestOffset(), h.manifestCrc());
+            Manifest manifest =
+                    SnapshotFormat.decodeManifest(path, m, h.manifestOffset(), h.manifestCrc(), h.version());
             return new Snapshot(path, fd, Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED), manifest, size);
         } catch (Throwable e) {
             fd.closeQuietly();
@@ -86,6 +87,44 @@ public final class Snapshot implements PageSource {
 
     public Manifest manifest() {
         return manifest;
+    }
+
+    /** The largest attachment {@link #attachment} reads. */
+    public static final long MAX_ATTACHMENT = 1L << 30;
+
+    /** Every attachment's bytes, in file order, each checked against its CRC32C. */
+    public java.util.SequencedMap<String, byte[]> attachments() throws IOException {
+        var all = new java.util.LinkedHashMap<String, byte[]>();
+        for (Attachment a : manifest.attachments()) all.put(a.name(), attachment(a.name()));
+        return all;
+    }
+
+    /**
+     * The bytes of the attachment called {@code name}, checked against its CRC32C, or null when the
+     * snapshot has none of that name.
+     */
+    public byte[] attachment(String name) throws IOException {
+        Attachment a = manifest.attachment(name);
+        if (a == null) return null;
+        String what = "attachment '" + name + "' at offset " + a.offset();
+        if (a.length() > MAX_ATTACHMENT)
+            throw new SnapshotFormatException(
+                    path, what + " is " + a.length() + " bytes, more than gmem reads (" + MAX_ATTACHMENT + ")");
+        byte[] bytes = new byte[(int) a.length()];
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment buffer = arena.allocate(Math.max(1, a.length()), 8);
+            if (fd.preadFully(buffer, a.offset()) != buffer.byteSize() && a.length() > 0)
+                throw new SourceChangedException(path, "its " + what + " could not be read whole");
+            MemorySegment.copy(buffer, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, bytes, 0, bytes.length);
+        }
+        CRC32C crc = new CRC32C();
+        crc.update(bytes);
+        if ((int) crc.getValue() != a.crc32c())
+            throw new SnapshotFormatException(
+                    path,
+                    what + ": checksum mismatch: stored " + SnapshotFormat.hex(a.crc32c()) + ", computed "
+                            + SnapshotFormat.hex((int) crc.getValue()));
+        return bytes;
     }
 
     public long fileSize() {
@@ -233,8 +272,10 @@ public final class Snapshot implements PageSource {
         }
     }
 
+    /** Checks every chunk's data and every attachment against its CRC32C. */
     @Override
     public void verify(int threads, LongConsumer progress) throws IOException {
+        attachments();
         Parallel.forEach(threads, "gmem-verify", manifest.chunks().size(), i -> {
             verifyChunk(i);
             progress.accept(manifest.chunks().get(i).storedLength());
@@ -242,10 +283,11 @@ public final class Snapshot implements PageSource {
     }
 
     /**
-     * Checks everything {@link #verify} does, and that every compressed chunk decodes to its raw
+     * Checks everything {@link #verify} does (attachments included), and that every compressed chunk decodes to its raw
      * length: all that can be checked without guest memory.
      */
     public void verifyDeep(int threads, LongConsumer progress) throws IOException {
+        attachments();
         long scratchBytes = Math.max(4096, scratchBytes());
         try (Arena arena = Arena.ofShared()) {
             ThreadLocal<MemorySegment> scratch = ThreadLocal.withInitial(() -> arena.allocate(scratchBytes, 4096));

@@ -9,29 +9,38 @@ import java.util.List;
 import java.util.zip.CRC32C;
 
 /**
- * gmem's snapshot format, version 1 (specified in docs/snapshot-format.md). All integers little-endian.
+ * gmem's snapshot format, versions 1 and 2 (specified in docs/snapshot-format.md). All integers
+ * little-endian. Version 2 adds attachments; a snapshot without them is written as version 1, so
+ * that every gmem reads it.
  *
  * <pre>
  * header, 4096 bytes at offset 0
- *   0  magic "GMEMSNAP"        8  u32 version (1)        12 u32 header size (4096)
+ *   0  magic "GMEMSNAP"        8  u32 version (1 or 2)   12 u32 header size (4096)
  *   16 u64 manifest offset     24 u64 manifest length    32 u32 CRC32C of the manifest
  *   36 u32 CRC32C of bytes 0..35; the rest of the header is zero
  * chunk data: each chunk's data pages, packed in page order, stored as its codec says; stored
  *   bytes of uncompressed chunks start page-aligned
  * manifest, at the end
  *   0  magic "GMEMMANI"   8 u32 chunk bytes   12 u8 checksum (1 = CRC32C)   13 u8 compression
- *   14 u16 0   16 u32 region count   20 u32 0   24 u64 chunk count   32 u64 access-order count
+ *   14 u16 0   16 u32 region count   20 u32 attachment count (version 1: 0)   24 u64 chunk count
+ *   32 u64 access-order count
  *   40 regions, 32 bytes each: u64 guest address, u64 size, u64 page size, u64 file offset
  *      chunks, 104 bytes each: u32 region, u8 codec, 3 bytes 0, u64 first page, u64 data offset,
  *        u32 stored length, u32 raw length, u32 CRC32C of the stored bytes, u32 0,
  *        4 x u64 data-page bitmap, 4 x u64 zero-page bitmap
  *      access order: u64 guest physical address per page
+ *      attachments, 64 bytes each: 32 bytes name (NUL-padded), u64 data offset, u64 length,
+ *        u32 CRC32C of the data, 12 bytes 0; their data lies after every chunk's, in entry order
  * </pre>
  *
  * The header is written last, so a file whose packing did not finish has no valid header.
  */
 public final class SnapshotFormat {
+    /** The version of a snapshot without attachments. */
     public static final int VERSION = 1;
+    /** The version of a snapshot with attachments; the newest this gmem reads. */
+    public static final int VERSION_ATTACHMENTS = 2;
+
     public static final int HEADER_SIZE = 4096;
     public static final int CHUNK_BYTES = 1 << 20;
     public static final int MAX_CHUNK_PAGES = 256;
@@ -42,6 +51,7 @@ public final class SnapshotFormat {
     static final int MANIFEST_FIXED = 40;
     static final int REGION_BYTES = 32;
     static final int CHUNK_ENTRY_BYTES = 104;
+    static final int ATTACHMENT_BYTES = 64;
     static final int HEADER_CRC_AT = 36;
 
     private SnapshotFormat() {}
@@ -58,10 +68,15 @@ public final class SnapshotFormat {
         return true;
     }
 
-    static ByteBuffer encodeHeader(long manifestOffset, long manifestLength, int manifestCrc) {
+    /** The version a manifest is written as: the lowest that holds it. */
+    static int versionOf(Manifest m) {
+        return m.attachments().isEmpty() ? VERSION : VERSION_ATTACHMENTS;
+    }
+
+    static ByteBuffer encodeHeader(int version, long manifestOffset, long manifestLength, int manifestCrc) {
         ByteBuffer b = ByteBuffer.allocateDirect(HEADER_SIZE).order(ByteOrder.LITTLE_ENDIAN);
         b.put(MAGIC)
-                .putInt(VERSION)
+                .putInt(version)
                 .putInt(HEADER_SIZE)
                 .putLong(manifestOffset)
                 .putLong(manifestLength)
@@ -82,11 +97,11 @@ public final class SnapshotFormat {
             throw new SnapshotFormatException(
                     file, "not a gmem snapshot: wrong magic at offset 0 (expected \"GMEMSNAP\")");
         int version = b.getInt(8);
-        if (version != VERSION) {
+        if (version != VERSION && version != VERSION_ATTACHMENTS) {
             throw new SnapshotFormatException(
                     file,
                     "unknown snapshot format version " + Integer.toUnsignedString(version)
-                            + " (this gmem reads version " + VERSION + ")");
+                            + " (this gmem reads versions " + VERSION + " and " + VERSION_ATTACHMENTS + ")");
         }
         int stored = b.getInt(HEADER_CRC_AT);
         int actual = crc(b.duplicate().position(0).limit(HEADER_CRC_AT));
@@ -125,7 +140,8 @@ public final class SnapshotFormat {
         long length = (long) MANIFEST_FIXED
                 + (long) REGION_BYTES * m.regions().size()
                 + (long) CHUNK_ENTRY_BYTES * m.chunks().size()
-                + 8L * m.accessOrder().length;
+                + 8L * m.accessOrder().length
+                + (long) ATTACHMENT_BYTES * m.attachments().size();
         ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(length)).order(ByteOrder.LITTLE_ENDIAN);
         b.put(MANIFEST_MAGIC)
                 .putInt(m.chunkBytes())
@@ -133,7 +149,7 @@ public final class SnapshotFormat {
                 .put((byte) m.compression().id())
                 .putShort((short) 0)
                 .putInt(m.regions().size())
-                .putInt(0)
+                .putInt(m.attachments().size())
                 .putLong(m.chunks().size())
                 .putLong(m.accessOrder().length);
         for (Region r : m.regions())
@@ -153,15 +169,21 @@ public final class SnapshotFormat {
             for (long w : c.zeroMap()) b.putLong(w);
         }
         for (long a : m.accessOrder()) b.putLong(a);
+        for (Attachment a : m.attachments()) {
+            byte[] name = Attachment.encodedName(a.name());
+            b.put(name).put(new byte[Attachment.NAME_BYTES - name.length]);
+            b.putLong(a.offset()).putLong(a.length()).putInt(a.crc32c()).put(new byte[12]);
+        }
         return b.array();
     }
 
     /**
-     * Parses and checks a manifest that was read from {@code [dataEnd, dataEnd + b.remaining())} of
-     * {@code file}: every count against the length, every region, every chunk against its region,
-     * its neighbours and the data area {@code [HEADER_SIZE, dataEnd)}, every access-order address.
+     * Parses and checks a manifest of format {@code version} that was read from
+     * {@code [dataEnd, dataEnd + b.remaining())} of {@code file}: every count against the length,
+     * every region, every chunk against its region, its neighbours and the data area
+     * {@code [HEADER_SIZE, dataEnd)}, every access-order address, every attachment.
      */
-    static Manifest decodeManifest(Path file, ByteBuffer b, long dataEnd, int expectedCrc)
+    static Manifest decodeManifest(Path file, ByteBuffer b, long dataEnd, int expectedCrc, int version)
             throws SnapshotFormatException {
         b = b.slice().order(ByteOrder.LITTLE_ENDIAN);
         int actualCrc = crc(b.duplicate());
@@ -182,6 +204,7 @@ public final class SnapshotFormat {
         long regionCount = Integer.toUnsignedLong(b.getInt(16));
         long chunkCount = b.getLong(24);
         long accessCount = b.getLong(32);
+        long attachmentCount = Integer.toUnsignedLong(b.getInt(20));
         if (chunkBytes < 4096 || Integer.bitCount(chunkBytes) != 1 || chunkBytes / Region.MIN_PAGE > MAX_CHUNK_PAGES) {
             throw new SnapshotFormatException(
                     file,
@@ -193,14 +216,15 @@ public final class SnapshotFormat {
                     file, at + ": unknown checksum algorithm " + checksum + " (expected 1, CRC32C)");
         Codec compression = Codec.ofId(compressionId);
         if (compression == null) throw new SnapshotFormatException(file, at + ": unknown compression " + compressionId);
-        if (b.getShort(14) != 0 || b.getInt(20) != 0)
+        if (b.getShort(14) != 0 || (version == VERSION && attachmentCount != 0))
             throw new SnapshotFormatException(file, at + ": reserved fields are not zero");
-        long expected = expectedLength(regionCount, chunkCount, accessCount);
+        long expected = expectedLength(regionCount, chunkCount, accessCount, attachmentCount);
         if (regionCount == 0 || expected != b.remaining()) {
             throw new SnapshotFormatException(
                     file,
-                    at + ": " + regionCount + " regions, " + chunkCount + " chunks and " + accessCount
-                            + " access-order entries need " + (expected < 0 ? "more than 2^63" : expected)
+                    at + ": " + regionCount + " regions, " + chunkCount + " chunks, " + accessCount
+                            + " access-order entries and " + attachmentCount + " attachments need "
+                            + (expected < 0 ? "more than 2^63" : expected)
                             + " bytes, but the manifest has " + b.remaining()
                             + (regionCount == 0 ? " (a snapshot needs at least one region)" : ""));
         }
@@ -321,7 +345,51 @@ public final class SnapshotFormat {
                                 + " is not a page of any region");
             }
         }
-        return new Manifest(chunkBytes, compression, laid, List.copyOf(chunks), order);
+        List<Attachment> attachments = new ArrayList<>((int) attachmentCount);
+        for (int i = 0; i < attachmentCount; i++, pos += ATTACHMENT_BYTES) {
+            Attachment a = decodeAttachment(file, b, pos, i, previousEnd, dataEnd);
+            for (Attachment other : attachments) {
+                if (other.name().equals(a.name()))
+                    throw new SnapshotFormatException(file, "attachment " + i + ": a second '" + a.name() + "'");
+            }
+            attachments.add(a);
+            previousEnd = a.offset() + a.length();
+        }
+        return new Manifest(chunkBytes, compression, laid, List.copyOf(chunks), order, List.copyOf(attachments));
+    }
+
+    /** The attachment entry at {@code pos}, whose data must lie in {@code [previousEnd, dataEnd)}. */
+    private static Attachment decodeAttachment(
+            Path file, ByteBuffer b, int pos, int index, long previousEnd, long dataEnd)
+            throws SnapshotFormatException {
+        String what = "attachment " + index;
+        int n = 0;
+        while (n < Attachment.NAME_BYTES && b.get(pos + n) != 0) n++;
+        byte[] raw = new byte[n];
+        b.get(pos, raw);
+        String name = new String(raw, StandardCharsets.US_ASCII);
+        for (int i = n; i < Attachment.NAME_BYTES; i++) {
+            if (b.get(pos + i) != 0) throw new SnapshotFormatException(file, what + ": bytes after its name's end");
+        }
+        if (!Attachment.validName(name))
+            throw new SnapshotFormatException(
+                    file, what + ": name '" + name + "' is not 1 to 32 characters of a-z, 0-9, '.', '_' and '-'");
+        long offset = b.getLong(pos + 32);
+        long length = b.getLong(pos + 40);
+        int crc = b.getInt(pos + 48);
+        for (int i = 52; i < ATTACHMENT_BYTES; i++) {
+            if (b.get(pos + i) != 0) throw new SnapshotFormatException(file, what + ": reserved fields are not zero");
+        }
+        if (offset < previousEnd || length < 0 || offset > dataEnd || length > dataEnd - offset) {
+            throw new SnapshotFormatException(
+                    file,
+                    what + " ('" + name + "'): data at offset " + offset + " (" + length + " bytes) "
+                            + (offset < previousEnd
+                                    ? "overlaps the header, a chunk or the attachment before it (which ends at "
+                                            + previousEnd + ")"
+                                    : "runs past the end of the data area at offset " + dataEnd));
+        }
+        return new Attachment(name, offset, length, crc);
     }
 
     static Region regionOf(List<Region> regions, long guestAddress) {
@@ -338,12 +406,14 @@ public final class SnapshotFormat {
         return -1L << from;
     }
 
-    private static long expectedLength(long regions, long chunks, long access) {
+    private static long expectedLength(long regions, long chunks, long access, long attachments) {
         try {
             return Math.addExact(
-                    Math.addExact(MANIFEST_FIXED + REGION_BYTES * regions, Math.multiplyExact(chunks, (long)
-                            CHUNK_ENTRY_BYTES)),
-                    Math.multiplyExact(access, 8L));
+                    Math.addExact(
+                            Math.addExact(MANIFEST_FIXED + REGION_BYTES * regions, Math.multiplyExact(chunks, (long)
+                                    CHUNK_ENTRY_BYTES)),
+                            Math.multiplyExact(access, 8L)),
+                    ATTACHMENT_BYTES * attachments);
         } catch (ArithmeticException e) {
             return -1;
         }

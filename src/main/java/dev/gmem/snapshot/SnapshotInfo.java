@@ -23,9 +23,12 @@ public record SnapshotInfo(
         double compressionRatio,
         long chunks,
         Map<String, Long> chunksByCodec,
-        long accessOrderPages) {
+        long accessOrderPages,
+        List<AttachmentInfo> attachments) {
 
     public record RegionInfo(int index, long guestAddress, long size, long pageSize, long fileOffset) {}
+
+    public record AttachmentInfo(String name, long bytes) {}
 
     public static SnapshotInfo of(Snapshot s) {
         Manifest m = s.manifest();
@@ -43,7 +46,7 @@ public record SnapshotInfo(
         byCodec.forEach((k, v) -> codecs.put(k.label(), v));
         return new SnapshotInfo(
                 s.path().toString(),
-                SnapshotFormat.VERSION,
+                SnapshotFormat.versionOf(m),
                 s.fileSize(),
                 m.size(),
                 m.chunkBytes(),
@@ -58,6 +61,9 @@ public record SnapshotInfo(
                 c.storedBytes() == 0 ? 1.0 : (double) c.dataBytes() / c.storedBytes(),
                 m.chunks().size(),
                 codecs,
-                m.accessOrder().length);
+                m.accessOrder().length,
+                m.attachments().stream()
+                        .map(a -> new AttachmentInfo(a.name(), a.length()))
+                        .toList());
     }
 }

@@ -33,6 +33,23 @@ public final class SnapshotWriter {
      */
     public static PackResult pack(
             PageSource source, Path output, Codec codec, long[] accessOrder, LongConsumer progress) throws IOException {
+        return pack(source, output, codec, accessOrder, new java.util.LinkedHashMap<>(), progress);
+    }
+
+    /**
+     * Packs as {@link #pack(PageSource, Path, Codec, long[], LongConsumer)} does, and stores
+     * {@code attachments} (names to bytes, in this order) after the chunks, each under its CRC32C: the
+     * snapshot is then of format version 2.
+     */
+    public static PackResult pack(
+            PageSource source,
+            Path output,
+            Codec codec,
+            long[] accessOrder,
+            java.util.SequencedMap<String, byte[]> attachments,
+            LongConsumer progress)
+            throws IOException {
+        attachments.keySet().forEach(Attachment::checkName);
         List<Region> regions = source.regions();
         List<Chunk> in = source.chunks();
         List<Chunk> out = new ArrayList<>(in.size());
@@ -112,16 +129,34 @@ public final class SnapshotWriter {
                 progress.accept(c.pages() * r.pageSize());
             }
             progress.accept(source.size() - previousEnd);
-            Manifest manifest =
-                    new Manifest(SnapshotFormat.CHUNK_BYTES, codec, regions, List.copyOf(out), accessOrder.clone());
+            List<Attachment> stored = new ArrayList<>();
+            for (var e : attachments.entrySet()) {
+                byte[] bytes = e.getValue();
+                if (bytes.length > 0) {
+                    MemorySegment piece = arena.allocate(bytes.length);
+                    MemorySegment.copy(MemorySegment.ofArray(bytes), 0, piece, 0, bytes.length);
+                    fd.pwriteFully(piece, pos);
+                }
+                crc.reset();
+                crc.update(bytes);
+                stored.add(new Attachment(e.getKey(), pos, bytes.length, (int) crc.getValue()));
+                pos += bytes.length;
+            }
+            Manifest manifest = new Manifest(
+                    SnapshotFormat.CHUNK_BYTES,
+                    codec,
+                    regions,
+                    List.copyOf(out),
+                    accessOrder.clone(),
+                    List.copyOf(stored));
             byte[] m = SnapshotFormat.encodeManifest(manifest);
             MemorySegment mseg = arena.allocate(m.length);
             MemorySegment.copy(MemorySegment.ofArray(m), 0, mseg, 0, m.length);
             fd.pwriteFully(mseg, pos);
             crc.reset();
             crc.update(m);
-            MemorySegment header =
-                    MemorySegment.ofBuffer(SnapshotFormat.encodeHeader(pos, m.length, (int) crc.getValue()));
+            MemorySegment header = MemorySegment.ofBuffer(SnapshotFormat.encodeHeader(
+                    SnapshotFormat.versionOf(manifest), pos, m.length, (int) crc.getValue()));
             fd.pwriteFully(header, 0);
             file.commit();
             return new PackResult(output, pos + m.length, manifest);

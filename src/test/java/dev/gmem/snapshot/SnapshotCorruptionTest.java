@@ -82,9 +82,9 @@ class SnapshotCorruptionTest {
     @Test
     void unknownVersion() throws Exception {
         byte[] b = good.clone();
-        ByteBuffer.wrap(b).order(java.nio.ByteOrder.LITTLE_ENDIAN).putInt(8, 2);
+        ByteBuffer.wrap(b).order(java.nio.ByteOrder.LITTLE_ENDIAN).putInt(8, 3);
         Fixtures.fixChecksums(b);
-        rejected(b, "unknown snapshot format version 2", "reads version 1");
+        rejected(b, "unknown snapshot format version 3", "reads versions 1 and 2");
     }
 
     @Test
