@@ -23,6 +23,7 @@ public final class AotTraining {
         try {
             String raw = work.resolve("guest.raw").toString();
             String snap = work.resolve("guest.snap").toString();
+            String qemuSnap = work.resolve("qemu.snap").toString();
             List<String[]> commands = List.of(
                     new String[] {"--version"},
                     new String[] {"--help"},
@@ -58,9 +59,28 @@ public final class AotTraining {
                         "-o",
                         work.resolve("back.raw").toString()
                     },
-                    new String[] {"restore", work.resolve("missing.snap").toString()});
+                    new String[] {"restore", work.resolve("missing.snap").toString()},
+                    // a QEMU restore up to QEMU's start; the "QEMU" here exits at once, as no QEMU is needed to train
+                    new String[] {"qemu", "restore", qemuSnap, "--timeout", "2", "--", "/bin/false", "-machine", "q35"
+                    });
+            Runnable qemuSnapshot = () -> {
+                try (var image = dev.gmem.snapshot.RawImage.open(Path.of(raw), null, 1, b -> {})) {
+                    var attachments = new java.util.LinkedHashMap<String, byte[]>();
+                    attachments.put(
+                            dev.gmem.qemu.QemuMeta.ATTACHMENT,
+                            new dev.gmem.qemu.QemuMeta(
+                                            "0.0.0", "", "pc-q35-0.0", "pc.ram", image.size(), "memory-backend-file", 1)
+                                    .toText());
+                    attachments.put(dev.gmem.qemu.QemuMeta.DEVICE_STATE, new byte[1]);
+                    dev.gmem.snapshot.SnapshotWriter.pack(
+                            image, Path.of(qemuSnap), dev.gmem.snapshot.Codec.NONE, new long[0], attachments, b -> {});
+                } catch (java.io.IOException e) {
+                    // its command then fails early, and trains less
+                }
+            };
             PrintWriter quiet = new PrintWriter(OutputStream.nullOutputStream());
             for (String[] c : commands) {
+                if (c[0].equals("qemu")) qemuSnapshot.run();
                 picocli.CommandLine cl = Main.commandLine(c);
                 cl.setOut(quiet);
                 cl.setErr(quiet);

@@ -6,8 +6,8 @@ import dev.gmem.snapshot.SnapshotFormatException;
 /**
  * gmem's exit statuses, chosen by the type of the error (and of its causes), never by its text:
  * 0 done; 1 failed (an I/O or system call error, a restore that failed or differs from its source,
- * a guest check that failed); 2 the command line is wrong; 3 this host lacks what the command
- * needs (the reason is printed); 4 the input is corrupt or not what it claims (a snapshot, a
+ * a guest check that failed); 2 the command line is wrong (a QEMU command that does not fit its
+ * snapshot included); 3 this host, or the VM, lacks what the command needs (the reason is printed); 4 the input is corrupt or not what it claims (a snapshot, a
  * memory file or a trace).
  */
 enum ExitCode {
@@ -35,6 +35,12 @@ enum ExitCode {
                 }
                 case UnsupportedFeatureException e -> {
                     return UNSUPPORTED;
+                }
+                case dev.gmem.qemu.QemuRam.NotShareableException e -> {
+                    return UNSUPPORTED;
+                }
+                case dev.gmem.qemu.QemuArgs.RefusedException e -> {
+                    return USAGE;
                 }
                 default -> {}
             }

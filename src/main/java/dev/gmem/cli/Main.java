@@ -37,6 +37,7 @@ public final class Main implements Runnable {
         m.put("fc-handler", FcHandlerCommand.class);
         m.put("fc-keeper", FcKeeperCommand.class);
         m.put("serve", ServeCommand.class);
+        m.put("qemu", QemuCommand.class);
         m.put("help", CommandLine.HelpCommand.class);
         return m;
     }

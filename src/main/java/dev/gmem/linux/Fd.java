@@ -38,6 +38,10 @@ public final class Fd implements AutoCloseable {
         static final MethodHandle HANDLE = Native.downcall("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT));
     }
 
+    private static final class Pipe2 { // linked on first use: linking costs some 4 ms a function
+        static final MethodHandle HANDLE = Native.downcall("pipe2", FunctionDescriptor.of(C_INT, C_POINTER, C_INT));
+    }
+
     private static final class Close { // linked on first use: linking costs some 4 ms a function
         static final MethodHandle HANDLE = Native.downcall("close", FunctionDescriptor.of(C_INT, C_INT));
     }
@@ -163,6 +167,25 @@ public final class Fd implements AutoCloseable {
             MemorySegment v = a.allocate(java.lang.foreign.ValueLayout.JAVA_LONG);
             v.set(java.lang.foreign.ValueLayout.JAVA_LONG, 0, n);
             write(v);
+        }
+    }
+
+    /** pipe2(2) with O_CLOEXEC and {@code flags}: the read end, then the write end. */
+    public static Fd[] pipe(int flags) throws SyscallException {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment ends = arena.allocate(java.lang.foreign.ValueLayout.JAVA_INT, 2);
+            MemorySegment st = Native.callState();
+            int r;
+            try {
+                r = (int) Pipe2.HANDLE.invokeExact(st, ends, Linux.O_CLOEXEC | flags);
+            } catch (Throwable t) {
+                throw Native.unexpected(t);
+            }
+            if (r < 0) throw new SyscallException("pipe2", "flags=0x" + Integer.toHexString(flags), Native.errno(st));
+            return new Fd[] {
+                new Fd(ends.getAtIndex(java.lang.foreign.ValueLayout.JAVA_INT, 0), "pipe (read end)"),
+                new Fd(ends.getAtIndex(java.lang.foreign.ValueLayout.JAVA_INT, 1), "pipe (write end)")
+            };
         }
     }
 
