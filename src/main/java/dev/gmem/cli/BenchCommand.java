@@ -23,7 +23,8 @@ import picocli.CommandLine.Option;
             BenchCommand.Lazy.class,
             BenchCommand.Start.class,
             BenchCommand.FcHandler.class,
-            BenchCommand.Postcopy.class
+            BenchCommand.Postcopy.class,
+            BenchCommand.Qemu.class
         })
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
@@ -541,7 +542,7 @@ final class BenchCommand implements Runnable {
         }
 
         /** target/gmem.jar's launcher: the gmem script two levels up. */
-        private static java.nio.file.Path besideThisBuild() throws java.io.IOException {
+        static java.nio.file.Path besideThisBuild() throws java.io.IOException {
             try {
                 java.nio.file.Path jar = java.nio.file.Path.of(Start.class
                         .getProtectionDomain()
@@ -805,6 +806,119 @@ final class BenchCommand implements Runnable {
             for (var x : r.resident())
                 out.printf(
                         Locale.ROOT, "  %-40s %8.1f ms, %d reconnections%n", x.kind(), x.residentMs(), x.reconnects());
+            out.flush();
+            return 0;
+        }
+    }
+
+    @Command(
+            name = "qemu",
+            header =
+                    "QEMU's own save and load against gmem qemu snapshot and restore, on a real Linux guest under TCG.",
+            mixinStandardHelpOptions = true,
+            description = {
+                "Boots the test guest (Debian's cloud kernel, fetched by build/guest-kernel, and a busybox initramfs whose",
+                "init fills RAM with random data and prints a counter every 10 ms) with its RAM in a shared tmpfs file, and",
+                "in interleaved rounds measures: QEMU's own save to a file (bandwidth cap raised) against the gmem qemu",
+                "snapshot command, plain and zstd (save time, bytes on disk); QEMU's own load of that file into a new tmpfs",
+                "file against the gmem qemu restore command, each from its start until the guest's next counter line,",
+                "and the RAM allocated once the guest runs. gmem runs through its launcher, as a user runs it.",
+                "Targets: restore <= 0.6x QEMU's own load; RAM allocated <= 1.1x the guest's data; the snapshot no larger",
+                "than QEMU's stream, <= 0.5x with compression."
+            })
+    static final class Qemu implements Callable<Integer> {
+        @Option(
+                names = "--ram",
+                defaultValue = "1024",
+                paramLabel = "MIB",
+                description = "Guest RAM in MiB (default ${DEFAULT-VALUE}).")
+        int ramMiB;
+
+        @Option(
+                names = "--data",
+                defaultValue = "32",
+                paramLabel = "MIB",
+                description =
+                        "Random data the guest keeps in RAM, in MiB, besides its kernel's and programs' (default ${DEFAULT-VALUE}).")
+        int dataMiB;
+
+        @Option(
+                names = "--rounds",
+                defaultValue = "3",
+                description = "Rounds for the medians (default ${DEFAULT-VALUE}).")
+        int rounds;
+
+        @Option(
+                names = "--launcher",
+                paramLabel = "PATH",
+                description = "The gmem launcher to time (default: the one beside this build).")
+        java.nio.file.Path launcher;
+
+        @CommandLine.Mixin
+        Options.Warm warm;
+
+        @CommandLine.Mixin
+        Options.WorkDir dir;
+
+        @CommandLine.Mixin
+        Options.Json json;
+
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            if (ramMiB < 128 || ramMiB > 16384)
+                throw new CommandLine.ParameterException(spec.commandLine(), "--ram must be between 128 and 16384 MiB");
+            if (dataMiB < 1 || dataMiB > ramMiB / 2)
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--data must be between 1 MiB and half the RAM");
+            if (rounds < 1 || rounds > 20)
+                throw new CommandLine.ParameterException(spec.commandLine(), "--rounds must be between 1 and 20");
+            dev.gmem.bench.QemuBench.Report r;
+            try (Progress progress = new Progress(json.on)) {
+                r = dev.gmem.bench.QemuBench.run(
+                        new dev.gmem.bench.QemuBench.Options(
+                                ramMiB,
+                                dataMiB,
+                                rounds,
+                                warm.bytes(),
+                                dir.resolve(),
+                                launcher != null ? launcher : Start.besideThisBuild()),
+                        progress);
+            }
+            PrintWriter out = spec.commandLine().getOut();
+            if (json.on) {
+                out.println(Json.write(r));
+                out.flush();
+                return 0;
+            }
+            out.printf(
+                    Locale.ROOT,
+                    "QEMU %s, TCG; a %s guest with %s of data pages; medians of %d interleaved rounds%n",
+                    r.qemu(),
+                    Sizes.format(r.ramBytes()),
+                    Sizes.format(r.guestDataBytes()),
+                    rounds);
+            out.println("save                                                       time ms    on disk");
+            for (var x : r.saves())
+                out.printf(Locale.ROOT, "  %-55s %8.0f %10s%n", x.way(), x.medianMs(), Sizes.format(x.fileBytes()));
+            out.println("restore, to the guest's next counter line                  time ms    RAM allocated");
+            for (var x : r.loads())
+                out.printf(
+                        Locale.ROOT,
+                        "  %-55s %8.0f %10s%n",
+                        x.way(),
+                        x.medianToNextLineMs(),
+                        Sizes.format(x.ramAllocatedBytes()));
+            out.printf(
+                    Locale.ROOT,
+                    "gmem restore / QEMU's own load: %.2fx (target <= 0.6); RAM allocated / guest data: %.2fx (target <= 1.1);"
+                            + " snapshot / QEMU's stream: %.2fx (target <= 1), %.2fx with zstd (target <= 0.5)%n",
+                    r.loadRatio(),
+                    r.allocatedOverData(),
+                    r.sizeRatio(),
+                    r.compressedSizeRatio());
             out.flush();
             return 0;
         }
