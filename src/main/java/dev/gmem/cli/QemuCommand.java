@@ -38,9 +38,25 @@ final class QemuCommand {
                 description = "The longest gmem waits for QEMU at any one step (default ${DEFAULT-VALUE}).")
         int seconds;
 
+        @CommandLine.Spec(CommandLine.Spec.Target.MIXEE)
+        CommandLine.Model.CommandSpec mixee;
+
         Duration duration() {
+            if (seconds < 1 || seconds > 3600)
+                throw new CommandLine.ParameterException(
+                        mixee.commandLine(), "--timeout must be between 1 and 3600 seconds");
             return Duration.ofSeconds(seconds);
         }
+    }
+
+    /** 128 plus the signal's number, as shells expect of a command a signal ended. */
+    static int signalStatus(String signal) {
+        return 128
+                + switch (signal) {
+                    case "SIGHUP" -> 1;
+                    case "SIGINT" -> 2;
+                    default -> 15;
+                };
     }
 
     @Command(
@@ -107,7 +123,13 @@ final class QemuCommand {
                         output,
                         new QemuSnapshot.Options(codec, after, SnapshotCommand.threads(), timeout.duration()),
                         line,
-                        new ByteProgress(line, "pack", 0));
+                        new ByteProgress(line, "pack", 0),
+                        putBack -> Signals.onStop(signal -> {
+                            // the partial snapshot is removed already; the VM goes back as it was
+                            putBack.run();
+                            System.err.println("gmem qemu snapshot: interrupted (" + signal + "); the VM is as it was");
+                            return signalStatus(signal);
+                        }));
             }
             PrintWriter out = spec.commandLine().getOut();
             if (json.on) out.println(Json.write(r));
@@ -210,14 +232,15 @@ final class QemuCommand {
                                 System.err,
                                 SnapshotCommand.threads(),
                                 timeout.duration()),
-                        s -> {});
+                        s -> {},
+                        started -> Signals.onStop(signal -> {
+                            // QEMU stopped and reaped, its RAM file and socket directory removed
+                            started.close();
+                            return signalStatus(signal);
+                        }));
             } catch (IllegalArgumentException e) {
                 throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
             }
-            Signals.onStop(signal -> {
-                running.close();
-                return running.process().exitValue();
-            });
             QemuRestore.Report r = running.report();
             PrintWriter err = spec.commandLine().getErr();
             if (json.on) err.println(Json.oneLine(r));

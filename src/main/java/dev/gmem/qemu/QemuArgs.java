@@ -21,6 +21,7 @@ import java.util.Set;
  * @param objectIds the ids of every -object
  * @param incoming whether the words already ask for an incoming migration
  * @param paused whether they hold -S
+ * @param daemonize whether they hold -daemonize
  */
 public record QemuArgs(
         String program,
@@ -30,7 +31,8 @@ public record QemuArgs(
         long ramSize,
         Set<String> objectIds,
         boolean incoming,
-        boolean paused) {
+        boolean paused,
+        boolean daemonize) {
     /** QEMU's options that take no value (as of 7.2). */
     private static final Set<String> FLAGS = Set.of(
             "S",
@@ -69,7 +71,9 @@ public record QemuArgs(
             "old-param",
             "enable-sync-profile",
             "perfmap",
-            "jitdump");
+            "jitdump",
+            "mem-prealloc",
+            "async-teardown");
 
     public static QemuArgs parse(List<String> command) {
         if (command.isEmpty() || command.getFirst().startsWith("-"))
@@ -82,21 +86,17 @@ public record QemuArgs(
         Set<String> ids = new HashSet<>();
         boolean incoming = false;
         boolean paused = false;
+        boolean daemonize = false;
         for (int i = 0; i < args.size(); i++) {
             String word = args.get(i);
             if (!word.startsWith("-") || word.equals("-") || word.equals("--")) continue;
-            String name = word.replaceFirst("^--?", "");
-            String inline = null;
-            int eq = name.indexOf('=');
-            if (eq > 0 && word.startsWith("--")) {
-                inline = name.substring(eq + 1);
-                name = name.substring(0, eq);
-            }
+            String name = word.startsWith("--") ? word.substring(2) : word.substring(1);
             if (FLAGS.contains(name)) {
                 if (name.equals("S")) paused = true;
+                if (name.equals("daemonize")) daemonize = true;
                 continue;
             }
-            String value = inline != null ? inline : i + 1 < args.size() ? args.get(++i) : null;
+            String value = i + 1 < args.size() ? args.get(++i) : null;
             if (value == null) break; // QEMU says what is wrong with it
             switch (name) {
                 case "machine", "M" -> {
@@ -122,7 +122,8 @@ public record QemuArgs(
                 default -> {}
             }
         }
-        return new QemuArgs(command.getFirst(), args, machine, backend, ram, Set.copyOf(ids), incoming, paused);
+        return new QemuArgs(
+                command.getFirst(), args, machine, backend, ram, Set.copyOf(ids), incoming, paused, daemonize);
     }
 
     /** QEMU's option syntax: comma-separated, a doubled comma standing for a comma. */
@@ -173,6 +174,9 @@ public record QemuArgs(
     void check(QemuMeta meta) throws IOException {
         if (incoming)
             throw new RefusedException("the QEMU command has -incoming: gmem gives QEMU its own (-incoming defer)");
+        if (daemonize)
+            throw new RefusedException(
+                    "the QEMU command has -daemonize: gmem supervises the QEMU it starts; leave it out");
         if (memoryBackend != null && !memoryBackend.equals(meta.ramId()))
             throw new RefusedException("the snapshot's RAM is memory backend '" + meta.ramId()
                     + "', but the QEMU command names memory-backend=" + memoryBackend);

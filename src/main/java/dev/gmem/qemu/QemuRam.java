@@ -43,6 +43,7 @@ public record QemuRam(String id, String type, long size, Path file) {
             backendPath = qmp.execute("qom-get", Map.of("path", "/machine", "property", "memory-backend"))
                     .asString("");
         } catch (QmpException e) {
+            if (e.errorClass() == null) throw e; // the connection, not QEMU's answer
             backendPath = "";
         }
         if (backendPath.isEmpty()) {

@@ -86,6 +86,16 @@ public final class QemuRestore {
      */
     public static Running start(Path snapshot, List<String> command, Options options, Consumer<String> status)
             throws IOException {
+        return start(snapshot, command, options, status, r -> {});
+    }
+
+    /**
+     * As {@link #start(Path, List, Options, Consumer)}, handing {@code started} the QEMU as soon as
+     * it is started (before its restore is complete), for a signal handler that must stop it.
+     */
+    public static Running start(
+            Path snapshot, List<String> command, Options options, Consumer<String> status, Consumer<Running> started)
+            throws IOException {
         long t0 = System.nanoTime();
         QemuArgs args = QemuArgs.parse(command);
         Running running = null;
@@ -124,10 +134,20 @@ public final class QemuRestore {
             String memPath = ramFile != null
                     ? ramFile.toString()
                     : "/proc/" + Posix.processId() + "/fd/" + dst.memory().fd().number();
-            args.checkMachine(meta, machine.join());
+            try {
+                args.checkMachine(meta, machine.get(20, TimeUnit.SECONDS));
+            } catch (java.util.concurrent.TimeoutException | java.util.concurrent.ExecutionException e) {
+                throw new IOException(args.program() + " -machine help did not answer: " + e, e);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new IOException("interrupted while asking " + args.program() + " for its machine types");
+            }
             long tRam = System.nanoTime();
 
             Path socket = options.qmpSocket();
+            if (socket != null && Files.exists(socket, java.nio.file.LinkOption.NOFOLLOW_LINKS))
+                throw new QemuArgs.RefusedException(
+                        socket + " exists: gmem puts QEMU's QMP socket at a new path (--qmp)");
             if (socket == null) {
                 socketDir = Files.createTempDirectory(
                         "gmem-qemu-",
@@ -142,7 +162,7 @@ public final class QemuRestore {
                     "-machine",
                     "memory-backend=" + QemuArgs.quote(meta.ramId())));
             if (args.machineType() == null) full.addAll(List.of("-machine", QemuArgs.quote(meta.machine())));
-            if (args.ramSize() < 0) full.addAll(List.of("-m", meta.ramSize() / (1 << 20) + "M"));
+            if (args.ramSize() < 0) full.addAll(List.of("-m", meta.ramSize() / 1024 + "K"));
             if (!args.paused()) full.add("-S");
             full.addAll(List.of(
                     "-incoming", "defer", "-qmp", "unix:" + QemuArgs.quote(socket.toString()) + ",server=on,wait=off"));
@@ -159,14 +179,18 @@ public final class QemuRestore {
             }
             running = new Running(qemu, socket, socketDir, ramFile, options.stderr());
             socketDir = null;
+            started.accept(running);
             Qmp qmp;
             try {
                 qmp = Qmp.connectWhenReady(socket, options.timeout(), qemu);
-            } catch (QmpException e) {
+            } catch (IOException e) {
                 throw running.died(e);
             }
             long tStarted = System.nanoTime();
             try (qmp) {
+                if (qmp.pid() != qemu.pid())
+                    throw new QmpException("the QMP socket " + socket + " belongs to another process (pid " + qmp.pid()
+                            + "), not to the QEMU gmem started (pid " + qemu.pid() + ")");
                 // QEMU holds the RAM now: gmem lets go of it, so it lives exactly as long as QEMU
                 dst.close();
                 dst = null;
@@ -201,7 +225,7 @@ public final class QemuRestore {
                                 ms(tStarted, tLoaded),
                                 ms(tLoaded, tCont),
                                 ms(t0, tCont)));
-            } catch (QmpException e) {
+            } catch (IOException e) {
                 throw running.died(e);
             }
             Running r = running;
@@ -254,7 +278,7 @@ public final class QemuRestore {
                 long left = deadline - System.nanoTime();
                 if (left <= 0)
                     throw new QmpException("QEMU did not take its device state within " + timeout.toSeconds() + " s");
-                if (poller.poll((int) Math.max(1, left / 1_000_000)) == 0) continue;
+                if (poller.poll((int) Math.max(1, Math.min(1000, left / 1_000_000))) == 0) continue;
                 try {
                     at += fd.write(data.asSlice(at));
                 } catch (SyscallException e) {
@@ -267,14 +291,20 @@ public final class QemuRestore {
 
     /** The machine type {@code name} stands for in {@code program} (an alias such as "q35" resolved), or {@code name}. */
     static String resolveMachine(String program, String name) {
+        Path out = null;
         try {
+            out = Files.createTempFile("gmem-qemu-machines-", ".txt");
             Process p = new ProcessBuilder(program, "-machine", "help")
                     .redirectErrorStream(true)
+                    .redirectOutput(out.toFile())
+                    .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
                     .start();
-            p.getOutputStream().close();
-            String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-            if (!p.waitFor(10, TimeUnit.SECONDS)) p.destroyForcibly().waitFor();
-            for (String line : out.split("\n")) {
+            if (!p.waitFor(10, TimeUnit.SECONDS)) {
+                p.destroyForcibly().waitFor();
+                return name;
+            }
+            for (String line :
+                    Files.readString(out, StandardCharsets.ISO_8859_1).split("\n")) {
                 String[] f = line.trim().split("\\s+", 2);
                 if (f.length == 2 && f[0].equals(name)) {
                     int at = f[1].indexOf("(alias of ");
@@ -286,6 +316,14 @@ public final class QemuRestore {
             return name;
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
+        } finally {
+            if (out != null) {
+                try {
+                    Files.deleteIfExists(out);
+                } catch (IOException e) {
+                    // a temporary file the OS cleans
+                }
+            }
         }
         return name;
     }
@@ -383,6 +421,7 @@ public final class QemuRestore {
          * end of its standard error, when it exited.
          */
         IOException died(IOException e) {
+            if (e instanceof QemuArgs.RefusedException) return e; // gmem's own refusal: QEMU is fine, and is stopped
             try {
                 if (process.waitFor(2, TimeUnit.SECONDS)) {
                     pump.join(1000);

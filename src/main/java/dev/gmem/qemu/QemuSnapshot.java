@@ -58,30 +58,35 @@ public final class QemuSnapshot {
             double pausedMs,
             String after) {}
 
-    /** Takes the snapshot of the QEMU at {@code qmp} into {@code output}; {@code status} hears each step. */
-    public static Report take(Qmp qmp, Path output, Options options, Consumer<String> status, LongConsumer progress)
+    /**
+     * Takes the snapshot of the QEMU at {@code qmp} into {@code output}; {@code status} hears each
+     * step. {@code abort} receives, before anything is changed, the action that puts QEMU back as it
+     * was (for a signal handler: it runs at most once, and is a no-op once the snapshot is done).
+     */
+    public static Report take(
+            Qmp qmp,
+            Path output,
+            Options options,
+            Consumer<String> status,
+            LongConsumer progress,
+            Consumer<Runnable> abort)
             throws IOException {
         JsonNode state = qmp.execute("query-status", Map.of());
         String run = state.path("status").asString("");
         if (run.equals("inmigrate"))
             throw new QmpException("this QEMU is still waiting for an incoming migration: nothing to snapshot yet");
+        if (run.equals("postmigrate") || run.equals("finish-migrate"))
+            throw new QmpException("this VM is paused by an earlier snapshot or migration ('" + run
+                    + "'), which QEMU will not migrate again: 'cont' it first, or snapshot it with --resume or --quit");
         QemuRam ram = QemuRam.locate(qmp);
         String machine = machineType(qmp);
-        boolean wasRunning = state.path("running").asBoolean(false);
-        Map<String, Boolean> capabilities = capabilities(qmp);
-        long bandwidth = qmp.execute("query-migrate-parameters", Map.of())
-                .path("max-bandwidth")
-                .asLong(-1);
         // a RAM file gmem may not read is refused now, with the VM untouched
         ram.open().close();
-        boolean stopped = false;
-        boolean done = false;
+        PutBack putBack = new PutBack(qmp, state.path("running").asBoolean(false), status);
+        abort.accept(putBack::run);
         try {
             long t0 = System.nanoTime();
-            if (wasRunning) {
-                qmp.execute("stop", Map.of());
-                stopped = true;
-            }
+            putBack.stop();
             long tStopped = System.nanoTime();
             status.accept("VM stopped; saving its device state through QEMU's migration ...");
             setCapability(qmp, "x-ignore-shared", true);
@@ -105,13 +110,13 @@ public final class QemuSnapshot {
                 status.accept("packing guest RAM (" + image.counts().dataBytes() / (1 << 20) + " MiB of data) ...");
                 var packed = SnapshotWriter.pack(image, output, options.codec(), new long[0], attachments, progress);
                 long tPacked = System.nanoTime();
-                restoreSettings(qmp, capabilities, bandwidth);
+                putBack.settings();
+                putBack.done();
                 switch (options.after()) {
                     case RESUME -> qmp.execute("cont", Map.of());
                     case QUIT -> quit(qmp);
                     case PAUSE -> {}
                 }
-                done = true;
                 return new Report(
                         output.toString(),
                         packed.fileSize(),
@@ -123,13 +128,84 @@ public final class QemuSnapshot {
                         options.after().name().toLowerCase(java.util.Locale.ROOT));
             }
         } finally {
-            if (!done) {
+            putBack.run();
+        }
+    }
+
+    /**
+     * What a snapshot changed in QEMU, and how to change it back: its migration settings, and the
+     * run state when the VM was running. Runs at most once, from a failure or a signal; each part on
+     * its own, so that one that fails does not keep the VM stopped.
+     */
+    private static final class PutBack implements Runnable {
+        private final Qmp qmp;
+        private final boolean wasRunning;
+        private final Consumer<String> status;
+        private final Map<String, Boolean> capabilities;
+        private final long bandwidth;
+        private boolean stopping;
+        private boolean finished;
+
+        PutBack(Qmp qmp, boolean wasRunning, Consumer<String> status) throws IOException {
+            this.qmp = qmp;
+            this.wasRunning = wasRunning;
+            this.status = status;
+            this.capabilities = capabilities(qmp);
+            this.bandwidth = qmp.execute("query-migrate-parameters", Map.of())
+                    .path("max-bandwidth")
+                    .asLong(-1);
+        }
+
+        synchronized void stop() throws IOException {
+            if (!wasRunning) return;
+            stopping = true; // before the command: a stop that times out may still take effect
+            qmp.execute("stop", Map.of());
+        }
+
+        void settings() throws IOException {
+            setCapability(qmp, "x-ignore-shared", capabilities.getOrDefault("x-ignore-shared", false));
+            if (bandwidth >= 0) qmp.execute("migrate-set-parameters", Map.of("max-bandwidth", bandwidth));
+        }
+
+        /** The snapshot is written and QEMU's settings are back: nothing left to undo. */
+        synchronized void done() {
+            finished = true;
+        }
+
+        @Override
+        public synchronized void run() {
+            if (finished) return;
+            finished = true;
+            try {
+                qmp.execute("migrate_cancel", Map.of());
+                awaitIdle();
+            } catch (IOException e) {
+                status.accept("could not cancel QEMU's migration: " + e.getMessage());
+            }
+            try {
+                settings();
+            } catch (IOException e) {
+                status.accept("could not set QEMU's migration settings back: " + e.getMessage());
+            }
+            try {
+                if (stopping) qmp.execute("cont", Map.of());
+            } catch (IOException e) {
+                status.accept("could not resume the VM: " + e.getMessage());
+            }
+        }
+
+        /** Waits (10 s at most) for a cancelled migration to end: QEMU takes no settings while one runs. */
+        private void awaitIdle() throws IOException {
+            long deadline = System.nanoTime() + Qmp.DEFAULT_TIMEOUT.toNanos();
+            while (System.nanoTime() < deadline) {
+                String s = qmp.execute("query-migrate", Map.of()).path("status").asString("");
+                if (!List.of("setup", "active", "cancelling", "pre-switchover", "device", "wait-unplug")
+                        .contains(s)) return;
                 try {
-                    qmp.execute("migrate_cancel", Map.of());
-                    restoreSettings(qmp, capabilities, bandwidth);
-                    if (stopped) qmp.execute("cont", Map.of());
-                } catch (IOException e) {
-                    status.accept("could not put QEMU back as it was: " + e.getMessage());
+                    Thread.sleep(2);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return;
                 }
             }
         }
@@ -154,11 +230,6 @@ public final class QemuSnapshot {
                 "migrate-set-capabilities", Map.of("capabilities", List.of(Map.of("capability", name, "state", on))));
     }
 
-    private static void restoreSettings(Qmp qmp, Map<String, Boolean> capabilities, long bandwidth) throws IOException {
-        setCapability(qmp, "x-ignore-shared", capabilities.getOrDefault("x-ignore-shared", false));
-        if (bandwidth >= 0) qmp.execute("migrate-set-parameters", Map.of("max-bandwidth", bandwidth));
-    }
-
     private static void quit(Qmp qmp) throws IOException {
         try {
             qmp.execute("quit", Map.of());
@@ -180,7 +251,14 @@ public final class QemuSnapshot {
             }
             qmp.execute("migrate", Map.of("uri", "fd:" + FD_NAME));
             byte[] stream = drain(read, Math.min(ramSize, Snapshot.MAX_ATTACHMENT), timeout);
-            awaitMigration(qmp, "completed", timeout);
+            JsonNode m = awaitMigration(qmp, "completed", timeout);
+            // QEMU counts in "total" the RAM it migrates: the blocks it did not leave out
+            long total = m.path("ram").path("total").asLong(0);
+            if (total >= ramSize)
+                throw new QmpException(
+                        "QEMU's migration carried " + total + " bytes of RAM, guest RAM included, instead of"
+                                + " leaving it out (x-ignore-shared): this QEMU may leave out only RAM in a named file; use"
+                                + " memory-backend-file with mem-path on tmpfs");
             return stream;
         }
     }
@@ -196,7 +274,7 @@ public final class QemuSnapshot {
                 long left = deadline - System.nanoTime();
                 if (left <= 0)
                     throw new QmpException("QEMU's device state did not end within " + timeout.toSeconds() + " s");
-                if (poller.poll((int) Math.max(1, left / 1_000_000)) == 0) continue;
+                if (poller.poll((int) Math.max(1, Math.min(1000, left / 1_000_000))) == 0) continue;
                 long n;
                 try {
                     n = fd.read(buffer);
@@ -213,13 +291,13 @@ public final class QemuSnapshot {
         }
     }
 
-    /** Waits for QEMU's migration (either way) to reach {@code wanted}, failing with QEMU's error if it fails. */
-    static void awaitMigration(Qmp qmp, String wanted, Duration timeout) throws IOException {
+    /** Waits for QEMU's migration (either way) to reach {@code wanted}, failing with QEMU's error if it fails; its last state. */
+    static JsonNode awaitMigration(Qmp qmp, String wanted, Duration timeout) throws IOException {
         long deadline = System.nanoTime() + timeout.toNanos();
         while (true) {
             JsonNode m = qmp.execute("query-migrate", Map.of());
             String s = m.path("status").asString("");
-            if (s.equals(wanted)) return;
+            if (s.equals(wanted)) return m;
             if (s.equals("failed") || s.equals("cancelled"))
                 throw new QmpException(
                         "QEMU's migration " + s + ": " + m.path("error-desc").asString("no reason given"));

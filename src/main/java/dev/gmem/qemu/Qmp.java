@@ -61,14 +61,21 @@ public final class Qmp implements AutoCloseable {
     private byte[] pending = new byte[0];
     private int pendingAt;
     private final ArrayDeque<JsonNode> events = new ArrayDeque<>();
-    private final Version version;
-    private final int peerPid;
+    private Version version;
+    private int peerPid;
     private long nextId = 1;
+    /** How long a command may take unless its caller says otherwise: the connection's time-out. */
+    private final Duration timeout;
 
     private Qmp(Path path, Fd socket, Duration timeout) throws IOException {
         this.path = path;
         this.socket = socket;
+        this.timeout = timeout;
         this.poller = new Poller(Linux.POLLIN, socket);
+    }
+
+    /** Reads QEMU's greeting and leaves capability negotiation. */
+    private void handshake() throws IOException {
         long deadline = System.nanoTime() + timeout.toNanos();
         JsonNode greeting;
         String first = readLine(deadline, "its greeting");
@@ -108,10 +115,12 @@ public final class Qmp implements AutoCloseable {
                     null,
                     e);
         }
+        Qmp qmp = new Qmp(path, fd, timeout);
         try {
-            return new Qmp(path, fd, timeout);
+            qmp.handshake();
+            return qmp;
         } catch (IOException | RuntimeException e) {
-            fd.closeQuietly();
+            qmp.close();
             throw e;
         }
     }
@@ -157,9 +166,14 @@ public final class Qmp implements AutoCloseable {
         return path;
     }
 
-    /** Runs {@code command} with {@code arguments} (may be empty), waiting {@link #DEFAULT_TIMEOUT}. */
+    /** Runs {@code command} with {@code arguments} (may be empty), waiting as long as the connection's time-out. */
     public JsonNode execute(String command, Map<String, ?> arguments) throws IOException {
-        return execute(command, arguments, null, DEFAULT_TIMEOUT);
+        return execute(command, arguments, null, timeout);
+    }
+
+    /** The connection's time-out, which each command may take. */
+    public Duration timeout() {
+        return timeout;
     }
 
     /**
@@ -252,7 +266,16 @@ public final class Qmp implements AutoCloseable {
             if (left <= 0)
                 throw new QmpException("QEMU did not send " + what + " within the time limit (QMP " + path + ")");
             if (poller.poll((int) Math.max(1, Math.min(Integer.MAX_VALUE, left / 1_000_000))) == 0) continue;
-            long n = socket.read(buffer);
+            long n;
+            try {
+                n = socket.read(buffer);
+            } catch (SyscallException e) {
+                throw new QmpException(
+                        "the QMP connection " + path + " failed while gmem waited for " + what + ": " + e.errnoText()
+                                + " (did QEMU exit?)",
+                        null,
+                        e);
+            }
             if (n == 0)
                 throw new QmpException("QEMU closed the QMP connection " + path + " while gmem waited for " + what
                         + " (did it exit?)");

@@ -17,6 +17,9 @@ public record Attachment(String name, long offset, long length, int crc32c) {
     /** Bytes of a name in the manifest entry. */
     public static final int NAME_BYTES = 32;
 
+    /** The largest attachment: 1 GiB. */
+    public static final long MAX_BYTES = 1L << 30;
+
     private static final Pattern NAME = Pattern.compile("[a-z0-9._-]{1," + NAME_BYTES + "}");
 
     /** Whether {@code name} is one a snapshot may carry. */

@@ -91,7 +91,7 @@ public final class PageSources {
             same += head.get(i) == SnapshotFormat.MAGIC[i] ? 1 : 0;
         if (same >= 4) return same + " of the 8 bytes of the snapshot magic are in place";
         if (head.limit() >= 16
-                && head.getInt(8) == SnapshotFormat.VERSION
+                && (head.getInt(8) == SnapshotFormat.VERSION || head.getInt(8) == SnapshotFormat.VERSION_ATTACHMENTS)
                 && head.getInt(12) == SnapshotFormat.HEADER_SIZE) {
             return "its header has the version and size of a gmem snapshot header";
         }

@@ -30,12 +30,14 @@ public final class Snapshot implements PageSource {
 
     private final Manifest manifest;
     private final long fileSize;
+    private final int formatVersion;
     /** The largest stored chunk, rounded up to a page: the staging part of a scratch buffer. */
     private final long maxStored;
     /** Each thread's buffer for checking a chunk's checksum; freed with the thread. */
     private final ThreadLocal<MemorySegment> checkBuffers;
 
-    private Snapshot(Path path, Fd fd, Mapping mapping, Manifest manifest, long fileSize) {
+    private Snapshot(Path path, Fd fd, Mapping mapping, Manifest manifest, long fileSize, int formatVersion) {
+        this.formatVersion = formatVersion;
         this.path = path;
         this.fd = fd;
         this.mapping = mapping;
@@ -78,7 +80,8 @@ public final class Snapshot implements PageSource {
             }
             Manifest manifest =
                     SnapshotFormat.decodeManifest(path, m, h.manifestOffset(), h.manifestCrc(), h.version());
-            return new Snapshot(path, fd, Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED), manifest, size);
+            return new Snapshot(
+                    path, fd, Mapping.map(fd, 0, size, Linux.PROT_READ, Linux.MAP_SHARED), manifest, size, h.version());
         } catch (Throwable e) {
             fd.closeQuietly();
             throw e;
@@ -90,7 +93,7 @@ public final class Snapshot implements PageSource {
     }
 
     /** The largest attachment {@link #attachment} reads. */
-    public static final long MAX_ATTACHMENT = 1L << 30;
+    public static final long MAX_ATTACHMENT = Attachment.MAX_BYTES;
 
     /** Every attachment's bytes, in file order, each checked against its CRC32C. */
     public java.util.SequencedMap<String, byte[]> attachments() throws IOException {
@@ -125,6 +128,11 @@ public final class Snapshot implements PageSource {
                     what + ": checksum mismatch: stored " + SnapshotFormat.hex(a.crc32c()) + ", computed "
                             + SnapshotFormat.hex((int) crc.getValue()));
         return bytes;
+    }
+
+    /** The format version its header says. */
+    public int formatVersion() {
+        return formatVersion;
     }
 
     public long fileSize() {

@@ -380,7 +380,10 @@ public final class SnapshotFormat {
         for (int i = 52; i < ATTACHMENT_BYTES; i++) {
             if (b.get(pos + i) != 0) throw new SnapshotFormatException(file, what + ": reserved fields are not zero");
         }
-        if (offset < previousEnd || length < 0 || offset > dataEnd || length > dataEnd - offset) {
+        if (length < 0 || length > Attachment.MAX_BYTES)
+            throw new SnapshotFormatException(
+                    file, what + " ('" + name + "'): " + length + " bytes, more than an attachment may hold (1 GiB)");
+        if (offset < previousEnd || offset > dataEnd || length > dataEnd - offset) {
             throw new SnapshotFormatException(
                     file,
                     what + " ('" + name + "'): data at offset " + offset + " (" + length + " bytes) "

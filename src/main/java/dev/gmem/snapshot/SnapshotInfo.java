@@ -46,7 +46,7 @@ public record SnapshotInfo(
         byCodec.forEach((k, v) -> codecs.put(k.label(), v));
         return new SnapshotInfo(
                 s.path().toString(),
-                SnapshotFormat.versionOf(m),
+                s.formatVersion(),
                 s.fileSize(),
                 m.size(),
                 m.chunkBytes(),

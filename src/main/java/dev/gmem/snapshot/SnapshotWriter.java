@@ -50,6 +50,10 @@ public final class SnapshotWriter {
             LongConsumer progress)
             throws IOException {
         attachments.keySet().forEach(Attachment::checkName);
+        for (var e : attachments.entrySet()) {
+            if (e.getValue().length > Attachment.MAX_BYTES)
+                throw new IllegalArgumentException("attachment '" + e.getKey() + "' is more than 1 GiB");
+        }
         List<Region> regions = source.regions();
         List<Chunk> in = source.chunks();
         List<Chunk> out = new ArrayList<>(in.size());

@@ -82,6 +82,23 @@ class QemuCliTest {
             assertThat(r.out()).contains("\"ram_id\" : \"mem\"").contains("\"after\" : \"quit\"");
             assertThat(vm.awaitExit(Duration.ofSeconds(20))).isZero();
         }
+        // packed again with another codec, it keeps what it carries besides RAM
+        Path repacked = dir.resolve("re.snap");
+        GmemProcess.Result pack = GmemProcess.run(
+                RUN, dir, "snapshot", "pack", snap.toString(), "-o", repacked.toString(), "--compress", "zstd");
+        assertThat(pack.exit()).as(pack.toString()).isZero();
+        GmemProcess.Result inspect = GmemProcess.run(RUN, dir, "snapshot", "inspect", repacked.toString());
+        assertThat(inspect.out())
+                .contains("format version 2")
+                .containsPattern("attachments: qemu \\(.*\\), qemu.device-state \\(");
+        try (var a = dev.gmem.snapshot.Snapshot.open(snap);
+                var b = dev.gmem.snapshot.Snapshot.open(repacked)) {
+            assertThat(b.attachments().keySet())
+                    .containsExactlyElementsOf(a.attachments().keySet());
+            for (var e : a.attachments().entrySet())
+                assertThat(b.attachment(e.getKey())).isEqualTo(e.getValue());
+        }
+        snap = repacked;
         List<String> qemu =
                 List.of(LinuxGuest.QEMU, "-accel", "tcg", "-nodefaults", "-display", "none", "-machine", "q35");
 

@@ -76,7 +76,8 @@ class QemuGuestTest {
                         snap,
                         new QemuSnapshot.Options(codec, QemuSnapshot.After.QUIT, 2, Duration.ofSeconds(30)),
                         s -> {},
-                        b -> {});
+                        b -> {},
+                        a -> {});
             }
             assertThat(vm.awaitExit(Duration.ofSeconds(20))).isZero();
             vm.console.awaitEnd(Duration.ofSeconds(5));
@@ -97,12 +98,19 @@ class QemuGuestTest {
         String all = before;
         for (int round = 0; round < 2; round++) {
             Path next = dir.resolve("again" + round + ".snap");
+            // the first restore into a memfd, the second into a file in a tmpfs directory
+            Path ramDir = round == 0 ? null : Files.createTempDirectory(Path.of("/dev/shm"), "gmem-test-ram-");
             try (QemuRestore.Running r = QemuRestore.start(
                     snap,
                     guestCommand(),
-                    new QemuRestore.Options(null, false, null, QemuRestore.Stdio.PIPE, null, 2, Duration.ofSeconds(30)),
+                    new QemuRestore.Options(
+                            ramDir, false, null, QemuRestore.Stdio.PIPE, null, 2, Duration.ofSeconds(30)),
                     s -> {})) {
                 LinuxGuest.Console console = new LinuxGuest.Console(r.process());
+                if (ramDir != null)
+                    assertThat(listed(ramDir))
+                            .as("the RAM file's name, once QEMU holds it")
+                            .isEmpty();
                 List<Long> last = LinuxGuest.Console.ticks(all);
                 console.awaitTick(last.getLast() + 3, Duration.ofSeconds(30));
                 assertThat(LinuxGuest.Console.ticks(console.text()).getFirst())
@@ -127,13 +135,24 @@ class QemuGuestTest {
                             next,
                             new QemuSnapshot.Options(codec, QemuSnapshot.After.QUIT, 2, Duration.ofSeconds(30)),
                             s -> {},
-                            b -> {});
+                            b -> {},
+                            a -> {});
                 }
                 assertThat(r.waitFor()).isZero();
+                if (ramDir != null) {
+                    assertThat(listed(ramDir)).isEmpty();
+                    Files.delete(ramDir);
+                }
                 console.awaitEnd(Duration.ofSeconds(5));
                 all = all + console.text();
             }
             snap = next;
+        }
+    }
+
+    private static List<Path> listed(Path dir) throws java.io.IOException {
+        try (var s = Files.list(dir)) {
+            return s.toList();
         }
     }
 

@@ -10,8 +10,6 @@ import dev.gmem.snapshot.Snapshot;
 import dev.gmem.snapshot.SnapshotFormatException;
 import dev.gmem.snapshot.SnapshotWriter;
 import java.io.IOException;
-import java.nio.ByteBuffer;
-import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -60,7 +58,7 @@ class QemuRefusalTest {
         try (QemuVm vm = QemuVm.start(
                         QemuVm.bare(QemuVm.fileRam("ram0", 64, ram), "-device", "virtio-rng-pci"), shared);
                 Qmp q = vm.connect()) {
-            QemuSnapshot.take(q, snap, QUIT, s -> {}, b -> {});
+            QemuSnapshot.take(q, snap, QUIT, s -> {}, b -> {}, a -> {});
             assertThat(vm.awaitExit(Duration.ofSeconds(20))).isZero();
         }
     }
@@ -73,20 +71,35 @@ class QemuRefusalTest {
         return ProcessHandle.current().children().filter(ProcessHandle::isAlive).count();
     }
 
-    /** Asserts that restoring {@code file} into {@code command} fails with {@code type} and {@code text}, and that no QEMU stays and no RAM file is left. */
+    /**
+     * Asserts that restoring {@code file} into {@code command} fails with {@code type} and
+     * {@code text}, that every QEMU it started was reaped and no RAM file is left; unless
+     * {@code qemuStarts}, that QEMU never started (the program is a wrapper that notes each start,
+     * its machine list aside).
+     */
     private void refused(
             Path file, List<String> command, Class<? extends Throwable> type, String text, boolean qemuStarts)
             throws Exception {
         Path ramDir = Files.createDirectories(dir.resolve("ram"));
+        Path marker = dir.resolve("qemu-started");
+        Path wrapper = dir.resolve("qemu-wrapper");
+        Files.writeString(
+                wrapper,
+                "#!/bin/sh\ncase \"$*\" in \"-machine help\") ;; *) echo started >> " + marker + " ;; esac\nexec "
+                        + LinuxGuest.QEMU + " \"$@\"\n");
+        Files.setPosixFilePermissions(wrapper, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
+        List<String> wrapped = new ArrayList<>(command);
+        if (wrapped.getFirst().equals(LinuxGuest.QEMU)) wrapped.set(0, wrapper.toString());
+        Files.deleteIfExists(marker);
         long before = children();
-        assertThatThrownBy(() -> QemuRestore.start(file, command, options(ramDir, false), s -> {}))
+        assertThatThrownBy(() -> QemuRestore.start(file, wrapped, options(ramDir, false), s -> {}))
                 .isInstanceOf(type)
                 .hasMessageContaining(text);
         assertThat(children()).as("QEMU reaped").isEqualTo(before);
         try (var files = Files.list(ramDir)) {
             assertThat(files.toList()).as("no RAM file left").isEmpty();
         }
-        if (!qemuStarts) assertThat(ProcessHandle.current().children().count()).isEqualTo(before);
+        assertThat(Files.exists(marker)).as("QEMU started").isEqualTo(qemuStarts);
     }
 
     private static List<String> restoreCommand(String... extra) {
@@ -101,7 +114,7 @@ class QemuRefusalTest {
         QemuVm.assumeQemu();
         try (QemuVm vm = QemuVm.start(QemuVm.bare(List.of("-m", "64M")), dir);
                 Qmp q = vm.connect()) {
-            assertThatThrownBy(() -> QemuSnapshot.take(q, dir.resolve("x.snap"), QUIT, s -> {}, b -> {}))
+            assertThatThrownBy(() -> QemuSnapshot.take(q, dir.resolve("x.snap"), QUIT, s -> {}, b -> {}, a -> {}))
                     .isInstanceOf(QemuRam.NotShareableException.class)
                     .hasMessageContaining("guest RAM 'pc.ram' (memory-backend-ram) has share=off")
                     .hasMessageContaining(
@@ -109,6 +122,33 @@ class QemuRefusalTest {
             assertThat(q.execute("query-status", Map.of()).path("status").asString(""))
                     .isEqualTo("prelaunch");
             assertThat(dir.resolve("x.snap")).doesNotExist();
+        }
+    }
+
+    @Test
+    void aSnapshotThatFailsAfterTheVmStoppedLeavesItRunningWithItsSettings() throws Exception {
+        QemuVm.assumeQemu();
+        List<String> running = new ArrayList<>(QemuVm.bare(QemuVm.memfdRam("mem", 32)));
+        running.remove("-S");
+        try (QemuVm vm = QemuVm.start(running, dir);
+                Qmp q = vm.connect()) {
+            long bandwidth = q.execute("query-migrate-parameters", Map.of())
+                    .path("max-bandwidth")
+                    .asLong();
+            Path nowhere = dir.resolve("no-such-directory").resolve("x.snap");
+            assertThatThrownBy(() -> QemuSnapshot.take(q, nowhere, QUIT, s -> {}, b -> {}, a -> {}))
+                    .isInstanceOf(IOException.class);
+            assertThat(q.execute("query-status", Map.of()).path("status").asString(""))
+                    .isEqualTo("running");
+            assertThat(q.execute("query-migrate-parameters", Map.of())
+                            .path("max-bandwidth")
+                            .asLong())
+                    .isEqualTo(bandwidth);
+            for (var c : q.execute("query-migrate-capabilities", Map.of())) {
+                if (c.path("capability").asString("").equals("x-ignore-shared"))
+                    assertThat(c.path("state").asBoolean()).isFalse();
+            }
+            assertThat(vm.process.isAlive()).isTrue();
         }
     }
 
@@ -246,11 +286,5 @@ class QemuRefusalTest {
             edit.accept(a);
             SnapshotWriter.pack(s, to, Codec.NONE, new long[0], a, b -> {});
         }
-    }
-
-    static int version(Path p) throws IOException {
-        return ByteBuffer.wrap(Files.readAllBytes(p))
-                .order(ByteOrder.LITTLE_ENDIAN)
-                .getInt(8);
     }
 }

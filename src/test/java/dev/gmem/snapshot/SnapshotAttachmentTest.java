@@ -114,7 +114,15 @@ class SnapshotAttachmentTest {
         assertRefused(
                 Fixtures.editManifest(file, m -> m.putLong(entries + 32, SnapshotFormat.HEADER_SIZE)), "overlaps");
         // data past the data area
-        assertRefused(Fixtures.editManifest(file, m -> m.putLong(entries + 40, Long.MAX_VALUE / 2)), "runs past");
+        assertRefused(Fixtures.editManifest(file, m -> m.putLong(entries + 40, 1 << 30)), "runs past");
+        assertRefused(
+                Fixtures.editManifest(file, m -> m.putLong(entries + 40, Long.MAX_VALUE / 2)),
+                "more than an attachment may hold");
+        // the second attachment's data over the first's
+        assertRefused(
+                Fixtures.editManifest(
+                        file, m -> m.putLong(entries + SnapshotFormat.ATTACHMENT_BYTES + 32, m.getLong(entries + 32))),
+                "overlaps the header, a chunk or the attachment before it");
         // reserved bytes
         assertRefused(Fixtures.editManifest(file, m -> m.put(entries + 60, (byte) 1)), "reserved");
         // a version 1 file may not have any
