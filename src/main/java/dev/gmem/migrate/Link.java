@@ -207,6 +207,33 @@ final class Link implements AutoCloseable {
         return String.valueOf(socket.getRemoteSocketAddress()).replaceFirst("^/", "");
     }
 
+    /**
+     * Closes after a last message (an ERROR): this side's end of the stream first, then what the
+     * peer still sends is read and dropped, for 200 ms and 4 MiB at most, then the close. Closing
+     * with unread bytes would send a reset, and a reset can overtake the last message, so that the
+     * peer never reads it.
+     */
+    public void closeAfterLastMessage() {
+        try {
+            channel.shutdownOutput();
+            channel.configureBlocking(false);
+            ByteBuffer sink = ByteBuffer.allocate(64 << 10);
+            long deadline = System.nanoTime() + 200_000_000L;
+            for (long total = 0; total < (4 << 20) && System.nanoTime() < deadline; ) {
+                int n = channel.read(sink.clear());
+                if (n < 0) break;
+                if (n == 0) Thread.sleep(5);
+                total += n;
+            }
+        } catch (IOException e) {
+            // closing anyway
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        } finally {
+            close();
+        }
+    }
+
     @Override
     public void close() {
         closed = true;

@@ -249,6 +249,7 @@ public final class PageServer implements AutoCloseable {
             log.accept(peer + ": " + e.getMessage() + "; connection closed");
             try {
                 link.send(o -> Protocol.writeError(o, e.getMessage()));
+                link.closeAfterLastMessage();
             } catch (IOException ignored) {
                 // closing anyway
             }
