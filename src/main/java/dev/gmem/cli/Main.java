@@ -38,6 +38,7 @@ public final class Main implements Runnable {
         m.put("fc-keeper", FcKeeperCommand.class);
         m.put("serve", ServeCommand.class);
         m.put("qemu", QemuCommand.class);
+        m.put("store", StoreCommands.StoreRoot.class);
         m.put("help", CommandLine.HelpCommand.class);
         return m;
     }

@@ -41,7 +41,7 @@ import picocli.CommandLine.Parameters;
 final class RestoreCommand implements Callable<Integer> {
     @Parameters(
             index = "0",
-            paramLabel = "SNAPSHOT|RAW|tcp://HOST:PORT",
+            paramLabel = "SNAPSHOT|RAW|tcp://HOST:PORT|s3://BUCKET/PREFIX/NAME",
             description = "A gmem snapshot, or a raw memory file (detected by content), or the memory a 'gmem serve' on"
                     + " another host serves (post-copy: lazily, its pages pushed and faults fetched over the network).")
     String inputArgument;
@@ -49,6 +49,10 @@ final class RestoreCommand implements Callable<Integer> {
     /** --reconnect-timeout, --peer-timeout and TLS, for a tcp:// source. */
     @CommandLine.Mixin
     PostcopyOptions.Destination remote;
+
+    /** --endpoint and the chunk cache, for an s3:// source. */
+    @CommandLine.Mixin
+    StoreOptions store;
 
     /** The source: a local file, or a page server's memory. */
     private PageSource open(Progress line, boolean scanProgress) throws java.io.IOException {
@@ -64,6 +68,10 @@ final class RestoreCommand implements Callable<Integer> {
                         spec.commandLine(), "--regions and --format describe a local file, not a tcp:// source");
             }
             return r;
+        }
+        if (dev.gmem.store.S3Location.isS3(inputArgument)) {
+            var at = StoreOptions.parse(spec.commandLine(), "the source", inputArgument);
+            return dev.gmem.store.StoreSource.openOwning(store.open(spec.commandLine(), at), at);
         }
         Path input = Path.of(inputArgument);
         return PageSources.open(

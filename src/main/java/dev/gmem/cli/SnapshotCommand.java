@@ -32,7 +32,11 @@ import picocli.CommandLine.Parameters;
             SnapshotCommand.Pack.class,
             SnapshotCommand.Unpack.class,
             SnapshotCommand.Inspect.class,
-            SnapshotCommand.Verify.class
+            SnapshotCommand.Verify.class,
+            StoreCommands.Push.class,
+            StoreCommands.Pull.class,
+            StoreCommands.Ls.class,
+            StoreCommands.Rm.class
         })
 final class SnapshotCommand implements Runnable {
     @CommandLine.Spec

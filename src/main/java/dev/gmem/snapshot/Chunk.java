@@ -76,7 +76,7 @@ public record Chunk(
         void accept(int firstPage, int pages) throws E;
     }
 
-    static boolean test(long[] map, int page) {
+    public static boolean test(long[] map, int page) {
         return (map[page >>> 6] & (1L << (page & 63))) != 0;
     }
 

@@ -72,14 +72,26 @@ public final class GmemProcess {
     }
 
     private static Started started(Path workDir, List<String> cmd) throws IOException {
+        return started(workDir, cmd, java.util.Map.of());
+    }
+
+    private static Started started(Path workDir, List<String> cmd, java.util.Map<String, String> env)
+            throws IOException {
         Path out = Files.createTempFile(workDir, "out", ".txt");
         Path err = Files.createTempFile(workDir, "err", ".txt");
-        Process p = new ProcessBuilder(cmd)
-                .directory(workDir.toFile())
+        ProcessBuilder pb = new ProcessBuilder(cmd);
+        pb.environment().putAll(env);
+        Process p = pb.directory(workDir.toFile())
                 .redirectOutput(out.toFile())
                 .redirectError(err.toFile())
                 .start();
         return new Started(p, out, err, cmd);
+    }
+
+    /** Runs gmem with {@code args} and {@code env} added to the environment, in {@code workDir}, for {@code timeout} at most. */
+    public static Result run(Duration timeout, Path workDir, java.util.Map<String, String> env, String... args)
+            throws IOException {
+        return started(workDir, command(workDir, classPath(), args), env).await(timeout);
     }
 
     /** Runs gmem with {@code args} in {@code workDir} and waits at most {@code timeout}. */

@@ -1,0 +1,267 @@
+package dev.gmem.store;
+
+import dev.gmem.snapshot.Chunk;
+import dev.gmem.snapshot.ChunkData;
+import dev.gmem.snapshot.PageSource;
+import dev.gmem.snapshot.Region;
+import dev.gmem.util.Parallel;
+import java.io.IOException;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.function.LongConsumer;
+
+/**
+ * A snapshot in a store as a {@link PageSource}, so every reader takes it: eager and lazy restore,
+ * the Firecracker handler, the page server. Opening fetches the manifest alone (one GET); a chunk
+ * is read by fetching its layers' objects (through the cache, in parallel, each checked against
+ * its SHA-256 before use) and taking each data page from its layer. Reading chunk {@code i} starts
+ * fetching the objects of the next {@value #READ_AHEAD} chunks into the cache, several GETs in
+ * flight, so a sequential reader (an eager restore, a prefetch) rarely waits.
+ */
+public final class StoreSource implements PageSource {
+    static final int READ_AHEAD = 8;
+
+    private final Store store;
+    private final S3Location location;
+    private final StoreManifest manifest;
+    private final List<Chunk> chunks;
+    private final ExecutorService fetchers;
+    /** Whether closing this closes the store too (a source a command opened for itself). */
+    private boolean ownsStore;
+
+    private final ConcurrentHashMap<String, CompletableFuture<byte[]>> inFlight = new ConcurrentHashMap<>();
+    private final ThreadLocal<MemorySegment> staging = new ThreadLocal<>();
+    private final ThreadLocal<MemorySegment> raw = new ThreadLocal<>();
+    /** Decoded objects recently used, for the faults that follow one another in a window: 64 MiB at most. */
+    private final java.util.LinkedHashMap<String, byte[]> decoded = new java.util.LinkedHashMap<>(64, 0.75f, true);
+
+    private long decodedBytes;
+    private static final long DECODED_MAX = 64L << 20;
+
+    private StoreSource(Store store, S3Location location, StoreManifest manifest) {
+        this.store = store;
+        this.location = location;
+        this.manifest = manifest;
+        this.chunks = manifest.asChunks();
+        this.fetchers = Executors.newFixedThreadPool(
+                8, Thread.ofPlatform().daemon().name("gmem-store-fetch-", 0).factory());
+    }
+
+    /** Opens {@code location}'s snapshot: its manifest is fetched and checked, nothing else. */
+    public static StoreSource open(Store store, S3Location location) throws StoreException {
+        return new StoreSource(store, location, store.manifest(location));
+    }
+
+    /** As {@link #open}, the source taking {@code store} over: it is closed with the source (or now, if opening fails). */
+    public static StoreSource openOwning(Store store, S3Location location) throws StoreException {
+        try {
+            StoreSource s = open(store, location);
+            s.ownsStore = true;
+            return s;
+        } catch (StoreException | RuntimeException e) {
+            store.close();
+            throw e;
+        }
+    }
+
+    public StoreManifest manifest() {
+        return manifest;
+    }
+
+    public Store store() {
+        return store;
+    }
+
+    @Override
+    public Path path() {
+        return Path.of(location.toString());
+    }
+
+    @Override
+    public String format() {
+        return "store";
+    }
+
+    @Override
+    public List<Region> regions() {
+        return manifest.regions();
+    }
+
+    @Override
+    public List<Chunk> chunks() {
+        return chunks;
+    }
+
+    @Override
+    public long[] accessOrder() {
+        return manifest.accessOrder().clone();
+    }
+
+    @Override
+    public long scratchBytes() {
+        long max = 0;
+        for (Region r : manifest.regions())
+            max = Math.max(max, Math.max(1, manifest.windowBytes() / r.pageSize()) * r.pageSize());
+        return max;
+    }
+
+    /** Fetches an object on a fetcher thread. */
+    private CompletableFuture<byte[]> fetchAsync(StoreManifest.ObjectRef ref) {
+        return CompletableFuture.supplyAsync(
+                () -> {
+                    try {
+                        return store.fetch(ref);
+                    } catch (StoreException e) {
+                        throw new java.util.concurrent.CompletionException(e);
+                    }
+                },
+                fetchers);
+    }
+
+    /** An object's stored bytes: one fetch at a time for each object, however many readers want it. */
+    private byte[] object(StoreManifest.ObjectRef ref) throws StoreException {
+        CompletableFuture<byte[]> f = inFlight.computeIfAbsent(ref.hex(), h -> fetchAsync(ref));
+        try {
+            return f.join();
+        } catch (java.util.concurrent.CompletionException e) {
+            if (e.getCause() instanceof StoreException s) throw new StoreException(s.getMessage(), s);
+            throw new StoreException(location + ": " + e.getCause(), e.getCause());
+        } finally {
+            inFlight.remove(ref.hex(), f);
+        }
+    }
+
+    private void readAhead(int index) {
+        if (store.cache() == null) return; // without a cache, read-ahead would have nowhere to keep what it fetched
+        for (int i = index + 1; i < Math.min(chunks.size(), index + 1 + READ_AHEAD); i++) {
+            for (StoreManifest.Layer l : manifest.chunks().get(i).layers()) {
+                StoreManifest.ObjectRef ref = l.object();
+                inFlight.computeIfAbsent(ref.hex(), h -> fetchAsync(ref))
+                        .whenComplete((b, e) -> inFlight.remove(ref.hex()));
+            }
+        }
+    }
+
+    /** An object's pages, decoded: from memory when it was used lately, else fetched (checked) and decoded. */
+    private byte[] decodedObject(StoreManifest.ObjectRef ref) throws StoreException {
+        synchronized (decoded) {
+            byte[] d = decoded.get(ref.hex());
+            if (d != null) return d;
+        }
+        byte[] stored = object(ref);
+        MemorySegment seg =
+                Store.decode(ref, stored, Store.buffer(staging, stored.length), Store.buffer(raw, ref.rawLength()));
+        byte[] d = seg.asSlice(0, ref.rawLength()).toArray(java.lang.foreign.ValueLayout.JAVA_BYTE);
+        synchronized (decoded) {
+            if (decoded.put(ref.hex(), d) == null) decodedBytes += d.length;
+            var it = decoded.entrySet().iterator();
+            while (decodedBytes > DECODED_MAX && it.hasNext()) {
+                decodedBytes -= it.next().getValue().length;
+                it.remove();
+            }
+        }
+        return d;
+    }
+
+    /** Asks for every layer's object but the first at once: a window with a base costs one round trip, not two. */
+    private void fetchLayersAhead(List<StoreManifest.Layer> layers) {
+        for (StoreManifest.Layer l : layers.subList(Math.min(1, layers.size()), layers.size())) {
+            synchronized (decoded) {
+                if (decoded.containsKey(l.object().hex())) continue;
+            }
+            inFlight.computeIfAbsent(l.object().hex(), h -> fetchAsync(l.object()));
+        }
+    }
+
+    @Override
+    public ChunkData read(int index, MemorySegment scratch) throws IOException {
+        Chunk chunk = chunks.get(index);
+        MemorySegment out = readRun(index, 0, chunk.pages(), scratch, true);
+        return ChunkData.packed(
+                chunk, out, manifest.regions().get(chunk.region()).pageSize());
+    }
+
+    @Override
+    public MemorySegment readRun(int index, int firstPage, int pages, MemorySegment scratch) throws IOException {
+        return readRun(index, firstPage, pages, scratch, false);
+    }
+
+    /**
+     * The data pages of window pages {@code [firstPage, firstPage + pages)} of chunk {@code index},
+     * packed in page order at the start of {@code scratch}; with {@code whole}, every data page of
+     * the window (holes and zero pages skipped), else the run, which must be all data.
+     */
+    private MemorySegment readRun(int index, int firstPage, int pages, MemorySegment scratch, boolean whole)
+            throws IOException {
+        StoreManifest.StoreChunk c = manifest.chunks().get(index);
+        Chunk chunk = chunks.get(index);
+        long pageSize = manifest.regions().get(c.region()).pageSize();
+        long[] data = chunk.dataMap();
+        readAhead(index);
+        fetchLayersAhead(c.layers());
+        int base = whole ? 0 : StoreManifest.rank(data, firstPage);
+        int count = 0;
+        for (StoreManifest.Layer l : c.layers()) {
+            byte[] d = null;
+            for (int p = firstPage; p < firstPage + pages; p++) {
+                if (!Chunk.test(l.used(), p)) continue;
+                if (d == null) d = decodedObject(l.object());
+                MemorySegment.copy(
+                        MemorySegment.ofArray(d),
+                        StoreManifest.rank(l.held(), p) * pageSize,
+                        scratch,
+                        (StoreManifest.rank(data, p) - base) * pageSize,
+                        pageSize);
+                count++;
+            }
+        }
+        return scratch.asSlice(0, count * pageSize);
+    }
+
+    /** Every object is checked against its SHA-256 as it is fetched: a read is a verified read. */
+    @Override
+    public ChunkData readVerified(int index, MemorySegment scratch) throws IOException {
+        return read(index, scratch);
+    }
+
+    @Override
+    public void verifyChunk(int index) throws IOException {
+        for (StoreManifest.Layer l : manifest.chunks().get(index).layers()) object(l.object());
+    }
+
+    /** Fetches (through the cache) every object the snapshot names, each checked, and its attachments. */
+    @Override
+    public void verify(int threads, LongConsumer progress) throws IOException {
+        Parallel.forEach(Math.max(threads, 8), "gmem-store-verify", chunks.size(), i -> {
+            verifyChunk(i);
+            progress.accept(chunks.get(i).storedLength());
+        });
+        for (StoreManifest.NamedObject a : manifest.attachments()) object(a.object());
+    }
+
+    /** The attachment called {@code name}, checked, or null. */
+    public byte[] attachment(String name) throws StoreException {
+        for (StoreManifest.NamedObject a : manifest.attachments()) {
+            if (a.name().equals(name)) return object(a.object());
+        }
+        return null;
+    }
+
+    /** Every attachment, in order. */
+    public java.util.SequencedMap<String, byte[]> attachments() throws StoreException {
+        var out = new java.util.LinkedHashMap<String, byte[]>();
+        for (StoreManifest.NamedObject a : manifest.attachments()) out.put(a.name(), object(a.object()));
+        return out;
+    }
+
+    @Override
+    public void close() {
+        fetchers.shutdownNow();
+        if (ownsStore) store.close();
+    }
+}
