@@ -24,7 +24,8 @@ import picocli.CommandLine.Option;
             BenchCommand.Start.class,
             BenchCommand.FcHandler.class,
             BenchCommand.Postcopy.class,
-            BenchCommand.Qemu.class
+            BenchCommand.Qemu.class,
+            BenchCommand.StoreBench.class
         })
 final class BenchCommand implements Runnable {
     @CommandLine.Spec
@@ -919,6 +920,103 @@ final class BenchCommand implements Runnable {
                     r.allocatedOverData(),
                     r.sizeRatio(),
                     r.compressedSizeRatio());
+            out.flush();
+            return 0;
+        }
+    }
+
+    @Command(
+            name = "store",
+            header =
+                    "Snapshots in S3 against a real S3 server on loopback: push, dedup, pull, cold lazy restore, chunk reads.",
+            mixinStandardHelpOptions = true,
+            description = {
+                "Starts S3Proxy (its own process, filesystem back end) and, in one run: pushes a synthetic guest and a",
+                "re-snapshot of it with 5%% of its data pages changed (against the first as its base); pulls the first with",
+                "the store's reader against a plain parallel download of the same objects with the same client and threads",
+                "(the server's limit), for both HTTP clients; reads one page of random chunks uncached and from the cache;",
+                "and restores the re-snapshot lazily from a cold cache: time to ready and the prefetch until resident.",
+                "Targets: pull >= 80%% of the plain download; cold lazy restore ready <= 50 ms; the re-snapshot uploads",
+                "<= 10%% of its data."
+            })
+    static final class StoreBench implements Callable<Integer> {
+        @Option(
+                names = "--size",
+                defaultValue = "512M",
+                converter = Sizes.class,
+                description = "The guest (default ${DEFAULT-VALUE}).")
+        long size;
+
+        @Option(names = "--threads", defaultValue = "8", description = "Requests in flight (default ${DEFAULT-VALUE}).")
+        int threads;
+
+        @CommandLine.Mixin
+        Options.WorkDir dir;
+
+        @CommandLine.Mixin
+        Options.Json json;
+
+        @CommandLine.Spec
+        CommandLine.Model.CommandSpec spec;
+
+        @Override
+        public Integer call() throws Exception {
+            if (size < (16 << 20) || size % (1 << 20) != 0)
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--size must be a multiple of 1 MiB, at least 16M");
+            if (threads < 1 || threads > 64)
+                throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 64");
+            dev.gmem.bench.StoreBench.Report r;
+            try (Progress progress = new Progress(json.on)) {
+                r = dev.gmem.bench.StoreBench.run(
+                        new dev.gmem.bench.StoreBench.Options(size, threads, dir.resolve()), progress);
+            }
+            PrintWriter out = spec.commandLine().getOut();
+            if (json.on) {
+                out.println(Json.write(r));
+                out.flush();
+                return 0;
+            }
+            out.printf(
+                    Locale.ROOT,
+                    "a %s guest, %s of data; S3Proxy on loopback; %d requests in flight%n",
+                    Sizes.format(r.guestBytes()),
+                    Sizes.format(r.dataBytes()),
+                    threads);
+            out.printf(
+                    Locale.ROOT,
+                    "push: %.2f GiB/s of data; the 5%%-changed re-snapshot %.2f GiB/s, uploading %.1f%% of its data (%d pages from the base)%n",
+                    r.pushGibPerS(),
+                    r.rePushGibPerS(),
+                    r.reUploadedFraction() * 100,
+                    r.rePagesFromBase());
+            for (var p : r.pulls())
+                out.printf(
+                        Locale.ROOT,
+                        "pull (%s client): %.2f GiB/s stored, plain parallel GETs %.2f GiB/s: %.0f%%%n",
+                        p.httpClient(),
+                        p.storeGibPerS(),
+                        p.plainGibPerS(),
+                        p.ratio() * 100);
+            out.printf(
+                    Locale.ROOT,
+                    "cold lazy restore: ready in %.1f ms (the manifest %.1f ms)%n",
+                    r.coldReadyMs(),
+                    r.coldManifestMs());
+            for (var l : r.latency())
+                out.printf(
+                        Locale.ROOT,
+                        "chunk read %-48s p50 %8.0f us, p99 %8.0f us (%d reads)%n",
+                        l.path() + ":",
+                        l.p50Us(),
+                        l.p99Us(),
+                        l.samples());
+            if (r.prefetchGibPerS() != null)
+                out.printf(
+                        Locale.ROOT,
+                        "prefetch until resident: %.2f GiB/s, %.0f ms%n",
+                        r.prefetchGibPerS(),
+                        r.residentMs() == null ? Double.NaN : r.residentMs());
             out.flush();
             return 0;
         }

@@ -36,6 +36,9 @@ enum ExitCode {
                 case UnsupportedFeatureException e -> {
                     return UNSUPPORTED;
                 }
+                case dev.gmem.store.StoreFormatException e -> {
+                    return BAD_INPUT;
+                }
                 case dev.gmem.qemu.QemuRam.NotShareableException e -> {
                     return UNSUPPORTED;
                 }

@@ -47,9 +47,14 @@ final class FcHandlerCommand implements Callable<Integer> {
 
     @Option(
             names = "--snapshot",
-            paramLabel = "FILE",
-            description = "Firecracker's memory file, or a gmem snapshot of it.")
-    Path snapshot;
+            paramLabel = "FILE|s3://BUCKET/PREFIX/NAME",
+            description =
+                    "Firecracker's memory file, or a gmem snapshot of it, or a snapshot in a store (see --endpoint).")
+    String snapshot;
+
+    /** --endpoint and the chunk cache, for an s3:// snapshot. */
+    @CommandLine.Mixin
+    StoreOptions store;
 
     @Option(
             names = "--source",
@@ -294,16 +299,20 @@ final class FcHandlerCommand implements Callable<Integer> {
         };
         try (PageSource source = remoteSource != null
                 ? remote.connect(spec, remoteSource, log)
-                : PageSources.open(
+                : store.openSource(
+                        spec.commandLine(),
                         snapshot,
-                        SnapshotCommand.regions(spec.commandLine(), regions),
-                        SnapshotCommand.threads(),
-                        x -> {},
-                        SnapshotCommand.format(spec.commandLine(), format))) {
+                        p -> PageSources.open(
+                                p,
+                                SnapshotCommand.regions(spec.commandLine(), regions),
+                                SnapshotCommand.threads(),
+                                x -> {},
+                                SnapshotCommand.format(spec.commandLine(), format)))) {
             if (recordAccess != null
                     && snapshot != null
+                    && !dev.gmem.store.S3Location.isS3(snapshot)
                     && java.nio.file.Files.exists(recordAccess)
-                    && java.nio.file.Files.isSameFile(recordAccess, snapshot))
+                    && java.nio.file.Files.isSameFile(recordAccess, Path.of(snapshot)))
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--record-access must not name the snapshot it serves");
             // what serves, in the order started; closed in reverse if a later one cannot start, and at the stop
@@ -443,9 +452,9 @@ final class FcHandlerCommand implements Callable<Integer> {
 
     /** What a state directory records of the source: a file's identity, or the remote source's address and map. */
     private String identity(PageSource source) throws java.io.IOException {
-        return snapshot != null
-                ? StateDir.identity(snapshot)
-                : remoteSource + " " + source.size() + " " + source.counts().dataPages();
+        if (snapshot != null && !dev.gmem.store.S3Location.isS3(snapshot)) return StateDir.identity(Path.of(snapshot));
+        return (snapshot != null ? snapshot : remoteSource) + " " + source.size() + " "
+                + source.counts().dataPages();
     }
 
     /**

@@ -69,10 +69,8 @@ final class RestoreCommand implements Callable<Integer> {
             }
             return r;
         }
-        if (dev.gmem.store.S3Location.isS3(inputArgument)) {
-            var at = StoreOptions.parse(spec.commandLine(), "the source", inputArgument);
-            return dev.gmem.store.StoreSource.openOwning(store.open(spec.commandLine(), at), at);
-        }
+        if (dev.gmem.store.S3Location.isS3(inputArgument))
+            return store.openSource(spec.commandLine(), inputArgument, p -> null);
         Path input = Path.of(inputArgument);
         return PageSources.open(
                 input,

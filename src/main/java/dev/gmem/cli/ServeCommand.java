@@ -40,8 +40,15 @@ final class ServeCommand implements Callable<Integer> {
             description = "Where to listen (port 0: any free port; the ready line names it).")
     String listen;
 
-    @Option(names = "--snapshot", paramLabel = "FILE", description = "A gmem snapshot to serve.")
-    Path snapshot;
+    @Option(
+            names = "--snapshot",
+            paramLabel = "FILE|s3://BUCKET/PREFIX/NAME",
+            description = "A gmem snapshot to serve, or a snapshot in a store (see --endpoint).")
+    String snapshot;
+
+    /** --endpoint and the chunk cache, for an s3:// snapshot. */
+    @CommandLine.Mixin
+    StoreOptions store;
 
     @Option(
             names = "--memory",
@@ -106,13 +113,16 @@ final class ServeCommand implements Callable<Integer> {
             }
         };
         if (context == null) log.accept("no TLS: listening on loopback only, and unencrypted");
-        Path input = snapshot != null ? snapshot : memory;
-        try (PageSource source = PageSources.open(
+        String input = snapshot != null ? snapshot : memory.toString();
+        try (PageSource source = store.openSource(
+                spec.commandLine(),
                 input,
-                SnapshotCommand.regions(spec.commandLine(), regions),
-                SnapshotCommand.threads(),
-                x -> {},
-                snapshot != null ? PageSources.Format.SNAPSHOT : PageSources.Format.RAW)) {
+                p -> PageSources.open(
+                        p,
+                        SnapshotCommand.regions(spec.commandLine(), regions),
+                        SnapshotCommand.threads(),
+                        x -> {},
+                        snapshot != null ? PageSources.Format.SNAPSHOT : PageSources.Format.RAW))) {
             PageServer server = PageServer.start(
                     new InetSocketAddress(address, at.port()),
                     source,
@@ -138,7 +148,7 @@ final class ServeCommand implements Callable<Integer> {
                             ? Json.oneLine(new Ready(
                                     "ready",
                                     where,
-                                    input.toString(),
+                                    input,
                                     source.format(),
                                     source.size(),
                                     source.counts().dataBytes(),

@@ -59,6 +59,24 @@ final class StoreOptions {
         return new Store(new StoreClient(StoreClient.Options.of(uri)), location, cache);
     }
 
+    /**
+     * The source {@code argument} names: a snapshot in a store when it is an s3:// URL (the
+     * source then owns its store), else the local file {@code local} opens.
+     */
+    dev.gmem.snapshot.PageSource openSource(CommandLine cl, String argument, LocalOpener local) throws IOException {
+        if (!S3Location.isS3(argument)) return local.open(Path.of(argument));
+        S3Location at = parse(cl, argument, argument);
+        if (at.name() == null)
+            throw new CommandLine.ParameterException(cl, argument + " names a store, not a snapshot");
+        return dev.gmem.store.StoreSource.openOwning(open(cl, at), at);
+    }
+
+    /** Opens a local memory file. */
+    @FunctionalInterface
+    interface LocalOpener {
+        dev.gmem.snapshot.PageSource open(Path path) throws IOException;
+    }
+
     /** {@code text} as an s3:// location, or a usage error naming {@code what}. */
     static S3Location parse(CommandLine cl, String what, String text) {
         try {

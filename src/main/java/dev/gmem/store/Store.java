@@ -84,7 +84,7 @@ public final class Store implements AutoCloseable {
         getBytes.addAndGet(bytes.length);
         if (bytes.length != ref.storedLength()
                 || !HexFormat.of().formatHex(ChunkCache.sha256(bytes)).equals(hex))
-            throw new StoreException(S3Location.SCHEME + root.bucket() + "/" + key + ": its " + bytes.length
+            throw new StoreFormatException(S3Location.SCHEME + root.bucket() + "/" + key + ": its " + bytes.length
                     + " bytes do not match the SHA-256 (and size " + ref.storedLength()
                     + ") the manifest names: damaged in the store");
         if (cache != null) cache.put(hex, bytes);

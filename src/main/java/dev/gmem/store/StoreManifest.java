@@ -329,6 +329,6 @@ public record StoreManifest(
     }
 
     private static StoreException bad(String where, String why) {
-        return new StoreException(where + ": " + why);
+        return new StoreFormatException(where + ": " + why);
     }
 }

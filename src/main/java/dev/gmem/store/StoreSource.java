@@ -19,9 +19,10 @@ import java.util.function.LongConsumer;
  * A snapshot in a store as a {@link PageSource}, so every reader takes it: eager and lazy restore,
  * the Firecracker handler, the page server. Opening fetches the manifest alone (one GET); a chunk
  * is read by fetching its layers' objects (through the cache, in parallel, each checked against
- * its SHA-256 before use) and taking each data page from its layer. Reading chunk {@code i} starts
- * fetching the objects of the next {@value #READ_AHEAD} chunks into the cache, several GETs in
- * flight, so a sequential reader (an eager restore, a prefetch) rarely waits.
+ * its SHA-256 before use) and taking each data page from its layer. A read of chunk {@code i}
+ * right after chunk {@code i - 1} starts fetching the objects of the next {@value #READ_AHEAD}
+ * chunks into the cache, several GETs in flight, so a sequential reader (an eager restore, a
+ * prefetch) rarely waits; random reads (faults) fetch only what they need.
  */
 public final class StoreSource implements PageSource {
     static final int READ_AHEAD = 8;
@@ -136,7 +137,13 @@ public final class StoreSource implements PageSource {
         }
     }
 
+    /** The chunk read last: read-ahead follows a reader that goes in order, never one that jumps about. */
+    private final java.util.concurrent.atomic.AtomicInteger lastRead =
+            new java.util.concurrent.atomic.AtomicInteger(-2);
+
     private void readAhead(int index) {
+        int last = lastRead.getAndSet(index);
+        if (index != last + 1) return;
         if (store.cache() == null) return; // without a cache, read-ahead would have nowhere to keep what it fetched
         for (int i = index + 1; i < Math.min(chunks.size(), index + 1 + READ_AHEAD); i++) {
             for (StoreManifest.Layer l : manifest.chunks().get(i).layers()) {

@@ -73,11 +73,79 @@ class StoreCliTest {
             r = GmemProcess.run(RUN, dir, env, "snapshot", "push", raw.toString(), "s3://Bad_Bucket/x");
             assertThat(r.exit()).as(r.toString()).isEqualTo(2);
 
+            firecrackerAndServeFromTheStore(env, raw);
+
             r = GmemProcess.run(RUN, dir, env, "snapshot", "rm", "s3://cli/fleet/vm1");
             assertThat(r.exit()).as(r.toString()).isZero();
             r = GmemProcess.run(RUN, dir, env, "store", "gc", "s3://cli/fleet/", "--grace", "0", "--json");
             assertThat(r.exit()).as(r.toString()).isZero();
             assertThat(r.out()).contains("\"snapshots\" : 0").doesNotContain("\"removed\" : 0,");
         }
+    }
+
+    /** A Firecracker-protocol session served from s3://, and a page server serving s3:// to an eager restore. */
+    private void firecrackerAndServeFromTheStore(Map<String, String> env, Path raw) throws Exception {
+        if (Host.hasUserfaultfd()) {
+            dev.gmem.testing.UffdPeer.binary();
+            Path socket = dir.resolve("fc.sock");
+            GmemProcess.Started handler = GmemProcess.start(
+                    dir,
+                    env,
+                    "fc-handler",
+                    "--socket",
+                    socket.toString(),
+                    "--snapshot",
+                    "s3://cli/fleet/vm1",
+                    "--json");
+            Process vm = null;
+            try {
+                awaitLine(handler, "\"ready\"");
+                ProcessBuilder pb = new ProcessBuilder(
+                                dev.gmem.testing.UffdPeer.binary().toString(),
+                                socket.toString(),
+                                Long.toString(32L << 20),
+                                "2")
+                        .redirectError(dir.resolve("vm.err").toFile());
+                pb.environment().put("UFFD_PEER_RANDOM", "5");
+                pb.environment().put("UFFD_PEER_COMPARE", raw.toString());
+                vm = pb.start();
+                assertThat(vm.waitFor(60, java.util.concurrent.TimeUnit.SECONDS))
+                        .isTrue();
+                String out = new String(vm.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.US_ASCII);
+                assertThat(vm.exitValue())
+                        .as(Files.readString(dir.resolve("vm.err")))
+                        .isZero();
+                assertThat(out).as(Files.readString(handler.err())).contains(" wrong=0 ");
+            } finally {
+                if (vm != null) {
+                    vm.destroyForcibly();
+                    vm.waitFor(10, java.util.concurrent.TimeUnit.SECONDS);
+                }
+                handler.process().destroy();
+                assertThat(handler.await(Duration.ofSeconds(30)).timedOut()).isFalse();
+            }
+        }
+        GmemProcess.Started server = GmemProcess.start(
+                dir, env, "serve", "--listen", "127.0.0.1:0", "--snapshot", "s3://cli/fleet/vm1", "--json");
+        try {
+            String port = awaitLine(server, "\"ready\"").replaceAll(".*\"listen\":\"[^\"]*:(\\d+)\".*", "$1");
+            Path out = dir.resolve("served.mem");
+            GmemProcess.Result r = GmemProcess.run(
+                    RUN, dir, "restore", "tcp://127.0.0.1:" + port, "--export", out.toString(), "--verify");
+            assertThat(r.exit()).as(r.toString()).isZero();
+            assertThat(Files.mismatch(out, raw)).isEqualTo(-1);
+        } finally {
+            server.process().destroy();
+            assertThat(server.await(Duration.ofSeconds(30)).timedOut()).isFalse();
+        }
+    }
+
+    private static String awaitLine(GmemProcess.Started d, String marker) throws Exception {
+        long deadline = System.nanoTime() + java.util.concurrent.TimeUnit.SECONDS.toNanos(60);
+        while (System.nanoTime() < deadline && d.process().isAlive()) {
+            for (String l : Files.readAllLines(d.out())) if (l.contains(marker)) return l;
+            Thread.sleep(20);
+        }
+        throw new AssertionError("no " + marker + " line: " + Files.readString(d.err()));
     }
 }

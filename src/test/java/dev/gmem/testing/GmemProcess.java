@@ -88,6 +88,11 @@ public final class GmemProcess {
         return new Started(p, out, err, cmd);
     }
 
+    /** Starts gmem with {@code args} and {@code env} added to the environment, in {@code workDir}. */
+    public static Started start(Path workDir, java.util.Map<String, String> env, String... args) throws IOException {
+        return started(workDir, command(workDir, classPath(), args), env);
+    }
+
     /** Runs gmem with {@code args} and {@code env} added to the environment, in {@code workDir}, for {@code timeout} at most. */
     public static Result run(Duration timeout, Path workDir, java.util.Map<String, String> env, String... args)
             throws IOException {

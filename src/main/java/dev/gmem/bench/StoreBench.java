@@ -1,0 +1,228 @@
+package dev.gmem.bench;
+
+import dev.gmem.fault.UffdMode;
+import dev.gmem.memory.GuestMemory;
+import dev.gmem.restore.LazyRestore;
+import dev.gmem.snapshot.Chunk;
+import dev.gmem.snapshot.Codec;
+import dev.gmem.snapshot.ImageSynth;
+import dev.gmem.snapshot.RawImage;
+import dev.gmem.store.ChunkCache;
+import dev.gmem.store.S3Location;
+import dev.gmem.store.Store;
+import dev.gmem.store.StoreClient;
+import dev.gmem.store.StoreManifest;
+import dev.gmem.store.StorePush;
+import dev.gmem.store.StoreSource;
+import dev.gmem.util.OutputFile;
+import dev.gmem.util.Parallel;
+import java.io.IOException;
+import java.io.RandomAccessFile;
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Random;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Consumer;
+
+/**
+ * The store against a real S3 server on loopback (S3Proxy, its own process, filesystem back end),
+ * in one run: push (fresh, and a 5 %-changed re-snapshot against it), pull against a plain parallel
+ * download of the same objects with the same client and threads (the server's limit), a cold lazy
+ * restore's time to ready, a chunk read uncached, from the disk cache and from memory, and the
+ * prefetch until fully resident; the two HTTP clients compared on the pull.
+ */
+public final class StoreBench {
+    private StoreBench() {}
+
+    public record Options(long size, int threads, Path dir) {}
+
+    public record Latency(String path, int samples, double p50Us, double p99Us) {}
+
+    public record Pull(String httpClient, double storeGibPerS, double plainGibPerS, double ratio) {}
+
+    public record Report(
+            long guestBytes,
+            long dataBytes,
+            double pushGibPerS,
+            double rePushGibPerS,
+            double reUploadedFraction,
+            long rePagesFromBase,
+            List<Pull> pulls,
+            double coldReadyMs,
+            double coldManifestMs,
+            List<Latency> latency,
+            Double prefetchGibPerS,
+            Double residentMs) {}
+
+    private static final String BUCKET = "gmem-bench";
+
+    public static Report run(Options o, Consumer<String> status) throws Exception {
+        Path work = OutputFile.scratchDirectory(o.dir(), "gmem-bench-store-");
+        try (S3Server server = S3Server.start(work)) {
+            try (StoreClient c = new StoreClient(server.options())) {
+                c.createBucket(BUCKET);
+            }
+            status.accept("making a " + (o.size() >> 20) + " MiB guest and its 5 %-changed re-snapshot ...");
+            Path a = work.resolve("a.raw");
+            ImageSynth.generate(a, o.size(), new ImageSynth.Mix(0.4, 0.1, 0.02), 21, 2, b -> {});
+            Path b = work.resolve("b.raw");
+            Files.copy(a, b);
+            long dataBytes;
+            try (RawImage image = RawImage.open(a, null, 2, x -> {});
+                    RandomAccessFile f = new RandomAccessFile(b.toFile(), "rw")) {
+                dataBytes = image.counts().dataBytes();
+                Random r = new Random(22);
+                byte[] page = new byte[4096];
+                for (Chunk c : image.chunks()) {
+                    for (int p = 0; p < c.pages(); p++) {
+                        if (!Chunk.test(c.dataMap(), p) || r.nextInt(20) != 0) continue;
+                        r.nextBytes(page);
+                        f.seek((c.firstPage() + p) * 4096);
+                        f.write(page);
+                    }
+                }
+            }
+            S3Location root = S3Location.parse("s3://" + BUCKET + "/bench/");
+            double pushGib;
+            StorePush.Report re;
+            try (Store s = new Store(new StoreClient(server.options()), root, null)) {
+                status.accept("pushing ...");
+                StorePush.Report first = push(s, a, root.snapshot("a"), null, o.threads());
+                pushGib = first.dataBytes() / (first.elapsedMs() / 1000) / (1 << 30);
+                status.accept("pushing the re-snapshot against it ...");
+                re = push(s, b, root.snapshot("b"), root.snapshot("a"), o.threads());
+            }
+            List<Pull> pulls = new ArrayList<>();
+            for (String client : List.of("apache", "url-connection")) {
+                status.accept("pulling with the " + client + " client ...");
+                StoreClient.Options opts = server.options().withHttpClient(client);
+                double store;
+                double plain;
+                try (Store s = new Store(new StoreClient(opts), root, null);
+                        StoreSource src = StoreSource.open(s, root.snapshot("a"))) {
+                    plain = plainDownload(opts, root, src.manifest(), o.threads());
+                    long t0 = System.nanoTime();
+                    src.verify(o.threads(), x -> {});
+                    store = stored(src.manifest()) / ((System.nanoTime() - t0) / 1e9) / (1 << 30);
+                }
+                pulls.add(new Pull(client, store, plain, store / plain));
+            }
+            status.accept("chunk reads: uncached, from disk, from memory ...");
+            List<Latency> latency = new ArrayList<>();
+            Path cacheDir = work.resolve("cache");
+            latency.add(reads("uncached (one GET, checked, decoded)", server, root, null, 64));
+            reads(
+                    "filling the cache",
+                    server,
+                    root,
+                    cacheDir,
+                    64); // the same chunks: the next round finds them on disk
+            latency.add(reads("from the disk cache (read, checked, decoded)", server, root, cacheDir, 64));
+            status.accept("a cold lazy restore ...");
+            double manifestMs;
+            LazyRestore.Outcome lazy = null;
+            Path cold = Files.createDirectories(work.resolve("cold"));
+            try (Store s = new Store(new StoreClient(server.options()), root, new ChunkCache(cold, 8L << 30))) {
+                long t0 = System.nanoTime();
+                try (StoreSource src = StoreSource.open(s, root.snapshot("b"))) {
+                    manifestMs = (System.nanoTime() - t0) / 1e6;
+                    if (dev.gmem.probe.HostProbe.userfaultfdOfHost().available())
+                        lazy = LazyRestore.run(
+                                src,
+                                GuestMemory.Backend.MEMFD,
+                                LazyRestore.Options.defaults(UffdMode.MISSING),
+                                new LazyRestore.Checks(0, 0, 0, Duration.ofMinutes(5), Duration.ofMinutes(5)));
+                }
+            }
+            return new Report(
+                    o.size(),
+                    dataBytes,
+                    pushGib,
+                    re.dataBytes() / (re.elapsedMs() / 1000) / (1 << 30),
+                    re.uploadedFraction(),
+                    re.pagesFromBase(),
+                    pulls,
+                    lazy == null ? Double.NaN : manifestMs + lazy.stats().readyMs(),
+                    manifestMs,
+                    latency,
+                    lazy == null ? null : lazy.stats().prefetchGibPerS(),
+                    lazy == null ? null : lazy.stats().populatedMs());
+        } finally {
+            OutputFile.removeScratch(work);
+        }
+    }
+
+    private static StorePush.Report push(Store s, Path raw, S3Location to, S3Location base, int threads)
+            throws IOException {
+        try (RawImage image = RawImage.open(raw, null, 2, x -> {})) {
+            return StorePush.push(s, image, to, base, Codec.LZ4, new LinkedHashMap<>(), threads, x -> {});
+        }
+    }
+
+    /** The distinct objects a manifest names, and their stored bytes. */
+    private static java.util.Map<String, Integer> objects(StoreManifest m) {
+        java.util.Map<String, Integer> out = new java.util.HashMap<>();
+        for (StoreManifest.StoreChunk c : m.chunks())
+            for (StoreManifest.Layer l : c.layers())
+                out.put(l.object().hex(), l.object().storedLength());
+        return out;
+    }
+
+    private static long stored(StoreManifest m) {
+        return objects(m).values().stream().mapToLong(Integer::longValue).sum();
+    }
+
+    /** The same objects as the snapshot's, each a GET on {@code threads} threads with the same client: the server's limit. */
+    private static double plainDownload(StoreClient.Options opts, S3Location root, StoreManifest m, int threads)
+            throws IOException {
+        try (StoreClient c = new StoreClient(opts)) {
+            List<String> keys =
+                    objects(m).keySet().stream().map(root::objectKey).toList();
+            AtomicLong bytes = new AtomicLong();
+            long t0 = System.nanoTime();
+            Parallel.forEach(
+                    threads,
+                    "gmem-bench-get",
+                    keys.size(),
+                    i -> bytes.addAndGet(c.get(root.bucket(), keys.get(i)).length));
+            return bytes.get() / ((System.nanoTime() - t0) / 1e9) / (1 << 30);
+        }
+    }
+
+    /** One data page from each of {@code samples} random chunks, through a new source each round (no memory cache). */
+    private static Latency reads(String what, S3Server server, S3Location root, Path cache, int samples)
+            throws IOException {
+        double[] us = new double[samples];
+        try (Store s = new Store(
+                        new StoreClient(server.options()),
+                        root,
+                        cache == null ? null : new ChunkCache(cache, 8L << 30));
+                StoreSource src = StoreSource.open(s, root.snapshot("a"));
+                Arena arena = Arena.ofConfined()) {
+            MemorySegment scratch = arena.allocate(src.scratchBytes(), 4096);
+            List<Integer> withData = new ArrayList<>();
+            for (int i = 0; i < src.chunks().size(); i++)
+                if (src.chunks().get(i).dataPages() > 0) withData.add(i);
+            Random r = new Random(7);
+            java.util.Collections.shuffle(withData, r);
+            for (int k = 0; k < samples; k++) {
+                int i = withData.get(k % withData.size());
+                Chunk c = src.chunks().get(i);
+                int p = 0;
+                while (!Chunk.test(c.dataMap(), p)) p++;
+                long t0 = System.nanoTime();
+                src.readRun(i, p, 1, scratch);
+                us[k] = (System.nanoTime() - t0) / 1e3;
+            }
+        }
+        java.util.Arrays.sort(us);
+        return new Latency(
+                what, samples, us[samples / 2], us[Math.min(samples - 1, (int) Math.ceil(samples * 0.99) - 1)]);
+    }
+}
