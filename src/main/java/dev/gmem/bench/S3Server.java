@@ -70,6 +70,7 @@ public final class S3Server implements AutoCloseable {
                         jar.toString(),
                         "--properties",
                         props.toString())
+                .redirectInput(ProcessBuilder.Redirect.from(new java.io.File("/dev/null")))
                 .redirectErrorStream(true)
                 .redirectOutput(dir.resolve("s3proxy.log").toFile())
                 .start();

@@ -9,7 +9,6 @@ import software.amazon.awssdk.auth.credentials.AwsCredentialsProvider;
 import software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider;
 import software.amazon.awssdk.core.exception.SdkClientException;
 import software.amazon.awssdk.core.exception.SdkException;
-import software.amazon.awssdk.core.retry.RetryMode;
 import software.amazon.awssdk.core.sync.RequestBody;
 import software.amazon.awssdk.http.SdkHttpClient;
 import software.amazon.awssdk.http.apache5.Apache5HttpClient;
@@ -28,9 +27,11 @@ import software.amazon.awssdk.services.s3.model.S3Exception;
 import software.amazon.awssdk.services.s3.model.S3Object;
 
 /**
- * gmem's S3 client: the AWS SDK for Java v2, with the standard credential chain unless told
+ * gmem's S3 client: the AWS SDK for Java v2 with its URL-connection HTTP client (as fast as the
+ * Apache one here, and the one that survives a reset of every connection: see docs/store.md), with
+ * the standard credential chain unless told
  * otherwise, an endpoint and path-style addressing for servers that are not AWS, the SDK's standard
- * retries (exponential back-off with jitter, 4 attempts) and a time-out on every request. Errors
+ * retries (exponential back-off with jitter, 6 attempts) and a time-out on every request. Errors
  * come back as {@link StoreException}s naming the object, in one line. Thread-safe.
  */
 public final class StoreClient implements AutoCloseable {
@@ -38,6 +39,9 @@ public final class StoreClient implements AutoCloseable {
     static final long MULTIPART_ABOVE = 64L << 20;
 
     static final long PART_BYTES = 16L << 20;
+
+    /** Attempts of a request: the SDK's standard retries, exponential back-off with jitter between them. */
+    static final int ATTEMPTS = 6;
 
     /**
      * @param endpoint the server (null: AWS's, for the region)
@@ -61,7 +65,13 @@ public final class StoreClient implements AutoCloseable {
             String region = System.getenv()
                     .getOrDefault("AWS_REGION", System.getenv().getOrDefault("AWS_DEFAULT_REGION", "us-east-1"));
             return new Options(
-                    endpoint, endpoint != null, region, null, "apache", Duration.ofSeconds(15), Duration.ofSeconds(60));
+                    endpoint,
+                    endpoint != null,
+                    region,
+                    null,
+                    "url-connection",
+                    Duration.ofSeconds(15),
+                    Duration.ofSeconds(60));
         }
 
         public Options withCredentials(AwsCredentialsProvider c) {
@@ -114,7 +124,7 @@ public final class StoreClient implements AutoCloseable {
                         software.amazon.awssdk.core.checksums.RequestChecksumCalculation.WHEN_REQUIRED)
                 .responseChecksumValidation(
                         software.amazon.awssdk.core.checksums.ResponseChecksumValidation.WHEN_REQUIRED)
-                .overrideConfiguration(o -> o.retryStrategy(RetryMode.STANDARD)
+                .overrideConfiguration(o -> o.retryStrategy(r -> r.maxAttempts(ATTEMPTS))
                         .apiCallAttemptTimeout(options.attemptTimeout())
                         .apiCallTimeout(options.callTimeout()));
         if (options.endpoint() != null) b.endpointOverride(options.endpoint());

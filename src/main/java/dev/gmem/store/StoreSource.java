@@ -268,7 +268,13 @@ public final class StoreSource implements PageSource {
 
     @Override
     public void close() {
+        // no fetch outlives the source: one that wrote the cache, or used the client, after it would surprise its owner
         fetchers.shutdownNow();
+        try {
+            fetchers.awaitTermination(30, java.util.concurrent.TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+        }
         if (ownsStore) store.close();
     }
 }
