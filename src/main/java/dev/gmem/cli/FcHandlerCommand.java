@@ -453,6 +453,8 @@ final class FcHandlerCommand implements Callable<Integer> {
     /** What a state directory records of the source: a file's identity, or the remote source's address and map. */
     private String identity(PageSource source) throws java.io.IOException {
         if (snapshot != null && !dev.gmem.store.S3Location.isS3(snapshot)) return StateDir.identity(Path.of(snapshot));
+        // a snapshot in a store is its manifest's SHA-256: one pushed again under the same name is another
+        if (source instanceof dev.gmem.store.StoreSource s) return snapshot + " " + s.identity();
         return (snapshot != null ? snapshot : remoteSource) + " " + source.size() + " "
                 + source.counts().dataPages();
     }

@@ -144,7 +144,12 @@ final class StoreCommands {
         @Override
         public Integer call() throws Exception {
             S3Location from = StoreOptions.parse(spec.commandLine(), "the source", source);
-            Codec codec = Codec.parse(compress);
+            Codec codec;
+            try {
+                codec = Codec.parse(compress);
+            } catch (IllegalArgumentException e) {
+                throw new CommandLine.ParameterException(spec.commandLine(), "--compress: " + e.getMessage());
+            }
             long t0 = System.nanoTime();
             SnapshotWriter.PackResult r;
             try (Progress line = new Progress(json.on);
@@ -311,11 +316,16 @@ final class StoreCommands {
         public Integer call() throws Exception {
             S3Location at = StoreOptions.parse(
                     spec.commandLine(), "the store", storeUrl.endsWith("/") ? storeUrl : storeUrl + "/");
+            if (graceMinutes != 0
+                    && graceMinutes < StoreGc.TOUCH_AFTER.multipliedBy(2).toMinutes())
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(),
+                        "--grace: at least "
+                                + StoreGc.TOUCH_AFTER.multipliedBy(2).toMinutes()
+                                + " minutes, or 0 when nothing pushes meanwhile");
             StoreGc.Report r;
             try (Store s = store.open(spec.commandLine(), at)) {
                 r = StoreGc.run(s, Duration.ofMinutes(graceMinutes), dryRun);
-            } catch (IllegalArgumentException e) {
-                throw new CommandLine.ParameterException(spec.commandLine(), "--grace: " + e.getMessage());
             }
             PrintWriter out = spec.commandLine().getOut();
             if (json.on) out.println(Json.write(r));

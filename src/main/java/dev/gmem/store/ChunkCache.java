@@ -53,17 +53,19 @@ public final class ChunkCache {
         return dir.resolve(hex.substring(0, 2)).resolve(hex);
     }
 
-    /** The object's stored bytes, checked, or null when the cache has no sound copy. */
-    public byte[] get(String hex) {
+    /** The object's stored bytes ({@code length} of them), checked, or null when the cache has no sound copy. */
+    public byte[] get(String hex, long length) {
         Path f = file(hex);
         byte[] bytes;
+        long size;
         try {
-            bytes = Files.readAllBytes(f);
+            size = Files.size(f);
+            bytes = size == length ? Files.readAllBytes(f) : null;
         } catch (IOException e) {
             misses.incrementAndGet();
             return null;
         }
-        if (!HexFormat.of().formatHex(sha256(bytes)).equals(hex)) {
+        if (bytes == null || !HexFormat.of().formatHex(sha256(bytes)).equals(hex)) {
             damaged.incrementAndGet();
             misses.incrementAndGet();
             try {
@@ -88,6 +90,8 @@ public final class ChunkCache {
         try {
             Files.createDirectories(f.getParent());
             Path tmp = Files.createTempFile(f.getParent(), "." + hex.substring(0, 8), ".partial");
+            // readable by every user of the host: the cache is shared, and its files are checked on every read
+            Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));
             try {
                 Files.write(tmp, bytes);
                 try {
@@ -119,6 +123,17 @@ public final class ChunkCache {
         try (Stream<Path> all = Files.walk(dir, 2)) {
             for (Path p : (Iterable<Path>) all::iterator) {
                 String n = p.getFileName().toString();
+                if (n.endsWith(".partial")) {
+                    // a writer killed before its rename: removed once an hour old
+                    try {
+                        if (System.currentTimeMillis()
+                                        - Files.getLastModifiedTime(p).toMillis()
+                                > 3_600_000L) Files.deleteIfExists(p);
+                    } catch (IOException e) {
+                        // renamed or removed meanwhile
+                    }
+                    continue;
+                }
                 if (n.length() != 64 || n.startsWith(".")) continue;
                 try {
                     out.add(new Entry(

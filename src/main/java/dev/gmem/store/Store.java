@@ -52,10 +52,15 @@ public final class Store implements AutoCloseable {
 
     /** The snapshot {@code name}'s manifest. */
     public StoreManifest manifest(S3Location snapshot) throws StoreException {
+        return StoreManifest.decode(snapshot.toString(), manifestBytes(snapshot));
+    }
+
+    /** The bytes of the snapshot's manifest, as stored. */
+    byte[] manifestBytes(S3Location snapshot) throws StoreException {
         byte[] bytes = client.get(root.bucket(), snapshot.manifestKey());
         gets.incrementAndGet();
         getBytes.addAndGet(bytes.length);
-        return StoreManifest.decode(snapshot.toString(), bytes);
+        return bytes;
     }
 
     /** Writes a snapshot's manifest: the last step of a push. */
@@ -75,8 +80,8 @@ public final class Store implements AutoCloseable {
     public byte[] fetch(StoreManifest.ObjectRef ref) throws StoreException {
         String hex = ref.hex();
         if (cache != null) {
-            byte[] cached = cache.get(hex);
-            if (cached != null && cached.length == ref.storedLength()) return cached;
+            byte[] cached = cache.get(hex, ref.storedLength());
+            if (cached != null) return cached;
         }
         String key = root.objectKey(hex);
         byte[] bytes = client.get(root.bucket(), key);
@@ -114,7 +119,7 @@ public final class Store implements AutoCloseable {
         try {
             ref.codec().decompress(in, out);
         } catch (IllegalArgumentException e) {
-            throw new StoreException("object " + ref.hex() + ": " + e.getMessage());
+            throw new StoreFormatException("object " + ref.hex() + " does not decode: " + e.getMessage());
         }
         return out;
     }

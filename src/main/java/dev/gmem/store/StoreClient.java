@@ -88,6 +88,8 @@ public final class StoreClient implements AutoCloseable {
 
     private final S3Client s3;
     private final Options options;
+    /** The SDK does not close an HTTP client it was given: this does. */
+    private final SdkHttpClient http;
     /** Set once the server refused a DeleteObjects (S3Proxy does, for the checksum the SDK sends): one DELETE per key then. */
     private volatile boolean singleDeletes;
 
@@ -129,6 +131,7 @@ public final class StoreClient implements AutoCloseable {
                         .apiCallTimeout(options.callTimeout()));
         if (options.endpoint() != null) b.endpointOverride(options.endpoint());
         this.s3 = b.build();
+        this.http = http;
     }
 
     public Options options() {
@@ -222,7 +225,11 @@ public final class StoreClient implements AutoCloseable {
                 s3.completeMultipartUpload(
                         r -> r.bucket(bucket).key(key).uploadId(upload).multipartUpload(m -> m.parts(parts)));
             } catch (SdkException e) {
-                s3.abortMultipartUpload(r -> r.bucket(bucket).key(key).uploadId(upload));
+                try {
+                    s3.abortMultipartUpload(r -> r.bucket(bucket).key(key).uploadId(upload));
+                } catch (SdkException x) {
+                    e.addSuppressed(x);
+                }
                 throw e;
             }
         } catch (SdkException e) {
@@ -243,13 +250,14 @@ public final class StoreClient implements AutoCloseable {
         }
     }
 
-    /** Every object under {@code prefix}. */
+    /** Every object right under {@code prefix} (not in its subfolders). */
     public List<ObjectInfo> list(String bucket, String prefix) throws StoreException {
         List<ObjectInfo> out = new ArrayList<>();
         try {
             for (S3Object o : s3.listObjectsV2Paginator(ListObjectsV2Request.builder()
                             .bucket(bucket)
                             .prefix(prefix)
+                            .delimiter("/")
                             .build())
                     .contents()) {
                 out.add(new ObjectInfo(o.key(), o.size(), o.lastModified()));
@@ -305,5 +313,6 @@ public final class StoreClient implements AutoCloseable {
     @Override
     public void close() {
         s3.close();
+        http.close();
     }
 }

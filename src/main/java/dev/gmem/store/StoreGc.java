@@ -9,11 +9,16 @@ import java.util.Set;
 
 /**
  * Removes the objects of a store that no snapshot names. Safe against a concurrent push: the
- * objects are listed first, the manifests read after, and only an unnamed object older than the
- * grace ({@link #GRACE} unless told) is removed. An object a push uploads is new; one it reuses it
- * rewrites onto itself when older than {@link #TOUCH_AFTER}, half the grace; and its manifest
- * comes last. So an object a push relies on is never old enough, unless the push takes longer than
- * the grace's other half.
+ * objects are listed first and the manifests read after; an unnamed object is removed only when
+ * it is older than the grace ({@link #GRACE} unless told, at least twice {@link #TOUCH_AFTER}),
+ * and its age is asked again just before it goes. A push uploads new objects, rewrites each object
+ * it reuses that is older than {@link #TOUCH_AFTER} onto itself (which makes it new), and writes
+ * its manifest last. So an object a push relies on is young when gc looks, as long as the push
+ * takes less than the grace minus {@link #TOUCH_AFTER}; what remains is the instant between gc's
+ * last look at an object and its delete.
+ *
+ * <p>A reader that has a manifest open (a lazy restore, a handler) is not protected: gc removes
+ * the objects of a snapshot that was removed or pushed again under its name meanwhile.
  */
 public final class StoreGc {
     public static final Duration GRACE = Duration.ofHours(1);
@@ -25,9 +30,10 @@ public final class StoreGc {
             int snapshots, long objects, long referenced, long removed, long removedBytes, long youngKept) {}
 
     public static Report run(Store store, Duration grace, boolean dryRun) throws StoreException {
-        if (grace.compareTo(TOUCH_AFTER) < 0 && !grace.isZero())
+        if (grace.compareTo(TOUCH_AFTER.multipliedBy(2)) < 0 && !grace.isZero())
             throw new IllegalArgumentException(
-                    "a grace under " + TOUCH_AFTER.toMinutes() + " minutes would not protect a concurrent push");
+                    "a grace under " + TOUCH_AFTER.multipliedBy(2).toMinutes()
+                            + " minutes would not protect a concurrent push (0: nothing pushes meanwhile)");
         S3Location root = store.root();
         List<StoreClient.ObjectInfo> objects = store.client().list(root.bucket(), root.objectsPrefix());
         Instant now = Instant.now();
@@ -44,6 +50,13 @@ public final class StoreGc {
             String hex = o.key().substring(root.objectsPrefix().length());
             if (named.contains(hex)) continue;
             if (Duration.between(o.lastModified(), now).compareTo(grace) < 0) {
+                young++;
+                continue;
+            }
+            // asked again: a push may have made it new since the listing
+            Instant now2 = store.client().lastModified(root.bucket(), o.key());
+            if (now2 == null) continue;
+            if (!grace.isZero() && Duration.between(now2, Instant.now()).compareTo(grace) < 0) {
                 young++;
                 continue;
             }

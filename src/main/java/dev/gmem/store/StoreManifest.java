@@ -226,7 +226,8 @@ public record StoreManifest(
             } catch (IllegalArgumentException e) {
                 throw bad(where, e.getMessage());
             }
-            List<StoreChunk> chunks = new ArrayList<>(Math.min(chunkCount, bytes.length / 56));
+            List<StoreChunk> chunks = new ArrayList<>(chunkCount);
+            java.util.Map<String, ObjectRef> refs = new java.util.HashMap<>();
             int previousRegion = -1;
             long previousPage = -1;
             for (int i = 0; i < chunkCount; i++) {
@@ -255,6 +256,12 @@ public record StoreManifest(
                 List<Layer> layers = new ArrayList<>();
                 for (int l = 0; l < layerCount; l++) {
                     ObjectRef o = ref(where, what, b);
+                    ObjectRef same = refs.putIfAbsent(o.hex(), o);
+                    if (same != null
+                            && (same.codec() != o.codec()
+                                    || same.storedLength() != o.storedLength()
+                                    || same.rawLength() != o.rawLength()))
+                        throw bad(where, what + ": object " + o.hex() + " is described two ways");
                     long[] held = words(b);
                     long[] used = words(b);
                     checkWithin(where, what, held, pages);
@@ -278,7 +285,17 @@ public record StoreManifest(
                 chunks.add(new StoreChunk(region, first, pages, zero, List.copyOf(layers), hashes));
             }
             long[] order = new long[accessCount];
-            for (int i = 0; i < accessCount; i++) order[i] = b.getLong();
+            for (int i = 0; i < accessCount; i++) {
+                order[i] = b.getLong();
+                boolean page = false;
+                for (Region r : regions)
+                    page |= r.containsGuest(order[i]) && (order[i] - r.guestAddress()) % r.pageSize() == 0;
+                if (!page)
+                    throw bad(
+                            where,
+                            "access order entry " + i + ": 0x" + Long.toHexString(order[i])
+                                    + " is not a page of any region");
+            }
             List<NamedObject> attachments = new ArrayList<>();
             for (int i = 0; i < attachmentCount; i++) {
                 byte[] name = new byte[Attachment.NAME_BYTES];
@@ -287,10 +304,15 @@ public record StoreManifest(
                 while (n < name.length && name[n] != 0) n++;
                 String s = new String(name, 0, n, StandardCharsets.US_ASCII);
                 if (!Attachment.validName(s)) throw bad(where, "attachment " + i + ": name '" + s + "'");
+                for (int k = n; k < name.length; k++)
+                    if (name[k] != 0) throw bad(where, "attachment " + i + ": bytes after its name's end");
+                for (NamedObject other : attachments)
+                    if (other.name().equals(s)) throw bad(where, "attachment " + i + ": a second '" + s + "'");
                 byte[] sha = new byte[32];
                 b.get(sha);
                 int length = b.getInt();
-                if (length < 0) throw bad(where, "attachment " + i + ": length " + length);
+                if (length < 0 || length > Attachment.MAX_BYTES)
+                    throw bad(where, "attachment " + i + " ('" + s + "'): length " + length);
                 attachments.add(new NamedObject(s, new ObjectRef(sha, Codec.NONE, length, length)));
             }
             if (b.position() != bytes.length - 4)
@@ -306,11 +328,14 @@ public record StoreManifest(
         byte[] sha = new byte[32];
         b.get(sha);
         Codec codec = Codec.ofId(b.get() & 0xff);
-        b.position(b.position() + 3);
+        if (b.get() != 0 || b.get() != 0 || b.get() != 0) throw bad(where, what + ": reserved bytes are not zero");
         int stored = b.getInt();
         int raw = b.getInt();
-        if (codec == null || stored <= 0 || raw <= 0 || (codec == Codec.NONE && stored != raw))
-            throw bad(where, what + ": a layer's object is not described right");
+        if (codec == null
+                || stored <= 0
+                || raw <= 0
+                || (codec == Codec.NONE && stored != raw)
+                || stored > codec.bound(raw)) throw bad(where, what + ": a layer's object is not described right");
         return new ObjectRef(sha, codec, stored, raw);
     }
 

@@ -98,7 +98,9 @@ public final class StorePush {
             byte[] hashes = new byte[dataPages * StoreManifest.PAGE_HASH_BYTES];
             List<StoreManifest.Layer> layers = new ArrayList<>();
             if (dataPages > 0) {
-                ChunkData data = source.read(i, Store.buffer(scratch, source.scratchBytes()));
+                // checked against the source's own checksum first: a local snapshot's damage is not sealed under a new
+                // hash
+                ChunkData data = source.readVerified(i, Store.buffer(scratch, source.scratchBytes()));
                 MessageDigest md = digests.get();
                 long[] dataMap = c.dataMap();
                 StoreManifest.StoreChunk b = baseChunks.get(key(c.region(), c.firstPage()));
@@ -184,9 +186,11 @@ public final class StorePush {
             byte[] bytes = e.getValue();
             byte[] sha = sha256().digest(bytes);
             String hex = HexFormat.of().formatHex(sha);
-            if (known.putIfAbsent(hex, Boolean.TRUE) == null && store.putObject(hex, bytes)) {
-                uploaded.incrementAndGet();
-                uploadedBytes.addAndGet(bytes.length);
+            if (known.putIfAbsent(hex, Boolean.TRUE) == null) {
+                if (store.putObject(hex, bytes)) {
+                    uploaded.incrementAndGet();
+                    uploadedBytes.addAndGet(bytes.length);
+                } else if (touchIfOld(store, hex, known)) touched.incrementAndGet();
             }
             named.add(new StoreManifest.NamedObject(
                     e.getKey(), new StoreManifest.ObjectRef(sha, Codec.NONE, bytes.length, bytes.length)));

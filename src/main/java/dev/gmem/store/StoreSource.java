@@ -31,7 +31,13 @@ public final class StoreSource implements PageSource {
     private final S3Location location;
     private final StoreManifest manifest;
     private final List<Chunk> chunks;
+    /** Fetches a reader waits for. */
     private final ExecutorService fetchers;
+    /** Fetches ahead of a reader in order: apart, so that they never queue before a fault's. */
+    private final ExecutorService readers;
+    /** The chunks read ahead so far (every one up to this index was asked for). */
+    private final java.util.concurrent.atomic.AtomicInteger aheadUpTo =
+            new java.util.concurrent.atomic.AtomicInteger(-1);
     /** Whether closing this closes the store too (a source a command opened for itself). */
     private boolean ownsStore;
 
@@ -44,18 +50,34 @@ public final class StoreSource implements PageSource {
     private long decodedBytes;
     private static final long DECODED_MAX = 64L << 20;
 
-    private StoreSource(Store store, S3Location location, StoreManifest manifest) {
+    /** The SHA-256 of the manifest's bytes: what this snapshot is, whatever its name says later. */
+    private final String identity;
+
+    private StoreSource(Store store, S3Location location, StoreManifest manifest, String identity) {
         this.store = store;
         this.location = location;
         this.manifest = manifest;
+        this.identity = identity;
         this.chunks = manifest.asChunks();
         this.fetchers = Executors.newFixedThreadPool(
                 8, Thread.ofPlatform().daemon().name("gmem-store-fetch-", 0).factory());
+        this.readers = Executors.newFixedThreadPool(
+                8, Thread.ofPlatform().daemon().name("gmem-store-ahead-", 0).factory());
     }
 
     /** Opens {@code location}'s snapshot: its manifest is fetched and checked, nothing else. */
     public static StoreSource open(Store store, S3Location location) throws StoreException {
-        return new StoreSource(store, location, store.manifest(location));
+        byte[] bytes = store.manifestBytes(location);
+        return new StoreSource(
+                store,
+                location,
+                StoreManifest.decode(location.toString(), bytes),
+                java.util.HexFormat.of().formatHex(ChunkCache.sha256(bytes)));
+    }
+
+    /** The SHA-256 of the manifest: a re-push under the same name has another. */
+    public String identity() {
+        return identity;
     }
 
     /** As {@link #open}, the source taking {@code store} over: it is closed with the source (or now, if opening fails). */
@@ -113,6 +135,10 @@ public final class StoreSource implements PageSource {
 
     /** Fetches an object on a fetcher thread. */
     private CompletableFuture<byte[]> fetchAsync(StoreManifest.ObjectRef ref) {
+        return fetchAsync(ref, fetchers);
+    }
+
+    private CompletableFuture<byte[]> fetchAsync(StoreManifest.ObjectRef ref, ExecutorService on) {
         return CompletableFuture.supplyAsync(
                 () -> {
                     try {
@@ -121,7 +147,7 @@ public final class StoreSource implements PageSource {
                         throw new java.util.concurrent.CompletionException(e);
                     }
                 },
-                fetchers);
+                on);
     }
 
     /** An object's stored bytes: one fetch at a time for each object, however many readers want it. */
@@ -145,10 +171,12 @@ public final class StoreSource implements PageSource {
         int last = lastRead.getAndSet(index);
         if (index != last + 1) return;
         if (store.cache() == null) return; // without a cache, read-ahead would have nowhere to keep what it fetched
-        for (int i = index + 1; i < Math.min(chunks.size(), index + 1 + READ_AHEAD); i++) {
+        int end = Math.min(chunks.size(), index + 1 + READ_AHEAD);
+        int before = aheadUpTo.getAndUpdate(x -> Math.max(x, end - 1));
+        for (int i = Math.max(index + 1, before + 1); i < end; i++) { // each chunk asked for once
             for (StoreManifest.Layer l : manifest.chunks().get(i).layers()) {
                 StoreManifest.ObjectRef ref = l.object();
-                inFlight.computeIfAbsent(ref.hex(), h -> fetchAsync(ref))
+                inFlight.computeIfAbsent(ref.hex(), h -> fetchAsync(ref, readers))
                         .whenComplete((b, e) -> inFlight.remove(ref.hex()));
             }
         }
@@ -175,13 +203,28 @@ public final class StoreSource implements PageSource {
         return d;
     }
 
+    /**
+     * An object's pages decoded into this thread's buffer, for a reader of whole windows (an eager
+     * restore, a pull, the prefetch): not kept in memory, since such a reader does not come back.
+     */
+    private MemorySegment decodedOnce(StoreManifest.ObjectRef ref) throws StoreException {
+        synchronized (decoded) {
+            byte[] d = decoded.get(ref.hex());
+            if (d != null) return MemorySegment.ofArray(d);
+        }
+        byte[] stored = object(ref);
+        return Store.decode(ref, stored, Store.buffer(staging, stored.length), Store.buffer(raw, ref.rawLength()))
+                .asSlice(0, ref.rawLength());
+    }
+
     /** Asks for every layer's object but the first at once: a window with a base costs one round trip, not two. */
     private void fetchLayersAhead(List<StoreManifest.Layer> layers) {
         for (StoreManifest.Layer l : layers.subList(Math.min(1, layers.size()), layers.size())) {
             synchronized (decoded) {
                 if (decoded.containsKey(l.object().hex())) continue;
             }
-            inFlight.computeIfAbsent(l.object().hex(), h -> fetchAsync(l.object()));
+            inFlight.computeIfAbsent(l.object().hex(), h -> fetchAsync(l.object()))
+                    .whenComplete((b, e) -> inFlight.remove(l.object().hex()));
         }
     }
 
@@ -214,12 +257,12 @@ public final class StoreSource implements PageSource {
         int base = whole ? 0 : StoreManifest.rank(data, firstPage);
         int count = 0;
         for (StoreManifest.Layer l : c.layers()) {
-            byte[] d = null;
+            MemorySegment d = null;
             for (int p = firstPage; p < firstPage + pages; p++) {
                 if (!Chunk.test(l.used(), p)) continue;
-                if (d == null) d = decodedObject(l.object());
+                if (d == null) d = whole ? decodedOnce(l.object()) : MemorySegment.ofArray(decodedObject(l.object()));
                 MemorySegment.copy(
-                        MemorySegment.ofArray(d),
+                        d,
                         StoreManifest.rank(l.held(), p) * pageSize,
                         scratch,
                         (StoreManifest.rank(data, p) - base) * pageSize,
@@ -236,19 +279,23 @@ public final class StoreSource implements PageSource {
         return read(index, scratch);
     }
 
+    /** Nothing to do ahead of a read: every object is checked against its SHA-256 as it is fetched. */
     @Override
-    public void verifyChunk(int index) throws IOException {
-        for (StoreManifest.Layer l : manifest.chunks().get(index).layers()) object(l.object());
-    }
+    public void verifyChunk(int index) {}
 
-    /** Fetches (through the cache) every object the snapshot names, each checked, and its attachments. */
+    /**
+     * With a cache: fetches every object into it, each checked, so that a restore finds a damaged
+     * object before it touches guest memory and then reads from local disk. Without one, a check
+     * ahead would download the snapshot twice: every read checks what it fetches instead.
+     */
     @Override
     public void verify(int threads, LongConsumer progress) throws IOException {
+        for (StoreManifest.NamedObject a : manifest.attachments()) object(a.object());
+        if (store.cache() == null) return;
         Parallel.forEach(Math.max(threads, 8), "gmem-store-verify", chunks.size(), i -> {
-            verifyChunk(i);
+            for (StoreManifest.Layer l : manifest.chunks().get(i).layers()) object(l.object());
             progress.accept(chunks.get(i).storedLength());
         });
-        for (StoreManifest.NamedObject a : manifest.attachments()) object(a.object());
     }
 
     /** The attachment called {@code name}, checked, or null. */
@@ -269,9 +316,12 @@ public final class StoreSource implements PageSource {
     @Override
     public void close() {
         // no fetch outlives the source: one that wrote the cache, or used the client, after it would surprise its owner
-        fetchers.shutdownNow();
+        // queued fetches still run (each bounded by the client's time-outs), so no reader waits for ever
+        readers.shutdownNow();
+        fetchers.shutdown();
         try {
-            fetchers.awaitTermination(30, java.util.concurrent.TimeUnit.SECONDS);
+            if (!fetchers.awaitTermination(90, java.util.concurrent.TimeUnit.SECONDS)) fetchers.shutdownNow();
+            readers.awaitTermination(30, java.util.concurrent.TimeUnit.SECONDS);
         } catch (InterruptedException e) {
             Thread.currentThread().interrupt();
         }

@@ -48,10 +48,11 @@ class StoreCliTest {
             r = GmemProcess.run(RUN, dir, env, "snapshot", "ls", "s3://cli/fleet/");
             assertThat(r.exit()).as(r.toString()).isZero();
             assertThat(r.out()).startsWith("vm1 ");
-            r = GmemProcess.run(RUN, dir, env, "restore", "s3://cli/fleet/vm1", "--verify");
+            r = GmemProcess.run(RUN, dir, env, "restore", "s3://cli/fleet/vm1", "--verify", "--check-guest");
             assertThat(r.exit()).as(r.toString()).isZero();
             if (Host.hasUserfaultfd()) {
-                r = GmemProcess.run(RUN, dir, env, "restore", "s3://cli/fleet/vm1", "--mode", "lazy", "--verify");
+                r = GmemProcess.run(
+                        RUN, dir, env, "restore", "s3://cli/fleet/vm1", "--mode", "lazy", "--verify", "--check-guest");
                 assertThat(r.exit()).as(r.toString()).isZero();
             }
             Path pulled = dir.resolve("pulled.snap");

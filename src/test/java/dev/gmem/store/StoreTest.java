@@ -209,9 +209,18 @@ class StoreTest {
             byte[] bytes = Files.readAllBytes(object);
             bytes[bytes.length / 2] ^= 1;
             Files.write(object, bytes);
+            // read as a restore reads it: the damage found, named, and the restore failed
             try (StoreSource src = StoreSource.open(s, S3Location.parse("s3://" + BUCKET + "/damaged/vm-damaged"))) {
+                assertThatThrownBy(() -> eagerMatches(src, first))
+                        .hasRootCauseInstanceOf(StoreFormatException.class)
+                        .hasMessageContaining(hex)
+                        .hasMessageContaining("do not match the SHA-256");
+            }
+            // and with a cache, found before guest memory is touched, by the check ahead
+            try (Store cached = store(Files.createDirectories(dir.resolve("damaged-check")), "damaged");
+                    StoreSource src =
+                            StoreSource.open(cached, S3Location.parse("s3://" + BUCKET + "/damaged/vm-damaged"))) {
                 assertThatThrownBy(() -> src.verify(2, b -> {}))
-                        .isInstanceOf(StoreException.class)
                         .hasMessageContaining(hex)
                         .hasMessageContaining("do not match the SHA-256");
             }
