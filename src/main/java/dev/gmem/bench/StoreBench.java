@@ -17,7 +17,6 @@ import dev.gmem.store.StoreSource;
 import dev.gmem.util.OutputFile;
 import dev.gmem.util.Parallel;
 import java.io.IOException;
-import java.io.RandomAccessFile;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
@@ -72,21 +71,10 @@ public final class StoreBench {
             Path a = work.resolve("a.raw");
             ImageSynth.generate(a, o.size(), new ImageSynth.Mix(0.4, 0.1, 0.02), 21, 2, b -> {});
             Path b = work.resolve("b.raw");
-            Files.copy(a, b);
+            ImageSynth.changed(a, b, 20, 22, java.util.Set.of());
             long dataBytes;
-            try (RawImage image = RawImage.open(a, null, 2, x -> {});
-                    RandomAccessFile f = new RandomAccessFile(b.toFile(), "rw")) {
+            try (RawImage image = RawImage.open(a, null, 2, x -> {})) {
                 dataBytes = image.counts().dataBytes();
-                Random r = new Random(22);
-                byte[] page = new byte[4096];
-                for (Chunk c : image.chunks()) {
-                    for (int p = 0; p < c.pages(); p++) {
-                        if (!Chunk.test(c.dataMap(), p) || r.nextInt(20) != 0) continue;
-                        r.nextBytes(page);
-                        f.seek((c.firstPage() + p) * 4096);
-                        f.write(page);
-                    }
-                }
             }
             S3Location root = S3Location.parse("s3://" + BUCKET + "/bench/");
             double pushGib;

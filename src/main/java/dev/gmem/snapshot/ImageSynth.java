@@ -190,4 +190,39 @@ public final class ImageSynth {
         }
         return java.util.Arrays.copyOf(out, n);
     }
+
+    /**
+     * Copies raw image {@code from} to {@code to} with one data page in {@code oneIn} (chosen with
+     * {@code seed}, scattered over the whole image) overwritten with random bytes, and every window
+     * listed in {@code zeroed} (chunk indexes of {@code from}) zeroed whole: a re-snapshot of the
+     * same VM. Returns the pages changed.
+     */
+    public static long changed(Path from, Path to, int oneIn, long seed, java.util.Set<Integer> zeroed)
+            throws IOException {
+        java.nio.file.Files.copy(from, to, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        long changed = 0;
+        try (RawImage image = RawImage.open(from, null, 2, b -> {});
+                java.io.RandomAccessFile f = new java.io.RandomAccessFile(to.toFile(), "rw")) {
+            java.util.Random r = new java.util.Random(seed);
+            byte[] page = new byte[4096];
+            java.util.List<Chunk> chunks = image.chunks();
+            for (int i = 0; i < chunks.size(); i++) {
+                Chunk c = chunks.get(i);
+                if (zeroed.contains(i)) {
+                    f.seek(c.firstPage() * 4096);
+                    f.write(new byte[c.pages() * 4096]);
+                    changed += c.dataPages();
+                    continue;
+                }
+                for (int p = 0; p < c.pages(); p++) {
+                    if (!Chunk.test(c.dataMap(), p) || r.nextInt(oneIn) != 0) continue;
+                    r.nextBytes(page);
+                    f.seek((c.firstPage() + p) * 4096);
+                    f.write(page);
+                    changed++;
+                }
+            }
+        }
+        return changed;
+    }
 }

@@ -13,12 +13,10 @@ import dev.gmem.snapshot.Codec;
 import dev.gmem.snapshot.ImageSynth;
 import dev.gmem.snapshot.RawImage;
 import dev.gmem.testing.Host;
-import java.io.RandomAccessFile;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.LinkedHashMap;
-import java.util.Random;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
@@ -55,27 +53,11 @@ class StoreTest {
         ImageSynth.generate(first, SIZE, new ImageSynth.Mix(0.3, 0.1, 0.05), 11, 2, b -> {});
         // the re-snapshot: 5 % of the data pages changed, scattered over the whole guest
         second = dir.resolve("second.raw");
-        Files.copy(first, second);
-        try (RawImage image = RawImage.open(first, null, 2, b -> {});
-                RandomAccessFile f = new RandomAccessFile(second.toFile(), "rw")) {
-            Random r = new Random(12);
-            byte[] page = new byte[4096];
+        try (RawImage image = RawImage.open(first, null, 2, b -> {})) {
             // and one window of data zeroed whole: the first snapshot's object for it is its alone
-            var zeroed = image.chunks().stream()
-                    .filter(c -> c.dataPages() > 100)
-                    .findFirst()
-                    .orElseThrow();
-            f.seek(zeroed.firstPage() * 4096);
-            f.write(new byte[zeroed.pages() * 4096]);
-            for (var c : image.chunks()) {
-                if (c == zeroed) continue;
-                for (int p = 0; p < c.pages(); p++) {
-                    if (!dev.gmem.snapshot.Chunk.test(c.dataMap(), p) || r.nextInt(20) != 0) continue;
-                    r.nextBytes(page);
-                    f.seek((c.firstPage() + p) * 4096);
-                    f.write(page);
-                }
-            }
+            int zeroed = 0;
+            while (image.chunks().get(zeroed).dataPages() <= 100) zeroed++;
+            ImageSynth.changed(first, second, 20, 12, java.util.Set.of(zeroed));
         }
     }
 
