@@ -107,12 +107,7 @@ final class QemuCommand {
         public Integer call() throws Exception {
             if (resume && quit)
                 throw new CommandLine.ParameterException(spec.commandLine(), "--resume and --quit exclude each other");
-            Codec codec;
-            try {
-                codec = Codec.parse(compress);
-            } catch (IllegalArgumentException e) {
-                throw new CommandLine.ParameterException(spec.commandLine(), "--compress: " + e.getMessage());
-            }
+            Codec codec = SnapshotCommand.codec(spec.commandLine(), compress);
             QemuSnapshot.After after =
                     resume ? QemuSnapshot.After.RESUME : quit ? QemuSnapshot.After.QUIT : QemuSnapshot.After.PAUSE;
             QemuSnapshot.Report r;

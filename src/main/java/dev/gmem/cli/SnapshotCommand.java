@@ -51,6 +51,15 @@ final class SnapshotCommand implements Runnable {
         return Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
     }
 
+    /** {@code --compress}'s codec, or a usage error saying which are known. */
+    static Codec codec(CommandLine cl, String compress) {
+        try {
+            return Codec.parse(compress);
+        } catch (IllegalArgumentException e) {
+            throw new CommandLine.ParameterException(cl, "--compress: " + e.getMessage());
+        }
+    }
+
     /** Parses --regions, or null when not given. */
     static List<Region> regions(CommandLine cl, String spec) {
         if (spec == null) return null;
@@ -129,12 +138,7 @@ final class SnapshotCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
-            Codec codec;
-            try {
-                codec = Codec.parse(compress);
-            } catch (IllegalArgumentException e) {
-                throw new CommandLine.ParameterException(spec.commandLine(), "--compress: " + e.getMessage());
-            }
+            Codec codec = SnapshotCommand.codec(spec.commandLine(), compress);
             if (input.toAbsolutePath()
                     .normalize()
                     .equals(output.toAbsolutePath().normalize())) {

@@ -71,12 +71,7 @@ final class StoreCommands {
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "the target names a store, not a snapshot: end it with a NAME");
             S3Location from = base == null ? null : StoreOptions.parse(spec.commandLine(), "--base", base);
-            Codec codec;
-            try {
-                codec = Codec.parse(compress);
-            } catch (IllegalArgumentException e) {
-                throw new CommandLine.ParameterException(spec.commandLine(), "--compress: " + e.getMessage());
-            }
+            Codec codec = SnapshotCommand.codec(spec.commandLine(), compress);
             StorePush.Report r;
             try (Progress line = new Progress(json.on);
                     Store s = store.open(spec.commandLine(), to);
@@ -144,12 +139,7 @@ final class StoreCommands {
         @Override
         public Integer call() throws Exception {
             S3Location from = StoreOptions.parse(spec.commandLine(), "the source", source);
-            Codec codec;
-            try {
-                codec = Codec.parse(compress);
-            } catch (IllegalArgumentException e) {
-                throw new CommandLine.ParameterException(spec.commandLine(), "--compress: " + e.getMessage());
-            }
+            Codec codec = SnapshotCommand.codec(spec.commandLine(), compress);
             long t0 = System.nanoTime();
             SnapshotWriter.PackResult r;
             try (Progress line = new Progress(json.on);
@@ -207,8 +197,7 @@ final class StoreCommands {
 
         @Override
         public Integer call() throws Exception {
-            S3Location at = StoreOptions.parse(
-                    spec.commandLine(), "the store", storeUrl.endsWith("/") ? storeUrl : storeUrl + "/");
+            S3Location at = StoreOptions.parseStore(spec.commandLine(), storeUrl);
             List<Listed> out;
             try (Store s = store.open(spec.commandLine(), at)) {
                 out = s.snapshots().stream()
@@ -314,8 +303,7 @@ final class StoreCommands {
 
         @Override
         public Integer call() throws Exception {
-            S3Location at = StoreOptions.parse(
-                    spec.commandLine(), "the store", storeUrl.endsWith("/") ? storeUrl : storeUrl + "/");
+            S3Location at = StoreOptions.parseStore(spec.commandLine(), storeUrl);
             if (graceMinutes != 0
                     && graceMinutes < StoreGc.TOUCH_AFTER.multipliedBy(2).toMinutes())
                 throw new CommandLine.ParameterException(

@@ -77,6 +77,11 @@ final class StoreOptions {
         dev.gmem.snapshot.PageSource open(Path path) throws IOException;
     }
 
+    /** {@code text} as a store's s3://BUCKET/PREFIX/ (the trailing slash may be left out), or a usage error. */
+    static S3Location parseStore(CommandLine cl, String text) {
+        return parse(cl, "the store", text.endsWith("/") ? text : text + "/");
+    }
+
     /** {@code text} as an s3:// location, or a usage error naming {@code what}. */
     static S3Location parse(CommandLine cl, String what, String text) {
         try {
