@@ -45,6 +45,12 @@ public final class StoreBench {
 
     public record Pull(String httpClient, double storeGibPerS, double plainGibPerS, double ratio) {}
 
+    /**
+     * Objects of one size on the same server: a fault's GET (one at a time, checked), the throughput
+     * of GETs with the pull's requests in flight, and the requests a guest's data would take.
+     */
+    public record ObjectSize(int bytes, double faultP50Us, double faultP99Us, double gibPerS, long requestsForData) {}
+
     public record Report(
             long guestBytes,
             long dataBytes,
@@ -56,8 +62,12 @@ public final class StoreBench {
             double coldReadyMs,
             double coldManifestMs,
             List<Latency> latency,
+            List<ObjectSize> objectSizes,
             Double prefetchGibPerS,
             Double residentMs) {}
+
+    /** The object sizes weighed against each other: the store's is the snapshot's 1 MiB window. */
+    static final int[] OBJECT_SIZES = {64 << 10, 256 << 10, 1 << 20, 4 << 20};
 
     private static final String BUCKET = "gmem-bench";
 
@@ -120,6 +130,8 @@ public final class StoreBench {
                     cacheDir,
                     64); // the same chunks: the next round finds them on disk
             latency.add(reads("from the disk cache (read, checked, decoded)", server, root, cacheDir, 64));
+            status.accept("object sizes: a fault's GET against the requests of a restore ...");
+            List<ObjectSize> sizes = objectSizes(server, dataBytes, o.threads());
             status.accept("a cold lazy restore ...");
             double manifestMs;
             LazyRestore.Outcome lazy = null;
@@ -147,6 +159,7 @@ public final class StoreBench {
                     lazy == null ? Double.NaN : manifestMs + lazy.stats().readyMs(),
                     manifestMs,
                     latency,
+                    sizes,
                     lazy == null ? null : lazy.stats().prefetchGibPerS(),
                     lazy == null ? null : lazy.stats().populatedMs());
         } finally {
@@ -178,17 +191,64 @@ public final class StoreBench {
     private static double plainDownload(StoreClient.Options opts, S3Location root, StoreManifest m, int threads)
             throws IOException {
         try (StoreClient c = new StoreClient(opts)) {
-            List<String> keys =
-                    objects(m).keySet().stream().map(root::objectKey).toList();
+            var objects = new ArrayList<>(objects(m).entrySet());
             AtomicLong bytes = new AtomicLong();
             long t0 = System.nanoTime();
             Parallel.forEach(
                     threads,
                     "gmem-bench-get",
-                    keys.size(),
-                    i -> bytes.addAndGet(c.get(root.bucket(), keys.get(i)).length));
+                    objects.size(),
+                    i -> bytes.addAndGet(c.get(
+                                    root.bucket(),
+                                    root.objectKey(objects.get(i).getKey()),
+                                    objects.get(i).getValue())
+                            .length));
             return bytes.get() / ((System.nanoTime() - t0) / 1e9) / (1 << 30);
         }
+    }
+
+    /**
+     * For each of {@link #OBJECT_SIZES}: 32 MiB of incompressible objects put on the server, then
+     * GETs one at a time as faults make them (each checked by its CRC32C), and all of them with
+     * {@code threads} in flight as a pull makes them.
+     */
+    private static List<ObjectSize> objectSizes(S3Server server, long dataBytes, int threads) throws IOException {
+        List<ObjectSize> out = new ArrayList<>();
+        try (StoreClient c = new StoreClient(server.options())) {
+            Random r = new Random(11);
+            for (int size : OBJECT_SIZES) {
+                int n = Math.max(32, (32 << 20) / size);
+                byte[] bytes = new byte[size];
+                int[] crcs = new int[n];
+                for (int i = 0; i < n; i++) {
+                    r.nextBytes(bytes);
+                    var crc = new java.util.zip.CRC32C();
+                    crc.update(bytes);
+                    crcs[i] = (int) crc.getValue();
+                    c.put(BUCKET, "sizes/" + size + "/" + i, bytes);
+                }
+                Parallel.IndexTask get = i -> {
+                    byte[] b = c.get(BUCKET, "sizes/" + size + "/" + i, size);
+                    var crc = new java.util.zip.CRC32C();
+                    crc.update(b);
+                    if ((int) crc.getValue() != crcs[i])
+                        throw new IOException("object " + i + " changed on the server");
+                };
+                get.run(0); // the connection made
+                double[] us = new double[32];
+                for (int k = 0; k < us.length; k++) {
+                    long t0 = System.nanoTime();
+                    get.run(r.nextInt(n));
+                    us[k] = (System.nanoTime() - t0) / 1e3;
+                }
+                java.util.Arrays.sort(us);
+                long t0 = System.nanoTime();
+                Parallel.forEach(threads, "gmem-bench-size", n, get);
+                double gib = (double) n * size / ((System.nanoTime() - t0) / 1e9) / (1 << 30);
+                out.add(new ObjectSize(size, us[us.length / 2], us[us.length - 1], gib, (dataBytes + size - 1) / size));
+            }
+        }
+        return out;
     }
 
     /** One data page from each of {@code samples} random chunks, through a new source each round (no memory cache). */

@@ -246,7 +246,7 @@ final class SnapshotCommand implements Runnable {
             for (Region r : source.regions()) ok |= r.containsGuest(a) && (a - r.guestAddress()) % r.pageSize() == 0;
             if (!ok)
                 throw new IOException("access order entry " + i + ": 0x" + Long.toHexString(a)
-                        + " is not the address of a page in " + source.path());
+                        + " is not the address of a page in " + source.name());
         }
     }
 

@@ -107,7 +107,7 @@ final class StoreCommands {
             header = "Pull a snapshot from a store into a local gmem snapshot file.",
             mixinStandardHelpOptions = true,
             description =
-                    "Every object is checked against its SHA-256 before it is written; the file appears only when complete.")
+                    "Every object is checked against the size and CRC32C its manifest names before it is written; the file appears only when complete.")
     static final class Pull implements Callable<Integer> {
         @Parameters(index = "0", paramLabel = "s3://BUCKET/PREFIX/NAME")
         String source;

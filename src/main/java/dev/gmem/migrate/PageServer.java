@@ -118,7 +118,7 @@ public final class PageServer implements AutoCloseable {
         this.zeroPages = source.counts().zeroPages();
         this.raw = source.format().equals("raw");
         this.map = Protocol.encodeMap(new Protocol.SourceMap(
-                source.format(), source.path().toString(), source.regions(), source.chunks(), source.accessOrder()));
+                source.format(), source.name(), source.regions(), source.chunks(), source.accessOrder()));
         this.acceptor = Thread.ofPlatform().name("gmem-serve-accept").daemon().unstarted(this::accept);
         this.heartbeat =
                 Thread.ofPlatform().name("gmem-serve-heartbeat").daemon().unstarted(this::beat);
@@ -388,7 +388,7 @@ public final class PageServer implements AutoCloseable {
                     MemorySegment.copy(fetched, 0, bytes, 0, fetched.byteSize());
                 } catch (InternalError e) {
                     source.checkUnchanged();
-                    throw new IOException(source.path() + ": cannot be read: " + e.getMessage(), e);
+                    throw new IOException(source.name() + ": cannot be read: " + e.getMessage(), e);
                 }
             } catch (IOException e) {
                 error = new SourceReadException(offset, e);

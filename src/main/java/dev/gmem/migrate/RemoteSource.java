@@ -275,9 +275,15 @@ public final class RemoteSource implements ProvidedSource {
 
     // ---- PageSource ----
 
+    /** None: the pages are on a peer. */
     @Override
     public Path path() {
-        return Path.of("tcp:" + host + ":" + port);
+        return null;
+    }
+
+    @Override
+    public String name() {
+        return "tcp://" + host + ":" + port;
     }
 
     @Override

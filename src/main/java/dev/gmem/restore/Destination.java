@@ -55,7 +55,7 @@ public final class Destination implements AutoCloseable {
                     String.format(
                             java.util.Locale.ROOT,
                             "%s holds %.1f GiB of data, more than the %.1f GiB of memory%s this process may use",
-                            source.path(),
+                            source.name(),
                             data / GIB,
                             capacity / GIB,
                             backend == GuestMemory.Backend.MEMFD ? " and swap" : ""));

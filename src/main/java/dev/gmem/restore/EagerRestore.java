@@ -62,12 +62,12 @@ public final class EagerRestore {
             throws IOException {
         long start = System.nanoTime();
         if (memory.size() < source.size()) {
-            throw new SourceMismatchException(source.path() + ": " + source.size()
+            throw new SourceMismatchException(source.name() + ": " + source.size()
                     + " bytes of guest memory do not fit in a " + memory.size() + "-byte guest memory file");
         }
         for (Region r : source.regions()) {
             if (r.pageSize() % memory.pageSize() != 0) {
-                throw new SourceMismatchException(source.path() + ": page size " + r.pageSize()
+                throw new SourceMismatchException(source.name() + ": page size " + r.pageSize()
                         + " is not a multiple of the guest memory's " + memory.pageSize());
             }
         }
@@ -113,7 +113,7 @@ public final class EagerRestore {
         }
         double elapsed = ms(populated - start);
         return new Report(
-                source.path().toString(),
+                source.name(),
                 source.format(),
                 memory.backend().label(),
                 strategy.label(),
@@ -158,7 +158,7 @@ public final class EagerRestore {
         }
         if (e instanceof IOException io) return io;
         return new RestoreFailedException(
-                "copying the pages at guest memory offset " + offset + " met a memory fault: " + source.path()
+                "copying the pages at guest memory offset " + offset + " met a memory fault: " + source.name()
                         + " could not be read there, or the guest memory could not take them",
                 e);
     }
@@ -266,7 +266,7 @@ public final class EagerRestore {
                 String.format(
                         Locale.ROOT,
                         "guest memory differs from %s: page at guest 0x%x (file offset %d), byte +%d: expected 0x%02x, found 0x%02x",
-                        source.path(),
+                        source.name(),
                         pageGpa,
                         fileOffset - Math.floorMod(fileOffset, 4096L),
                         Math.floorMod(fileOffset, 4096L),

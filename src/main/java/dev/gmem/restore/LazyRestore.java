@@ -120,13 +120,13 @@ public final class LazyRestore implements AutoCloseable {
     public static LazyRestore start(PageSource source, GuestMemory memory, Options options) throws IOException {
         long t0 = System.nanoTime();
         if (memory.size() < source.size()) {
-            throw new SourceMismatchException(source.path() + ": " + source.size()
+            throw new SourceMismatchException(source.name() + ": " + source.size()
                     + " bytes of guest memory do not fit in a " + memory.size() + "-byte guest memory file");
         }
         for (Region r : source.regions()) {
             if (r.pageSize() != memory.pageSize()) {
                 throw new SourceMismatchException(
-                        source.path() + ": lazy restore serves " + memory.pageSize() + "-byte pages; region at guest 0x"
+                        source.name() + ": lazy restore serves " + memory.pageSize() + "-byte pages; region at guest 0x"
                                 + Long.toHexString(r.guestAddress()) + " has " + r.pageSize() + "-byte pages");
             }
         }
@@ -197,7 +197,7 @@ public final class LazyRestore implements AutoCloseable {
             changed.addSuppressed(cause);
             cause = changed;
         }
-        return new RestoreFailedException("lazy restore of " + source.path() + " failed: " + cause.getMessage(), cause);
+        return new RestoreFailedException("lazy restore of " + source.name() + " failed: " + cause.getMessage(), cause);
     }
 
     public Stats stats() {
@@ -329,7 +329,7 @@ public final class LazyRestore implements AutoCloseable {
             RandomReaders.Health populated = () -> {
                 if (!lazy.awaitPopulated(checks.populateTimeout().toMillis())) {
                     throw new RestoreFailedException(
-                            "lazy restore of " + source.path() + " did not finish in "
+                            "lazy restore of " + source.name() + " did not finish in "
                                     + checks.populateTimeout().toSeconds() + " s",
                             null);
                 }
@@ -351,7 +351,7 @@ public final class LazyRestore implements AutoCloseable {
             }
             if (v != null && v.wrongPages() > 0) {
                 throw new RestoreVerificationException(
-                        v.wrongPages() + " pages differ from " + source.path() + "; the first at guest 0x"
+                        v.wrongPages() + " pages differ from " + source.name() + "; the first at guest 0x"
                                 + Long.toHexString(v.firstWrongGuestAddress()),
                         v.firstWrongGuestAddress());
             }
@@ -359,7 +359,9 @@ public final class LazyRestore implements AutoCloseable {
             if (recorder != null) {
                 dev.gmem.trace.TraceFile.write(
                         recorder.finish(
-                                "lazy restore of " + source.path().getFileName() + " (" + stats.mode() + " mode)",
+                                "lazy restore of "
+                                        + (source.path() != null ? source.path().getFileName() : source.name()) + " ("
+                                        + stats.mode() + " mode)",
                                 dst.memory().pageSize(),
                                 source.counts().dataPages(),
                                 stats.readyMs(),
@@ -367,7 +369,7 @@ public final class LazyRestore implements AutoCloseable {
                         traceOut);
             }
             return new Outcome(
-                    source.path().toString(),
+                    source.name(),
                     source.format(),
                     backend.label(),
                     source.size(),

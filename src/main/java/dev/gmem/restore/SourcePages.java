@@ -109,7 +109,7 @@ public final class SourcePages implements PageProvider {
     @Override
     public long pageSize(long offset) {
         PageIndex.Location at = index.atFileOffset(offset);
-        if (at == null) throw new IllegalArgumentException("offset " + offset + " is past the end of " + source.path());
+        if (at == null) throw new IllegalArgumentException("offset " + offset + " is past the end of " + source.name());
         return at.region().pageSize();
     }
 
@@ -123,7 +123,7 @@ public final class SourcePages implements PageProvider {
     public int dataRun(long offset, int maxPages) {
         PageIndex.Location at = index.atFileOffset(offset);
         if (at == null || at.kind() != PageKind.DATA)
-            throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
+            throw new IllegalArgumentException("offset " + offset + " of " + source.name() + " is not a data page");
         int n = 1;
         while (n < maxPages && at.page() + n < at.chunk().pages() && at.chunk().kind(at.page() + n) == PageKind.DATA)
             n++;
@@ -177,7 +177,7 @@ public final class SourcePages implements PageProvider {
 
     @Override
     public String describe() {
-        return source.path().toString();
+        return source.name();
     }
 
     /** Stops the verify-ahead thread and frees the decoded chunks; does not close the source, which belongs to the caller. */
@@ -216,7 +216,7 @@ public final class SourcePages implements PageProvider {
         public void fetch(long offset, int pages, long token, Delivery to) throws IOException {
             PageIndex.Location at = index.atFileOffset(offset);
             if (at == null || at.kind() != PageKind.DATA)
-                throw new IllegalArgumentException("offset " + offset + " of " + source.path() + " is not a data page");
+                throw new IllegalArgumentException("offset " + offset + " of " + source.name() + " is not a data page");
             int chunk = at.index();
             boolean verify = !isVerified(chunk);
             if (!verify) {

@@ -13,7 +13,13 @@ import java.util.function.LongConsumer;
  * with its own scratch buffer.
  */
 public interface PageSource extends AutoCloseable {
+    /** The local file the pages are read from, or null for a source that is none (a store, a peer). */
     Path path();
+
+    /** Where the pages come from, for messages: a file's path, an {@code s3://} URL, a peer's address. */
+    default String name() {
+        return String.valueOf(path());
+    }
 
     /** "snapshot" or "raw". */
     String format();

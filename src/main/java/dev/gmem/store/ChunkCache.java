@@ -7,10 +7,8 @@ import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.FileTime;
-import java.security.MessageDigest;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 import java.util.stream.Stream;
@@ -19,8 +17,8 @@ import java.util.stream.Stream;
  * A bounded cache of store objects on local disk, shared by every restore and handler of the host:
  * one file per object, named by its SHA-256 ({@code DIR/ab/abcdef…}), written under a temporary
  * name and renamed into place, so a concurrent reader in any process sees a whole object or none.
- * Every read is checked against the name: a file damaged or cut short on disk is removed and
- * reported as absent, and the object is fetched again. A hit sets the file's time; when the cache
+ * Every read is checked against the size and CRC32C the reader's manifest names: a file damaged or
+ * cut short on disk is removed and reported as absent, and the object is fetched again. A hit sets the file's time; when the cache
  * passes its size, the files least recently used go first.
  */
 public final class ChunkCache {
@@ -53,8 +51,10 @@ public final class ChunkCache {
         return dir.resolve(hex.substring(0, 2)).resolve(hex);
     }
 
-    /** The object's stored bytes ({@code length} of them), checked, or null when the cache has no sound copy. */
-    public byte[] get(String hex, long length) {
+    /** The object's stored bytes, checked against {@code ref}, or null when the cache has no sound copy. */
+    public byte[] get(StoreManifest.ObjectRef ref) {
+        String hex = ref.hex();
+        long length = ref.storedLength();
         Path f = file(hex);
         byte[] bytes;
         long size;
@@ -65,7 +65,7 @@ public final class ChunkCache {
             misses.incrementAndGet();
             return null;
         }
-        if (bytes == null || !HexFormat.of().formatHex(sha256(bytes)).equals(hex)) {
+        if (bytes == null || !ref.matches(bytes)) {
             damaged.incrementAndGet();
             misses.incrementAndGet();
             try {
@@ -84,7 +84,7 @@ public final class ChunkCache {
         return bytes;
     }
 
-    /** Keeps {@code bytes} (already checked against {@code hex}), then evicts what passes the bound. */
+    /** Keeps {@code bytes} (already checked against their reference), then evicts what passes the bound. */
     public void put(String hex, byte[] bytes) {
         Path f = file(hex);
         try {
@@ -176,13 +176,5 @@ public final class ChunkCache {
     /** Files found damaged on disk (and removed). */
     public long damaged() {
         return damaged.get();
-    }
-
-    static byte[] sha256(byte[] bytes) {
-        try {
-            return MessageDigest.getInstance("SHA-256").digest(bytes);
-        } catch (java.security.NoSuchAlgorithmException e) {
-            throw new IllegalStateException("the JDK has no SHA-256", e);
-        }
     }
 }

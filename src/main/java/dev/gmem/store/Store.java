@@ -4,15 +4,14 @@ import dev.gmem.snapshot.Codec;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A store of snapshots at {@code s3://BUCKET/PREFIX/}: manifests under {@code PREFIX/snapshots/},
  * content-addressed objects under {@code PREFIX/chunks/}. Objects are read through the local
- * {@link ChunkCache} when there is one, and every object's bytes are checked against their SHA-256
- * before anything uses them. Thread-safe.
+ * {@link ChunkCache} when there is one, and every object's bytes are checked against the size and
+ * CRC32C its manifest names before anything uses them. Thread-safe.
  */
 public final class Store implements AutoCloseable {
     private final StoreClient client;
@@ -76,22 +75,24 @@ public final class Store implements AutoCloseable {
         return client.list(root.bucket(), root.manifestsPrefix());
     }
 
-    /** The object's stored bytes, from the cache or the store, checked against its SHA-256. */
+    /** The object's stored bytes, from the cache or the store, checked against its size and CRC32C. */
     public byte[] fetch(StoreManifest.ObjectRef ref) throws StoreException {
         String hex = ref.hex();
         if (cache != null) {
-            byte[] cached = cache.get(hex, ref.storedLength());
+            byte[] cached = cache.get(ref);
             if (cached != null) return cached;
         }
         String key = root.objectKey(hex);
-        byte[] bytes = client.get(root.bucket(), key);
+        byte[] bytes = client.get(root.bucket(), key, ref.storedLength());
         gets.incrementAndGet();
         getBytes.addAndGet(bytes.length);
-        if (bytes.length != ref.storedLength()
-                || !HexFormat.of().formatHex(ChunkCache.sha256(bytes)).equals(hex))
-            throw new StoreFormatException(S3Location.SCHEME + root.bucket() + "/" + key + ": its " + bytes.length
-                    + " bytes do not match the SHA-256 (and size " + ref.storedLength()
-                    + ") the manifest names: damaged in the store");
+        if (!ref.matches(bytes))
+            throw new StoreFormatException(S3Location.SCHEME + root.bucket() + "/" + key + ": "
+                    + (bytes.length != ref.storedLength()
+                            ? "its " + bytes.length + " bytes are not the " + ref.storedLength()
+                            : String.format(
+                                    "its CRC32C 0x%08x is not the 0x%08x", StoreManifest.crc32c(bytes), ref.crc32c()))
+                    + " the manifest names: damaged in the store");
         if (cache != null) cache.put(hex, bytes);
         return bytes;
     }

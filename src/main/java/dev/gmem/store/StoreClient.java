@@ -175,12 +175,35 @@ public final class StoreClient implements AutoCloseable {
         return nl < 0 ? s : s.substring(0, nl);
     }
 
-    /** The whole object. */
+    /** The whole object, of {@value #MAX_GET_BYTES} bytes at most. */
     public byte[] get(String bucket, String key) throws StoreException {
-        try {
-            return s3.getObjectAsBytes(r -> r.bucket(bucket).key(key)).asByteArray();
+        return get(bucket, key, MAX_GET_BYTES);
+    }
+
+    /** The most bytes one GET reads into memory. */
+    static final int MAX_GET_BYTES = 1 << 30;
+
+    /**
+     * The whole object, read straight from the response into an array of its length (no buffer
+     * that grows, no copy); an object longer than {@code limit} bytes is refused unread.
+     */
+    public byte[] get(String bucket, String key, int limit) throws StoreException {
+        try (var in = s3.getObject(r -> r.bucket(bucket).key(key))) {
+            Long announced = in.response().contentLength();
+            if (announced != null && announced > limit) {
+                in.abort();
+                throw new StoreException(
+                        url(bucket, key) + ": " + announced + " bytes, more than the " + limit + " expected");
+            }
+            byte[] bytes = announced != null ? in.readNBytes(announced.intValue()) : in.readNBytes(limit + 1);
+            if (bytes.length > limit || (announced != null && (bytes.length < announced || in.read() >= 0)))
+                throw new StoreException(url(bucket, key) + ": the response's length is not the "
+                        + (announced == null ? "most expected" : "one announced, " + announced));
+            return bytes;
         } catch (SdkException e) {
             throw failure("GET", bucket, key, e);
+        } catch (java.io.IOException e) {
+            throw new StoreException(url(bucket, key) + ": GET failed while reading: " + e.getMessage(), e);
         }
     }
 

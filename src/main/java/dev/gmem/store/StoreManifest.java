@@ -20,15 +20,18 @@ import java.util.zip.CRC32C;
  * as its codec says. A window takes its pages from one or more objects (its <i>layers</i>): its own,
  * with the pages that differ from a base snapshot, and the base's layers for the pages that do not.
  * Each data page's 128-bit hash (the first 16 bytes of its SHA-256) is kept, so that the next
- * snapshot based on this one finds the pages that changed without reading any data.
+ * snapshot based on this one finds the pages that changed without reading any data. Each object
+ * is named with its size and the CRC32C of its stored bytes, which every read checks: the SHA-256
+ * is the object's name, computed once by the push that stores it.
  *
- * <p>Layout, little-endian: magic {@code GMEMSTOR}, u32 version (1), u32 window bytes, u8 codec
+ * <p>Layout, little-endian: magic {@code GMEMSTOR}, u32 version (2), u32 window bytes, u8 codec
  * asked for, 3 bytes 0, u32 regions, u32 chunks, u32 access-order entries, u32 attachments; the
  * regions (32 bytes each, as in a snapshot); each chunk (u32 region, u32 pages, u64 first page, u32
  * layers, u32 0, 4 x u64 zero-page map, then each layer: 32 bytes SHA-256, u8 codec, 3 bytes 0, u32
- * stored length, u32 raw length, 4 x u64 map of the pages the object holds, 4 x u64 map of those
+ * stored length, u32 raw length, u32 CRC32C of the stored bytes, 4 x u64 map of the pages the object holds, 4 x u64 map of those
  * taken from it; then 16 bytes of hash per data page, in page order); the access order (u64 guest
- * addresses); the attachments (32 bytes name, 32 bytes SHA-256, u32 length); and last a u32
+ * addresses); the attachments (32 bytes name, 32 bytes SHA-256, u32 length, u32
+ * CRC32C); and last a u32
  * CRC32C of everything before it.
  */
 public record StoreManifest(
@@ -39,7 +42,7 @@ public record StoreManifest(
         long[] accessOrder,
         List<NamedObject> attachments) {
     static final byte[] MAGIC = "GMEMSTOR".getBytes(StandardCharsets.US_ASCII);
-    static final int VERSION = 1;
+    static final int VERSION = 2;
     static final int WORDS = SnapshotFormat.MAP_WORDS;
     public static final int PAGE_HASH_BYTES = 16;
     /** A window takes its pages from at most this many objects; a push that would need more stores the window anew. */
@@ -47,11 +50,31 @@ public record StoreManifest(
 
     private static final HexFormat HEX = HexFormat.of();
 
-    /** A content-addressed object: its SHA-256, how it is stored, its stored and decoded sizes. */
-    public record ObjectRef(byte[] sha256, Codec codec, int storedLength, int rawLength) {
+    /**
+     * A content-addressed object: its SHA-256 (its name), how it is stored, its stored and decoded
+     * sizes, and the CRC32C of its stored bytes (what a read checks).
+     */
+    public record ObjectRef(byte[] sha256, Codec codec, int storedLength, int rawLength, int crc32c) {
+        /** The reference to {@code stored}, which decodes by {@code codec} to {@code rawLength} bytes. */
+        public static ObjectRef of(byte[] stored, Codec codec, int rawLength) {
+            return new ObjectRef(
+                    StorePush.sha256().digest(stored), codec, stored.length, rawLength, StoreManifest.crc32c(stored));
+        }
+
         public String hex() {
             return HEX.formatHex(sha256);
         }
+
+        /** Whether {@code bytes} are this object's: its size and its CRC32C. */
+        public boolean matches(byte[] bytes) {
+            return bytes.length == storedLength && StoreManifest.crc32c(bytes) == crc32c;
+        }
+    }
+
+    static int crc32c(byte[] bytes) {
+        CRC32C c = new CRC32C();
+        c.update(bytes);
+        return (int) c.getValue();
     }
 
     /** Pages of a window from one object: those it holds (packed in page order), and those taken. */
@@ -160,7 +183,9 @@ public record StoreManifest(
         for (NamedObject a : attachments) {
             byte[] name = a.name().getBytes(StandardCharsets.US_ASCII);
             b.put(name).put(new byte[Attachment.NAME_BYTES - name.length]);
-            b.put(a.object().sha256()).putInt(a.object().rawLength());
+            b.put(a.object().sha256())
+                    .putInt(a.object().rawLength())
+                    .putInt(a.object().crc32c());
         }
         CRC32C crc = new CRC32C();
         crc.update(b.array(), 0, b.position());
@@ -173,13 +198,14 @@ public record StoreManifest(
                 .put((byte) r.codec().id())
                 .put(new byte[3])
                 .putInt(r.storedLength())
-                .putInt(r.rawLength());
+                .putInt(r.rawLength())
+                .putInt(r.crc32c());
     }
 
     private long encodedLength() {
         long n = 8 + 4 + 4 + 4 + 16 + 32L * regions.size();
-        for (StoreChunk c : chunks) n += 24 + 32 + c.layers().size() * (44L + 64) + c.pageHashes().length;
-        return n + 8L * accessOrder.length + (32 + 36L) * attachments.size() + 4;
+        for (StoreChunk c : chunks) n += 24 + 32 + c.layers().size() * (48L + 64) + c.pageHashes().length;
+        return n + 8L * accessOrder.length + (32 + 40L) * attachments.size() + 4;
     }
 
     /**
@@ -203,8 +229,13 @@ public record StoreManifest(
                                 + String.format("0x%08x", (int) crc.getValue()));
             b.position(8);
             int version = b.getInt();
+            if (version == 1)
+                throw bad(
+                        where,
+                        "store manifest version 1, from a development build before objects carried checksums:"
+                                + " push the snapshot again");
             if (version != VERSION)
-                throw bad(where, "unknown store manifest version " + version + " (this gmem reads 1)");
+                throw bad(where, "unknown store manifest version " + version + " (this gmem reads " + VERSION + ")");
             int window = b.getInt();
             Codec compression = Codec.ofId(b.get() & 0xff);
             b.position(b.position() + 3);
@@ -260,7 +291,8 @@ public record StoreManifest(
                     if (same != null
                             && (same.codec() != o.codec()
                                     || same.storedLength() != o.storedLength()
-                                    || same.rawLength() != o.rawLength()))
+                                    || same.rawLength() != o.rawLength()
+                                    || same.crc32c() != o.crc32c()))
                         throw bad(where, what + ": object " + o.hex() + " is described two ways");
                     long[] held = words(b);
                     long[] used = words(b);
@@ -311,9 +343,10 @@ public record StoreManifest(
                 byte[] sha = new byte[32];
                 b.get(sha);
                 int length = b.getInt();
+                int sum = b.getInt();
                 if (length < 0 || length > Attachment.MAX_BYTES)
                     throw bad(where, "attachment " + i + " ('" + s + "'): length " + length);
-                attachments.add(new NamedObject(s, new ObjectRef(sha, Codec.NONE, length, length)));
+                attachments.add(new NamedObject(s, new ObjectRef(sha, Codec.NONE, length, length, sum)));
             }
             if (b.position() != bytes.length - 4)
                 throw bad(where, (bytes.length - 4 - b.position()) + " bytes past its last entry");
@@ -331,12 +364,13 @@ public record StoreManifest(
         if (b.get() != 0 || b.get() != 0 || b.get() != 0) throw bad(where, what + ": reserved bytes are not zero");
         int stored = b.getInt();
         int raw = b.getInt();
+        int crc = b.getInt();
         if (codec == null
                 || stored <= 0
                 || raw <= 0
                 || (codec == Codec.NONE && stored != raw)
                 || stored > codec.bound(raw)) throw bad(where, what + ": a layer's object is not described right");
-        return new ObjectRef(sha, codec, stored, raw);
+        return new ObjectRef(sha, codec, stored, raw, crc);
     }
 
     private static long[] words(ByteBuffer b) {

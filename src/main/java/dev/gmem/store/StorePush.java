@@ -16,7 +16,6 @@ import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.SequencedMap;
@@ -75,7 +74,7 @@ public final class StorePush {
                         "the base " + base + " is in another store than " + target + ": a base must share its objects");
             baseManifest = store.manifest(base);
             if (!baseManifest.regions().equals(source.regions()))
-                throw new StoreException("the base " + base + " has other regions than " + source.path()
+                throw new StoreException("the base " + base + " has other regions than " + source.name()
                         + ": a base must be of the same VM layout");
             for (StoreManifest.StoreChunk c : baseManifest.chunks()) baseChunks.put(key(c.region(), c.firstPage()), c);
         }
@@ -165,16 +164,15 @@ public final class StorePush {
                         }
                     }
                     byte[] bytes = stored.toArray(ValueLayout.JAVA_BYTE);
-                    byte[] sha = sha256().digest(bytes);
-                    String hex = HexFormat.of().formatHex(sha);
+                    StoreManifest.ObjectRef ref = StoreManifest.ObjectRef.of(bytes, used, (int) at);
+                    String hex = ref.hex();
                     if (known.putIfAbsent(hex, Boolean.TRUE) == null) {
                         if (store.putObject(hex, bytes)) {
                             uploaded.incrementAndGet();
                             uploadedBytes.addAndGet(bytes.length);
                         } else if (touchIfOld(store, hex, new ConcurrentHashMap<>())) touched.incrementAndGet();
                     }
-                    layers.addFirst(new StoreManifest.Layer(
-                            new StoreManifest.ObjectRef(sha, used, bytes.length, (int) at), own.clone(), own.clone()));
+                    layers.addFirst(new StoreManifest.Layer(ref, own.clone(), own.clone()));
                 }
             }
             out[i] = new StoreManifest.StoreChunk(
@@ -184,16 +182,15 @@ public final class StorePush {
         List<StoreManifest.NamedObject> named = new ArrayList<>();
         for (var e : attachments.entrySet()) {
             byte[] bytes = e.getValue();
-            byte[] sha = sha256().digest(bytes);
-            String hex = HexFormat.of().formatHex(sha);
+            StoreManifest.ObjectRef ref = StoreManifest.ObjectRef.of(bytes, Codec.NONE, bytes.length);
+            String hex = ref.hex();
             if (known.putIfAbsent(hex, Boolean.TRUE) == null) {
                 if (store.putObject(hex, bytes)) {
                     uploaded.incrementAndGet();
                     uploadedBytes.addAndGet(bytes.length);
                 } else if (touchIfOld(store, hex, known)) touched.incrementAndGet();
             }
-            named.add(new StoreManifest.NamedObject(
-                    e.getKey(), new StoreManifest.ObjectRef(sha, Codec.NONE, bytes.length, bytes.length)));
+            named.add(new StoreManifest.NamedObject(e.getKey(), ref));
         }
         StoreManifest m = new StoreManifest(
                 SnapshotFormat.CHUNK_BYTES, codec, regions, List.of(out), source.accessOrder(), List.copyOf(named));

@@ -19,7 +19,7 @@ import java.util.function.LongConsumer;
  * A snapshot in a store as a {@link PageSource}, so every reader takes it: eager and lazy restore,
  * the Firecracker handler, the page server. Opening fetches the manifest alone (one GET); a chunk
  * is read by fetching its layers' objects (through the cache, in parallel, each checked against
- * its SHA-256 before use) and taking each data page from its layer. A read of chunk {@code i}
+ * its size and CRC32C before use) and taking each data page from its layer. A read of chunk {@code i}
  * right after chunk {@code i - 1} starts fetching the objects of the next {@value #READ_AHEAD}
  * chunks into the cache, several GETs in flight, so a sequential reader (an eager restore, a
  * prefetch) rarely waits; random reads (faults) fetch only what they need.
@@ -72,7 +72,7 @@ public final class StoreSource implements PageSource {
                 store,
                 location,
                 StoreManifest.decode(location.toString(), bytes),
-                java.util.HexFormat.of().formatHex(ChunkCache.sha256(bytes)));
+                java.util.HexFormat.of().formatHex(StorePush.sha256().digest(bytes)));
     }
 
     /** The SHA-256 of the manifest: a re-push under the same name has another. */
@@ -100,9 +100,15 @@ public final class StoreSource implements PageSource {
         return store;
     }
 
+    /** None: the pages are in a store. */
     @Override
     public Path path() {
-        return Path.of(location.toString());
+        return null;
+    }
+
+    @Override
+    public String name() {
+        return location.toString();
     }
 
     @Override
@@ -150,9 +156,25 @@ public final class StoreSource implements PageSource {
                 on);
     }
 
-    /** An object's stored bytes: one fetch at a time for each object, however many readers want it. */
+    /**
+     * An object's stored bytes: one fetch at a time for each object, however many readers want it.
+     * A reader that finds no fetch under way fetches on its own thread (no hand-off to wait for).
+     */
     private byte[] object(StoreManifest.ObjectRef ref) throws StoreException {
-        CompletableFuture<byte[]> f = inFlight.computeIfAbsent(ref.hex(), h -> fetchAsync(ref));
+        CompletableFuture<byte[]> mine = new CompletableFuture<>();
+        CompletableFuture<byte[]> f = inFlight.putIfAbsent(ref.hex(), mine);
+        if (f == null) {
+            try {
+                byte[] b = store.fetch(ref);
+                mine.complete(b);
+                return b;
+            } catch (StoreException | RuntimeException e) {
+                mine.completeExceptionally(e);
+                throw e;
+            } finally {
+                inFlight.remove(ref.hex(), mine);
+            }
+        }
         try {
             return f.join();
         } catch (java.util.concurrent.CompletionException e) {
@@ -217,6 +239,23 @@ public final class StoreSource implements PageSource {
                 .asSlice(0, ref.rawLength());
     }
 
+    /** An object's pages decoded into {@code into}, its raw length: from memory when it was used lately. */
+    private MemorySegment decodeInto(StoreManifest.ObjectRef ref, MemorySegment into) throws StoreException {
+        synchronized (decoded) {
+            byte[] d = decoded.get(ref.hex());
+            if (d != null) {
+                MemorySegment.copy(MemorySegment.ofArray(d), 0, into, 0, d.length);
+                return into;
+            }
+        }
+        byte[] stored = object(ref);
+        if (ref.codec() == dev.gmem.snapshot.Codec.NONE) {
+            MemorySegment.copy(stored, 0, into, java.lang.foreign.ValueLayout.JAVA_BYTE, 0, stored.length);
+            return into;
+        }
+        return Store.decode(ref, stored, Store.buffer(staging, stored.length), into);
+    }
+
     /** Asks for every layer's object but the first at once: a window with a base costs one round trip, not two. */
     private void fetchLayersAhead(List<StoreManifest.Layer> layers) {
         for (StoreManifest.Layer l : layers.subList(Math.min(1, layers.size()), layers.size())) {
@@ -254,6 +293,13 @@ public final class StoreSource implements PageSource {
         long[] data = chunk.dataMap();
         readAhead(index);
         fetchLayersAhead(c.layers());
+        if (whole
+                && c.layers().size() == 1
+                && java.util.Arrays.equals(c.layers().getFirst().held(), data)) {
+            // one object holding just the window's data pages, in page order: decoded where they go
+            StoreManifest.ObjectRef ref = c.layers().getFirst().object();
+            return decodeInto(ref, scratch.asSlice(0, ref.rawLength()));
+        }
         int base = whole ? 0 : StoreManifest.rank(data, firstPage);
         int count = 0;
         for (StoreManifest.Layer l : c.layers()) {
@@ -273,13 +319,13 @@ public final class StoreSource implements PageSource {
         return scratch.asSlice(0, count * pageSize);
     }
 
-    /** Every object is checked against its SHA-256 as it is fetched: a read is a verified read. */
+    /** Every object is checked against its size and CRC32C as it is fetched: a read is a verified read. */
     @Override
     public ChunkData readVerified(int index, MemorySegment scratch) throws IOException {
         return read(index, scratch);
     }
 
-    /** Nothing to do ahead of a read: every object is checked against its SHA-256 as it is fetched. */
+    /** Nothing to do ahead of a read: every object is checked against its size and CRC32C as it is fetched. */
     @Override
     public void verifyChunk(int index) {}
 

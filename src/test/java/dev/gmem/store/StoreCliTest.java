@@ -26,19 +26,10 @@ class StoreCliTest {
     @Test
     void theCommandsEndToEnd() throws Exception {
         Assumptions.assumeTrue(S3Server.jar() != null, "no S3Proxy jar at target/s3proxy/s3proxy.jar");
-        try (S3Server server = S3Server.start(dir)) {
-            try (StoreClient c = new StoreClient(server.options())) {
-                c.createBucket("cli");
-            }
-            Map<String, String> env = Map.of(
-                    "AWS_ACCESS_KEY_ID",
-                    S3Server.IDENTITY,
-                    "AWS_SECRET_ACCESS_KEY",
-                    S3Server.CREDENTIAL,
-                    "AWS_ENDPOINT_URL",
-                    server.endpoint().toString(),
-                    "XDG_CACHE_HOME",
-                    dir.resolve("xdg").toString());
+        try (S3Server server = S3Server.start(dir);
+                StoreClient store = new StoreClient(server.options())) {
+            store.createBucket("cli");
+            Map<String, String> env = env(server);
             Path raw = dir.resolve("vm.raw");
             ImageSynth.generate(raw, 32L << 20, new ImageSynth.Mix(0.3, 0.1, 0.05), 3, 2, b -> {});
             GmemProcess.Result r =
@@ -81,6 +72,61 @@ class StoreCliTest {
             r = GmemProcess.run(RUN, dir, env, "store", "gc", "s3://cli/fleet/", "--grace", "0", "--json");
             assertThat(r.exit()).as(r.toString()).isZero();
             assertThat(r.out()).contains("\"snapshots\" : 0").doesNotContain("\"removed\" : 0,");
+        }
+    }
+
+    /**
+     * A push killed (SIGKILL) after some of its objects went up leaves no snapshot: no manifest, so
+     * nothing names a missing object. Its orphans are what gc finds, and the same push again
+     * completes, uploading only what the killed one had not, and restores page for page.
+     */
+    @Test
+    void aPushKilledHalfwayLeavesNoSnapshot() throws Exception {
+        Assumptions.assumeTrue(S3Server.jar() != null, "no S3Proxy jar at target/s3proxy/s3proxy.jar");
+        try (S3Server server = S3Server.start(dir);
+                StoreClient store = new StoreClient(server.options())) {
+            store.createBucket("cli");
+            Map<String, String> env = env(server);
+            Path raw = dir.resolve("big.raw");
+            // 256 MiB, mostly incompressible data: a push of some seconds here
+            ImageSynth.generate(raw, 256L << 20, new ImageSynth.Mix(0.02, 0.02, 0.01), 9, 2, b -> {});
+            GmemProcess.Started push =
+                    GmemProcess.start(dir, env, "snapshot", "push", raw.toString(), "s3://cli/fleet/vm-killed");
+            long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
+            long seen = 0;
+            while (push.process().isAlive() && System.nanoTime() < deadline) {
+                seen = store.list("cli", "fleet/chunks/").size();
+                if (seen >= 16) break;
+                Thread.sleep(5);
+            }
+            Assumptions.assumeTrue(
+                    push.process().isAlive(),
+                    "the push finished before 16 of its objects were seen: this host is too fast for the test");
+            push.process().destroyForcibly();
+            assertThat(push.await(Duration.ofSeconds(30)).timedOut()).isFalse();
+            assertThat(seen).isGreaterThanOrEqualTo(16);
+            long left = store.list("cli", "fleet/chunks/").size();
+
+            GmemProcess.Result r = GmemProcess.run(RUN, dir, env, "snapshot", "ls", "s3://cli/fleet/");
+            assertThat(r.exit()).as(r.toString()).isZero();
+            assertThat(r.out()).as("no snapshot of the killed push").doesNotContain("vm-killed");
+            r = GmemProcess.run(RUN, dir, env, "restore", "s3://cli/fleet/vm-killed");
+            assertThat(r.exit()).as(r.toString()).isEqualTo(1);
+            assertThat(r.err()).contains("snapshots/vm-killed: no such object");
+            r = GmemProcess.run(RUN, dir, env, "store", "gc", "s3://cli/fleet/", "--grace", "0", "--dry-run", "--json");
+            assertThat(r.exit()).as(r.toString()).isZero();
+            assertThat(r.out()).as("the orphans are what gc would remove").contains("\"removed\" : " + left + ",");
+
+            r = GmemProcess.run(
+                    RUN, dir, env, "snapshot", "push", raw.toString(), "s3://cli/fleet/vm-killed", "--json");
+            assertThat(r.exit()).as(r.toString()).isZero();
+            long objects = Long.parseLong(r.out().replaceAll("(?s).*\"objects\" : (\\d+).*", "$1"));
+            long uploaded = Long.parseLong(r.out().replaceAll("(?s).*\"objects_uploaded\" : (\\d+).*", "$1"));
+            assertThat(uploaded)
+                    .as("the objects the killed push left were not uploaded again")
+                    .isEqualTo(objects - left);
+            r = GmemProcess.run(RUN, dir, env, "restore", "s3://cli/fleet/vm-killed", "--verify", "--check-guest");
+            assertThat(r.exit()).as(r.toString()).isZero();
         }
     }
 
@@ -139,6 +185,19 @@ class StoreCliTest {
             server.process().destroy();
             assertThat(server.await(Duration.ofSeconds(30)).timedOut()).isFalse();
         }
+    }
+
+    /** A gmem process's environment for {@code server}: its credentials and endpoint, and a cache of the test's. */
+    private Map<String, String> env(S3Server server) {
+        return Map.of(
+                "AWS_ACCESS_KEY_ID",
+                S3Server.IDENTITY,
+                "AWS_SECRET_ACCESS_KEY",
+                S3Server.CREDENTIAL,
+                "AWS_ENDPOINT_URL",
+                server.endpoint().toString(),
+                "XDG_CACHE_HOME",
+                dir.resolve("xdg").toString());
     }
 
     private static String awaitLine(GmemProcess.Started d, String marker) throws Exception {

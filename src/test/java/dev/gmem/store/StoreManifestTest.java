@@ -17,7 +17,7 @@ class StoreManifestTest {
         long[] held = {0b1111, 0, 0, 0};
         long[] used = {0b0101, 0, 0, 0};
         long[] zero = {0b1010, 0, 0, 0};
-        var ref = new StoreManifest.ObjectRef(new byte[32], Codec.NONE, 4 * 4096, 4 * 4096);
+        var ref = new StoreManifest.ObjectRef(new byte[32], Codec.NONE, 4 * 4096, 4 * 4096, 0);
         var chunk = new StoreManifest.StoreChunk(
                 0,
                 0,
@@ -55,6 +55,30 @@ class StoreManifestTest {
         assertThat(m.chunks().getFirst().dataMap()[0]).isEqualTo(0b0101);
         assertThat(m.accessOrder()).containsExactly(4096);
         assertThat(m.objects()).hasSize(1);
+        // each object's checksum survives, and is what a read checks
+        byte[] bytes = new byte[4 * 4096];
+        bytes[5] = 1;
+        var ref = StoreManifest.ObjectRef.of(bytes, Codec.NONE, bytes.length);
+        var layer = new StoreManifest.Layer(ref, new long[] {0b1111, 0, 0, 0}, new long[] {0b1111, 0, 0, 0});
+        var one = new StoreManifest(
+                m.windowBytes(),
+                m.compression(),
+                m.regions(),
+                List.of(new StoreManifest.StoreChunk(
+                        0, 0, 256, new long[4], List.of(layer), new byte[4 * StoreManifest.PAGE_HASH_BYTES])),
+                new long[0],
+                List.of());
+        var back = StoreManifest.decode("x", one.encode())
+                .chunks()
+                .getFirst()
+                .layers()
+                .getFirst()
+                .object();
+        assertThat(back.crc32c()).isEqualTo(ref.crc32c());
+        assertThat(back.matches(bytes)).isTrue();
+        bytes[4096] ^= 1;
+        assertThat(back.matches(bytes)).isFalse();
+        assertThat(back.matches(java.util.Arrays.copyOf(bytes, 4096))).isFalse();
     }
 
     @Test
@@ -66,6 +90,13 @@ class StoreManifestTest {
         assertThatThrownBy(() -> StoreManifest.decode("x", withCrc(huge)))
                 .isInstanceOf(StoreFormatException.class)
                 .hasMessageContaining("truncated");
+        // a manifest of version 1 (objects without checksums): refused, saying what to do
+        byte[] v1 = good.clone();
+        ByteBuffer.wrap(v1).order(ByteOrder.LITTLE_ENDIAN).putInt(8, 1);
+        assertThatThrownBy(() -> StoreManifest.decode("x", withCrc(v1)))
+                .isInstanceOf(StoreFormatException.class)
+                .hasMessageContaining("version 1")
+                .hasMessageContaining("push the snapshot again");
         // an access-order entry that is no page of a region
         byte[] order = good.clone();
         ByteBuffer.wrap(order).order(ByteOrder.LITTLE_ENDIAN).putLong(order.length - 4 - 8, 3L << 20);
@@ -74,7 +105,7 @@ class StoreManifestTest {
         // one object described with two sizes
         StoreManifest m = sample();
         var c2 = m.chunks().get(1);
-        var other = new StoreManifest.ObjectRef(new byte[32], Codec.NONE, 3 * 4096, 3 * 4096);
+        var other = new StoreManifest.ObjectRef(new byte[32], Codec.NONE, 3 * 4096, 3 * 4096, 0);
         var bad = new StoreManifest(
                 m.windowBytes(),
                 m.compression(),
