@@ -49,7 +49,7 @@ public final class StoreBench {
      * Objects of one size on the same server: a fault's GET (one at a time, checked), the throughput
      * of GETs with the pull's requests in flight, and the requests a guest's data would take.
      */
-    public record ObjectSize(int bytes, double faultP50Us, double faultP99Us, double gibPerS, long requestsForData) {}
+    public record ObjectSize(int bytes, double faultP50Us, double faultMaxUs, double gibPerS, long requestsForData) {}
 
     public record Report(
             long guestBytes,
@@ -208,9 +208,9 @@ public final class StoreBench {
     }
 
     /**
-     * For each of {@link #OBJECT_SIZES}: 32 MiB of incompressible objects put on the server, then
-     * GETs one at a time as faults make them (each checked by its CRC32C), and all of them with
-     * {@code threads} in flight as a pull makes them.
+     * For each of {@link #OBJECT_SIZES}: 32 MiB of incompressible objects (32 at least) put on the
+     * server, then 32 GETs one at a time as faults make them (each checked by its CRC32C), and all
+     * of them with {@code threads} in flight as a pull makes them.
      */
     private static List<ObjectSize> objectSizes(S3Server server, long dataBytes, int threads) throws IOException {
         List<ObjectSize> out = new ArrayList<>();

@@ -1011,14 +1011,14 @@ final class BenchCommand implements Runnable {
                         l.p50Us(),
                         l.p99Us(),
                         l.samples());
-            out.println("object size  a fault's GET p50 / p99  GETs in flight  requests for this guest's data");
+            out.println("object size  a fault's GET p50 / max  GETs in flight  requests for this guest's data");
             for (var z : r.objectSizes())
                 out.printf(
                         Locale.ROOT,
                         "%8s     %7.0f / %7.0f us     %6.2f GiB/s  %d%n",
                         Sizes.format(z.bytes()),
                         z.faultP50Us(),
-                        z.faultP99Us(),
+                        z.faultMaxUs(),
                         z.gibPerS(),
                         z.requestsForData());
             if (r.prefetchGibPerS() != null)

@@ -71,13 +71,17 @@ public final class Main implements Runnable {
         return commandLine(new String[0]);
     }
 
-    /** The configured command line for {@code args}: only the command they name, or every command when they name none (help, usage). */
+    /**
+     * The configured command line for {@code args}: only the command they name, none for the
+     * version, or every command when they name none (help, usage).
+     */
     static CommandLine commandLine(String[] args) {
         CommandLine cl = new CommandLine(new Main());
         Class<?> named = args.length > 0 && !args[0].equals("help") ? COMMANDS.get(args[0]) : null;
+        boolean versionOnly = args.length == 1 && (args[0].equals("--version") || args[0].equals("-V"));
         if (named != null) {
             cl.addSubcommand(args[0], named);
-        } else {
+        } else if (!versionOnly) { // the version names no command: none is built for it
             for (Map.Entry<String, Class<?>> c : COMMANDS.entrySet()) cl.addSubcommand(c.getKey(), c.getValue());
         }
         // the settings below reach the subcommands added so far: they are added first

@@ -31,10 +31,32 @@ public final class ChunkCache {
     private final AtomicLong misses = new AtomicLong();
     private final AtomicLong damaged = new AtomicLong();
 
+    /**
+     * @throws IOException when the directory cannot be made, or when users other than its owner may
+     *     write it, or its owner is neither this process's user nor root: the cache's files are
+     *     checked against damage (CRC32C), not against forgery, so whoever can write them is trusted
+     */
     public ChunkCache(Path dir, long maxBytes) throws IOException {
-        this.dir = Files.createDirectories(dir);
+        this.dir = Files.createDirectories(dir, PRIVATE_DIR);
         this.maxBytes = maxBytes;
+        var perms = Files.getPosixFilePermissions(this.dir);
+        if (perms.contains(java.nio.file.attribute.PosixFilePermission.GROUP_WRITE)
+                || perms.contains(java.nio.file.attribute.PosixFilePermission.OTHERS_WRITE))
+            throw new IOException("cache directory " + dir + " is writable by users other than its owner ("
+                    + java.nio.file.attribute.PosixFilePermissions.toString(perms)
+                    + "): its files are trusted once their CRC32C matches, so gmem uses only a cache its owner"
+                    + " alone can write (chmod go-w " + dir + ")");
+        int owner = (Integer) Files.getAttribute(this.dir, "unix:uid");
+        int self = (Integer) Files.getAttribute(Path.of("/proc/self"), "unix:uid");
+        if (owner != self && owner != 0)
+            throw new IOException("cache directory " + dir + " belongs to uid " + owner + ", not to this user (uid "
+                    + self + ") or root: its files are trusted once their CRC32C matches");
     }
+
+    /** New directories of the cache: written by their owner alone, whatever the umask allows. */
+    private static final java.nio.file.attribute.FileAttribute<?> PRIVATE_DIR =
+            java.nio.file.attribute.PosixFilePermissions.asFileAttribute(
+                    java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
 
     /** The default place: {@code $XDG_CACHE_HOME/gmem/store}, or {@code ~/.cache/gmem/store}. */
     public static Path defaultDir() {
@@ -88,7 +110,7 @@ public final class ChunkCache {
     public void put(String hex, byte[] bytes) {
         Path f = file(hex);
         try {
-            Files.createDirectories(f.getParent());
+            Files.createDirectories(f.getParent(), PRIVATE_DIR);
             Path tmp = Files.createTempFile(f.getParent(), "." + hex.substring(0, 8), ".partial");
             // readable by every user of the host: the cache is shared, and its files are checked on every read
             Files.setPosixFilePermissions(tmp, java.nio.file.attribute.PosixFilePermissions.fromString("rw-r--r--"));

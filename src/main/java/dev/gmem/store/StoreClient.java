@@ -185,25 +185,47 @@ public final class StoreClient implements AutoCloseable {
 
     /**
      * The whole object, read straight from the response into an array of its length (no buffer
-     * that grows, no copy); an object longer than {@code limit} bytes is refused unread.
+     * that grows, no copy). An object longer than {@code limit} bytes is refused unread, as
+     * damaged; a body cut short is retried like any failed request.
      */
     public byte[] get(String bucket, String key, int limit) throws StoreException {
-        try (var in = s3.getObject(r -> r.bucket(bucket).key(key))) {
-            Long announced = in.response().contentLength();
-            if (announced != null && announced > limit) {
-                in.abort();
-                throw new StoreException(
-                        url(bucket, key) + ": " + announced + " bytes, more than the " + limit + " expected");
-            }
-            byte[] bytes = announced != null ? in.readNBytes(announced.intValue()) : in.readNBytes(limit + 1);
-            if (bytes.length > limit || (announced != null && (bytes.length < announced || in.read() >= 0)))
-                throw new StoreException(url(bucket, key) + ": the response's length is not the "
-                        + (announced == null ? "most expected" : "one announced, " + announced));
-            return bytes;
+        try {
+            return s3.getObject(r -> r.bucket(bucket).key(key), (response, in) -> {
+                Long announced = response.contentLength();
+                if (announced != null && announced > limit) throw new TooLong(announced);
+                try {
+                    byte[] bytes = in.readNBytes(announced != null ? announced.intValue() : limit + 1);
+                    if (announced == null && bytes.length > limit) throw new TooLong(bytes.length);
+                    if (announced != null && bytes.length < announced)
+                        throw new java.io.EOFException(
+                                "the body ended after " + bytes.length + " of its " + announced + " bytes");
+                    return bytes;
+                } catch (java.io.IOException e) {
+                    // as the SDK's own whole-object read does: a body that breaks off is worth another attempt
+                    throw software.amazon.awssdk.core.exception.RetryableException.builder()
+                            .message("reading the body failed: " + e.getMessage())
+                            .cause(e)
+                            .build();
+                }
+            });
         } catch (SdkException e) {
+            for (Throwable t = e; t != null; t = t.getCause()) { // the SDK wraps what the reader threw
+                if (t instanceof TooLong l)
+                    throw new StoreFormatException(url(bucket, key) + ": " + l.length + " bytes, more than the " + limit
+                            + " expected: damaged in the store");
+            }
             throw failure("GET", bucket, key, e);
-        } catch (java.io.IOException e) {
-            throw new StoreException(url(bucket, key) + ": GET failed while reading: " + e.getMessage(), e);
+        }
+    }
+
+    /** An object longer than its reader allows: refused without reading it, and not retried. */
+    private static final class TooLong extends RuntimeException {
+        private static final long serialVersionUID = 1L;
+        final long length;
+
+        TooLong(long length) {
+            super(null, null, false, false);
+            this.length = length;
         }
     }
 

@@ -233,7 +233,7 @@ public record StoreManifest(
                 throw bad(
                         where,
                         "store manifest version 1, from a development build before objects carried checksums:"
-                                + " push the snapshot again");
+                                + " push the snapshot again, or remove it (gmem snapshot rm)");
             if (version != VERSION)
                 throw bad(where, "unknown store manifest version " + version + " (this gmem reads " + VERSION + ")");
             int window = b.getInt();

@@ -168,9 +168,9 @@ public final class StoreSource implements PageSource {
                 byte[] b = store.fetch(ref);
                 mine.complete(b);
                 return b;
-            } catch (StoreException | RuntimeException e) {
-                mine.completeExceptionally(e);
-                throw e;
+            } catch (Throwable t) { // whatever ends the fetch ends every wait for it too
+                mine.completeExceptionally(t);
+                throw t;
             } finally {
                 inFlight.remove(ref.hex(), mine);
             }
@@ -198,8 +198,8 @@ public final class StoreSource implements PageSource {
         for (int i = Math.max(index + 1, before + 1); i < end; i++) { // each chunk asked for once
             for (StoreManifest.Layer l : manifest.chunks().get(i).layers()) {
                 StoreManifest.ObjectRef ref = l.object();
-                inFlight.computeIfAbsent(ref.hex(), h -> fetchAsync(ref, readers))
-                        .whenComplete((b, e) -> inFlight.remove(ref.hex()));
+                CompletableFuture<byte[]> f = inFlight.computeIfAbsent(ref.hex(), h -> fetchAsync(ref, readers));
+                f.whenComplete((b, e) -> inFlight.remove(ref.hex(), f));
             }
         }
     }
@@ -262,8 +262,8 @@ public final class StoreSource implements PageSource {
             synchronized (decoded) {
                 if (decoded.containsKey(l.object().hex())) continue;
             }
-            inFlight.computeIfAbsent(l.object().hex(), h -> fetchAsync(l.object()))
-                    .whenComplete((b, e) -> inFlight.remove(l.object().hex()));
+            CompletableFuture<byte[]> f = inFlight.computeIfAbsent(l.object().hex(), h -> fetchAsync(l.object()));
+            f.whenComplete((b, e) -> inFlight.remove(l.object().hex(), f));
         }
     }
 
@@ -364,6 +364,9 @@ public final class StoreSource implements PageSource {
         // no fetch outlives the source: one that wrote the cache, or used the client, after it would surprise its owner
         // queued fetches still run (each bounded by the client's time-outs), so no reader waits for ever
         readers.shutdownNow();
+        // the read-ahead dropped unstarted leaves futures no task will complete: a reader waiting on one learns why
+        StoreException closed = new StoreException(location + ": the source was closed");
+        for (CompletableFuture<byte[]> f : inFlight.values()) f.completeExceptionally(closed);
         fetchers.shutdown();
         try {
             if (!fetchers.awaitTermination(90, java.util.concurrent.TimeUnit.SECONDS)) fetchers.shutdownNow();

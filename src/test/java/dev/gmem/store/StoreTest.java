@@ -194,10 +194,7 @@ class StoreTest {
             // read as a restore reads it: the damage found, named, and the restore failed
             try (StoreSource src = StoreSource.open(s, S3Location.parse("s3://" + BUCKET + "/damaged/vm-damaged"))) {
                 assertThatThrownBy(() -> eagerMatches(src, first))
-                        .satisfies(t -> assertThat(t instanceof StoreFormatException
-                                        || t.getCause() instanceof StoreFormatException)
-                                .as("refused as damaged data: %s", t)
-                                .isTrue())
+                        .satisfies(StoreTest::refusedAsDamaged)
                         .hasMessageContaining(hex)
                         .hasMessageContaining("its CRC32C 0x")
                         .hasMessageContaining("damaged in the store");
@@ -208,6 +205,15 @@ class StoreTest {
                             StoreSource.open(cached, S3Location.parse("s3://" + BUCKET + "/damaged/vm-damaged"))) {
                 assertThatThrownBy(() -> src.verify(2, b -> {}))
                         .hasMessageContaining(hex)
+                        .hasMessageContaining("damaged in the store");
+            }
+            // an object longer than its manifest says: refused unread, as damaged, naming it
+            Files.write(object, java.util.Arrays.copyOf(bytes, bytes.length + 100));
+            try (StoreSource src = StoreSource.open(s, S3Location.parse("s3://" + BUCKET + "/damaged/vm-damaged"))) {
+                assertThatThrownBy(() -> eagerMatches(src, first))
+                        .satisfies(StoreTest::refusedAsDamaged)
+                        .hasMessageContaining(hex)
+                        .hasMessageContaining((bytes.length + 100) + " bytes, more than the " + bytes.length)
                         .hasMessageContaining("damaged in the store");
             }
             assertThatThrownBy(() -> StoreSource.open(s, S3Location.parse("s3://" + BUCKET + "/damaged/no-such")))
@@ -228,6 +234,34 @@ class StoreTest {
                     .isInstanceOf(StoreException.class)
                     .hasMessageContaining("access denied");
         }
+    }
+
+    private static void refusedAsDamaged(Throwable t) {
+        assertThat(t instanceof StoreFormatException || t.getCause() instanceof StoreFormatException)
+                .as("refused as damaged data: %s", t)
+                .isTrue();
+    }
+
+    /** A cache others may write is refused: its files are trusted once their CRC32C matches, which anyone can forge. */
+    @Test
+    void aCacheOthersMayWriteIsRefused() throws Exception {
+        Path open = Files.createDirectories(dir.resolve("open-cache"));
+        Files.setPosixFilePermissions(open, java.nio.file.attribute.PosixFilePermissions.fromString("rwxrwxrwx"));
+        assertThatThrownBy(() -> new ChunkCache(open, 1 << 20))
+                .isInstanceOf(java.io.IOException.class)
+                .hasMessageContaining("writable by users other than its owner")
+                .hasMessageContaining("chmod go-w");
+        Files.setPosixFilePermissions(open, java.nio.file.attribute.PosixFilePermissions.fromString("rwxr-xr-x"));
+        ChunkCache ok = new ChunkCache(open, 1 << 20);
+        byte[] bytes = new byte[4096];
+        bytes[1] = 7;
+        var ref = StoreManifest.ObjectRef.of(bytes, Codec.NONE, bytes.length);
+        ok.put(ref.hex(), bytes);
+        Path sub = open.resolve(ref.hex().substring(0, 2));
+        assertThat(java.nio.file.attribute.PosixFilePermissions.toString(Files.getPosixFilePermissions(sub)))
+                .as("its subdirectories are its owner's alone too")
+                .isEqualTo("rwxr-xr-x");
+        assertThat(ok.get(ref)).isEqualTo(bytes);
     }
 
     @Test
