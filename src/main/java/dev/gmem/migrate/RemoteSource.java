@@ -216,7 +216,11 @@ public final class RemoteSource implements ProvidedSource {
                 // the connection failed anyway
             }
             throw new IOException(
-                    "cannot connect to the gmem source at " + host + ":" + port + ": " + e.getMessage(), e);
+                    "cannot connect to the gmem source at " + host + ":" + port + ": "
+                            + (e.getMessage() != null
+                                    ? e.getMessage()
+                                    : e.getClass().getSimpleName()),
+                    e);
         }
     }
 

@@ -52,7 +52,7 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
      */
     static TlsChannel open(SocketChannel channel, SSLEngine engine, Duration timeout) throws IOException {
         TlsChannel t = new TlsChannel(channel, engine);
-        boolean[] done = {false};
+        boolean[] done = {false, false}; // finished; cut by the watchdog
         Thread watchdog = Thread.ofVirtual().start(() -> {
             try {
                 Thread.sleep(timeout);
@@ -61,6 +61,7 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
             }
             synchronized (done) { // closed under the lock: a handshake that finished meanwhile is never cut
                 if (done[0]) return;
+                done[1] = true;
                 try {
                     channel.close();
                 } catch (IOException ignored) {
@@ -72,6 +73,14 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
             t.handshake();
         } catch (SSLException e) {
             t.sendAlert(); // the peer hears why (a certificate refused, say), not just a closed connection
+            throw e;
+        } catch (IOException e) {
+            synchronized (done) {
+                // the read the watchdog's close ended says nothing (an AsynchronousCloseException): say what happened
+                if (done[1])
+                    throw new IOException(
+                            "the peer was silent for " + timeout.toMillis() + " ms in the TLS handshake", e);
+            }
             throw e;
         } finally {
             synchronized (done) {

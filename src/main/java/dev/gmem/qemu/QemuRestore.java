@@ -129,7 +129,7 @@ public final class QemuRestore {
                 dst = Destination.export(ramFile, source.size());
             }
             EagerRestore.Report restored = EagerRestore.restore(
-                    source, dst.memory(), new EagerRestore.Options(null, options.threads(), false), b -> {});
+                    source, dst.memory(), new EagerRestore.Options(null, options.threads(), false, false), b -> {});
             dst.commit();
             String memPath = ramFile != null
                     ? ramFile.toString()

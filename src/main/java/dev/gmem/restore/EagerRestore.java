@@ -30,8 +30,18 @@ public final class EagerRestore {
 
     private EagerRestore() {}
 
-    /** {@code strategy} null: the one {@link Populator#choose} picks, with its threads; {@code threads} 0: the plan's. */
-    public record Options(Strategy strategy, int threads, boolean verify) {
+    /**
+     * {@code strategy} null: the one {@link Populator#choose} picks, with its threads; {@code threads}
+     * 0: the plan's. {@code checkAhead}: every chunk's checksum is checked before any page is
+     * written, so a damaged source fails the restore with the memory untouched; without it each
+     * chunk is checked as it is read, in one pass over the source, for memory that no one else sees
+     * yet and that is thrown away if the restore fails (a RAM file QEMU has not been given).
+     */
+    public record Options(Strategy strategy, int threads, boolean verify, boolean checkAhead) {
+        public Options(Strategy strategy, int threads, boolean verify) {
+            this(strategy, threads, verify, true);
+        }
+
         public static Options automatic(boolean verify) {
             return new Options(null, 0, verify);
         }
@@ -77,7 +87,7 @@ public final class EagerRestore {
         String reason = options.strategy() == null ? plan.reason() : "asked for";
         int cpus = Math.max(1, Math.min(4, Runtime.getRuntime().availableProcessors()));
 
-        source.verify(cpus, b -> {});
+        if (options.checkAhead()) source.verify(cpus, b -> {});
         long checked = System.nanoTime();
 
         List<Chunk> chunks = source.chunks();
@@ -90,10 +100,14 @@ public final class EagerRestore {
                 Chunk c = chunks.get(i);
                 if (c.dataPages() == 0) return;
                 Region r = regions.get(c.region());
-                // in place where it can be (the filler's pwrite or Java copy reads it, never native code), else decoded
-                ChunkData inPlace = source.readInPlace(i);
+                // in place where it can be (the filler's pwrite or Java copy reads it, never native code), else
+                // decoded;
+                // checked as it is read when it was not checked ahead (in-place bytes are never checksummed)
+                ChunkData inPlace = options.checkAhead() ? source.readInPlace(i) : null;
                 long base = r.fileOffset() + c.firstPage() * r.pageSize();
-                ChunkData data = inPlace != null ? inPlace : source.read(i, scratch.get());
+                ChunkData data = inPlace != null
+                        ? inPlace
+                        : options.checkAhead() ? source.read(i, scratch.get()) : source.readVerified(i, scratch.get());
                 try {
                     c.forEachDataRun((first, n) -> filler.fill(base + first * r.pageSize(), data.run(first, n)));
                 } catch (InternalError | dev.gmem.linux.SyscallException e) {

@@ -156,7 +156,9 @@ class PostcopyNetnsTest {
                             .as("the restore outlasted the resets")
                             .isEqualTo(10);
                     assertThat(reconnects).as(r.err()).isGreaterThanOrEqualTo(5);
-                    assertThat(r.err()).contains("silent for 800 ms");
+                    // the stall noticed: on a connection that carried pages, in a reconnection's TLS handshake, or
+                    // while its map was awaited
+                    assertThat(r.err()).containsAnyOf("silent for 800 ms", "sent no map within 800 ms");
                 }
             }
             assertThat(Files.readString(server.err()))

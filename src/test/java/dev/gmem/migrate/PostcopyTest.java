@@ -120,7 +120,9 @@ class PostcopyTest {
             assertThat(o.stats().complete()).isTrue();
             assertThat(proxy.resets()).as("the restore outlasted the resets").isEqualTo(10);
             assertThat(s.reconnects()).as("%s", log).isGreaterThanOrEqualTo(5);
-            assertThat(log).anySatisfy(l -> assertThat(l).contains("silent for 800 ms"));
+            // the stall noticed: on a connection that carried pages, or on one reconnecting when it came
+            assertThat(log)
+                    .anySatisfy(l -> assertThat(l).containsAnyOf("silent for 800 ms", "sent no map within 800 ms"));
         }
     }
 

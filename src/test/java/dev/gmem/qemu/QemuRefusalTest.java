@@ -204,13 +204,14 @@ class QemuRefusalTest {
         rewrite(snap, noState, a -> a.remove(QemuMeta.DEVICE_STATE));
         refused(noState, restoreCommand(), SnapshotFormatException.class, "has no QEMU device state", false);
 
-        // a damaged chunk: found while the RAM is restored, before QEMU starts
+        // a damaged chunk, the last with data: found as the RAM is restored (after the others were written into
+        // a RAM file QEMU never sees), before QEMU starts, and that file removed
         byte[] bytes = Files.readAllBytes(snap);
         long chunkAt;
         try (Snapshot s = Snapshot.open(snap)) {
             chunkAt = s.manifest().chunks().stream()
                     .filter(c -> c.storedLength() > 0)
-                    .findFirst()
+                    .reduce((a, b) -> b)
                     .orElseThrow()
                     .offset();
         }
