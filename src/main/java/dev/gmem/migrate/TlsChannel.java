@@ -69,25 +69,41 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
                 }
             }
         });
+        boolean cut;
         try {
             t.handshake();
         } catch (SSLException e) {
-            t.sendAlert(); // the peer hears why (a certificate refused, say), not just a closed connection
-            throw e;
-        } catch (IOException e) {
-            synchronized (done) {
-                // the read the watchdog's close ended says nothing (an AsynchronousCloseException): say what happened
-                if (done[1])
-                    throw new IOException(
-                            "the peer was silent for " + timeout.toMillis() + " ms in the TLS handshake", e);
-            }
-            throw e;
-        } finally {
             synchronized (done) {
                 done[0] = true;
             }
             watchdog.interrupt();
+            t.sendAlert(); // the peer hears why (a certificate refused, say), not just a closed connection
+            throw e;
+        } catch (IOException e) {
+            synchronized (done) {
+                cut = done[1];
+                done[0] = true;
+            }
+            watchdog.interrupt();
+            // the read the watchdog's close ended says nothing (an AsynchronousCloseException): say what happened
+            if (cut)
+                throw new IOException("the peer was silent for " + timeout.toMillis() + " ms in the TLS handshake", e);
+            throw e;
+        } catch (RuntimeException | Error e) {
+            synchronized (done) {
+                done[0] = true;
+            }
+            watchdog.interrupt();
+            throw e;
         }
+        synchronized (done) { // finished: from here the watchdog never cuts; if it already did, say so
+            cut = done[1];
+            done[0] = true;
+        }
+        watchdog.interrupt();
+        if (cut)
+            throw new IOException(
+                    "the TLS handshake took more than " + timeout.toMillis() + " ms, and the connection was closed");
         return t;
     }
 
