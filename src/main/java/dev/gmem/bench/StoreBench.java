@@ -222,16 +222,12 @@ public final class StoreBench {
                 int[] crcs = new int[n];
                 for (int i = 0; i < n; i++) {
                     r.nextBytes(bytes);
-                    var crc = new java.util.zip.CRC32C();
-                    crc.update(bytes);
-                    crcs[i] = (int) crc.getValue();
+                    crcs[i] = StoreManifest.crc32c(bytes);
                     c.put(BUCKET, "sizes/" + size + "/" + i, bytes);
                 }
                 Parallel.IndexTask get = i -> {
                     byte[] b = c.get(BUCKET, "sizes/" + size + "/" + i, size);
-                    var crc = new java.util.zip.CRC32C();
-                    crc.update(b);
-                    if ((int) crc.getValue() != crcs[i])
+                    if (StoreManifest.crc32c(b) != crcs[i])
                         throw new IOException("object " + i + " changed on the server");
                 };
                 get.run(0); // the connection made

@@ -615,8 +615,7 @@ final class BenchCommand implements Runnable {
             if (size <= 0 || size % (1 << 20) != 0)
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--size must be a positive multiple of 1 MiB");
-            if (repeat < 1 || repeat > 1000)
-                throw new CommandLine.ParameterException(spec.commandLine(), "--repeat must be between 1 and 1000");
+            Options.within(spec.commandLine(), "--repeat", repeat, 1, 1000, "");
             if (vms.isEmpty() || vms.stream().anyMatch(n -> n < 1 || n > 64))
                 throw new CommandLine.ParameterException(spec.commandLine(), "--vms must be between 1 and 64 each");
             if (!dev.gmem.probe.HostProbe.userfaultfdOfHost().available())
@@ -747,11 +746,8 @@ final class BenchCommand implements Runnable {
             if (size < (64 << 20) || size % (1 << 20) != 0)
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--size must be a multiple of 1 MiB, at least 64M");
-            if (rounds < 1 || rounds > 100)
-                throw new CommandLine.ParameterException(spec.commandLine(), "--rounds must be between 1 and 100");
-            if (touches < 100 || touches > 10_000_000)
-                throw new CommandLine.ParameterException(
-                        spec.commandLine(), "--touches must be between 100 and 10000000");
+            Options.within(spec.commandLine(), "--rounds", rounds, 1, 100, "");
+            Options.within(spec.commandLine(), "--touches", touches, 100, 10_000_000, "");
             if (!dev.gmem.probe.HostProbe.userfaultfdOfHost().available())
                 throw new dev.gmem.memory.UnsupportedFeatureException(
                         "memfd",
@@ -869,13 +865,11 @@ final class BenchCommand implements Runnable {
 
         @Override
         public Integer call() throws Exception {
-            if (ramMiB < 128 || ramMiB > 16384)
-                throw new CommandLine.ParameterException(spec.commandLine(), "--ram must be between 128 and 16384 MiB");
+            Options.within(spec.commandLine(), "--ram", ramMiB, 128, 16384, "MiB");
             if (dataMiB < 1 || dataMiB > ramMiB / 2)
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--data must be between 1 MiB and half the RAM");
-            if (rounds < 1 || rounds > 20)
-                throw new CommandLine.ParameterException(spec.commandLine(), "--rounds must be between 1 and 20");
+            Options.within(spec.commandLine(), "--rounds", rounds, 1, 20, "");
             dev.gmem.bench.QemuBench.Report r;
             try (Progress progress = new Progress(json.on)) {
                 r = dev.gmem.bench.QemuBench.run(
@@ -964,8 +958,7 @@ final class BenchCommand implements Runnable {
             if (size < (16 << 20) || size % (1 << 20) != 0)
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--size must be a multiple of 1 MiB, at least 16M");
-            if (threads < 1 || threads > 64)
-                throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 64");
+            Options.within(spec.commandLine(), "--threads", threads, 1, 64, "");
             dev.gmem.bench.StoreBench.Report r;
             try (Progress progress = new Progress(json.on)) {
                 r = dev.gmem.bench.StoreBench.run(

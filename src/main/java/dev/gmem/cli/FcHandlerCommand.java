@@ -264,12 +264,8 @@ final class FcHandlerCommand implements Callable<Integer> {
         if (remoteSource != null && (regions != null || !format.equals("auto")))
             throw new CommandLine.ParameterException(
                     spec.commandLine(), "--regions and --format describe a --snapshot file, not a --source");
-        if (shutdownSeconds < 0 || shutdownSeconds > 3600)
-            throw new CommandLine.ParameterException(
-                    spec.commandLine(), "--shutdown-timeout must be between 0 and 3600 seconds");
-        if (handshakeSeconds < 1 || handshakeSeconds > 600)
-            throw new CommandLine.ParameterException(
-                    spec.commandLine(), "--handshake-timeout must be between 1 and 600 seconds");
+        Options.within(spec.commandLine(), "--shutdown-timeout", shutdownSeconds, 0, 3600, "seconds");
+        Options.within(spec.commandLine(), "--handshake-timeout", handshakeSeconds, 1, 600, "seconds");
         FcHandler.OnFailure policy = switch (onFailure.toLowerCase(Locale.ROOT)) {
             case "kill" -> FcHandler.OnFailure.KILL;
             case "keep" -> FcHandler.OnFailure.KEEP;

@@ -7,6 +7,13 @@ import picocli.CommandLine.Option;
 final class Options {
     private Options() {}
 
+    /** A usage error unless {@code min <= value <= max}: "OPTION must be between MIN and MAX[ UNIT]". */
+    static void within(picocli.CommandLine cl, String option, long value, long min, long max, String unit) {
+        if (value < min || value > max)
+            throw new picocli.CommandLine.ParameterException(
+                    cl, option + " must be between " + min + " and " + max + (unit.isEmpty() ? "" : " " + unit));
+    }
+
     /** {@code --warm}: memory touched once before timing, as the benchmarks need on a VM that returns free memory to its host. */
     static final class Warm {
         @Option(

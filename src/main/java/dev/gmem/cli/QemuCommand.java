@@ -42,9 +42,7 @@ final class QemuCommand {
         CommandLine.Model.CommandSpec mixee;
 
         Duration duration() {
-            if (seconds < 1 || seconds > 3600)
-                throw new CommandLine.ParameterException(
-                        mixee.commandLine(), "--timeout must be between 1 and 3600 seconds");
+            Options.within(mixee.commandLine(), "--timeout", seconds, 1, 3600, "seconds");
             return Duration.ofSeconds(seconds);
         }
     }

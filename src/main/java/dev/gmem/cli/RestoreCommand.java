@@ -198,8 +198,7 @@ final class RestoreCommand implements Callable<Integer> {
                 throw new CommandLine.ParameterException(spec.commandLine(), e.getMessage());
             }
         }
-        if (threads < 0 || threads > 256)
-            throw new CommandLine.ParameterException(spec.commandLine(), "--threads must be between 1 and 256");
+        Options.within(spec.commandLine(), "--threads", threads, 0, 256, ""); // 0: the strategy's own
         if (mode.equalsIgnoreCase("lazy")) return lazy(b);
         if (!mode.equalsIgnoreCase("eager"))
             throw new CommandLine.ParameterException(
@@ -395,9 +394,7 @@ final class RestoreCommand implements Callable<Integer> {
                         spec.commandLine(), "--metrics-any-address and --metrics-hold need --metrics");
             return null;
         }
-        if (metricsHold < 0 || metricsHold > 3600)
-            throw new CommandLine.ParameterException(
-                    spec.commandLine(), "--metrics-hold must be between 0 and 3600 seconds");
+        Options.within(spec.commandLine(), "--metrics-hold", metricsHold, 0, 3600, "seconds");
         return metricsEndpoint.start(spec, metrics);
     }
 

@@ -73,38 +73,31 @@ final class TlsChannel implements ByteChannel, GatheringByteChannel {
         try {
             t.handshake();
         } catch (SSLException e) {
-            synchronized (done) {
-                done[0] = true;
-            }
-            watchdog.interrupt();
             t.sendAlert(); // the peer hears why (a certificate refused, say), not just a closed connection
             throw e;
         } catch (IOException e) {
-            synchronized (done) {
-                cut = done[1];
-                done[0] = true;
-            }
-            watchdog.interrupt();
             // the read the watchdog's close ended says nothing (an AsynchronousCloseException): say what happened
-            if (cut)
+            if (finish(done, watchdog))
                 throw new IOException("the peer was silent for " + timeout.toMillis() + " ms in the TLS handshake", e);
             throw e;
-        } catch (RuntimeException | Error e) {
-            synchronized (done) {
-                done[0] = true;
-            }
-            watchdog.interrupt();
-            throw e;
+        } finally {
+            cut = finish(done, watchdog);
         }
-        synchronized (done) { // finished: from here the watchdog never cuts; if it already did, say so
+        if (cut) // the watchdog closed the channel as the handshake ended: it is no use
+        throw new IOException(
+                    "the TLS handshake took more than " + timeout.toMillis() + " ms, and the connection was closed");
+        return t;
+    }
+
+    /** Ends the handshake's watch: from here the watchdog never closes the channel. Returns whether it had. */
+    private static boolean finish(boolean[] done, Thread watchdog) {
+        boolean cut;
+        synchronized (done) {
             cut = done[1];
             done[0] = true;
         }
         watchdog.interrupt();
-        if (cut)
-            throw new IOException(
-                    "the TLS handshake took more than " + timeout.toMillis() + " ms, and the connection was closed");
-        return t;
+        return cut;
     }
 
     private void handshake() throws IOException {

@@ -71,7 +71,8 @@ public record StoreManifest(
         }
     }
 
-    static int crc32c(byte[] bytes) {
+    /** The CRC32C of {@code bytes}, as an object reference records it. */
+    public static int crc32c(byte[] bytes) {
         CRC32C c = new CRC32C();
         c.update(bytes);
         return (int) c.getValue();

@@ -225,20 +225,6 @@ public final class StoreSource implements PageSource {
         return d;
     }
 
-    /**
-     * An object's pages decoded into this thread's buffer, for a reader of whole windows (an eager
-     * restore, a pull, the prefetch): not kept in memory, since such a reader does not come back.
-     */
-    private MemorySegment decodedOnce(StoreManifest.ObjectRef ref) throws StoreException {
-        synchronized (decoded) {
-            byte[] d = decoded.get(ref.hex());
-            if (d != null) return MemorySegment.ofArray(d);
-        }
-        byte[] stored = object(ref);
-        return Store.decode(ref, stored, Store.buffer(staging, stored.length), Store.buffer(raw, ref.rawLength()))
-                .asSlice(0, ref.rawLength());
-    }
-
     /** An object's pages decoded into {@code into}, its raw length: from memory when it was used lately. */
     private MemorySegment decodeInto(StoreManifest.ObjectRef ref, MemorySegment into) throws StoreException {
         synchronized (decoded) {
@@ -306,7 +292,14 @@ public final class StoreSource implements PageSource {
             MemorySegment d = null;
             for (int p = firstPage; p < firstPage + pages; p++) {
                 if (!Chunk.test(l.used(), p)) continue;
-                if (d == null) d = whole ? decodedOnce(l.object()) : MemorySegment.ofArray(decodedObject(l.object()));
+                // a whole-window reader does not come back: its objects are decoded into this thread's buffer, not kept
+                if (d == null)
+                    d = whole
+                            ? decodeInto(
+                                    l.object(),
+                                    Store.buffer(raw, l.object().rawLength())
+                                            .asSlice(0, l.object().rawLength()))
+                            : MemorySegment.ofArray(decodedObject(l.object()));
                 MemorySegment.copy(
                         d,
                         StoreManifest.rank(l.held(), p) * pageSize,
