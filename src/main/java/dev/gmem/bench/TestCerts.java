@@ -53,11 +53,16 @@ public final class TestCerts {
         Files.createDirectories(dir);
         TestCerts t = new TestCerts(dir);
         Files.writeString(t.passwordFile(), PASSWORD + "\n");
-        t.ca("ca");
-        t.ca("rogue-ca");
-        t.signed("server", "ca", "serverAuth", String.join(",", serverNames));
-        t.signed("client", "ca", "clientAuth", null);
-        t.signed("rogue", "rogue-ca", "clientAuth", null);
+        // keytool is a JVM a call, so the independent ones run side by side: the two CAs, then the three they sign
+        String[] cas = {"ca", "rogue-ca"};
+        dev.gmem.util.Parallel.forEach(2, "keytool", 2, i -> t.ca(cas[i]));
+        String[][] signed = {
+            {"server", "ca", "serverAuth", String.join(",", serverNames)},
+            {"client", "ca", "clientAuth", null},
+            {"rogue", "rogue-ca", "clientAuth", null}
+        };
+        dev.gmem.util.Parallel.forEach(
+                3, "keytool", 3, i -> t.signed(signed[i][0], signed[i][1], signed[i][2], signed[i][3]));
         t.keytool(
                 "-exportcert",
                 "-rfc",
@@ -73,7 +78,7 @@ public final class TestCerts {
         return t;
     }
 
-    private void ca(String name) throws Exception {
+    private void ca(String name) throws IOException {
         keyPair(name, "ca", p12(name).toString(), "-ext", "bc:c");
         keytool(
                 "-exportcert",
@@ -88,7 +93,7 @@ public final class TestCerts {
                 dir.resolve(name + ".pem").toString());
     }
 
-    private void signed(String name, String ca, String usage, String names) throws Exception {
+    private void signed(String name, String ca, String usage, String names) throws IOException {
         String store = p12(name).toString();
         keyPair(name, name, store);
         Path csr = dir.resolve(name + ".csr"), crt = dir.resolve(name + ".signed");
@@ -127,7 +132,7 @@ public final class TestCerts {
     }
 
     /** An EC P-256 key pair under {@code alias} in the PKCS#12 store {@code store}, named CN=gmem-test-NAME. */
-    private void keyPair(String name, String alias, String store, String... more) throws Exception {
+    private void keyPair(String name, String alias, String store, String... more) throws IOException {
         List<String> args = new ArrayList<>(List.of(
                 "-genkeypair",
                 "-alias",
@@ -172,19 +177,27 @@ public final class TestCerts {
                 + "\n-----END " + type + "-----\n";
     }
 
-    private void keytool(String... args) throws Exception {
+    private void keytool(String... args) throws IOException {
         Path java = Path.of(ProcessHandle.current().info().command().orElseThrow());
         List<String> cmd = new ArrayList<>();
         cmd.add(java.resolveSibling("keytool").toString());
+        // a short-lived JVM: the quick compiler alone and the serial collector start it in some 60 % of the time
+        cmd.addAll(List.of("-J-XX:TieredStopAtLevel=1", "-J-XX:+UseSerialGC"));
         cmd.addAll(List.of(args));
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).start();
-        boolean done = p.waitFor(60, TimeUnit.SECONDS);
-        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        boolean done;
+        try {
+            done = p.waitFor(60, TimeUnit.SECONDS);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            p.destroyForcibly();
+            throw new java.io.InterruptedIOException("interrupted while keytool ran");
+        }
         if (!done) {
             p.destroyForcibly();
-            p.waitFor(10, TimeUnit.SECONDS);
             throw new IOException("keytool timed out: " + cmd);
         }
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
         if (p.exitValue() != 0) throw new IOException("keytool failed: " + cmd + ": " + out);
     }
 }

@@ -33,8 +33,9 @@ import picocli.CommandLine.Parameters;
             "With --mode lazy, guest memory is usable at once: faults are served from the snapshot through userfaultfd",
             "(decoding only the chunk needed) while a background thread populates the rest, in the snapshot's recorded",
             "access order first, then by address, skipping zero pages. --verify then reads, in random order from two",
-            "threads while the prefetch runs, every data page, every resident zero page or hole, and a sample of 4096",
-            "absent ones (all of them in a smaller guest), and checks every byte: holes are never faulted in wholesale.",
+            "threads (eight for a tcp:// or s3:// source, to overlap its round trips) while the prefetch runs, every data",
+            "page, every resident zero page or hole, and a sample of 4096 absent ones (all of them in a smaller guest),",
+            "and checks every byte: holes are never faulted in wholesale.",
             "",
             "The guest memory is released when the command ends unless --export names a file for a VMM to map."
         })

@@ -248,9 +248,13 @@ public final class LazyRestore implements AutoCloseable {
 
     // ---- the use case ----
 
+    /** How many times the readers {@link Checks} asks for check a remote source ({@link PageSource#remote}). */
+    static final int REMOTE_READERS = 4;
+
     /**
      * What to check while a lazy restore runs: {@code readers} threads reading every page in a
-     * random order drawn from {@code seed} and comparing it with the source (0: none); a vCPU
+     * random order drawn from {@code seed} and comparing it with the source (0: none; a remote
+     * source gets {@link #REMOTE_READERS} times as many); a vCPU
      * reading one page in {@code guestStride} (0: none) within {@code guestTimeout}; and how long
      * to wait for the whole restore.
      */
@@ -335,14 +339,16 @@ public final class LazyRestore implements AutoCloseable {
                 }
             };
             RandomReaders.Result v = null;
-            if (checks.readers() > 0) {
+            // a remote source's pages each cost a round trip to compare: more readers keep more of them in flight
+            int readers = source.remote() ? checks.readers() * REMOTE_READERS : checks.readers();
+            if (readers > 0) {
                 // the readers run while the prefetch does, then take a second look at what became resident meanwhile
                 v = RandomReaders.check(
                         lazy.memory(),
                         residency(dst.memory(), lazy.memory()),
                         source,
                         dst.memory().pageSize(),
-                        checks.readers(),
+                        readers,
                         checks.seed(),
                         lazy::checkHealthy,
                         populated);
@@ -375,7 +381,7 @@ public final class LazyRestore implements AutoCloseable {
                     source.size(),
                     source.counts().dataBytes(),
                     stats,
-                    checks.readers(),
+                    readers,
                     v,
                     guest);
         }

@@ -21,6 +21,11 @@ public interface PageSource extends AutoCloseable {
         return String.valueOf(path());
     }
 
+    /** Whether reads cross a network (a store, a peer: no local file), so that several at once hide their round trips. */
+    default boolean remote() {
+        return path() == null;
+    }
+
     /** "snapshot" or "raw". */
     String format();
 

@@ -99,7 +99,13 @@ class AttackSuiteTest {
 
     Result gmem(String category, Path dir, List<String> prefix, String classPath, String... args) throws IOException {
         cases.computeIfAbsent(category, k -> new AtomicInteger()).incrementAndGet();
-        return GmemProcess.start(dir, prefix, classPath, args).await(LIMIT);
+        long t0 = System.nanoTime();
+        Result r = GmemProcess.start(dir, prefix, classPath, args).await(LIMIT);
+        long ms = (System.nanoTime() - t0) / 1_000_000;
+        // a run this slow is worth a look even when it passes: the seed and the command replay it
+        if (ms > 10_000)
+            System.out.println("attack suite: seed " + seed + ": " + ms + " ms for " + String.join(" ", args));
+        return r;
     }
 
     /** What every run must satisfy: no hang, an allowed status, a failure as one clean line, no crash log, no partial file. */
@@ -165,7 +171,7 @@ class AttackSuiteTest {
     @Timeout(value = 10, unit = TimeUnit.MINUTES)
     void damagedSnapshotsAreRefusedInOneLineOrRestoreExactly() throws Exception {
         SplittableRandom r = new SplittableRandom(seed);
-        List<Callable> work = new ArrayList<>();
+        List<Case> work = new ArrayList<>();
         for (Damage kind : Damage.values()) {
             for (int round = 0; round < kind.draws; round++) {
                 Path source = r.nextBoolean() ? snapA : snapPlain;
@@ -175,7 +181,7 @@ class AttackSuiteTest {
                 // with every checksum made right again the file may be a sound snapshot of other memory: then the
                 // readers must agree
                 boolean forged = kind == Damage.MANIFEST_FIELDS || kind == Damage.HEADER_FIELD_CRC_FIXED;
-                work.add(() -> damagedCase(name, bad, lazyToo, forged));
+                work.add(new Case(name, () -> damagedCase(name, bad, lazyToo, forged)));
             }
         }
         runAll(work);
@@ -870,23 +876,59 @@ class AttackSuiteTest {
         void call() throws Exception;
     }
 
-    /** Runs the cases two at a time (this machine has two cores), and fails with the first failure. */
-    static void runAll(List<Callable> work) throws Exception {
-        ExecutorService pool = Executors.newFixedThreadPool(2);
+    /** A named piece of work for {@link #runAll}. */
+    record Case(String name, Callable body) {}
+
+    /**
+     * Runs the cases two at a time (this machine has two cores), and fails with the first failure.
+     * Each case is bounded on its own, from its start: a case still running after {@code 6 * LIMIT}
+     * fails the test with its name, how long each case took that ran, and the stack of each worker.
+     */
+    static void runAll(List<Case> work) throws Exception {
+        ExecutorService pool = Executors.newFixedThreadPool(2, r -> new Thread(r, "attack-case"));
+        Map<String, Long> started = new java.util.concurrent.ConcurrentHashMap<>();
+        Map<String, Long> tookMs = new java.util.concurrent.ConcurrentHashMap<>();
         try {
             List<Future<?>> done = new ArrayList<>();
-            for (Callable c : work) {
+            for (Case c : work) {
                 done.add(pool.submit(() -> {
-                    c.call();
+                    long t0 = System.nanoTime();
+                    started.put(c.name(), t0);
+                    try {
+                        c.body().call();
+                    } finally {
+                        started.remove(c.name());
+                        tookMs.put(c.name(), (System.nanoTime() - t0) / 1_000_000);
+                    }
                     return null;
                 }));
             }
-            for (Future<?> f : done) {
-                try {
-                    f.get(LIMIT.toSeconds() * 6, TimeUnit.SECONDS);
-                } catch (java.util.concurrent.ExecutionException e) {
-                    if (e.getCause() instanceof Error err) throw err;
-                    throw (Exception) e.getCause();
+            long bound = LIMIT.toNanos() * 6;
+            for (int i = 0; i < done.size(); i++) {
+                Future<?> f = done.get(i);
+                while (true) {
+                    try {
+                        f.get(1, TimeUnit.SECONDS);
+                        break;
+                    } catch (java.util.concurrent.TimeoutException e) {
+                        long now = System.nanoTime();
+                        for (var run : started.entrySet()) {
+                            if (now - run.getValue() < bound) continue;
+                            StringBuilder stacks = new StringBuilder();
+                            Thread.getAllStackTraces().forEach((t, st) -> {
+                                if (!t.getName().equals("attack-case")) return;
+                                stacks.append("\n").append(t);
+                                for (StackTraceElement el : st)
+                                    stacks.append("\n    at ").append(el);
+                            });
+                            throw new AssertionError("case " + run.getKey() + " still runs after "
+                                    + (now - run.getValue()) / 1_000_000_000 + " s; cases done (ms): " + tookMs
+                                    + "; running: " + started.keySet() + stacks);
+                        }
+                    } catch (java.util.concurrent.ExecutionException e) {
+                        if (e.getCause() instanceof Error err) throw err;
+                        throw (Exception) e.getCause();
+                    }
                 }
             }
         } finally {

@@ -113,6 +113,7 @@ class PostcopyNetnsTest {
                     AtomicBoolean done = new AtomicBoolean();
                     Thread chaos = proxy.chaos(rnd, done, 10, 4, 1500, 150, 150);
                     GmemProcess.Result r;
+                    long t0 = System.nanoTime();
                     try {
                         r = GmemProcess.run(
                                 Duration.ofSeconds(240),
@@ -151,7 +152,8 @@ class PostcopyNetnsTest {
                             .filter(l -> l.contains(": reconnected;"))
                             .count();
                     System.out.println("postcopy netns test: " + check + ": " + (proxy.resets() - resetsBefore)
-                            + " resets and a stall, " + reconnects + " reconnections, exit 0, no wrong page");
+                            + " resets and a stall, " + reconnects + " reconnections, exit 0, no wrong page, in "
+                            + (System.nanoTime() - t0) / 1_000_000 + " ms");
                     assertThat(proxy.resets() - resetsBefore)
                             .as("the restore outlasted the resets")
                             .isEqualTo(10);
