@@ -69,7 +69,14 @@ public final class AotTraining {
                     attachments.put(
                             dev.gmem.qemu.QemuMeta.ATTACHMENT,
                             new dev.gmem.qemu.QemuMeta(
-                                            "0.0.0", "", "pc-q35-0.0", "pc.ram", image.size(), "memory-backend-file", 1)
+                                            "0.0.0",
+                                            "",
+                                            "pc-q35-0.0",
+                                            "pc.ram",
+                                            image.size(),
+                                            "memory-backend-file",
+                                            1,
+                                            java.util.List.of("q35"))
                                     .toText());
                     attachments.put(dev.gmem.qemu.QemuMeta.DEVICE_STATE, new byte[1]);
                     dev.gmem.snapshot.SnapshotWriter.pack(

@@ -18,6 +18,9 @@ import java.util.Map;
  * @param ramSize {@code ram-size}, its size in bytes
  * @param ramBackend {@code ram-backend}, its QOM type, such as "memory-backend-file"
  * @param deviceStateBytes {@code device-state-bytes}, the size of the device state
+ * @param machineAliases {@code machine-aliases}, comma-separated: the names that stood for {@code machine}
+ *     in the QEMU that took the snapshot ("q35"); may be empty, and is in snapshots taken before it was
+ *     recorded
  */
 public record QemuMeta(
         String qemuVersion,
@@ -26,7 +29,8 @@ public record QemuMeta(
         String ramId,
         long ramSize,
         String ramBackend,
-        long deviceStateBytes) {
+        long deviceStateBytes,
+        java.util.List<String> machineAliases) {
     public static final String ATTACHMENT = "qemu";
     public static final String DEVICE_STATE = "qemu.device-state";
 
@@ -40,6 +44,7 @@ public record QemuMeta(
         line(b, "ram-size", Long.toString(ramSize));
         line(b, "ram-backend", ramBackend);
         line(b, "device-state-bytes", Long.toString(deviceStateBytes));
+        line(b, "machine-aliases", String.join(",", machineAliases));
         return b.toString().getBytes(StandardCharsets.UTF_8);
     }
 
@@ -69,7 +74,10 @@ public record QemuMeta(
                     f.get("ram-id"),
                     Long.parseLong(f.get("ram-size")),
                     f.getOrDefault("ram-backend", ""),
-                    Long.parseLong(f.get("device-state-bytes")));
+                    Long.parseLong(f.get("device-state-bytes")),
+                    f.getOrDefault("machine-aliases", "").isEmpty()
+                            ? java.util.List.of()
+                            : java.util.List.of(f.get("machine-aliases").split(",")));
         } catch (NumberFormatException e) {
             throw new IllegalArgumentException("its '" + ATTACHMENT + "' record has a size that is not a number");
         }

@@ -113,8 +113,13 @@ public final class QemuRestore {
                         snapshot,
                         "holds " + source.size() + " bytes of RAM, but its QEMU record says " + meta.ramSize());
             args.check(meta);
-            // an alias ("q35") is resolved by asking the QEMU binary, while the RAM is restored
-            var machine = args.machineNeedsResolving(meta)
+            // an alias ("q35") the snapshot's QEMU gave its machine stands for it in a QEMU of the same version (any
+            // other is refused once QEMU is up); else, or with --force, the QEMU binary is asked, while the RAM is
+            // restored
+            boolean knownAlias = !options.force()
+                    && args.machineType() != null
+                    && meta.machineAliases().contains(args.machineType());
+            var machine = args.machineNeedsResolving(meta) && !knownAlias
                     ? java.util.concurrent.CompletableFuture.supplyAsync(
                             () -> resolveMachine(args.program(), args.machineType()))
                     : java.util.concurrent.CompletableFuture.completedFuture(meta.machine());

@@ -80,6 +80,7 @@ public final class QemuSnapshot {
                     + "'), which QEMU will not migrate again: 'cont' it first, or snapshot it with --resume or --quit");
         QemuRam ram = QemuRam.locate(qmp);
         String machine = machineType(qmp);
+        java.util.List<String> aliases = machineAliases(qmp, machine);
         // a RAM file gmem may not read is refused now, with the VM untouched
         ram.open().close();
         PutBack putBack = new PutBack(qmp, state.path("running").asBoolean(false), status);
@@ -103,7 +104,8 @@ public final class QemuSnapshot {
                         ram.id(),
                         ram.size(),
                         ram.type(),
-                        deviceState.length);
+                        deviceState.length,
+                        aliases);
                 var attachments = new LinkedHashMap<String, byte[]>();
                 attachments.put(QemuMeta.ATTACHMENT, meta.toText());
                 attachments.put(QemuMeta.DEVICE_STATE, deviceState);
@@ -216,6 +218,17 @@ public final class QemuSnapshot {
         String t = qmp.execute("qom-get", Map.of("path", "/machine", "property", "type"))
                 .asString("");
         return t.endsWith("-machine") ? t.substring(0, t.length() - "-machine".length()) : t;
+    }
+
+    /** The names this QEMU gives {@code machine} besides its own ("q35" for "pc-q35-7.2"), from query-machines. */
+    static java.util.List<String> machineAliases(Qmp qmp, String machine) throws IOException {
+        java.util.List<String> out = new java.util.ArrayList<>();
+        for (JsonNode m : qmp.execute("query-machines", Map.of())) {
+            String alias = m.path("alias").asString("");
+            if (m.path("name").asString("").equals(machine) && !alias.isEmpty() && alias.indexOf(',') < 0)
+                out.add(alias);
+        }
+        return out;
     }
 
     private static Map<String, Boolean> capabilities(Qmp qmp) throws IOException {

@@ -85,12 +85,13 @@ class QemuRefusalTest {
         Path wrapper = dir.resolve("qemu-wrapper");
         Files.writeString(
                 wrapper,
-                "#!/bin/sh\ncase \"$*\" in \"-machine help\") ;; *) echo started >> " + marker + " ;; esac\nexec "
-                        + LinuxGuest.QEMU + " \"$@\"\n");
+                "#!/bin/sh\ncase \"$*\" in \"-machine help\") echo asked >> " + asked() + " ;; *) echo started >> "
+                        + marker + " ;; esac\nexec " + LinuxGuest.QEMU + " \"$@\"\n");
         Files.setPosixFilePermissions(wrapper, java.nio.file.attribute.PosixFilePermissions.fromString("rwx------"));
         List<String> wrapped = new ArrayList<>(command);
         if (wrapped.getFirst().equals(LinuxGuest.QEMU)) wrapped.set(0, wrapper.toString());
         Files.deleteIfExists(marker);
+        Files.deleteIfExists(asked());
         long before = children();
         assertThatThrownBy(() -> QemuRestore.start(file, wrapped, options(ramDir, false), s -> {}))
                 .isInstanceOf(type)
@@ -100,6 +101,11 @@ class QemuRefusalTest {
             assertThat(files.toList()).as("no RAM file left").isEmpty();
         }
         assertThat(Files.exists(marker)).as("QEMU started").isEqualTo(qemuStarts);
+    }
+
+    /** Where the wrapper of {@link #refused} notes each time the binary was asked for its machine types. */
+    private Path asked() {
+        return dir.resolve("qemu-asked");
     }
 
     private static List<String> restoreCommand(String... extra) {
@@ -175,6 +181,9 @@ class QemuRefusalTest {
                 QemuArgs.RefusedException.class,
                 "the snapshot is of machine pc-q35-7.2, but the QEMU command starts pc-i440fx-",
                 false);
+        assertThat(asked())
+                .as("an alias the snapshot does not record is resolved by the binary")
+                .exists();
         refused(
                 snap,
                 restoreCommand("-m", "128M"),
@@ -218,7 +227,10 @@ class QemuRefusalTest {
         bytes[(int) chunkAt + 100] ^= 1;
         Path damaged = dir.resolve("damaged.snap");
         Files.write(damaged, bytes);
-        refused(damaged, restoreCommand(), IOException.class, "checksum mismatch", false);
+        refused(damaged, restoreCommand("-machine", "q35"), IOException.class, "checksum mismatch", false);
+        assertThat(asked())
+                .as("the alias the snapshot records needs no QEMU to resolve it")
+                .doesNotExist();
 
         // a damaged device state
         bytes = Files.readAllBytes(snap);
@@ -231,6 +243,23 @@ class QemuRefusalTest {
         refused(damaged, restoreCommand(), SnapshotFormatException.class, "attachment 'qemu.device-state'", false);
     }
 
+    /** The snapshot records the alias its QEMU gave the machine; a record from before that key reads as none. */
+    @Test
+    void theMachinesAliasIsRecordedAndAnOlderRecordHasNone() throws Exception {
+        QemuVm.assumeQemu();
+        QemuMeta m;
+        try (Snapshot s = Snapshot.open(snap)) {
+            m = QemuMeta.fromText(s.attachment(QemuMeta.ATTACHMENT));
+        }
+        assertThat(m.machine()).startsWith("pc-q35-");
+        assertThat(m.machineAliases()).containsExactly("q35");
+        String older = new String(m.toText(), java.nio.charset.StandardCharsets.UTF_8)
+                .replaceAll("(?m)^machine-aliases=.*\n", "");
+        QemuMeta o = QemuMeta.fromText(older.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        assertThat(o.machineAliases()).isEmpty();
+        assertThat(o.machine()).isEqualTo(m.machine());
+    }
+
     @Test
     void deviceStateFromAnotherQemuVersionIsRefusedUnlessForced() throws Exception {
         QemuVm.assumeQemu();
@@ -239,7 +268,15 @@ class QemuRefusalTest {
             QemuMeta m = QemuMeta.fromText(a.get(QemuMeta.ATTACHMENT));
             a.put(
                     QemuMeta.ATTACHMENT,
-                    new QemuMeta("7.1.0", "", m.machine(), m.ramId(), m.ramSize(), m.ramBackend(), m.deviceStateBytes())
+                    new QemuMeta(
+                                    "7.1.0",
+                                    "",
+                                    m.machine(),
+                                    m.ramId(),
+                                    m.ramSize(),
+                                    m.ramBackend(),
+                                    m.deviceStateBytes(),
+                                    m.machineAliases())
                             .toText());
         });
         refused(
