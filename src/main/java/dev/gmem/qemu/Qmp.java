@@ -19,8 +19,15 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.Predicate;
 import tools.jackson.core.JacksonException;
+import tools.jackson.core.JsonGenerator;
+import tools.jackson.core.JsonParser;
+import tools.jackson.core.JsonToken;
+import tools.jackson.core.ObjectReadContext;
+import tools.jackson.core.ObjectWriteContext;
+import tools.jackson.core.json.JsonFactory;
 import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.ObjectMapper;
+import tools.jackson.databind.node.ArrayNode;
+import tools.jackson.databind.node.JsonNodeFactory;
 import tools.jackson.databind.node.ObjectNode;
 
 /**
@@ -29,6 +36,10 @@ import tools.jackson.databind.node.ObjectNode;
  * kept in arrival order for {@link #awaitEvent}. Every wait has a deadline. A descriptor can ride
  * along with a command (SCM_RIGHTS), as {@code getfd} needs. One thread at a time: the methods are
  * synchronized.
+ *
+ * <p>Messages are read and written with Jackson's streaming parser and generator into Jackson's
+ * tree nodes, without an {@code ObjectMapper}: a mapper's first use costs tens of milliseconds of
+ * class loading, and a restore's first QMP message is on its critical path.
  */
 public final class Qmp implements AutoCloseable {
     /** How long a command may take unless a caller says otherwise. */
@@ -37,7 +48,10 @@ public final class Qmp implements AutoCloseable {
     /** The longest line gmem accepts from QEMU. */
     private static final int MAX_LINE = 16 << 20;
 
-    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final JsonFactory JSON = new JsonFactory();
+
+    /** The deepest nesting of objects and arrays gmem reads from QEMU (QMP's replies nest a few levels). */
+    private static final int MAX_DEPTH = 64;
 
     /** QEMU's version, from the greeting. */
     public record Version(int major, int minor, int micro, String pkg) {
@@ -80,7 +94,7 @@ public final class Qmp implements AutoCloseable {
         JsonNode greeting;
         String first = readLine(deadline, "its greeting");
         try {
-            greeting = JSON.readTree(first);
+            greeting = parse(first);
         } catch (JacksonException e) {
             greeting = null;
         }
@@ -186,11 +200,7 @@ public final class Qmp implements AutoCloseable {
             throws IOException {
         long deadline = System.nanoTime() + timeout.toNanos();
         long id = nextId++;
-        ObjectNode c = JSON.createObjectNode();
-        c.put("execute", command);
-        if (!arguments.isEmpty()) c.set("arguments", JSON.valueToTree(arguments));
-        c.put("id", id);
-        send((JSON.writeValueAsString(c) + "\n").getBytes(StandardCharsets.UTF_8), fd);
+        send(command(command, arguments, id), fd);
         while (true) {
             JsonNode reply = readMessage(deadline, "the reply to '" + command + "'");
             if (reply.has("event")) {
@@ -246,7 +256,7 @@ public final class Qmp implements AutoCloseable {
     private JsonNode readMessage(long deadline, String what) throws IOException {
         String text = readLine(deadline, what);
         try {
-            return JSON.readTree(text);
+            return parse(text);
         } catch (JacksonException e) {
             throw new QmpException(path + ": QEMU sent a line that is not JSON: '" + shorten(text) + "'", null, e);
         }
@@ -282,6 +292,95 @@ public final class Qmp implements AutoCloseable {
             pending = buffer.asSlice(0, n).toArray(ValueLayout.JAVA_BYTE);
             pendingAt = 0;
         }
+    }
+
+    /** {@code {"execute": command, "arguments": arguments, "id": id}} and a newline, in UTF-8. */
+    static byte[] command(String command, Map<String, ?> arguments, long id) {
+        java.io.StringWriter out = new java.io.StringWriter();
+        try (JsonGenerator g = JSON.createGenerator(ObjectWriteContext.empty(), out)) {
+            g.writeStartObject();
+            g.writeStringProperty("execute", command);
+            if (!arguments.isEmpty()) {
+                g.writeName("arguments");
+                write(g, arguments);
+            }
+            g.writeNumberProperty("id", id);
+            g.writeEndObject();
+        }
+        return (out + "\n").getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** Writes a command's argument: a string, number, boolean, null, or a map or list of them. */
+    private static void write(JsonGenerator g, Object v) {
+        switch (v) {
+            case null -> g.writeNull();
+            case String s -> g.writeString(s);
+            case Boolean b -> g.writeBoolean(b);
+            case Integer i -> g.writeNumber(i);
+            case Long l -> g.writeNumber(l);
+            case Number n -> g.writeNumber(n.doubleValue());
+            case Map<?, ?> m -> {
+                g.writeStartObject();
+                for (Map.Entry<?, ?> e : m.entrySet()) {
+                    g.writeName(String.valueOf(e.getKey()));
+                    write(g, e.getValue());
+                }
+                g.writeEndObject();
+            }
+            case List<?> l -> {
+                g.writeStartArray();
+                for (Object o : l) write(g, o);
+                g.writeEndArray();
+            }
+            default ->
+                throw new IllegalArgumentException(
+                        "a QMP argument of type " + v.getClass().getName());
+        }
+    }
+
+    /** One JSON value, the whole of {@code text}, as Jackson's tree nodes. */
+    static JsonNode parse(String text) {
+        try (JsonParser p = JSON.createParser(ObjectReadContext.empty(), text)) {
+            JsonToken first = p.nextToken();
+            if (first == null) throw new tools.jackson.core.exc.StreamReadException(p, "an empty line");
+            JsonNode n = value(p, first, 0);
+            if (p.nextToken() != null)
+                throw new tools.jackson.core.exc.StreamReadException(p, "more than one value on a line");
+            return n;
+        }
+    }
+
+    private static JsonNode value(JsonParser p, JsonToken t, int depth) {
+        JsonNodeFactory nodes = JsonNodeFactory.instance;
+        if ((t == JsonToken.START_OBJECT || t == JsonToken.START_ARRAY) && depth >= MAX_DEPTH)
+            throw new tools.jackson.core.exc.StreamReadException(p, "nested deeper than " + MAX_DEPTH);
+        return switch (t) {
+            case START_OBJECT -> {
+                ObjectNode o = nodes.objectNode();
+                while (p.nextToken() == JsonToken.PROPERTY_NAME) {
+                    String name = p.currentName();
+                    o.set(name, value(p, p.nextToken(), depth + 1));
+                }
+                yield o;
+            }
+            case START_ARRAY -> {
+                ArrayNode a = nodes.arrayNode();
+                for (JsonToken e; (e = p.nextToken()) != JsonToken.END_ARRAY; ) a.add(value(p, e, depth + 1));
+                yield a;
+            }
+            case VALUE_STRING -> nodes.stringNode(p.getString());
+            case VALUE_NUMBER_INT ->
+                switch (p.getNumberType()) {
+                    case INT -> nodes.numberNode(p.getIntValue());
+                    case LONG -> nodes.numberNode(p.getLongValue());
+                    default -> nodes.numberNode(p.getBigIntegerValue()); // QMP's uint64 past Long.MAX_VALUE
+                };
+            case VALUE_NUMBER_FLOAT -> nodes.numberNode(p.getDoubleValue());
+            case VALUE_TRUE -> nodes.booleanNode(true);
+            case VALUE_FALSE -> nodes.booleanNode(false);
+            case VALUE_NULL -> nodes.nullNode();
+            default -> throw new tools.jackson.core.exc.StreamReadException(p, "unexpected " + t);
+        };
     }
 
     private static String shorten(String s) {
