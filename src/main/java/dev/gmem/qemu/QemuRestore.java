@@ -82,7 +82,9 @@ public final class QemuRestore {
     /**
      * Restores {@code snapshot} into the QEMU that {@code command} (program first) starts.
      * Everything that can be checked is checked before QEMU starts: the snapshot's checksums (every
-     * chunk, as RAM is restored), its QEMU record, the command's machine type, RAM id and size.
+     * chunk, as RAM is restored), its QEMU record, the command's machine type, RAM id and size. Two
+     * checks need the QEMU itself and are made before it is given any device state: its version, and
+     * the machine it made of an alias that the snapshot's record resolved.
      */
     public static Running start(Path snapshot, List<String> command, Options options, Consumer<String> status)
             throws IOException {
@@ -205,6 +207,11 @@ public final class QemuRestore {
                     throw new QemuArgs.RefusedException(
                             "the snapshot's device state is from QEMU " + meta.qemuVersion() + ", this QEMU is "
                                     + v.number() + ": device state is specific to a version (--force tries anyway)");
+                if (knownAlias) {
+                    // the alias was taken from the snapshot's record: what this QEMU made of it is checked before
+                    // it is given any device state (a build of the same version number may map it elsewhere)
+                    args.checkMachine(meta, QemuSnapshot.machineType(qmp));
+                }
                 QemuSnapshot.setCapability(qmp, "x-ignore-shared", true);
                 loadDeviceState(qmp, deviceState, options.timeout());
                 long tLoaded = System.nanoTime();

@@ -255,6 +255,7 @@ public final class Qmp implements AutoCloseable {
 
     private JsonNode readMessage(long deadline, String what) throws IOException {
         String text = readLine(deadline, what);
+        while (text.isEmpty()) text = readLine(deadline, what); // QEMU sends none, but an empty line is no message
         try {
             return parse(text);
         } catch (JacksonException e) {
@@ -316,9 +317,14 @@ public final class Qmp implements AutoCloseable {
             case null -> g.writeNull();
             case String s -> g.writeString(s);
             case Boolean b -> g.writeBoolean(b);
-            case Integer i -> g.writeNumber(i);
-            case Long l -> g.writeNumber(l);
-            case Number n -> g.writeNumber(n.doubleValue());
+            case Byte n -> g.writeNumber(n.longValue());
+            case Short n -> g.writeNumber(n.longValue());
+            case Integer n -> g.writeNumber(n.longValue());
+            case Long n -> g.writeNumber(n.longValue());
+            case java.math.BigInteger n -> g.writeNumber(n);
+            case java.math.BigDecimal n -> g.writeNumber(n);
+            case Float n -> g.writeNumber(n.doubleValue());
+            case Double n -> g.writeNumber(n.doubleValue());
             case Map<?, ?> m -> {
                 g.writeStartObject();
                 for (Map.Entry<?, ?> e : m.entrySet()) {

@@ -260,6 +260,41 @@ class QemuRefusalTest {
         assertThat(o.machine()).isEqualTo(m.machine());
     }
 
+    /**
+     * A record whose alias this QEMU resolves to another machine (as another build of the same
+     * version may): QEMU starts, since no binary was asked, but is refused by what it reports of its
+     * machine before it is given any device state, and reaped.
+     */
+    @Test
+    void anAliasThisQemuMapsToAnotherMachineIsRefusedBeforeTheDeviceState() throws Exception {
+        QemuVm.assumeQemu();
+        Path lying = dir.resolve("alias.snap");
+        rewrite(snap, lying, a -> {
+            QemuMeta m = QemuMeta.fromText(a.get(QemuMeta.ATTACHMENT));
+            a.put(
+                    QemuMeta.ATTACHMENT,
+                    new QemuMeta(
+                                    m.qemuVersion(),
+                                    m.qemuPackage(),
+                                    m.machine(),
+                                    m.ramId(),
+                                    m.ramSize(),
+                                    m.ramBackend(),
+                                    m.deviceStateBytes(),
+                                    List.of("pc"))
+                            .toText());
+        });
+        refused(
+                lying,
+                restoreCommand("-machine", "pc"),
+                QemuArgs.RefusedException.class,
+                "the snapshot is of machine pc-q35-7.2, but the QEMU command starts pc-i440fx-",
+                true);
+        assertThat(asked())
+                .as("the record's alias was taken without asking the binary")
+                .doesNotExist();
+    }
+
     @Test
     void deviceStateFromAnotherQemuVersionIsRefusedUnlessForced() throws Exception {
         QemuVm.assumeQemu();

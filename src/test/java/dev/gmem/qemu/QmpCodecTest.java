@@ -48,12 +48,26 @@ class QmpCodecTest {
         Map<String, Object> args = new LinkedHashMap<>();
         args.put("uri", "fd:gmem \"state\"");
         args.put("max-bandwidth", Long.MAX_VALUE / 2);
-        args.put("capabilities", List.of(Map.of("capability", "x-ignore-shared", "state", true)));
+        Map<String, Object> capability = new LinkedHashMap<>(); // Map.of's order differs from run to run
+        capability.put("capability", "x-ignore-shared");
+        capability.put("state", true);
+        args.put("capabilities", List.of(capability));
         String line = new String(Qmp.command("migrate", args, 7), StandardCharsets.UTF_8);
         assertThat(line)
                 .isEqualTo("{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"fd:gmem \\\"state\\\"\","
                         + "\"max-bandwidth\":4611686018427387903,"
                         + "\"capabilities\":[{\"capability\":\"x-ignore-shared\",\"state\":true}]},\"id\":7}\n");
+        Map<String, Object> numbers = new LinkedHashMap<>();
+        numbers.put("short", (short) 5);
+        numbers.put("int", 6);
+        numbers.put("big", new java.math.BigInteger("18446744073709551615"));
+        numbers.put("ratio", 0.5);
+        assertThat(new String(Qmp.command("n", numbers, 9), StandardCharsets.UTF_8))
+                .isEqualTo("{\"execute\":\"n\",\"arguments\":{\"short\":5,\"int\":6,\"big\":18446744073709551615,"
+                        + "\"ratio\":0.5},\"id\":9}\n");
+        assertThatThrownBy(() -> Qmp.command("x", Map.of("what", new Object()), 1))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("a QMP argument of type java.lang.Object");
         assertThat(new String(Qmp.command("cont", Map.of(), 8), StandardCharsets.UTF_8))
                 .isEqualTo("{\"execute\":\"cont\",\"id\":8}\n");
         // and QEMU's side reads it back as the same tree
