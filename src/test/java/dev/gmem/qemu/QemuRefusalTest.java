@@ -269,21 +269,7 @@ class QemuRefusalTest {
     void anAliasThisQemuMapsToAnotherMachineIsRefusedBeforeTheDeviceState() throws Exception {
         QemuVm.assumeQemu();
         Path lying = dir.resolve("alias.snap");
-        rewrite(snap, lying, a -> {
-            QemuMeta m = QemuMeta.fromText(a.get(QemuMeta.ATTACHMENT));
-            a.put(
-                    QemuMeta.ATTACHMENT,
-                    new QemuMeta(
-                                    m.qemuVersion(),
-                                    m.qemuPackage(),
-                                    m.machine(),
-                                    m.ramId(),
-                                    m.ramSize(),
-                                    m.ramBackend(),
-                                    m.deviceStateBytes(),
-                                    List.of("pc"))
-                            .toText());
-        });
+        rewriteMeta(snap, lying, m -> edited(m, m.qemuVersion(), List.of("pc")));
         refused(
                 lying,
                 restoreCommand("-machine", "pc"),
@@ -299,21 +285,7 @@ class QemuRefusalTest {
     void deviceStateFromAnotherQemuVersionIsRefusedUnlessForced() throws Exception {
         QemuVm.assumeQemu();
         Path other = dir.resolve("other.snap");
-        rewrite(snap, other, a -> {
-            QemuMeta m = QemuMeta.fromText(a.get(QemuMeta.ATTACHMENT));
-            a.put(
-                    QemuMeta.ATTACHMENT,
-                    new QemuMeta(
-                                    "7.1.0",
-                                    "",
-                                    m.machine(),
-                                    m.ramId(),
-                                    m.ramSize(),
-                                    m.ramBackend(),
-                                    m.deviceStateBytes(),
-                                    m.machineAliases())
-                            .toText());
-        });
+        rewriteMeta(snap, other, m -> edited(m, "7.1.0", m.machineAliases()));
         refused(
                 other,
                 restoreCommand(),
@@ -349,6 +321,30 @@ class QemuRefusalTest {
                 .isInstanceOf(QemuRestore.QemuExitedException.class)
                 .hasMessageContaining("no-such-option");
         assertThat(children()).isEqualTo(before);
+    }
+
+    /** {@code from} again as {@code to}, its QEMU record edited. */
+    static void rewriteMeta(Path from, Path to, java.util.function.UnaryOperator<QemuMeta> edit) throws IOException {
+        rewrite(
+                from,
+                to,
+                a -> a.put(
+                        QemuMeta.ATTACHMENT,
+                        edit.apply(QemuMeta.fromText(a.get(QemuMeta.ATTACHMENT)))
+                                .toText()));
+    }
+
+    /** {@code m} with another QEMU version and other machine aliases. */
+    static QemuMeta edited(QemuMeta m, String version, List<String> aliases) {
+        return new QemuMeta(
+                version,
+                m.qemuPackage(),
+                m.machine(),
+                m.ramId(),
+                m.ramSize(),
+                m.ramBackend(),
+                m.deviceStateBytes(),
+                aliases);
     }
 
     /** Writes {@code from} again as {@code to} with its attachments edited by {@code edit}. */
