@@ -28,7 +28,11 @@ import java.util.function.Consumer;
 public final class QemuBench {
     private QemuBench() {}
 
-    public record Options(int ramMiB, int dataMiB, int rounds, long warmBytes, Path dir, Path launcher) {}
+    /**
+     * @param compare another gmem launcher (another build) whose {@code gmem qemu restore} of the same
+     *     plain snapshot runs in every round too, for a side-by-side figure of two builds; may be null
+     */
+    public record Options(int ramMiB, int dataMiB, int rounds, long warmBytes, Path dir, Path launcher, Path compare) {}
 
     /** A way to save: medians of its rounds. */
     public record Save(String way, double medianMs, long fileBytes, List<Double> runsMs) {}
@@ -127,6 +131,12 @@ public final class QemuBench {
                                 guest,
                                 way.contains("ram-dir") ? work : null,
                                 work);
+                        record(loads, way, round, l.medianToNextLineMs());
+                        allocated.put(way, l.ramAllocatedBytes());
+                    }
+                    if (o.compare() != null) {
+                        String way = "gmem qemu restore by " + o.compare();
+                        Load l = gmemLoad(o.compare(), plain, guest, null, work);
                         record(loads, way, round, l.medianToNextLineMs());
                         allocated.put(way, l.ramAllocatedBytes());
                     }

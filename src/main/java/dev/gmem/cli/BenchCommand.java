@@ -851,6 +851,14 @@ final class BenchCommand implements Runnable {
                 description = "The gmem launcher to time (default: the one beside this build).")
         java.nio.file.Path launcher;
 
+        @Option(
+                names = "--compare",
+                paramLabel = "LAUNCHER",
+                description =
+                        "Another build's gmem launcher whose qemu restore of the same snapshot runs in every round"
+                                + " too: two builds side by side in one run.")
+        java.nio.file.Path compare;
+
         @CommandLine.Mixin
         Options.Warm warm;
 
@@ -870,6 +878,9 @@ final class BenchCommand implements Runnable {
                 throw new CommandLine.ParameterException(
                         spec.commandLine(), "--data must be between 1 MiB and half the RAM");
             Options.within(spec.commandLine(), "--rounds", rounds, 1, 20, "");
+            if (compare != null && !java.nio.file.Files.isExecutable(compare))
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--compare: " + compare + " is not an executable gmem launcher");
             dev.gmem.bench.QemuBench.Report r;
             try (Progress progress = new Progress(json.on)) {
                 r = dev.gmem.bench.QemuBench.run(
@@ -879,7 +890,8 @@ final class BenchCommand implements Runnable {
                                 rounds,
                                 warm.bytes(),
                                 dir.resolve(),
-                                launcher != null ? launcher : Start.besideThisBuild()),
+                                launcher != null ? launcher : Start.besideThisBuild(),
+                                compare),
                         progress);
             }
             PrintWriter out = spec.commandLine().getOut();

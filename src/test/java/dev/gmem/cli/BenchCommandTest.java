@@ -129,6 +129,9 @@ class BenchCommandTest {
                 .contains("--backend must be kernel, memfd or all");
         assertThat(ProbeCommandTest.run("bench", "populate", "--threads", "0").exit())
                 .isEqualTo(2);
+        ProbeCommandTest.Run compare = ProbeCommandTest.run("bench", "qemu", "--compare", "/nonexistent/gmem");
+        assertThat(compare.exit()).isEqualTo(2);
+        assertThat(compare.err()).contains("--compare: /nonexistent/gmem is not an executable gmem launcher");
     }
 
     @Test
