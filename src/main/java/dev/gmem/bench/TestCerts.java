@@ -53,7 +53,8 @@ public final class TestCerts {
         Files.createDirectories(dir);
         TestCerts t = new TestCerts(dir);
         Files.writeString(t.passwordFile(), PASSWORD + "\n");
-        // keytool is a JVM a call, so the independent ones run side by side: the two CAs, then the three they sign
+        // each keytool call is a JVM's start, so the independent ones run side by side: the two CAs, then the three
+        // certificates they sign
         String[] cas = {"ca", "rogue-ca"};
         dev.gmem.util.Parallel.forEach(2, "keytool", 2, i -> t.ca(cas[i]));
         String[][] signed = {

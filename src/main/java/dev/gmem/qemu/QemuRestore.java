@@ -115,9 +115,10 @@ public final class QemuRestore {
                         snapshot,
                         "holds " + source.size() + " bytes of RAM, but its QEMU record says " + meta.ramSize());
             args.check(meta);
-            // an alias ("q35") the snapshot's QEMU gave its machine stands for it in a QEMU of the same version (any
-            // other is refused once QEMU is up); else, or with --force, the QEMU binary is asked, while the RAM is
-            // restored
+            // an alias ("q35") that the snapshot's QEMU gave its machine is taken for it, and what the started QEMU
+            // made
+            // of it is checked before any device state; any other alias, or any under --force, is resolved by asking
+            // the QEMU binary while the RAM is restored
             boolean knownAlias = !options.force()
                     && args.machineType() != null
                     && meta.machineAliases().contains(args.machineType());
