@@ -74,7 +74,7 @@ class FcHandlerTest {
         Path socket = dir.resolve("fc.sock");
         List<Session.Report> reports = new CopyOnWriteArrayList<>();
         List<String> log = new CopyOnWriteArrayList<>();
-        long fds = Leaks.openFds();
+        Leaks.Fds fds = Leaks.fds();
         List<Process> vms = new ArrayList<>();
         try (Snapshot s = Snapshot.open(snap)) {
             FcHandler handler = FcHandler.start(
@@ -134,7 +134,7 @@ class FcHandlerTest {
                 vm.waitFor(10, TimeUnit.SECONDS);
             }
         }
-        assertThat(Leaks.openFds()).isEqualTo(fds);
+        assertThat(fds.opened()).isEmpty();
         assertThat(Thread.getAllStackTraces().keySet())
                 .noneMatch(t -> t.isAlive() && t.getName().startsWith("gmem-fc-"));
     }

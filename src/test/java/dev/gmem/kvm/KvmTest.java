@@ -136,7 +136,7 @@ class KvmTest {
     @Test
     void everythingIsReleased() throws Exception {
         handshakeAndCapabilities();
-        long before = Leaks.openFds();
+        Leaks.Fds before = Leaks.fds();
         int gfd;
         try (Kvm kvm = Kvm.open();
                 Vm vm = kvm.createVm(0);
@@ -144,6 +144,6 @@ class KvmTest {
             gfd = g.fd().number();
             assertThat(Leaks.isOpen(gfd)).isTrue();
         }
-        assertThat(Leaks.openFds()).isEqualTo(before);
+        assertThat(before.opened()).isEmpty();
     }
 }

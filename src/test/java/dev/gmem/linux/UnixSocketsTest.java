@@ -28,7 +28,7 @@ class UnixSocketsTest {
     /** A memfd sent with SCM_RIGHTS arrives as a new descriptor for the same file. */
     @Test
     void descriptorsTravelWithMessages() throws Exception {
-        long fdsBefore = Leaks.openFds();
+        Leaks.Fds fdsBefore = Leaks.fds();
         Fd[] pair = UnixSockets.pair(Linux.SOCK_SEQPACKET);
         try (Fd a = pair[0];
                 Fd b = pair[1];
@@ -63,7 +63,7 @@ class UnixSocketsTest {
             assertThat(UnixSockets.peerCredentials(a).pid())
                     .isEqualTo(ProcessHandle.current().pid());
         }
-        assertThat(Leaks.openFds()).isEqualTo(fdsBefore);
+        assertThat(fdsBefore.opened()).isEmpty();
     }
 
     @Test

@@ -451,7 +451,7 @@ abstract class GuestMemoryConformance {
     void closingReleasesDescriptorsAndMappings() throws Exception {
         GuestMemory warm = GuestMemories.create(backend(), 4 * P, SHARED);
         warm.close();
-        long fds = Leaks.openFds();
+        Leaks.Fds fds = Leaks.fds();
         GuestMemory m = GuestMemories.create(backend(), 4 * P, SHARED);
         HostMapping hm = m.map(0, 4 * P);
         long address = hm.address(0);
@@ -459,7 +459,7 @@ abstract class GuestMemoryConformance {
         m.guestView();
         m.close();
         assertThat(Leaks.isMapped(address)).isFalse();
-        assertThat(Leaks.openFds()).isEqualTo(fds);
+        assertThat(fds.opened()).isEmpty();
         assertThatThrownBy(() -> m.write(P, filled(P, 1))).isInstanceOf(IllegalStateException.class);
     }
 

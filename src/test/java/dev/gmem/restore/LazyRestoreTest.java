@@ -236,7 +236,7 @@ class LazyRestoreTest {
     void closingReleasesEverything() throws Exception {
         Host.assumeUserfaultfd();
         Path snap = snapshot(Codec.NONE, 46);
-        long fds = Leaks.openFds();
+        Leaks.Fds fds = Leaks.fds();
         long mappings = Leaks.mappingsNamed("memfd:gmem-guest") + Leaks.mappingsNamed(snap.toString());
         for (int i = 0; i < 3; i++) {
             try (Snapshot s = Snapshot.open(snap);
@@ -246,7 +246,7 @@ class LazyRestoreTest {
                 read(lazy, 0);
             }
         }
-        assertThat(Leaks.openFds()).isEqualTo(fds);
+        assertThat(fds.opened()).isEmpty();
         assertThat(Leaks.mappingsNamed("memfd:gmem-guest") + Leaks.mappingsNamed(snap.toString()))
                 .isEqualTo(mappings);
         assertThat(Thread.getAllStackTraces().keySet())

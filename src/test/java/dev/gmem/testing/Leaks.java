@@ -10,13 +10,57 @@ import java.util.stream.Stream;
 public final class Leaks {
     private Leaks() {}
 
-    /** Open descriptors of this process. */
-    public static long openFds() {
+    /**
+     * The descriptors this process holds now, to compare with later by {@link Fds#opened}: by
+     * number and file, not by count, so that a descriptor another thread of the test JVM closes
+     * meanwhile (a reaped child's pipe, say) hides no leak and makes none up.
+     */
+    public static Fds fds() {
+        return new Fds(openNow());
+    }
+
+    /** Descriptors by number, each with what it is open on ({@code /proc/self/fd/N}'s link). */
+    public record Fds(java.util.Map<Integer, String> open) {
+        /**
+         * The descriptors open now that were not then (a number not open then, or open on another
+         * file), as "N -> file", after up to 2 s for closes that other threads are making to land.
+         */
+        public java.util.List<String> opened() {
+            long deadline = System.nanoTime() + 2_000_000_000L;
+            while (true) {
+                java.util.List<String> out = new java.util.ArrayList<>();
+                openNow().forEach((n, file) -> {
+                    if (!file.equals(open.get(n))) out.add(n + " -> " + file);
+                });
+                if (out.isEmpty() || System.nanoTime() > deadline) return out;
+                try {
+                    Thread.sleep(20);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    return out;
+                }
+            }
+        }
+    }
+
+    private static java.util.Map<Integer, String> openNow() {
+        java.util.Map<Integer, String> out = new java.util.TreeMap<>();
+        String self = "/proc/" + ProcessHandle.current().pid() + "/fd";
         try (Stream<Path> s = Files.list(Path.of("/proc/self/fd"))) {
-            return s.count();
+            for (Path p : (Iterable<Path>) s::iterator) {
+                String file;
+                try {
+                    file = Files.readSymbolicLink(p).toString();
+                } catch (IOException e) {
+                    continue; // closed while listed
+                }
+                if (!file.equals(self))
+                    out.put(Integer.parseInt(p.getFileName().toString()), file); // the listing's own
+            }
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
+        return out;
     }
 
     /** Whether descriptor {@code n} is open. */
