@@ -914,16 +914,9 @@ class AttackSuiteTest {
                         long now = System.nanoTime();
                         for (var run : started.entrySet()) {
                             if (now - run.getValue() < bound) continue;
-                            StringBuilder stacks = new StringBuilder();
-                            Thread.getAllStackTraces().forEach((t, st) -> {
-                                if (!t.getName().equals("attack-case")) return;
-                                stacks.append("\n").append(t);
-                                for (StackTraceElement el : st)
-                                    stacks.append("\n    at ").append(el);
-                            });
                             throw new AssertionError("case " + run.getKey() + " still runs after "
                                     + (now - run.getValue()) / 1_000_000_000 + " s; cases done (ms): " + tookMs
-                                    + "; running: " + started.keySet() + stacks);
+                                    + "; running: " + started.keySet() + stacksOf("attack-case"));
                         }
                     } catch (java.util.concurrent.ExecutionException e) {
                         if (e.getCause() instanceof Error err) throw err;
@@ -935,6 +928,17 @@ class AttackSuiteTest {
             pool.shutdownNow();
             pool.awaitTermination(LIMIT.toSeconds(), TimeUnit.SECONDS);
         }
+    }
+
+    /** The stacks of the live threads called {@code name}, one frame a line. */
+    static String stacksOf(String name) {
+        StringBuilder out = new StringBuilder();
+        Thread.getAllStackTraces().forEach((t, frames) -> {
+            if (!t.getName().equals(name)) return;
+            out.append("\n").append(t);
+            for (StackTraceElement f : frames) out.append("\n    at ").append(f);
+        });
+        return out.toString();
     }
 
     static int exec(String... cmd) throws Exception {

@@ -54,8 +54,8 @@ public final class Leaks {
                 } catch (IOException e) {
                     continue; // closed while listed
                 }
-                if (!file.equals(self))
-                    out.put(Integer.parseInt(p.getFileName().toString()), file); // the listing's own
+                if (file.equals(self)) continue; // the listing's own descriptor
+                out.put(Integer.parseInt(p.getFileName().toString()), file);
             }
         } catch (IOException e) {
             throw new UncheckedIOException(e);
