@@ -19,8 +19,9 @@ import java.util.regex.Pattern;
  * How long gmem takes from process start to exit, cold: {@code gmem --version}, {@code gmem probe}
  * and an eager restore of a sparse guest, each run through the launcher as a user runs it,
  * interleaved round by round with a bare {@code java -version} of the same JDK. For the restore,
- * the wall time beyond gmem's own reported work is set against {@code java -version}: that ratio
- * holds on a noisy machine where absolute times do not.
+ * the wall time beyond gmem's own reported work (the restore, then the release of its memory,
+ * which the kernel frees when it is closed) is set against {@code java -version}: that ratio holds
+ * on a noisy machine where absolute times do not.
  */
 public final class StartBench {
     private StartBench() {}
@@ -37,15 +38,26 @@ public final class StartBench {
     /**
      * One launcher's figures.
      *
+     * @param restoreWorkMs the median of the restore's reported work: the restore, and the release of
+     *     its memory afterwards
+     * @param releaseMs the median of that release, or null for a build that does not report it
      * @param overheadMs the restore's median wall time minus its median reported work
      * @param overheadRatio that overhead over the median of a bare {@code java -version}
      */
     public record Launcher(
-            String launcher, List<Command> commands, double restoreWorkMs, double overheadMs, double overheadRatio) {}
+            String launcher,
+            List<Command> commands,
+            double restoreWorkMs,
+            Double releaseMs,
+            double overheadMs,
+            double overheadRatio) {}
 
     public record Report(long guestBytes, long dataBytes, int runs, Command javaVersion, List<Launcher> launchers) {}
 
     private static final Pattern ELAPSED = Pattern.compile("\"elapsed_ms\"\\s*:\\s*([0-9.]+)");
+    /** The release of the restore's memory, which the kernel does when it is closed (later builds report it). */
+    private static final Pattern RELEASE = Pattern.compile("\"release_ms\"\\s*:\\s*([0-9.]+)");
+
     private static final List<String> NAMES = List.of("gmem --version", "gmem probe", "gmem restore (eager)");
 
     public static Report run(Options o, Consumer<String> status) throws IOException {
@@ -70,6 +82,9 @@ public final class StartBench {
             List<Double> javaTimes = new ArrayList<>();
             double[][][] times = new double[n][NAMES.size()][o.runs()];
             double[][] workMs = new double[n][o.runs()];
+            double[][] releaseMs = new double[n][o.runs()];
+            boolean[] reportsRelease = new boolean[n];
+            java.util.Arrays.fill(reportsRelease, true);
             for (int round = -1; round < o.runs(); round++) {
                 // round -1 is untimed: afterwards the page cache, the builds and their caches are warm
                 if (round >= 0) status.accept("round " + (round + 1) + " of " + o.runs() + " ...");
@@ -88,7 +103,10 @@ public final class StartBench {
                         if (c == 2) {
                             Matcher m = ELAPSED.matcher(t.out());
                             if (!m.find()) throw new IOException(gmem + " restore printed no elapsed_ms: " + t.out());
-                            workMs[l][round] = Double.parseDouble(m.group(1));
+                            Matcher r = RELEASE.matcher(t.out());
+                            if (r.find()) releaseMs[l][round] = Double.parseDouble(r.group(1));
+                            else reportsRelease[l] = false;
+                            workMs[l][round] = Double.parseDouble(m.group(1)) + releaseMs[l][round];
                         }
                     }
                 }
@@ -104,8 +122,9 @@ public final class StartBench {
                 }
                 double w = BenchSupport.median(workMs[l]);
                 double overhead = cs.get(2).medianMs() - w;
+                Double release = reportsRelease[l] ? BenchSupport.median(releaseMs[l]) : null;
                 out.add(new Launcher(
-                        o.launchers().get(l).toString(), cs, w, overhead, overhead / javaVersion.medianMs()));
+                        o.launchers().get(l).toString(), cs, w, release, overhead, overhead / javaVersion.medianMs()));
             }
             return new Report(o.guestBytes(), o.dataBytes(), o.runs(), javaVersion, out);
         } finally {

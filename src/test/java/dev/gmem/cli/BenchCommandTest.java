@@ -177,6 +177,10 @@ class BenchCommandTest {
         tools.jackson.databind.JsonNode l = j.get("launchers").get(0);
         assertThat(l.get("commands")).hasSize(3);
         assertThat(l.get("restore_work_ms").asDouble()).isPositive();
+        // the release of the restore's memory is reported, and counted as its work
+        assertThat(l.get("release_ms").asDouble())
+                .isPositive()
+                .isLessThan(l.get("restore_work_ms").asDouble());
         assertThat(l.get("overhead_ratio").asDouble()).isPositive();
         try (var left = java.nio.file.Files.list(dir)) {
             assertThat(left.map(p -> p.getFileName().toString()).toList()).containsExactly("gmem");

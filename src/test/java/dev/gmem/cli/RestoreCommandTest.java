@@ -52,6 +52,39 @@ class RestoreCommandTest {
         assertThat(j.get("stats").get("complete").asBoolean()).isTrue();
     }
 
+    /** The eager restore's JSON keys, in the order docs/restore.md lists them: a stable interface for tools. */
+    @Test
+    void anEagerRestoreReportsTheDocumentedKeysAsJson() throws Exception {
+        ProbeCommandTest.Run r = run("restore", CliFixtures.packed(dir, "8M"), "--verify", "--json");
+        assertThat(r.exit()).as(r.err()).isZero();
+        JsonNode j = tools.jackson.databind.json.JsonMapper.builder().build().readTree(r.out());
+        java.util.List<String> keys = new java.util.ArrayList<>();
+        j.propertyNames().forEach(keys::add);
+        assertThat(keys)
+                .containsExactly(
+                        "source",
+                        "format",
+                        "backend",
+                        "strategy",
+                        "threads",
+                        "reason",
+                        "guest_bytes",
+                        "bytes_restored",
+                        "pages",
+                        "checksum_ms",
+                        "populate_ms",
+                        "elapsed_ms",
+                        "gib_per_s",
+                        "verify_ms",
+                        "verified",
+                        "release_ms",
+                        "export",
+                        "guest_check");
+        assertThat(j.get("verified").asBoolean()).isTrue();
+        assertThat(j.get("release_ms").asDouble()).isPositive();
+        assertThat(j.get("export").isNull()).isTrue();
+    }
+
     @Test
     void aCorruptChunkMakesALazyVerifyExitWithBadInputNeverAHang() throws Exception {
         Host.assumeUserfaultfd();
