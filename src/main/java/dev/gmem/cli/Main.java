@@ -63,7 +63,20 @@ public final class Main implements Runnable {
             status = ExitCode.FAILED.status;
         }
         Signals.finishing(); // from here a signal no longer interrupts: the command is done
+        // System.exit looks up the JDK's logger to log the exit, and that lookup opens every jar of the
+        // class path (about 20 ms, docs/benchmarks.md): a command that succeeded and left no thread that
+        // would keep the JVM alive ends by returning instead, the same exit with status 0
+        if (status == 0 && onlyThisThreadKeepsTheJvm()) return;
         System.exit(status);
+    }
+
+    /** Whether every live thread but this one is a daemon (the JVM ends when main returns). */
+    private static boolean onlyThisThreadKeepsTheJvm() {
+        Thread self = Thread.currentThread();
+        for (Thread t : Thread.getAllStackTraces().keySet()) {
+            if (t != self && t.isAlive() && !t.isDaemon()) return false;
+        }
+        return true;
     }
 
     /** The configured command line with every subcommand, for tests. */
@@ -76,6 +89,9 @@ public final class Main implements Runnable {
      * version, or every command when they name none (help, usage).
      */
     static CommandLine commandLine(String[] args) {
+        // picocli would otherwise look for Groovy's closure class, which is nowhere: a class that is not
+        // found makes the class loader open every jar of the class path, some 20 ms (docs/benchmarks.md)
+        System.setProperty("picocli.disable.closures", "true");
         CommandLine cl = new CommandLine(new Main());
         Class<?> named = args.length > 0 && !args[0].equals("help") ? COMMANDS.get(args[0]) : null;
         boolean versionOnly = args.length == 1 && (args[0].equals("--version") || args[0].equals("-V"));
