@@ -1,14 +1,8 @@
 package dev.gmem.linux;
 
-import static dev.gmem.linux.Native.C_INT;
-import static dev.gmem.linux.Native.C_LONG;
-import static dev.gmem.linux.Native.C_POINTER;
-import static dev.gmem.linux.Native.C_SIZE_T;
-
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
-import java.lang.invoke.MethodHandle;
+import java.lang.ref.Reference;
 import java.nio.file.Path;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -24,83 +18,8 @@ public final class Fd implements AutoCloseable {
     private static final int CLOSED = -1;
     private static final int EINTR = Errno.EINTR.number();
 
-    private static final class Open { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("open", FunctionDescriptor.of(C_INT, C_POINTER, C_INT, C_INT), false, 2);
-    }
-
-    private static final class MemfdCreate { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("memfd_create", FunctionDescriptor.of(C_INT, C_POINTER, C_INT));
-    }
-
-    private static final class Eventfd { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("eventfd", FunctionDescriptor.of(C_INT, C_INT, C_INT));
-    }
-
-    private static final class Pipe2 { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("pipe2", FunctionDescriptor.of(C_INT, C_POINTER, C_INT));
-    }
-
-    private static final class Close { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("close", FunctionDescriptor.of(C_INT, C_INT));
-    }
-
-    private static final class Fcntl { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("fcntl", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT), false, 2);
-    }
-
-    private static final class Read { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("read", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
-    }
-
-    private static final class Write { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("write", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T));
-    }
-
-    private static final class Pread { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("pread", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
-    }
-
-    private static final class Pwrite { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("pwrite", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_SIZE_T, C_LONG));
-    }
-
-    private static final class Lseek { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("lseek", FunctionDescriptor.of(C_LONG, C_INT, C_LONG, C_INT));
-    }
-
-    private static final class Ftruncate { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("ftruncate", FunctionDescriptor.of(C_INT, C_INT, C_LONG));
-    }
-
-    private static final class Fallocate { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("fallocate", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_LONG, C_LONG));
-    }
-
-    private static final class IoctlPtr { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), false, 2);
-    }
-
-    private static final class IoctlPtrShort { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_POINTER), true, 2);
-    }
-
-    private static final class IoctlLong { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("ioctl", FunctionDescriptor.of(C_INT, C_INT, C_LONG, C_LONG), false, 2);
-    }
-
     private static final int F_DUPFD_CLOEXEC = 1030;
+    private static final int AT_FDCWD = -100;
 
     private final AtomicInteger number;
     private final String name;
@@ -130,13 +49,8 @@ public final class Fd implements AutoCloseable {
             MemorySegment cPath = arena.allocateFrom(path.toString());
             MemorySegment st = Native.callState();
             while (true) {
-                int fd;
-                try {
-                    fd = (int) Open.HANDLE.invokeExact(st, cPath, flags, mode);
-                } catch (Throwable t) {
-                    throw Native.unexpected(t);
-                }
-                if (fd >= 0) return new Fd(fd, name);
+                long fd = Native.syscall(st, Sys.OPENAT, AT_FDCWD, cPath.address(), flags, mode);
+                if (fd >= 0) return new Fd((int) fd, name);
                 int e = Native.errno(st);
                 if (e != EINTR)
                     throw new SyscallException("open", path + ", flags=0" + Integer.toOctalString(flags), e);
@@ -148,16 +62,12 @@ public final class Fd implements AutoCloseable {
     public static Fd memfd(String name, int flags) throws SyscallException {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment st = Native.callState();
-            int fd;
-            try {
-                fd = (int) MemfdCreate.HANDLE.invokeExact(st, arena.allocateFrom(name), flags);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long fd = Native.syscall(
+                    st, Sys.MEMFD_CREATE, arena.allocateFrom(name).address(), flags);
             if (fd < 0)
                 throw new SyscallException(
                         "memfd_create", name + ", flags=0x" + Integer.toHexString(flags), Native.errno(st));
-            return new Fd(fd, "memfd:" + name);
+            return new Fd((int) fd, "memfd:" + name);
         }
     }
 
@@ -175,12 +85,7 @@ public final class Fd implements AutoCloseable {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment ends = arena.allocate(java.lang.foreign.ValueLayout.JAVA_INT, 2);
             MemorySegment st = Native.callState();
-            int r;
-            try {
-                r = (int) Pipe2.HANDLE.invokeExact(st, ends, Linux.O_CLOEXEC | flags);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long r = Native.syscall(st, Sys.PIPE2, ends.address(), Linux.O_CLOEXEC | flags);
             if (r < 0) throw new SyscallException("pipe2", "flags=0x" + Integer.toHexString(flags), Native.errno(st));
             return new Fd[] {
                 new Fd(ends.getAtIndex(java.lang.foreign.ValueLayout.JAVA_INT, 0), "pipe (read end)"),
@@ -192,16 +97,11 @@ public final class Fd implements AutoCloseable {
     /** eventfd(2). */
     public static Fd eventfd(int initialValue, int flags) throws SyscallException {
         MemorySegment st = Native.callState();
-        int fd;
-        try {
-            fd = (int) Eventfd.HANDLE.invokeExact(st, initialValue, flags);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long fd = Native.syscall(st, Sys.EVENTFD2, initialValue, flags);
         if (fd < 0)
             throw new SyscallException(
                     "eventfd", "initval=" + initialValue + ", flags=0x" + Integer.toHexString(flags), Native.errno(st));
-        return new Fd(fd, "eventfd");
+        return new Fd((int) fd, "eventfd");
     }
 
     /** The descriptor number; fails once closed. */
@@ -224,27 +124,17 @@ public final class Fd implements AutoCloseable {
     public Fd dup() throws SyscallException {
         int fd = number();
         MemorySegment st = Native.callState();
-        int n;
-        try {
-            n = (int) Fcntl.HANDLE.invokeExact(st, fd, F_DUPFD_CLOEXEC, 0);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long n = Native.syscall(st, Sys.FCNTL, fd, F_DUPFD_CLOEXEC, 0);
         if (n < 0) throw failure(st, "fcntl F_DUPFD_CLOEXEC", "");
-        return new Fd(n, name);
+        return new Fd((int) n, name);
     }
 
     /** fcntl(2) with an int argument, e.g. F_GETFD or F_GETFL. */
     public int fcntl(int command, int argument) throws SyscallException {
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) Fcntl.HANDLE.invokeExact(st, number(), command, argument);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.syscall(st, Sys.FCNTL, number(), command, argument);
         if (r < 0) throw failure(st, "fcntl", "cmd=" + command);
-        return r;
+        return (int) r;
     }
 
     /** read(2) into {@code dst}; returns the bytes read (0 at end of file). */
@@ -252,12 +142,8 @@ public final class Fd implements AutoCloseable {
         int fd = number();
         MemorySegment st = Native.callState();
         while (true) {
-            long n;
-            try {
-                n = (long) Read.HANDLE.invokeExact(st, fd, dst, dst.byteSize());
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long n = Native.syscall(st, Sys.READ, fd, Native.address(dst), dst.byteSize());
+            Reference.reachabilityFence(dst);
             if (n >= 0) return n;
             if (Native.errno(st) != EINTR) throw failure(st, "read", "len=" + dst.byteSize());
         }
@@ -268,12 +154,8 @@ public final class Fd implements AutoCloseable {
         int fd = number();
         MemorySegment st = Native.callState();
         while (true) {
-            long n;
-            try {
-                n = (long) Write.HANDLE.invokeExact(st, fd, src, src.byteSize());
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long n = Native.syscall(st, Sys.WRITE, fd, Native.address(src), src.byteSize());
+            Reference.reachabilityFence(src);
             if (n >= 0) return n;
             if (Native.errno(st) != EINTR) throw failure(st, "write", "len=" + src.byteSize());
         }
@@ -284,12 +166,8 @@ public final class Fd implements AutoCloseable {
         int fd = number();
         MemorySegment st = Native.callState();
         while (true) {
-            long n;
-            try {
-                n = (long) Pread.HANDLE.invokeExact(st, fd, dst, dst.byteSize(), offset);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long n = Native.syscall(st, Sys.PREAD64, fd, Native.address(dst), dst.byteSize(), offset);
+            Reference.reachabilityFence(dst);
             if (n >= 0) return n;
             if (Native.errno(st) != EINTR) throw failure(st, "pread", "off=" + offset + ", len=" + dst.byteSize());
         }
@@ -312,12 +190,8 @@ public final class Fd implements AutoCloseable {
         int fd = number();
         MemorySegment st = Native.callState();
         while (true) {
-            long n;
-            try {
-                n = (long) Pwrite.HANDLE.invokeExact(st, fd, src, src.byteSize(), offset);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long n = Native.syscall(st, Sys.PWRITE64, fd, Native.address(src), src.byteSize(), offset);
+            Reference.reachabilityFence(src);
             if (n >= 0) return n;
             if (Native.errno(st) != EINTR) throw failure(st, "pwrite", "off=" + offset + ", len=" + src.byteSize());
         }
@@ -339,12 +213,7 @@ public final class Fd implements AutoCloseable {
     /** lseek(2); with SEEK_DATA or SEEK_HOLE an ENXIO means "no data (or hole) at or after offset". */
     public long lseek(long offset, int whence) throws SyscallException {
         MemorySegment st = Native.callState();
-        long r;
-        try {
-            r = (long) Lseek.HANDLE.invokeExact(st, number(), offset, whence);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.syscall(st, Sys.LSEEK, number(), offset, whence);
         if (r < 0) throw failure(st, "lseek", "off=" + offset + ", whence=" + whence);
         return r;
     }
@@ -378,12 +247,7 @@ public final class Fd implements AutoCloseable {
     /** ftruncate(2). */
     public void truncate(long size) throws SyscallException {
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) Ftruncate.HANDLE.invokeExact(st, number(), size);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.syscall(st, Sys.FTRUNCATE, number(), size);
         if (r < 0) throw failure(st, "ftruncate", "size=" + size);
     }
 
@@ -392,12 +256,7 @@ public final class Fd implements AutoCloseable {
         int fd = number();
         MemorySegment st = Native.callState();
         while (true) {
-            int r;
-            try {
-                r = (int) Fallocate.HANDLE.invokeExact(st, fd, mode, offset, length);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long r = Native.syscall(st, Sys.FALLOCATE, fd, mode, offset, length);
             if (r == 0) return;
             if (Native.errno(st) != EINTR) {
                 throw failure(
@@ -412,14 +271,10 @@ public final class Fd implements AutoCloseable {
      */
     public int ioctl(String what, long request, MemorySegment argument) throws SyscallException {
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) IoctlPtr.HANDLE.invokeExact(st, number(), request, argument);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.syscall(st, Sys.IOCTL, number(), request, Native.address(argument));
+        Reference.reachabilityFence(argument);
         if (r < 0) throw failure(st, "ioctl " + what, "req=0x" + Long.toHexString(request));
-        return r;
+        return (int) r;
     }
 
     /**
@@ -429,27 +284,18 @@ public final class Fd implements AutoCloseable {
      */
     public int ioctlShort(String what, long request, MemorySegment argument) throws SyscallException {
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) IoctlPtrShort.HANDLE.invokeExact(st, number(), request, argument);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.criticalSyscall(st, Sys.IOCTL, number(), request, Native.address(argument));
+        Reference.reachabilityFence(argument);
         if (r < 0) throw failure(st, "ioctl " + what, "req=0x" + Long.toHexString(request));
-        return r;
+        return (int) r;
     }
 
     /** ioctl(2) with an integer argument; returns the ioctl's non-negative result. */
     public int ioctl(String what, long request, long argument) throws SyscallException {
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) IoctlLong.HANDLE.invokeExact(st, number(), request, argument);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.syscall(st, Sys.IOCTL, number(), request, argument);
         if (r < 0) throw failure(st, "ioctl " + what, "req=0x" + Long.toHexString(request) + ", arg=" + argument);
-        return r;
+        return (int) r;
     }
 
     private SyscallException failure(MemorySegment st, String call, String arguments) {
@@ -463,12 +309,7 @@ public final class Fd implements AutoCloseable {
         int n = number.getAndSet(CLOSED);
         if (n == CLOSED) return;
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) Close.HANDLE.invokeExact(st, n);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.syscall(st, Sys.CLOSE, n);
         // EINTR from close on Linux still released the descriptor: never retry it.
         if (r < 0 && Native.errno(st) != EINTR)
             throw new SyscallException("close", "fd=" + n + " " + name, Native.errno(st));

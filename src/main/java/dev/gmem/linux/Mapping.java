@@ -1,15 +1,9 @@
 package dev.gmem.linux;
 
-import static dev.gmem.linux.Native.C_INT;
-import static dev.gmem.linux.Native.C_LONG;
-import static dev.gmem.linux.Native.C_POINTER;
-import static dev.gmem.linux.Native.C_SIZE_T;
-
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandle;
+import java.lang.ref.Reference;
 
 /**
  * A memory mapping and its one owner. The mapping is reached through {@link #segment()}, whose
@@ -17,26 +11,6 @@ import java.lang.invoke.MethodHandle;
  * at unmapped memory), and the pages are unmapped exactly once.
  */
 public final class Mapping implements AutoCloseable {
-    private static final class Mmap { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall(
-                "mmap", FunctionDescriptor.of(C_POINTER, C_POINTER, C_SIZE_T, C_INT, C_INT, C_INT, C_LONG));
-    }
-
-    private static final class Munmap { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("munmap", FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T), true, -1);
-    }
-
-    private static final class Mprotect { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("mprotect", FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_INT), true, -1);
-    }
-
-    private static final class Mincore { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("mincore", FunctionDescriptor.of(C_INT, C_POINTER, C_SIZE_T, C_POINTER));
-    }
-
     private static final long MAP_FAILED = -1L;
 
     private final Arena arena;
@@ -56,17 +30,10 @@ public final class Mapping implements AutoCloseable {
     public static Mapping map(Fd fd, long offset, long length, int prot, int flags) throws SyscallException {
         int fdNumber = fd == null ? -1 : fd.number();
         MemorySegment st = Native.callState();
-        MemorySegment result;
-        try {
-            result = (MemorySegment)
-                    Mmap.HANDLE.invokeExact(st, MemorySegment.NULL, length, prot, flags, fdNumber, offset);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long address = Native.syscall(st, Sys.MMAP, 0, length, prot, flags, fdNumber, offset);
         String what = (fd == null ? "anonymous" : "fd=" + fdNumber + " " + fd.name()) + ", off=" + offset + ", len="
                 + length + ", prot=" + prot + ", flags=0x" + Integer.toHexString(flags);
-        if (result.address() == MAP_FAILED) throw new SyscallException("mmap", what, Native.errno(st));
-        long address = result.address();
+        if (address == MAP_FAILED) throw new SyscallException("mmap", what, Native.errno(st));
         Arena arena = Arena.ofShared();
         MemorySegment segment = Native.at(address, length, arena, unused -> unmap(address, length));
         return new Mapping(arena, segment, what);
@@ -84,12 +51,7 @@ public final class Mapping implements AutoCloseable {
 
     private static void unmap(long address, long length) {
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) Munmap.HANDLE.invokeExact(st, MemorySegment.ofAddress(address), length);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.criticalSyscall(st, Sys.MUNMAP, address, length, 0);
         // munmap fails only for arguments that mmap itself returned, so a failure is a bug here.
         if (r != 0)
             throw new AssertionError(new SyscallException(
@@ -118,12 +80,7 @@ public final class Mapping implements AutoCloseable {
     public void protect(long offset, long length, int prot) throws SyscallException {
         MemorySegment range = slice(offset, length);
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) Mprotect.HANDLE.invokeExact(st, range, length, prot);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.criticalSyscall(st, Sys.MPROTECT, range.address(), length, prot);
         if (r != 0)
             throw new SyscallException(
                     "mprotect", "off=" + offset + ", len=" + length + ", prot=" + prot, Native.errno(st));
@@ -154,12 +111,8 @@ public final class Mapping implements AutoCloseable {
         try (Arena scratch = Arena.ofConfined()) {
             MemorySegment vec = scratch.allocate(pages);
             MemorySegment st = Native.callState();
-            int r;
-            try {
-                r = (int) Mincore.HANDLE.invokeExact(st, range, length, vec);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long r = Native.syscall(st, Sys.MINCORE, Native.address(range), length, vec.address());
+            Reference.reachabilityFence(range);
             if (r != 0)
                 throw new SyscallException(
                         "mincore", "addr=0x" + Long.toHexString(range.address()) + ", len=" + length, Native.errno(st));

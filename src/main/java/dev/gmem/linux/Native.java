@@ -15,6 +15,13 @@ import java.lang.invoke.VarHandle;
  * The one place that links C functions. Every downcall captures errno into a per-thread buffer,
  * so concurrent calls on different threads never see each other's errno, and errno is read only
  * after a call has failed (a successful call does not clear it).
+ *
+ * <p>System calls all go through {@link #syscall}: the C library's {@code syscall(3)}, linked once
+ * (and once more as a critical call), with every argument a {@code long}. Linking is what costs at
+ * start: a downcall per C function took a few milliseconds each on its first use, and a restore
+ * used about fifteen. A buffer is passed by its {@link #address}; the caller keeps it alive until
+ * the call returns (a {@link java.lang.ref.Reference#reachabilityFence} where nothing else does),
+ * and memory that gmem maps is unmapped only after the threads that use it have stopped.
  */
 final class Native {
     static final ValueLayout.OfInt C_INT = ValueLayout.JAVA_INT;
@@ -34,6 +41,73 @@ final class Native {
             ThreadLocal.withInitial(() -> Arena.ofAuto().allocate(CAPTURE_LAYOUT));
 
     private Native() {}
+
+    /** {@code long syscall(long number, ...)}: the number, then six arguments (a call ignores those it does not take). */
+    private static final FunctionDescriptor SYSCALL =
+            FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG);
+
+    private static final class Syscall { // linked on first use
+        static final MethodHandle HANDLE = downcall("syscall", SYSCALL, false, 1);
+    }
+
+    private static final class CriticalSyscall { // linked on first use
+        static final MethodHandle HANDLE = downcall("syscall", SYSCALL, true, 1);
+    }
+
+    /**
+     * System call {@code call}: its result, or -1 with errno in {@code state} (see {@link #errno}).
+     * Arguments it does not take are passed as 0 by the shorter forms below.
+     */
+    static long syscall(MemorySegment state, Sys call, long a0, long a1, long a2, long a3, long a4, long a5) {
+        try {
+            return (long) Syscall.HANDLE.invokeExact(state, call.number(), a0, a1, a2, a3, a4, a5);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    static long syscall(MemorySegment state, Sys call) {
+        return syscall(state, call, 0, 0, 0, 0, 0, 0);
+    }
+
+    static long syscall(MemorySegment state, Sys call, long a0) {
+        return syscall(state, call, a0, 0, 0, 0, 0, 0);
+    }
+
+    static long syscall(MemorySegment state, Sys call, long a0, long a1) {
+        return syscall(state, call, a0, a1, 0, 0, 0, 0);
+    }
+
+    static long syscall(MemorySegment state, Sys call, long a0, long a1, long a2) {
+        return syscall(state, call, a0, a1, a2, 0, 0, 0);
+    }
+
+    static long syscall(MemorySegment state, Sys call, long a0, long a1, long a2, long a3) {
+        return syscall(state, call, a0, a1, a2, a3, 0, 0);
+    }
+
+    static long syscall(MemorySegment state, Sys call, long a0, long a1, long a2, long a3, long a4) {
+        return syscall(state, call, a0, a1, a2, a3, a4, 0);
+    }
+
+    /**
+     * {@link #syscall} as a critical call, for calls that never block and finish in microseconds
+     * (munmap, mprotect, a userfaultfd COPY of a few pages): it keeps the thread in Java state, which
+     * saves the transition but stalls safepoints for the call's duration.
+     */
+    static long criticalSyscall(MemorySegment state, Sys call, long a0, long a1, long a2) {
+        try {
+            return (long) CriticalSyscall.HANDLE.invokeExact(state, call.number(), a0, a1, a2, 0L, 0L, 0L);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /** The address of native memory {@code segment}, to pass to the kernel; a heap segment has none. */
+    static long address(MemorySegment segment) {
+        if (!segment.isNative()) throw new IllegalArgumentException("only native memory can be passed to the kernel");
+        return segment.address();
+    }
 
     /**
      * A handle for a C function whose first Java argument is the errno capture buffer.

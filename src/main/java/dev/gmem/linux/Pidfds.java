@@ -6,10 +6,6 @@ package dev.gmem.linux;
  * numbers are the same on every architecture (both came after the tables were unified).
  */
 public final class Pidfds {
-    private static final long SYS_PIDFD_SEND_SIGNAL = 424;
-    private static final long SYS_PIDFD_OPEN = 434;
-    private static final long SYS_PIDFD_GETFD = 438;
-
     /** SIGKILL. */
     public static final int SIGKILL = 9;
 
@@ -17,7 +13,7 @@ public final class Pidfds {
 
     /** A descriptor for process {@code pid}; ESRCH if it has exited. */
     public static Fd open(int pid) throws SyscallException {
-        long fd = Posix.syscall("pidfd_open", SYS_PIDFD_OPEN, pid, 0);
+        long fd = Posix.syscall(Sys.PIDFD_OPEN, pid, 0);
         return Fd.adopt((int) fd, "pidfd of process " + pid);
     }
 
@@ -27,12 +23,12 @@ public final class Pidfds {
      * or the same user under Yama's default scope for a descendant).
      */
     public static Fd getfd(Fd pidfd, int targetFd, String name) throws SyscallException {
-        long fd = Posix.syscall("pidfd_getfd", SYS_PIDFD_GETFD, pidfd.number(), targetFd, 0);
+        long fd = Posix.syscall(Sys.PIDFD_GETFD, pidfd.number(), targetFd, 0);
         return Fd.adopt((int) fd, name);
     }
 
     /** Sends {@code signal} to the process of {@code pidfd}; ESRCH if it has exited meanwhile. */
     public static void signal(Fd pidfd, int signal) throws SyscallException {
-        Posix.syscall("pidfd_send_signal", SYS_PIDFD_SEND_SIGNAL, pidfd.number(), signal, 0, 0);
+        Posix.syscall(Sys.PIDFD_SEND_SIGNAL, pidfd.number(), signal, 0, 0);
     }
 }

@@ -1,20 +1,16 @@
 package dev.gmem.linux;
 
-import static dev.gmem.linux.Native.C_INT;
-import static dev.gmem.linux.Native.C_LONG;
-import static dev.gmem.linux.Native.C_POINTER;
-
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandle;
+import java.lang.ref.Reference;
 
 /**
- * poll(2) over a fixed set of descriptors, with its {@code struct pollfd} array allocated once,
- * so a loop that polls allocates nothing. Not thread-safe: one poller per polling thread.
+ * poll(2) over a fixed set of descriptors (as ppoll(2), the call both architectures have), with
+ * its {@code struct pollfd} array and time-out allocated once, so a loop that polls allocates
+ * nothing. Not thread-safe: one poller per polling thread.
  */
 public final class Poller {
     /** {@code struct pollfd { int fd; short events; short revents; }}: 8 bytes. */
@@ -26,18 +22,21 @@ public final class Poller {
     private static final long EVENTS = POLLFD.byteOffset(MemoryLayout.PathElement.groupElement("events"));
     private static final long REVENTS = POLLFD.byteOffset(MemoryLayout.PathElement.groupElement("revents"));
 
-    private static final class Poll { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("poll", FunctionDescriptor.of(C_INT, C_POINTER, C_LONG, C_INT));
-    }
+    /** The kernel's signal set size, which ppoll checks even without a mask. */
+    private static final long SIGSET_SIZE = 8;
 
     private final MemorySegment fds;
+    /** {@code struct timespec { long tv_sec; long tv_nsec; }}. */
+    private final MemorySegment timeout;
+
     private final int count;
 
     /** Polls each of {@code descriptors} for {@code events} (POLLIN, POLLOUT, …). */
     public Poller(short events, Fd... descriptors) {
         this.count = descriptors.length;
-        this.fds = Arena.ofAuto().allocate(POLLFD, count);
+        Arena arena = Arena.ofAuto();
+        this.fds = arena.allocate(POLLFD, count);
+        this.timeout = arena.allocate(ValueLayout.JAVA_LONG, 2);
         for (int i = 0; i < count; i++) {
             MemorySegment entry = fds.asSlice(i * POLLFD.byteSize(), POLLFD.byteSize());
             entry.set(ValueLayout.JAVA_INT, 0, descriptors[i].number());
@@ -51,13 +50,15 @@ public final class Poller {
      */
     public int poll(int timeoutMillis) throws SyscallException {
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) Poll.HANDLE.invokeExact(st, fds, (long) count, timeoutMillis);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
+        long limit = 0; // none
+        if (timeoutMillis >= 0) {
+            timeout.setAtIndex(ValueLayout.JAVA_LONG, 0, timeoutMillis / 1000);
+            timeout.setAtIndex(ValueLayout.JAVA_LONG, 1, (timeoutMillis % 1000) * 1_000_000L);
+            limit = timeout.address();
         }
-        if (r >= 0) return r;
+        long r = Native.syscall(st, Sys.PPOLL, fds.address(), count, limit, 0, SIGSET_SIZE);
+        Reference.reachabilityFence(this); // the array and the time-out are freed with this poller
+        if (r >= 0) return (int) r;
         if (Native.errno(st) == Errno.EINTR.number()) return 0;
         throw new SyscallException("poll", "nfds=" + count + ", timeout=" + timeoutMillis, Native.errno(st));
     }

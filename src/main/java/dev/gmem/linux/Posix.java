@@ -9,18 +9,9 @@ import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemorySegment;
 import java.lang.invoke.MethodHandle;
 import java.nio.charset.StandardCharsets;
-import java.util.Locale;
 
 /** Process- and system-wide calls that take no descriptor. */
 public final class Posix {
-    private static final class Syscall { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall(
-                "syscall",
-                FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG),
-                false,
-                1);
-    }
-
     private static final class Memcmp { // linked on first use: linking costs some 4 ms a function
         static final MethodHandle HANDLE =
                 Native.plainDowncall("memcmp", FunctionDescriptor.of(C_INT, C_POINTER, C_POINTER, C_LONG));
@@ -35,90 +26,55 @@ public final class Posix {
         static final MethodHandle HANDLE = Native.downcall("sysconf", FunctionDescriptor.of(C_LONG, C_INT));
     }
 
-    private static final class UnameCall { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("uname", FunctionDescriptor.of(C_INT, C_POINTER));
-    }
-
-    private static final class Madvise { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("madvise", FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T, C_INT));
-    }
-
-    private static final class Mlock { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("mlock", FunctionDescriptor.of(C_INT, C_POINTER, Native.C_SIZE_T));
-    }
-
-    private static final class Isatty { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.plainDowncall("isatty", FunctionDescriptor.of(C_INT, C_INT));
-    }
-
     private static final int UTSNAME_FIELD = 65;
 
-    private static final long PAGE_SIZE = sysconf(Linux.SC_PAGESIZE);
+    private static final long PAGE_SIZE = pageSizeOfThisProcess();
 
     private Posix() {}
-
-    /** The machine's architecture, for syscall numbers. */
-    public enum Arch {
-        X86_64(323, 186, 234),
-        AARCH64(282, 178, 131);
-
-        private final long userfaultfd;
-        private final long gettid;
-        private final long tgkill;
-
-        Arch(long userfaultfd, long gettid, long tgkill) {
-            this.userfaultfd = userfaultfd;
-            this.gettid = gettid;
-            this.tgkill = tgkill;
-        }
-
-        /** The number of the userfaultfd(2) system call, which the C library does not wrap. */
-        public long userfaultfdSyscall() {
-            return userfaultfd;
-        }
-
-        public long gettidSyscall() {
-            return gettid;
-        }
-
-        public long tgkillSyscall() {
-            return tgkill;
-        }
-
-        /** This JVM's architecture; fails, naming it, on one gmem does not know. */
-        public static Arch current() {
-            String arch = System.getProperty("os.arch").toLowerCase(Locale.ROOT);
-            return switch (arch) {
-                case "amd64", "x86_64" -> X86_64;
-                case "aarch64", "arm64" -> AARCH64;
-                default ->
-                    throw new UnsupportedOperationException(
-                            "gmem knows the system call numbers of x86_64 and aarch64, not of " + arch);
-            };
-        }
-    }
 
     /** The fields of uname(2). */
     public record Uname(String sysname, String nodename, String release, String version, String machine) {}
 
-    /** syscall(2) by number, for system calls the C library does not wrap; {@code name} is for messages. */
-    public static long syscall(String name, long number, long... args) throws SyscallException {
+    /** System call {@code call} with integer arguments; fails naming it and them. */
+    static long syscall(Sys call, long... args) throws SyscallException {
         if (args.length > 6) throw new IllegalArgumentException("a system call takes at most 6 arguments");
         long[] a = java.util.Arrays.copyOf(args, 6);
         MemorySegment st = Native.callState();
-        long r;
-        try {
-            r = (long) Syscall.HANDLE.invokeExact(st, number, a[0], a[1], a[2], a[3], a[4], a[5]);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
-        if (r < 0) throw new SyscallException(name, java.util.Arrays.toString(args), Native.errno(st));
+        long r = Native.syscall(st, call, a[0], a[1], a[2], a[3], a[4], a[5]);
+        if (r < 0) throw new SyscallException(call.call(), java.util.Arrays.toString(args), Native.errno(st));
         return r;
     }
 
-    private static long sysconf(int name) {
+    /** userfaultfd(2), which the C library does not wrap: a new userfaultfd's number. */
+    public static int userfaultfd(int flags) throws SyscallException {
+        return (int) syscall(Sys.USERFAULTFD, flags);
+    }
+
+    /**
+     * The page size the kernel gave this process (AT_PAGESZ in its auxiliary vector), read from
+     * /proc/self/auxv rather than through sysconf(3), a C function that would be linked for it
+     * alone; sysconf where /proc is not mounted.
+     */
+    private static long pageSizeOfThisProcess() {
+        try {
+            java.nio.ByteBuffer auxv = java.nio.ByteBuffer.wrap(
+                            java.nio.file.Files.readAllBytes(java.nio.file.Path.of("/proc/self/auxv")))
+                    .order(java.nio.ByteOrder.nativeOrder());
+            while (auxv.remaining() >= 16) {
+                long type = auxv.getLong();
+                long value = auxv.getLong();
+                if (type == AT_PAGESZ) return value;
+                if (type == 0) break; // AT_NULL ends the vector
+            }
+        } catch (java.io.IOException | SecurityException e) {
+            // no /proc: ask the C library
+        }
+        return sysconf(Linux.SC_PAGESIZE);
+    }
+
+    private static final long AT_PAGESZ = 6;
+
+    static long sysconf(int name) {
         MemorySegment st = Native.callState();
         try {
             return (long) Sysconf.HANDLE.invokeExact(st, name);
@@ -140,12 +96,8 @@ public final class Posix {
     /** mlock(2) of {@code range}: its pages stay resident and mapped (RLIMIT_MEMLOCK bounds it without CAP_IPC_LOCK). */
     public static void mlock(MemorySegment range) throws SyscallException {
         MemorySegment st = Native.callState();
-        int r;
-        try {
-            r = (int) Mlock.HANDLE.invokeExact(st, range, range.byteSize());
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
+        long r = Native.syscall(st, Sys.MLOCK, Native.address(range), range.byteSize());
+        java.lang.ref.Reference.reachabilityFence(range);
         if (r != 0) throw new SyscallException("mlock", "len=" + range.byteSize(), Native.errno(st));
     }
 
@@ -156,12 +108,8 @@ public final class Posix {
     static int madvise(MemorySegment range, int advice) {
         MemorySegment st = Native.callState();
         while (true) {
-            int r;
-            try {
-                r = (int) Madvise.HANDLE.invokeExact(st, range, range.byteSize(), advice);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long r = Native.syscall(st, Sys.MADVISE, Native.address(range), range.byteSize(), advice);
+            java.lang.ref.Reference.reachabilityFence(range);
             if (r == 0) return 0;
             int e = Native.errno(st);
             if (e != Errno.EINTR.number()) return e;
@@ -196,12 +144,7 @@ public final class Posix {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment buf = arena.allocate(UTSNAME_FIELD * 6L);
             MemorySegment st = Native.callState();
-            int r;
-            try {
-                r = (int) UnameCall.HANDLE.invokeExact(st, buf);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long r = Native.syscall(st, Sys.UNAME, buf.address());
             if (r != 0) throw new SyscallException("uname", "", Native.errno(st));
             return new Uname(field(buf, 0), field(buf, 1), field(buf, 2), field(buf, 3), field(buf, 4));
         }
@@ -250,7 +193,7 @@ public final class Posix {
     /** The kernel's id of the calling thread (gettid(2)). */
     public static int threadId() {
         try {
-            return (int) syscall("gettid", Arch.current().gettidSyscall());
+            return (int) syscall(Sys.GETTID);
         } catch (SyscallException e) {
             throw new AssertionError("gettid cannot fail", e);
         }
@@ -267,15 +210,19 @@ public final class Posix {
      * ({@link Linux#SIGPIPE}: HotSpot's handler ignores it).
      */
     public static void signalThread(int threadId, int signal) throws SyscallException {
-        syscall("tgkill", Arch.current().tgkillSyscall(), processId(), threadId, signal);
+        syscall(Sys.TGKILL, processId(), threadId, signal);
     }
 
-    /** Whether descriptor {@code fd} of this process (0, 1, 2: the standard streams) is a terminal. */
+    /**
+     * Whether descriptor {@code fd} of this process (0, 1, 2: the standard streams) is a terminal:
+     * whether it answers TCGETS, as isatty(3) asks it.
+     */
     public static boolean isTerminal(int fd) {
-        try {
-            return (int) Isatty.HANDLE.invokeExact(fd) == 1;
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment termios = arena.allocate(64); // the kernel's struct termios is 36 bytes
+            return Native.syscall(Native.callState(), Sys.IOCTL, fd, TCGETS, termios.address()) == 0;
         }
     }
+
+    private static final long TCGETS = 0x5401;
 }

@@ -1,16 +1,11 @@
 package dev.gmem.linux;
 
-import static dev.gmem.linux.Native.C_INT;
-import static dev.gmem.linux.Native.C_LONG;
-import static dev.gmem.linux.Native.C_POINTER;
-
 import java.lang.foreign.Arena;
-import java.lang.foreign.FunctionDescriptor;
 import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
 import java.lang.foreign.ValueLayout;
-import java.lang.invoke.MethodHandle;
+import java.lang.ref.Reference;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -53,49 +48,6 @@ public final class UnixSockets {
     /** The most descriptors one message may carry (the kernel's SCM_MAX_FD). */
     public static final int MAX_FDS = 253;
 
-    private static final class Socket { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("socket", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT));
-    }
-
-    private static final class Socketpair { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("socketpair", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER));
-    }
-
-    private static final class Bind { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("bind", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
-    }
-
-    private static final class Listen { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE = Native.downcall("listen", FunctionDescriptor.of(C_INT, C_INT, C_INT));
-    }
-
-    private static final class Accept4 { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("accept4", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_POINTER, C_INT));
-    }
-
-    private static final class Connect { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("connect", FunctionDescriptor.of(C_INT, C_INT, C_POINTER, C_INT));
-    }
-
-    private static final class Sendmsg { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("sendmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
-    }
-
-    private static final class Recvmsg { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("recvmsg", FunctionDescriptor.of(C_LONG, C_INT, C_POINTER, C_INT));
-    }
-
-    private static final class Getsockopt { // linked on first use: linking costs some 4 ms a function
-        static final MethodHandle HANDLE =
-                Native.downcall("getsockopt", FunctionDescriptor.of(C_INT, C_INT, C_INT, C_INT, C_POINTER, C_POINTER));
-    }
-
     private UnixSockets() {}
 
     /** The credentials of the process at the other end of a socket (SO_PEERCRED). */
@@ -104,9 +56,9 @@ public final class UnixSockets {
     /** A received message: {@code bytes} of data in the caller's buffer, and the descriptors it carried. */
     public record Received(long bytes, List<Fd> fds, boolean truncatedControl) {}
 
-    private static int check(String call, String args, int r, MemorySegment st) throws SyscallException {
+    private static int check(String call, String args, long r, MemorySegment st) throws SyscallException {
         if (r < 0) throw new SyscallException(call, args, Native.errno(st));
-        return r;
+        return (int) r;
     }
 
     /** socketpair(AF_UNIX, type): two connected sockets. */
@@ -114,12 +66,7 @@ public final class UnixSockets {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment sv = arena.allocate(ValueLayout.JAVA_INT, 2);
             MemorySegment st = Native.callState();
-            int r;
-            try {
-                r = (int) Socketpair.HANDLE.invokeExact(st, Linux.AF_UNIX, type | Linux.SOCK_CLOEXEC, 0, sv);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long r = Native.syscall(st, Sys.SOCKETPAIR, Linux.AF_UNIX, type | Linux.SOCK_CLOEXEC, 0, sv.address());
             check("socketpair", "AF_UNIX, type=" + type, r, st);
             return new Fd[] {
                 Fd.adopt(sv.getAtIndex(ValueLayout.JAVA_INT, 0), "socketpair[0]"),
@@ -141,14 +88,8 @@ public final class UnixSockets {
 
     private static Fd socket(int type) throws SyscallException {
         MemorySegment st = Native.callState();
-        int fd;
-        try {
-            fd = (int) Socket.HANDLE.invokeExact(st, Linux.AF_UNIX, type | Linux.SOCK_CLOEXEC, 0);
-        } catch (Throwable t) {
-            throw Native.unexpected(t);
-        }
-        check("socket", "AF_UNIX, type=" + type, fd, st);
-        return Fd.adopt(fd, "unix socket");
+        long fd = Native.syscall(st, Sys.SOCKET, Linux.AF_UNIX, type | Linux.SOCK_CLOEXEC, 0);
+        return Fd.adopt(check("socket", "AF_UNIX, type=" + type, fd, st), "unix socket");
     }
 
     /** A stream socket bound to {@code path} and listening. The path must not exist. */
@@ -157,17 +98,16 @@ public final class UnixSockets {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment sa = address(arena, path);
             MemorySegment st = Native.callState();
-            int r;
             try {
-                r = (int) Bind.HANDLE.invokeExact(st, sock.number(), sa, (int) SOCKADDR_UN_SIZE);
-                check("bind", path.toString(), r, st);
-                r = (int) Listen.HANDLE.invokeExact(st, sock.number(), backlog);
-                check("listen", path.toString(), r, st);
+                check(
+                        "bind",
+                        path.toString(),
+                        Native.syscall(st, Sys.BIND, sock.number(), sa.address(), SOCKADDR_UN_SIZE),
+                        st);
+                check("listen", path.toString(), Native.syscall(st, Sys.LISTEN, sock.number(), backlog), st);
             } catch (SyscallException e) {
                 sock.closeQuietly();
                 throw e;
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
             }
             return sock;
         }
@@ -179,12 +119,7 @@ public final class UnixSockets {
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment sa = address(arena, path);
             MemorySegment st = Native.callState();
-            int r;
-            try {
-                r = (int) Connect.HANDLE.invokeExact(st, sock.number(), sa, (int) SOCKADDR_UN_SIZE);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long r = Native.syscall(st, Sys.CONNECT, sock.number(), sa.address(), SOCKADDR_UN_SIZE);
             if (r < 0) {
                 SyscallException e = new SyscallException("connect", path.toString(), Native.errno(st));
                 sock.closeQuietly();
@@ -198,14 +133,8 @@ public final class UnixSockets {
     public static Fd accept(Fd listener) throws SyscallException {
         MemorySegment st = Native.callState();
         while (true) {
-            int fd;
-            try {
-                fd = (int) Accept4.HANDLE.invokeExact(
-                        st, listener.number(), MemorySegment.NULL, MemorySegment.NULL, Linux.SOCK_CLOEXEC);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
-            if (fd >= 0) return Fd.adopt(fd, "unix connection");
+            long fd = Native.syscall(st, Sys.ACCEPT4, listener.number(), 0, 0, Linux.SOCK_CLOEXEC);
+            if (fd >= 0) return Fd.adopt((int) fd, "unix connection");
             if (Native.errno(st) != Errno.EINTR.number())
                 throw new SyscallException("accept4", "fd=" + listener.number(), Native.errno(st));
         }
@@ -235,12 +164,9 @@ public final class UnixSockets {
             }
             MemorySegment st = Native.callState();
             while (true) {
-                long n;
-                try {
-                    n = (long) Sendmsg.HANDLE.invokeExact(st, socket.number(), msg, Linux.MSG_NOSIGNAL);
-                } catch (Throwable t) {
-                    throw Native.unexpected(t);
-                }
+                // the message points at data: it stays reachable until the call returns
+                long n = Native.syscall(st, Sys.SENDMSG, socket.number(), msg.address(), Linux.MSG_NOSIGNAL);
+                Reference.reachabilityFence(data);
                 if (n >= 0) return n;
                 if (Native.errno(st) != Errno.EINTR.number()) {
                     throw new SyscallException(
@@ -264,11 +190,8 @@ public final class UnixSockets {
             MemorySegment st = Native.callState();
             long n;
             while (true) {
-                try {
-                    n = (long) Recvmsg.HANDLE.invokeExact(st, socket.number(), msg, Linux.MSG_CMSG_CLOEXEC);
-                } catch (Throwable t) {
-                    throw Native.unexpected(t);
-                }
+                n = Native.syscall(st, Sys.RECVMSG, socket.number(), msg.address(), Linux.MSG_CMSG_CLOEXEC);
+                Reference.reachabilityFence(buffer);
                 if (n >= 0) break;
                 if (Native.errno(st) != Errno.EINTR.number()) {
                     throw new SyscallException(
@@ -335,13 +258,14 @@ public final class UnixSockets {
             MemorySegment len = arena.allocate(ValueLayout.JAVA_INT);
             len.set(ValueLayout.JAVA_INT, 0, (int) UCRED.byteSize());
             MemorySegment st = Native.callState();
-            int r;
-            try {
-                r = (int) Getsockopt.HANDLE.invokeExact(
-                        st, socket.number(), Linux.SOL_SOCKET, Linux.SO_PEERCRED, cred, len);
-            } catch (Throwable t) {
-                throw Native.unexpected(t);
-            }
+            long r = Native.syscall(
+                    st,
+                    Sys.GETSOCKOPT,
+                    socket.number(),
+                    Linux.SOL_SOCKET,
+                    Linux.SO_PEERCRED,
+                    cred.address(),
+                    len.address());
             check("getsockopt SO_PEERCRED", "fd=" + socket.number(), r, st);
             return new PeerCredentials(
                     cred.get(ValueLayout.JAVA_INT, 0),

@@ -95,8 +95,7 @@ public final class Userfaultfd implements AutoCloseable {
         int f = flags | Linux.O_CLOEXEC;
         SyscallException syscallFailure;
         try {
-            long n = Posix.syscall("userfaultfd", Posix.Arch.current().userfaultfdSyscall(), f);
-            return new Userfaultfd(Fd.adopt((int) n, "userfaultfd"), Source.SYSCALL);
+            return new Userfaultfd(Fd.adopt(Posix.userfaultfd(f), "userfaultfd"), Source.SYSCALL);
         } catch (SyscallException e) {
             syscallFailure = e;
         }

@@ -140,7 +140,8 @@ class FcHandlerTakeoverTest {
             assertThat(Files.readString(first.err())).contains("halting after reading a removal");
             second = daemon(raw, socket, state, "off");
             awaitReady(second);
-            assertThat(Files.readString(second.err()))
+            // recorded VMs are taken over on session threads of their own, which may log after the ready line
+            assertThat(awaitLog(second, "taken over ("))
                     .containsPattern("and [1-9][0-9]* read but not yet recorded \\(found in its events buffer\\)");
             // the second reads the later removals (the VM's discards wait for it), then dies too
             long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(20);
@@ -528,6 +529,17 @@ class FcHandlerTakeoverTest {
         try (var s = Files.list(state)) {
             return s.filter(p -> p.getFileName().toString().endsWith(".json")).count();
         }
+    }
+
+    /** The daemon's log once it holds {@code text}, waiting up to 30 s; fails with the log otherwise. */
+    private static String awaitLog(GmemProcess.Started d, String text) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (System.nanoTime() < deadline) {
+            String said = Files.readString(d.err());
+            if (said.contains(text)) return said;
+            Thread.sleep(10);
+        }
+        throw new AssertionError("the daemon never said '" + text + "': " + Files.readString(d.err()));
     }
 
     private static void awaitReady(GmemProcess.Started d) throws Exception {

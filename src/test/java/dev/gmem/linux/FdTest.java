@@ -126,7 +126,21 @@ class FdTest {
         assertThat(u.sysname()).isEqualTo("Linux");
         assertThat(u.release()).isEqualTo(System.getProperty("os.version"));
         assertThat(Posix.pageSize()).isPositive().matches(p -> Long.bitCount(p) == 1, "a power of two");
+        // read from the auxiliary vector: what the C library says too
+        assertThat(Posix.pageSize()).isEqualTo(Posix.sysconf(Linux.SC_PAGESIZE));
         assertThat(Posix.onlineCpus()).isEqualTo(Runtime.getRuntime().availableProcessors());
-        assertThat(Posix.Arch.current()).isNotNull();
+    }
+
+    /** isatty(3)'s question asked directly: a pseudo-terminal answers TCGETS, a pipe does not. */
+    @Test
+    void aTerminalIsToldFromAPipe() throws Exception {
+        Fd[] pipe = Fd.pipe(0);
+        try (Fd r = pipe[0];
+                Fd w = pipe[1];
+                Fd pty = Fd.open(java.nio.file.Path.of("/dev/ptmx"), Linux.O_RDWR | Linux.O_CLOEXEC, 0)) {
+            assertThat(Posix.isTerminal(r.number())).isFalse();
+            assertThat(Posix.isTerminal(w.number())).isFalse();
+            assertThat(Posix.isTerminal(pty.number())).isTrue();
+        }
     }
 }
