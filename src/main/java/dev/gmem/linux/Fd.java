@@ -142,8 +142,7 @@ public final class Fd implements AutoCloseable {
         int fd = number();
         MemorySegment st = Native.callState();
         while (true) {
-            long n = Native.syscall(st, Sys.READ, fd, Native.address(dst), dst.byteSize());
-            Reference.reachabilityFence(dst);
+            long n = Native.syscall(st, Sys.READ, fd, dst, dst.byteSize(), 0);
             if (n >= 0) return n;
             if (Native.errno(st) != EINTR) throw failure(st, "read", "len=" + dst.byteSize());
         }
@@ -154,8 +153,7 @@ public final class Fd implements AutoCloseable {
         int fd = number();
         MemorySegment st = Native.callState();
         while (true) {
-            long n = Native.syscall(st, Sys.WRITE, fd, Native.address(src), src.byteSize());
-            Reference.reachabilityFence(src);
+            long n = Native.syscall(st, Sys.WRITE, fd, src, src.byteSize(), 0);
             if (n >= 0) return n;
             if (Native.errno(st) != EINTR) throw failure(st, "write", "len=" + src.byteSize());
         }
@@ -166,8 +164,7 @@ public final class Fd implements AutoCloseable {
         int fd = number();
         MemorySegment st = Native.callState();
         while (true) {
-            long n = Native.syscall(st, Sys.PREAD64, fd, Native.address(dst), dst.byteSize(), offset);
-            Reference.reachabilityFence(dst);
+            long n = Native.syscall(st, Sys.PREAD64, fd, dst, dst.byteSize(), offset);
             if (n >= 0) return n;
             if (Native.errno(st) != EINTR) throw failure(st, "pread", "off=" + offset + ", len=" + dst.byteSize());
         }
@@ -190,8 +187,7 @@ public final class Fd implements AutoCloseable {
         int fd = number();
         MemorySegment st = Native.callState();
         while (true) {
-            long n = Native.syscall(st, Sys.PWRITE64, fd, Native.address(src), src.byteSize(), offset);
-            Reference.reachabilityFence(src);
+            long n = Native.syscall(st, Sys.PWRITE64, fd, src, src.byteSize(), offset);
             if (n >= 0) return n;
             if (Native.errno(st) != EINTR) throw failure(st, "pwrite", "off=" + offset + ", len=" + src.byteSize());
         }
@@ -272,7 +268,7 @@ public final class Fd implements AutoCloseable {
     public int ioctl(String what, long request, MemorySegment argument) throws SyscallException {
         MemorySegment st = Native.callState();
         long r = Native.syscall(st, Sys.IOCTL, number(), request, Native.address(argument));
-        Reference.reachabilityFence(argument);
+        Reference.reachabilityFence(argument); // an argument of gmem's own, for the kernel to read
         if (r < 0) throw failure(st, "ioctl " + what, "req=0x" + Long.toHexString(request));
         return (int) r;
     }
@@ -285,7 +281,7 @@ public final class Fd implements AutoCloseable {
     public int ioctlShort(String what, long request, MemorySegment argument) throws SyscallException {
         MemorySegment st = Native.callState();
         long r = Native.criticalSyscall(st, Sys.IOCTL, number(), request, Native.address(argument));
-        Reference.reachabilityFence(argument);
+        Reference.reachabilityFence(argument); // an argument of gmem's own, for the kernel to read
         if (r < 0) throw failure(st, "ioctl " + what, "req=0x" + Long.toHexString(request));
         return (int) r;
     }

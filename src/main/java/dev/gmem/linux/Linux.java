@@ -2,7 +2,7 @@ package dev.gmem.linux;
 
 /**
  * Constants from the Linux and C library headers, for x86_64 and aarch64 (the two agree on every
- * value here). Grouped as the headers group them.
+ * value here but {@link #O_NOFOLLOW}). Grouped as the headers group them.
  */
 public final class Linux {
     private Linux() {}
@@ -13,7 +13,9 @@ public final class Linux {
     public static final int O_RDWR = 2;
     public static final int O_CREAT = 0100;
     public static final int O_EXCL = 0200;
-    public static final int O_NOFOLLOW = 0400000;
+    /** aarch64's own value (x86_64 has the generic one; 0400000 is O_LARGEFILE on aarch64). */
+    public static final int O_NOFOLLOW = Sys.onAarch64() ? 0100000 : 0400000;
+
     public static final int O_TRUNC = 01000;
     public static final int O_NONBLOCK = 04000;
     public static final int O_CLOEXEC = 02000000;

@@ -3,7 +3,6 @@ package dev.gmem.linux;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
-import java.lang.ref.Reference;
 
 /**
  * A memory mapping and its one owner. The mapping is reached through {@link #segment()}, whose
@@ -80,7 +79,7 @@ public final class Mapping implements AutoCloseable {
     public void protect(long offset, long length, int prot) throws SyscallException {
         MemorySegment range = slice(offset, length);
         MemorySegment st = Native.callState();
-        long r = Native.criticalSyscall(st, Sys.MPROTECT, range.address(), length, prot);
+        long r = Native.criticalSyscall(st, Sys.MPROTECT, range, length, prot);
         if (r != 0)
             throw new SyscallException(
                     "mprotect", "off=" + offset + ", len=" + length + ", prot=" + prot, Native.errno(st));
@@ -111,8 +110,7 @@ public final class Mapping implements AutoCloseable {
         try (Arena scratch = Arena.ofConfined()) {
             MemorySegment vec = scratch.allocate(pages);
             MemorySegment st = Native.callState();
-            long r = Native.syscall(st, Sys.MINCORE, Native.address(range), length, vec.address());
-            Reference.reachabilityFence(range);
+            long r = Native.syscall(st, Sys.MINCORE, range, length, vec.address(), 0, 0);
             if (r != 0)
                 throw new SyscallException(
                         "mincore", "addr=0x" + Long.toHexString(range.address()) + ", len=" + length, Native.errno(st));

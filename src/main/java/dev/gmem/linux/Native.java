@@ -16,18 +16,16 @@ import java.lang.invoke.VarHandle;
  * so concurrent calls on different threads never see each other's errno, and errno is read only
  * after a call has failed (a successful call does not clear it).
  *
- * <p>System calls all go through {@link #syscall}: the C library's {@code syscall(3)}, linked once
- * (and once more as a critical call), with every argument a {@code long}. Linking is what costs at
- * start: a downcall per C function took a few milliseconds each on its first use, and a restore
- * used about fifteen. A buffer is passed by its {@link #address}; the caller keeps it alive until
- * the call returns (a {@link java.lang.ref.Reference#reachabilityFence} where nothing else does),
- * and memory that gmem maps is unmapped only after the threads that use it have stopped.
+ * <p>System calls all go through {@link #syscall}: the C library's {@code syscall(3)}, linked in
+ * three shapes (and each once more as a critical call). Linking is what costs at start: a downcall
+ * per C function took a few milliseconds each on its first use, and a restore used about fifteen;
+ * it now links three. A call's buffer is a segment argument, which the linker checks and holds
+ * for the call; only addresses inside a structure (a message's data, a userfaultfd copy's
+ * source) are raw, and their callers keep that memory reachable across the call.
  */
 final class Native {
     static final ValueLayout.OfInt C_INT = ValueLayout.JAVA_INT;
     static final ValueLayout.OfLong C_LONG = ValueLayout.JAVA_LONG;
-    static final ValueLayout.OfShort C_SHORT = ValueLayout.JAVA_SHORT;
-    static final ValueLayout.OfLong C_SIZE_T = ValueLayout.JAVA_LONG;
     static final java.lang.foreign.AddressLayout C_POINTER = ValueLayout.ADDRESS;
 
     private static final Linker LINKER = Linker.nativeLinker();
@@ -42,16 +40,41 @@ final class Native {
 
     private Native() {}
 
-    /** {@code long syscall(long number, ...)}: the number, then six arguments (a call ignores those it does not take). */
-    private static final FunctionDescriptor SYSCALL =
+    /**
+     * {@code long syscall(long number, ...)} in its three shapes: six integer arguments; a buffer
+     * second (a descriptor's read, write, sendmsg); a memory range first (madvise, mprotect, ppoll).
+     * A buffer passed as a segment is the linker's to check: it refuses heap memory and memory
+     * already freed, and holds the segment's arena open for the call, so memory being unmapped by
+     * another thread is never handed to the kernel (closing it fails while the call runs).
+     */
+    private static final FunctionDescriptor INTEGERS =
             FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG);
 
-    private static final class Syscall { // linked on first use
-        static final MethodHandle HANDLE = downcall("syscall", SYSCALL, false, 1);
+    private static final FunctionDescriptor BUFFER_SECOND =
+            FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_POINTER, C_LONG, C_LONG, C_LONG, C_LONG);
+
+    private static final FunctionDescriptor RANGE_FIRST =
+            FunctionDescriptor.of(C_LONG, C_LONG, C_POINTER, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG);
+
+    // each linked on first use: a process links only the shapes it calls (a restore, three)
+    private static final class Integers {
+        static final MethodHandle HANDLE = downcall("syscall", INTEGERS, false, 1);
     }
 
-    private static final class CriticalSyscall { // linked on first use
-        static final MethodHandle HANDLE = downcall("syscall", SYSCALL, true, 1);
+    private static final class CriticalIntegers {
+        static final MethodHandle HANDLE = downcall("syscall", INTEGERS, true, 1);
+    }
+
+    private static final class BufferSecond {
+        static final MethodHandle HANDLE = downcall("syscall", BUFFER_SECOND, false, 1);
+    }
+
+    private static final class RangeFirst {
+        static final MethodHandle HANDLE = downcall("syscall", RANGE_FIRST, false, 1);
+    }
+
+    private static final class CriticalRangeFirst {
+        static final MethodHandle HANDLE = downcall("syscall", RANGE_FIRST, true, 1);
     }
 
     /**
@@ -60,7 +83,7 @@ final class Native {
      */
     static long syscall(MemorySegment state, Sys call, long a0, long a1, long a2, long a3, long a4, long a5) {
         try {
-            return (long) Syscall.HANDLE.invokeExact(state, call.number(), a0, a1, a2, a3, a4, a5);
+            return (long) Integers.HANDLE.invokeExact(state, call.number(), a0, a1, a2, a3, a4, a5);
         } catch (Throwable t) {
             throw unexpected(t);
         }
@@ -90,23 +113,54 @@ final class Native {
         return syscall(state, call, a0, a1, a2, a3, a4, 0);
     }
 
-    /**
-     * {@link #syscall} as a critical call, for calls that never block and finish in microseconds
-     * (munmap, mprotect, a userfaultfd COPY of a few pages): it keeps the thread in Java state, which
-     * saves the transition but stalls safepoints for the call's duration.
-     */
-    static long criticalSyscall(MemorySegment state, Sys call, long a0, long a1, long a2) {
+    /** {@code call(a0, buffer, a2, a3)}: a descriptor's call on a buffer (read, pwrite, sendmsg). */
+    static long syscall(MemorySegment state, Sys call, long a0, MemorySegment buffer, long a2, long a3) {
         try {
-            return (long) CriticalSyscall.HANDLE.invokeExact(state, call.number(), a0, a1, a2, 0L, 0L, 0L);
+            return (long) BufferSecond.HANDLE.invokeExact(state, call.number(), a0, buffer, a2, a3, 0L, 0L);
         } catch (Throwable t) {
             throw unexpected(t);
         }
     }
 
-    /** The address of native memory {@code segment}, to pass to the kernel; a heap segment has none. */
+    /** {@code call(range, a1, a2, a3, a4)}: a call on a range of memory (madvise, mlock, mincore, ppoll). */
+    static long syscall(MemorySegment state, Sys call, MemorySegment range, long a1, long a2, long a3, long a4) {
+        try {
+            return (long) RangeFirst.HANDLE.invokeExact(state, call.number(), range, a1, a2, a3, a4, 0L);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /*
+     * The critical forms, for calls that never block and finish in microseconds (munmap, mprotect,
+     * a userfaultfd COPY of a few pages): the thread stays in Java state, which saves the transition
+     * but stalls safepoints for the call's duration.
+     */
+
+    static long criticalSyscall(MemorySegment state, Sys call, long a0, long a1, long a2) {
+        try {
+            return (long) CriticalIntegers.HANDLE.invokeExact(state, call.number(), a0, a1, a2, 0L, 0L, 0L);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
+    }
+
+    /**
+     * The address of native memory {@code segment}, for a structure or an ioctl argument that
+     * carries one (the kernel reads it there); a heap segment has none. The caller keeps the
+     * memory reachable across the call.
+     */
     static long address(MemorySegment segment) {
         if (!segment.isNative()) throw new IllegalArgumentException("only native memory can be passed to the kernel");
         return segment.address();
+    }
+
+    static long criticalSyscall(MemorySegment state, Sys call, MemorySegment range, long a1, long a2) {
+        try {
+            return (long) CriticalRangeFirst.HANDLE.invokeExact(state, call.number(), range, a1, a2, 0L, 0L, 0L);
+        } catch (Throwable t) {
+            throw unexpected(t);
+        }
     }
 
     /**

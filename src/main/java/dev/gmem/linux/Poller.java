@@ -5,7 +5,6 @@ import java.lang.foreign.MemoryLayout;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.StructLayout;
 import java.lang.foreign.ValueLayout;
-import java.lang.ref.Reference;
 
 /**
  * poll(2) over a fixed set of descriptors (as ppoll(2), the call both architectures have), with
@@ -22,7 +21,7 @@ public final class Poller {
     private static final long EVENTS = POLLFD.byteOffset(MemoryLayout.PathElement.groupElement("events"));
     private static final long REVENTS = POLLFD.byteOffset(MemoryLayout.PathElement.groupElement("revents"));
 
-    /** The kernel's signal set size, which ppoll checks even without a mask. */
+    /** The kernel's signal set size (ppoll checks it only with a mask; none is passed). */
     private static final long SIGSET_SIZE = 8;
 
     private final MemorySegment fds;
@@ -56,8 +55,8 @@ public final class Poller {
             timeout.setAtIndex(ValueLayout.JAVA_LONG, 1, (timeoutMillis % 1000) * 1_000_000L);
             limit = timeout.address();
         }
-        long r = Native.syscall(st, Sys.PPOLL, fds.address(), count, limit, 0, SIGSET_SIZE);
-        Reference.reachabilityFence(this); // the array and the time-out are freed with this poller
+        // the time-out is freed with the array, which the call holds
+        long r = Native.syscall(st, Sys.PPOLL, fds, count, limit, 0, SIGSET_SIZE);
         if (r >= 0) return (int) r;
         if (Native.errno(st) == Errno.EINTR.number()) return 0;
         throw new SyscallException("poll", "nfds=" + count + ", timeout=" + timeoutMillis, Native.errno(st));

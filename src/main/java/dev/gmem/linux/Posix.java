@@ -52,8 +52,8 @@ public final class Posix {
 
     /**
      * The page size the kernel gave this process (AT_PAGESZ in its auxiliary vector), read from
-     * /proc/self/auxv rather than through sysconf(3), a C function that would be linked for it
-     * alone; sysconf where /proc is not mounted.
+     * /proc/self/auxv rather than through sysconf(3): a C function of its own to link on every
+     * command's start; sysconf where /proc is not mounted.
      */
     private static long pageSizeOfThisProcess() {
         try {
@@ -66,7 +66,7 @@ public final class Posix {
                 if (type == AT_PAGESZ) return value;
                 if (type == 0) break; // AT_NULL ends the vector
             }
-        } catch (java.io.IOException | SecurityException e) {
+        } catch (java.io.IOException e) {
             // no /proc: ask the C library
         }
         return sysconf(Linux.SC_PAGESIZE);
@@ -96,8 +96,7 @@ public final class Posix {
     /** mlock(2) of {@code range}: its pages stay resident and mapped (RLIMIT_MEMLOCK bounds it without CAP_IPC_LOCK). */
     public static void mlock(MemorySegment range) throws SyscallException {
         MemorySegment st = Native.callState();
-        long r = Native.syscall(st, Sys.MLOCK, Native.address(range), range.byteSize());
-        java.lang.ref.Reference.reachabilityFence(range);
+        long r = Native.syscall(st, Sys.MLOCK, range, range.byteSize(), 0, 0, 0);
         if (r != 0) throw new SyscallException("mlock", "len=" + range.byteSize(), Native.errno(st));
     }
 
@@ -108,8 +107,7 @@ public final class Posix {
     static int madvise(MemorySegment range, int advice) {
         MemorySegment st = Native.callState();
         while (true) {
-            long r = Native.syscall(st, Sys.MADVISE, Native.address(range), range.byteSize(), advice);
-            java.lang.ref.Reference.reachabilityFence(range);
+            long r = Native.syscall(st, Sys.MADVISE, range, range.byteSize(), advice, 0, 0);
             if (r == 0) return 0;
             int e = Native.errno(st);
             if (e != Errno.EINTR.number()) return e;

@@ -58,7 +58,18 @@ enum Sys {
 
     /** This call's number on this machine. */
     long number() {
-        return Machine.X86_64 ? x86_64 : aarch64;
+        return switch (Machine.KIND) {
+            case X86_64 -> x86_64;
+            case AARCH64 -> aarch64;
+            case OTHER ->
+                throw new UnsupportedOperationException(
+                        "gmem knows the system calls of x86_64 and aarch64, not of " + System.getProperty("os.arch"));
+        };
+    }
+
+    /** Whether this is an aarch64 machine (some of its constants differ from x86_64's). */
+    static boolean onAarch64() {
+        return Machine.KIND == Machine.Kind.AARCH64;
     }
 
     /** The call's name as its manual page names it, for messages. */
@@ -66,15 +77,18 @@ enum Sys {
         return name().toLowerCase(Locale.ROOT);
     }
 
-    /** This JVM's architecture: one of the two gmem knows, else it fails at first use, naming it. */
+    /** This JVM's architecture. */
     private static final class Machine {
-        static final boolean X86_64 = switch (System.getProperty("os.arch").toLowerCase(Locale.ROOT)) {
-            case "amd64", "x86_64" -> true;
-            case "aarch64", "arm64" -> false;
-            default ->
-                throw new UnsupportedOperationException(
-                        "gmem knows the system call numbers of x86_64 and aarch64, not of "
-                                + System.getProperty("os.arch"));
+        enum Kind {
+            X86_64,
+            AARCH64,
+            OTHER
+        }
+
+        static final Kind KIND = switch (System.getProperty("os.arch").toLowerCase(Locale.ROOT)) {
+            case "amd64", "x86_64" -> Kind.X86_64;
+            case "aarch64", "arm64" -> Kind.AARCH64;
+            default -> Kind.OTHER;
         };
     }
 }

@@ -165,7 +165,7 @@ public final class UnixSockets {
             MemorySegment st = Native.callState();
             while (true) {
                 // the message points at data: it stays reachable until the call returns
-                long n = Native.syscall(st, Sys.SENDMSG, socket.number(), msg.address(), Linux.MSG_NOSIGNAL);
+                long n = Native.syscall(st, Sys.SENDMSG, socket.number(), msg, Linux.MSG_NOSIGNAL, 0);
                 Reference.reachabilityFence(data);
                 if (n >= 0) return n;
                 if (Native.errno(st) != Errno.EINTR.number()) {
@@ -190,7 +190,7 @@ public final class UnixSockets {
             MemorySegment st = Native.callState();
             long n;
             while (true) {
-                n = Native.syscall(st, Sys.RECVMSG, socket.number(), msg.address(), Linux.MSG_CMSG_CLOEXEC);
+                n = Native.syscall(st, Sys.RECVMSG, socket.number(), msg, Linux.MSG_CMSG_CLOEXEC, 0);
                 Reference.reachabilityFence(buffer);
                 if (n >= 0) break;
                 if (Native.errno(st) != Errno.EINTR.number()) {

@@ -211,7 +211,9 @@ public final class Userfaultfd implements AutoCloseable {
         COPY_LEN.set(c, 0L, length);
         COPY_MODE.set(c, 0L, mode);
         COPY_RESULT.set(c, 0L, 0L);
-        return resolve("UFFDIO_COPY", UffdAbi.UFFDIO_COPY, c, COPY_RESULT, mode, dst, length);
+        long r = resolve("UFFDIO_COPY", UffdAbi.UFFDIO_COPY, c, COPY_RESULT, mode, dst, length);
+        java.lang.ref.Reference.reachabilityFence(source); // the kernel read it by the address above
+        return r;
     }
 
     /** UFFDIO_ZEROPAGE: resolves the range with zeroed pages. Same results as {@link #copy}. */

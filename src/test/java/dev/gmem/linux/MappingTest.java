@@ -33,6 +33,53 @@ class MappingTest {
         assertThatThrownBy(() -> m.segment().get(ValueLayout.JAVA_LONG, 0)).isInstanceOf(IllegalStateException.class);
     }
 
+    /**
+     * Memory a system call is using is never unmapped under it: a write from a mapping, blocked on a
+     * full pipe, holds the mapping; closing it fails until the call returns, and the data arrives whole.
+     */
+    @Test
+    void aMappingInUseByABlockedCallIsNotUnmappedUnderIt() throws Exception {
+        long length = 1 << 20; // far more than a pipe holds: the write blocks
+        Mapping m = Mapping.anonymous(length);
+        for (long i = 0; i < length; i += 8) m.segment().set(ValueLayout.JAVA_LONG, i, i * 31);
+        Fd[] pipe = Fd.pipe(0);
+        // the pipe closes first, whatever happens: a writer still blocked then fails (EPIPE) and the pool can end
+        try (var pool = java.util.concurrent.Executors.newSingleThreadExecutor();
+                Fd r = pipe[0];
+                Fd w = pipe[1]) {
+            var written = pool.submit(() -> {
+                long done = 0;
+                while (done < length) done += w.write(m.segment().asSlice(done));
+                return done;
+            });
+            // the writer is inside write(2) once the pipe is full
+            long deadline = System.nanoTime() + 10_000_000_000L;
+            while (pipeBytes(r) < 65536 && System.nanoTime() < deadline) Thread.sleep(5);
+            Thread.sleep(50);
+            assertThatThrownBy(m::close).isInstanceOf(IllegalStateException.class);
+            assertThat(m.isOpen()).isTrue();
+            try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+                java.lang.foreign.MemorySegment buf = a.allocate(length);
+                long got = 0;
+                while (got < length) got += r.read(buf.asSlice(got));
+                assertThat(written.get(10, java.util.concurrent.TimeUnit.SECONDS))
+                        .isEqualTo(length);
+                assertThat(buf.mismatch(m.segment())).isEqualTo(-1);
+            }
+        }
+        m.close();
+        assertThat(m.isOpen()).isFalse();
+    }
+
+    /** Bytes waiting in a pipe (FIONREAD). */
+    private static int pipeBytes(Fd r) throws Exception {
+        try (java.lang.foreign.Arena a = java.lang.foreign.Arena.ofConfined()) {
+            java.lang.foreign.MemorySegment n = a.allocate(ValueLayout.JAVA_INT);
+            r.ioctl("FIONREAD", 0x541B, n);
+            return n.get(ValueLayout.JAVA_INT, 0);
+        }
+    }
+
     @Test
     void manyMappingsLeaveNothingBehind() throws Exception {
         Leaks.Fds fdsBefore = Leaks.fds();

@@ -37,9 +37,11 @@ class SysTest {
 
     @Test
     void x86NumbersAreTheKernels() throws IOException {
-        Map<String, Long> kernel = numbers(header(
-                List.of("/usr/include/x86_64-linux-gnu/asm/unistd_64.h", "/usr/include/asm/unistd_64.h"),
-                "x86_64 system call table"));
+        // asm/unistd_64.h is x86_64's only on an x86_64 machine (aarch64's headers have one of their own)
+        List<String> headers = List.of("/usr/include/x86_64-linux-gnu/asm/unistd_64.h");
+        if (List.of("amd64", "x86_64").contains(System.getProperty("os.arch")))
+            headers = List.of(headers.get(0), "/usr/include/asm/unistd_64.h");
+        Map<String, Long> kernel = numbers(header(headers, "x86_64 system call table"));
         for (Sys s : Sys.values()) assertThat(s.x86_64).as(s.call()).isEqualTo(kernel.get(s.call()));
     }
 
