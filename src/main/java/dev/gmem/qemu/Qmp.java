@@ -6,6 +6,7 @@ import dev.gmem.linux.Linux;
 import dev.gmem.linux.Poller;
 import dev.gmem.linux.SyscallException;
 import dev.gmem.linux.UnixSockets;
+import dev.gmem.util.JsonLine;
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -19,16 +20,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.function.Predicate;
 import tools.jackson.core.JacksonException;
-import tools.jackson.core.JsonGenerator;
-import tools.jackson.core.JsonParser;
-import tools.jackson.core.JsonToken;
-import tools.jackson.core.ObjectReadContext;
-import tools.jackson.core.ObjectWriteContext;
-import tools.jackson.core.json.JsonFactory;
 import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.node.ArrayNode;
-import tools.jackson.databind.node.JsonNodeFactory;
-import tools.jackson.databind.node.ObjectNode;
 
 /**
  * A client of QEMU's machine protocol (QMP): newline-delimited JSON over a Unix socket. Each
@@ -47,11 +39,6 @@ public final class Qmp implements AutoCloseable {
 
     /** The longest line gmem accepts from QEMU. */
     private static final int MAX_LINE = 16 << 20;
-
-    private static final JsonFactory JSON = new JsonFactory();
-
-    /** The deepest nesting of objects and arrays gmem reads from QEMU (QMP's replies nest a few levels). */
-    private static final int MAX_DEPTH = 64;
 
     /** QEMU's version, from the greeting. */
     public record Version(int major, int minor, int micro, String pkg) {
@@ -297,96 +284,16 @@ public final class Qmp implements AutoCloseable {
 
     /** {@code {"execute": command, "arguments": arguments, "id": id}} and a newline, in UTF-8. */
     static byte[] command(String command, Map<String, ?> arguments, long id) {
-        java.io.StringWriter out = new java.io.StringWriter();
-        try (JsonGenerator g = JSON.createGenerator(ObjectWriteContext.empty(), out)) {
-            g.writeStartObject();
-            g.writeStringProperty("execute", command);
-            if (!arguments.isEmpty()) {
-                g.writeName("arguments");
-                write(g, arguments);
-            }
-            g.writeNumberProperty("id", id);
-            g.writeEndObject();
-        }
-        return (out + "\n").getBytes(StandardCharsets.UTF_8);
-    }
-
-    /** Writes a command's argument: a string, number, boolean, null, or a map or list of them. */
-    private static void write(JsonGenerator g, Object v) {
-        switch (v) {
-            case null -> g.writeNull();
-            case String s -> g.writeString(s);
-            case Boolean b -> g.writeBoolean(b);
-            case Byte n -> g.writeNumber(n.longValue());
-            case Short n -> g.writeNumber(n.longValue());
-            case Integer n -> g.writeNumber(n.longValue());
-            case Long n -> g.writeNumber(n.longValue());
-            case java.math.BigInteger n -> g.writeNumber(n);
-            case java.math.BigDecimal n -> g.writeNumber(n);
-            case Float n -> g.writeNumber(n.doubleValue());
-            case Double n -> g.writeNumber(n.doubleValue());
-            case Map<?, ?> m -> {
-                g.writeStartObject();
-                for (Map.Entry<?, ?> e : m.entrySet()) {
-                    g.writeName(String.valueOf(e.getKey()));
-                    write(g, e.getValue());
-                }
-                g.writeEndObject();
-            }
-            case List<?> l -> {
-                g.writeStartArray();
-                for (Object o : l) write(g, o);
-                g.writeEndArray();
-            }
-            default ->
-                throw new IllegalArgumentException(
-                        "a QMP argument of type " + v.getClass().getName());
-        }
+        Map<String, Object> c = new java.util.LinkedHashMap<>();
+        c.put("execute", command);
+        if (!arguments.isEmpty()) c.put("arguments", arguments);
+        c.put("id", id);
+        return (JsonLine.write(c) + "\n").getBytes(StandardCharsets.UTF_8);
     }
 
     /** One JSON value, the whole of {@code text}, as Jackson's tree nodes. */
     static JsonNode parse(String text) {
-        try (JsonParser p = JSON.createParser(ObjectReadContext.empty(), text)) {
-            JsonToken first = p.nextToken();
-            if (first == null) throw new tools.jackson.core.exc.StreamReadException(p, "an empty line");
-            JsonNode n = value(p, first, 0);
-            if (p.nextToken() != null)
-                throw new tools.jackson.core.exc.StreamReadException(p, "more than one value on a line");
-            return n;
-        }
-    }
-
-    private static JsonNode value(JsonParser p, JsonToken t, int depth) {
-        JsonNodeFactory nodes = JsonNodeFactory.instance;
-        if ((t == JsonToken.START_OBJECT || t == JsonToken.START_ARRAY) && depth >= MAX_DEPTH)
-            throw new tools.jackson.core.exc.StreamReadException(p, "nested deeper than " + MAX_DEPTH);
-        return switch (t) {
-            case START_OBJECT -> {
-                ObjectNode o = nodes.objectNode();
-                while (p.nextToken() == JsonToken.PROPERTY_NAME) {
-                    String name = p.currentName();
-                    o.set(name, value(p, p.nextToken(), depth + 1));
-                }
-                yield o;
-            }
-            case START_ARRAY -> {
-                ArrayNode a = nodes.arrayNode();
-                for (JsonToken e; (e = p.nextToken()) != JsonToken.END_ARRAY; ) a.add(value(p, e, depth + 1));
-                yield a;
-            }
-            case VALUE_STRING -> nodes.stringNode(p.getString());
-            case VALUE_NUMBER_INT ->
-                switch (p.getNumberType()) {
-                    case INT -> nodes.numberNode(p.getIntValue());
-                    case LONG -> nodes.numberNode(p.getLongValue());
-                    default -> nodes.numberNode(p.getBigIntegerValue()); // QMP's uint64 past Long.MAX_VALUE
-                };
-            case VALUE_NUMBER_FLOAT -> nodes.numberNode(p.getDoubleValue());
-            case VALUE_TRUE -> nodes.booleanNode(true);
-            case VALUE_FALSE -> nodes.booleanNode(false);
-            case VALUE_NULL -> nodes.nullNode();
-            default -> throw new tools.jackson.core.exc.StreamReadException(p, "unexpected " + t);
-        };
+        return JsonLine.parse(text);
     }
 
     private static String shorten(String s) {

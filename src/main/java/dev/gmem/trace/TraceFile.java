@@ -1,5 +1,6 @@
 package dev.gmem.trace;
 
+import dev.gmem.util.JsonLine;
 import dev.gmem.util.OutputFile;
 import java.io.IOException;
 import java.lang.foreign.Arena;
@@ -8,12 +9,11 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import tools.jackson.core.JacksonException;
 import tools.jackson.databind.JsonNode;
-import tools.jackson.databind.json.JsonMapper;
-import tools.jackson.databind.node.ArrayNode;
-import tools.jackson.databind.node.ObjectNode;
 
 /**
  * The trace file, format {@code gmem-trace} version 1: JSON lines. The first line is the header
@@ -27,7 +27,6 @@ import tools.jackson.databind.node.ObjectNode;
 public final class TraceFile {
     public static final String FORMAT = "gmem-trace";
     public static final int VERSION = 1;
-    private static final JsonMapper JSON = JsonMapper.builder().build();
 
     private TraceFile() {}
 
@@ -43,13 +42,13 @@ public final class TraceFile {
     /** Writes {@code t} into {@code out} (from {@link #create}) and commits it. */
     public static void write(Trace t, OutputFile out) throws IOException {
         StringBuilder b = new StringBuilder();
-        ObjectNode header = JSON.createObjectNode();
-        header.put("format", FORMAT)
-                .put("version", VERSION)
-                .put("what", t.what())
-                .put("page_size", t.pageSize())
-                .put("data_pages", t.dataPages());
-        b.append(JSON.writeValueAsString(header)).append('\n');
+        Map<String, Object> header = new LinkedHashMap<>();
+        header.put("format", FORMAT);
+        header.put("version", VERSION);
+        header.put("what", t.what());
+        header.put("page_size", t.pageSize());
+        header.put("data_pages", t.dataPages());
+        b.append(JsonLine.write(header)).append('\n');
         for (Trace.Sample s : t.samples()) {
             b.append('[')
                     .append(s.ms())
@@ -65,16 +64,14 @@ public final class TraceFile {
                     .append(s.prefetchPages())
                     .append("]\n");
         }
-        ObjectNode end = JSON.createObjectNode();
-        end.put("end", true)
-                .put("samples", t.samples().size())
-                .put("ready_ms", t.readyMs())
-                .put("populated_ms", t.populatedMs());
-        ArrayNode bounds = end.putArray("latency_bounds_us");
-        t.latencyBoundsUs().forEach(bounds::add);
-        ArrayNode counts = end.putArray("latency_counts");
-        t.latencyCounts().forEach(counts::add);
-        b.append(JSON.writeValueAsString(end)).append('\n');
+        Map<String, Object> end = new LinkedHashMap<>();
+        end.put("end", true);
+        end.put("samples", t.samples().size());
+        end.put("ready_ms", t.readyMs());
+        end.put("populated_ms", t.populatedMs());
+        end.put("latency_bounds_us", t.latencyBoundsUs());
+        end.put("latency_counts", t.latencyCounts());
+        b.append(JsonLine.write(end)).append('\n');
         byte[] bytes = b.toString().getBytes(StandardCharsets.UTF_8);
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment seg = arena.allocate(Math.max(1, bytes.length));
@@ -181,7 +178,7 @@ public final class TraceFile {
 
     private static JsonNode parse(Path path, String line, int number) throws TraceFormatException {
         try {
-            return JSON.readTree(line);
+            return JsonLine.parse(line);
         } catch (JacksonException e) {
             throw new TraceFormatException(
                     path,

@@ -67,7 +67,7 @@ class QmpCodecTest {
                         + "\"ratio\":0.5},\"id\":9}\n");
         assertThatThrownBy(() -> Qmp.command("x", Map.of("what", new Object()), 1))
                 .isInstanceOf(IllegalArgumentException.class)
-                .hasMessageContaining("a QMP argument of type java.lang.Object");
+                .hasMessageContaining("a JSON value of type java.lang.Object");
         assertThat(new String(Qmp.command("cont", Map.of(), 8), StandardCharsets.UTF_8))
                 .isEqualTo("{\"execute\":\"cont\",\"id\":8}\n");
         // and QEMU's side reads it back as the same tree
