@@ -33,6 +33,8 @@ enum Sys {
     UNAME(63, 160),
     FCNTL(72, 25),
     FTRUNCATE(77, 46),
+    GETPRIORITY(140, 141),
+    SETPRIORITY(141, 140),
     MLOCK(149, 228),
     GETTID(186, 178),
     TGKILL(234, 131),

@@ -543,6 +543,7 @@ public final class PageServer implements AutoCloseable {
 
         @Override
         public void run() {
+            Protocol.lowerPushPriority();
             try (Arena arena = Arena.ofConfined();
                     PageProvider.Fetcher fetcher = pages.fetcher()) {
                 Answer out = new Answer(link, arena);

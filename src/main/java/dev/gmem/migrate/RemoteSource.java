@@ -451,6 +451,7 @@ public final class RemoteSource implements ProvidedSource {
     }
 
     private void read(Link link, boolean isPush) {
+        if (isPush) Protocol.lowerPushPriority();
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment raw = arena.allocate(Protocol.MAX_DATA, 4096);
             MemorySegment stored = arena.allocate(Protocol.MAX_DATA, 4096);

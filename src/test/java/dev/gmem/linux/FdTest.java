@@ -131,6 +131,24 @@ class FdTest {
         assertThat(Posix.onlineCpus()).isEqualTo(Runtime.getRuntime().availableProcessors());
     }
 
+    /** A thread's nice value is its own: raised on one thread, read back there, unchanged on the others. */
+    @Test
+    void aThreadsNiceValueIsItsOwn() throws Exception {
+        int mine = Posix.threadNice();
+        java.util.concurrent.atomic.AtomicInteger seen = new java.util.concurrent.atomic.AtomicInteger(-100);
+        Thread t = Thread.ofPlatform().start(() -> {
+            try {
+                Posix.setThreadNice(Math.min(19, mine + 5));
+                seen.set(Posix.threadNice());
+            } catch (SyscallException e) {
+                throw new AssertionError(e);
+            }
+        });
+        t.join(10_000);
+        assertThat(seen.get()).isEqualTo(Math.min(19, mine + 5));
+        assertThat(Posix.threadNice()).isEqualTo(mine);
+    }
+
     /** isatty(3)'s question asked directly: a pseudo-terminal answers TCGETS, a pipe does not. */
     @Test
     void aTerminalIsToldFromAPipe() throws Exception {
