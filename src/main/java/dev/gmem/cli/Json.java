@@ -23,7 +23,7 @@ import tools.jackson.databind.json.JsonMapper;
  * declaration order, indented as Jackson's default pretty printer indents (or on one line).
  *
  * <p>It writes the values the commands report and nothing else: null, booleans, numbers, strings,
- * characters, enums (by name), records (a component marked {@link Inline} written in place, as
+ * characters, enums (by their toString), records (a component marked {@link Inline} written in place, as
  * Jackson's {@code @JsonUnwrapped}), maps (keys as written, not renamed), collections, arrays and
  * {@link Optional}s; a {@link Path} as its {@code file:} URI, as Jackson writes one. Anything
  * else is a bug in the caller and is refused with the class named. It is written here rather than
@@ -124,7 +124,7 @@ final class Json {
                 case BigDecimal n -> out.append(n);
                 case Character c -> string(String.valueOf(c));
                 case CharSequence s -> string(s.toString());
-                case Enum<?> e -> string(e.name());
+                case Enum<?> e -> string(e.toString()); // as Jackson writes enums by default
                 case Record r -> record(r, level);
                 case Map<?, ?> m -> map(m, level);
                 case Collection<?> c -> array(c.toArray(), level);

@@ -23,16 +23,18 @@ final class Protocol {
     private Protocol() {}
 
     /**
-     * The nice value of the threads that send and receive the push (10): on a busy core they yield
-     * to the threads that serve and receive faults' requests, whose round trip is the latency a
-     * faulting vCPU sees; on an idle core they run at full speed all the same.
+     * How much nicer than the process the threads that send and receive the push are (10): on a
+     * busy core they yield to the threads that serve and receive faults' requests, whose round trip
+     * is the latency a faulting vCPU sees; on an idle core they run at full speed all the same.
+     * Threads they start take their nice value: the push starts none (a store's pools start with it).
      */
-    static final int PUSH_NICE = 10;
+    static final int PUSH_NICER = 10;
 
     /** The calling thread, which moves the push, yields the CPU to the fault path's threads. */
     static void lowerPushPriority() {
         try {
-            dev.gmem.linux.Posix.setThreadNice(PUSH_NICE);
+            int now = dev.gmem.linux.Posix.threadNice();
+            dev.gmem.linux.Posix.setThreadNice(Math.min(19, now + PUSH_NICER)); // only ever nicer
         } catch (dev.gmem.linux.SyscallException e) {
             // raising one's own nice value is always allowed; if it were not, the push runs as before
         }

@@ -63,6 +63,10 @@ public final class StoreSource implements PageSource {
                 8, Thread.ofPlatform().daemon().name("gmem-store-fetch-", 0).factory());
         this.readers = Executors.newFixedThreadPool(
                 8, Thread.ofPlatform().daemon().name("gmem-store-ahead-", 0).factory());
+        // started here, by the opening thread: a pool thread started later by whichever thread first
+        // submits work would take that thread's nice value, and a post-copy push runs at nice 10
+        ((java.util.concurrent.ThreadPoolExecutor) fetchers).prestartAllCoreThreads();
+        ((java.util.concurrent.ThreadPoolExecutor) readers).prestartAllCoreThreads();
     }
 
     /** Opens {@code location}'s snapshot: its manifest is fetched and checked, nothing else. */

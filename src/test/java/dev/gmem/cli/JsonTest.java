@@ -31,7 +31,12 @@ class JsonTest {
 
     enum Kind {
         DATA,
-        ZERO
+        ZERO {
+            @Override
+            public String toString() {
+                return "zero pages";
+            }
+        }
     }
 
     record Inner(String name, long gibPerS, Double maybe, List<Integer> counts) {}
