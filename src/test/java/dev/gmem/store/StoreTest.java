@@ -168,6 +168,62 @@ class StoreTest {
         }
     }
 
+    /**
+     * A store source's pool threads keep the priority of the thread that opened it, whatever thread
+     * first gives them work: a post-copy push gives them work at nice 10, and faults use them too.
+     */
+    @Test
+    void itsPoolThreadsKeepTheOpenersPriority() throws Exception {
+        assumeServer();
+        try (Store p = store(null, "nice")) {
+            push(p, first, "vm-nice", null);
+        }
+        // with a cache, a reader in order reads ahead on the pools
+        try (Store s = store(Files.createDirectories(dir.resolve("cache-nice")), "nice")) {
+            int mine = dev.gmem.linux.Posix.threadNice();
+            try (StoreSource src = StoreSource.open(s, S3Location.parse("s3://" + BUCKET + "/nice/vm-nice"))) {
+                java.util.concurrent.atomic.AtomicReference<Throwable> failed =
+                        new java.util.concurrent.atomic.AtomicReference<>();
+                Thread niced = Thread.ofPlatform().start(() -> {
+                    try {
+                        dev.gmem.linux.Posix.setThreadNice(Math.min(19, mine + 10));
+                        eagerMatches(src, first); // every chunk fetched through the pools, from here
+                    } catch (Throwable t) {
+                        failed.set(t);
+                    }
+                });
+                niced.join(120_000);
+                assertThat(niced.isAlive()).isFalse();
+                assertThat(failed.get()).isNull();
+                java.util.Map<String, Integer> pools = poolThreadsNice();
+                assertThat(pools).as("the pools' threads").isNotEmpty();
+                assertThat(pools.values()).as("%s", pools).containsOnly(mine);
+            }
+        }
+    }
+
+    /** The nice value of each of this process's threads named gmem-store-*, by thread id. */
+    private static java.util.Map<String, Integer> poolThreadsNice() throws Exception {
+        java.util.Map<String, Integer> out = new java.util.TreeMap<>();
+        try (var tasks = Files.list(Path.of("/proc/self/task"))) {
+            for (Path t : (Iterable<Path>) tasks::iterator) {
+                String comm;
+                String stat;
+                try {
+                    comm = Files.readString(t.resolve("comm")).strip();
+                    stat = Files.readString(t.resolve("stat"));
+                } catch (java.io.IOException gone) {
+                    continue; // the thread ended meanwhile
+                }
+                if (!comm.startsWith("gmem-store-")) continue;
+                // after the name in parentheses: state is field 3, nice field 19
+                String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
+                out.put(t.getFileName() + " " + comm, Integer.parseInt(f[19 - 3]));
+            }
+        }
+        return out;
+    }
+
     @Test
     void damagedObjectsAndMissingThingsAreNamed() throws Exception {
         assumeServer();
