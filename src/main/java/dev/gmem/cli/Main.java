@@ -66,7 +66,18 @@ public final class Main implements Runnable {
         // System.exit looks up the JDK's logger to log the exit, and that lookup opens every jar of the
         // class path (about 20 ms, docs/benchmarks.md): a command that succeeded and left no thread that
         // would keep the JVM alive ends by returning instead, the same exit with status 0
-        if (status == 0 && onlyThisThreadKeepsTheJvm()) return;
+        if (status == 0 && onlyThisThreadKeepsTheJvm()) {
+            // should a thread that keeps the JVM alive start after the check, the exit happens anyway
+            Thread.ofPlatform().name("gmem-exit").daemon().start(() -> {
+                try {
+                    Thread.sleep(2000);
+                } catch (InterruptedException e) {
+                    // exit now
+                }
+                System.exit(0);
+            });
+            return;
+        }
         System.exit(status);
     }
 
