@@ -135,13 +135,8 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
     @Override
     protected long firstPopulatedByKernel(long from, long to) throws IOException {
         if (from >= to) return to;
-        try {
-            long data = memfd.lseek(from * page, Linux.SEEK_DATA);
-            return Math.min(to, data / page);
-        } catch (SyscallException e) {
-            if (e.is(Errno.ENXIO)) return to;
-            throw e;
-        }
+        long data = memfd.seekData(from * page);
+        return data < 0 ? to : Math.min(to, data / page);
     }
 
     /**

@@ -32,11 +32,19 @@ class FdTest {
             assertThatThrownBy(() -> fd.lseek(5 * PAGE, Linux.SEEK_DATA))
                     .isInstanceOfSatisfying(
                             SyscallException.class, e -> assertThat(e.errno()).contains(Errno.ENXIO));
+            assertThat(fd.seekData(0)).isEqualTo(4 * PAGE);
+            assertThat(fd.seekData(4 * PAGE + 1)).isEqualTo(4 * PAGE + 1);
+            assertThat(fd.seekData(5 * PAGE))
+                    .as("no data after the last page: -1, not a failure")
+                    .isEqualTo(-1);
+            assertThat(fd.dataExtents(16 * PAGE)).containsExactly(4 * PAGE, 5 * PAGE);
             // Punching the page makes it a hole that reads zeros.
             fd.fallocate(Linux.FALLOC_FL_KEEP_SIZE | Linux.FALLOC_FL_PUNCH_HOLE, 4 * PAGE, PAGE);
             assertThat(fd.pread(back, 4 * PAGE)).isEqualTo(PAGE);
             assertThat(back.toArray(ValueLayout.JAVA_BYTE)).containsOnly(0);
             assertThatThrownBy(() -> fd.lseek(0, Linux.SEEK_DATA)).isInstanceOf(SyscallException.class);
+            assertThat(fd.seekData(0)).isEqualTo(-1);
+            assertThat(fd.dataExtents(16 * PAGE)).isEmpty();
             // write/read at the file position.
             fd.lseek(0, Linux.SEEK_SET);
             assertThat(fd.write(page)).isEqualTo(PAGE);
