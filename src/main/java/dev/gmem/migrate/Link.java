@@ -54,9 +54,15 @@ final class Link implements AutoCloseable {
         this.out = new DataOutputStream(new BufferedOutputStream(Channels.newOutputStream(writer), 64 << 10));
     }
 
-    /** The channel's bytes, buffered in native memory; every byte read counts as a sign of life. */
+    /**
+     * The channel's bytes, buffered in native memory; every byte read counts as a sign of life. The
+     * buffer is small: a DATA frame's header is read through it, and what it read ahead of the
+     * pages is copied again into their place, so a large one copied a quarter of every 256 KiB
+     * batch twice. Reads larger than the buffer go straight to the channel.
+     */
     private final class ChannelInput extends java.io.InputStream {
-        private final ByteBuffer buffer = ByteBuffer.allocateDirect(64 << 10).flip();
+        private static final int BUFFER = 4096;
+        private final ByteBuffer buffer = ByteBuffer.allocateDirect(BUFFER).flip();
 
         private boolean fill() throws IOException {
             buffer.compact();
@@ -80,6 +86,11 @@ final class Link implements AutoCloseable {
         @Override
         public int read(byte[] b, int off, int len) throws IOException {
             if (len == 0) return 0;
+            if (!buffer.hasRemaining() && len >= BUFFER) { // a large read (a map): straight from the channel
+                int n = reader.read(ByteBuffer.wrap(b, off, len));
+                if (n > 0) lastReceived = System.nanoTime();
+                return n;
+            }
             while (!buffer.hasRemaining()) if (!fill()) return -1;
             int n = Math.min(len, buffer.remaining());
             buffer.get(b, off, n);
