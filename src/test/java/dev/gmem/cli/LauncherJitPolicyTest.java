@@ -1,0 +1,83 @@
+package dev.gmem.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * The launcher's choice of JIT, from {@code build/jit-policy.sh} (the file the launcher sources),
+ * run by bash: short commands get the client compiler alone; the daemons, the benchmarks and
+ * anything fed from a network or a store get both compilers (TLS and SHA-256 crawl without the
+ * server compiler).
+ */
+@Timeout(60)
+class LauncherJitPolicyTest {
+    private static final Path POLICY = Path.of("build/jit-policy.sh");
+
+    @Test
+    void shortLocalCommandsRunOnTheClientCompilerAlone() throws Exception {
+        assertThat(fullJit()).isFalse();
+        assertThat(fullJit("--version")).isFalse();
+        assertThat(fullJit("probe", "--json")).isFalse();
+        assertThat(fullJit("restore", "/dev/shm/g.snap", "--json")).isFalse();
+        assertThat(fullJit("restore", "/dev/shm/g.snap", "--mode", "lazy")).isFalse();
+        assertThat(fullJit("snapshot", "pack", "in.raw", "-o", "out.snap")).isFalse();
+        assertThat(fullJit("qemu", "restore", "vm.snap")).isFalse();
+    }
+
+    @Test
+    void daemonsAndBenchmarksGetBothCompilers() throws Exception {
+        for (String command : List.of("serve", "fc-handler", "fc-keeper", "bench", "demo"))
+            assertThat(fullJit(command, "--help")).as(command).isTrue();
+        assertThat(fullJit("restore", "g.snap", "--mode", "lazy", "--metrics", "127.0.0.1:9400"))
+                .isTrue();
+        assertThat(fullJit("restore", "g.snap", "--metrics=127.0.0.1:9400")).isTrue();
+    }
+
+    @Test
+    void workFedFromANetworkOrAStoreGetsBothCompilers() throws Exception {
+        assertThat(fullJit("restore", "tcp://10.0.0.1:7400", "--export", "/dev/shm/vm.mem"))
+                .isTrue();
+        assertThat(fullJit("restore", "s3://bucket/prefix/vm", "--mode", "lazy"))
+                .isTrue();
+        assertThat(fullJit("snapshot", "push", "vm.snap", "s3://bucket/prefix/vm"))
+                .isTrue();
+        assertThat(fullJit("snapshot", "pull", "--from=s3://bucket/prefix/vm")).isTrue();
+        assertThat(fullJit("store", "gc", "s3://bucket/prefix/")).isTrue();
+        // an argument that merely mentions a scheme inside a word is not a source
+        assertThat(fullJit("restore", "/dev/shm/tcp:/x.snap")).isFalse();
+    }
+
+    /** Runs the policy in bash on {@code args}, as the launcher does; true when it chose both compilers. */
+    private static boolean fullJit(String... args) throws IOException, InterruptedException {
+        assertThat(POLICY).isRegularFile();
+        List<String> cmd = new ArrayList<>(List.of(
+                "bash", "-c", ". \"$0\" && gmem_jit_policy \"$@\" && echo \"$gmem_full_jit\"", POLICY.toString()));
+        cmd.addAll(List.of(args));
+        Path out = Files.createTempFile("gmem-jit", ".txt");
+        try {
+            Process p = new ProcessBuilder(cmd)
+                    .redirectErrorStream(true)
+                    .redirectOutput(out.toFile())
+                    .start();
+            if (!p.waitFor(20, TimeUnit.SECONDS)) {
+                p.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
+                throw new AssertionError("bash did not answer in 20 s");
+            }
+            String said = Files.readString(out, StandardCharsets.UTF_8).strip();
+            assertThat(p.exitValue()).as("bash: " + said).isZero();
+            assertThat(said).isIn("0", "1");
+            return said.equals("1");
+        } finally {
+            Files.deleteIfExists(out);
+        }
+    }
+}
