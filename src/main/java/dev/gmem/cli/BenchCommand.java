@@ -707,7 +707,7 @@ final class BenchCommand implements Runnable {
                 "                     push runs (it yields to faults), over loopback and through a proxy adding 1 ms each way;",
                 "                     beside them the local lazy restore's (the floor) and a 4 KiB echo on the same path;",
                 "  push               every data page in place, plain and TLS 1.3, with and without LZ4 (medians of",
-                "                     interleaved rounds);",
+                "                     interleaved rounds, after one untimed round of each);",
                 "  resident           the time until fully resident over loopback, and with 5 resets on the way.",
                 "Targets: loopback round trip p50 <= 80 us and p99 <= 300 us under the push; push >= 1.5 GiB/s plain;",
                 "TLS costing <= 30%% of that."
