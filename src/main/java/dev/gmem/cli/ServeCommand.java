@@ -66,6 +66,16 @@ final class ServeCommand implements Callable<Integer> {
     boolean lz4;
 
     @Option(
+            names = "--push-buffer",
+            paramLabel = "SIZE",
+            defaultValue = "1M",
+            converter = Sizes.class,
+            description = "The push connection's socket send buffer (default ${DEFAULT-VALUE}; 0: the kernel's sizing,"
+                    + " up to net.ipv4.tcp_wmem's maximum). It bounds the pushed bytes queued ahead of a fault's answer;"
+                    + " the push needs about its bandwidth times the round trip (1M carries some 1 GB/s at 1 ms).")
+    long pushBuffer;
+
+    @Option(
             names = "--peer-timeout",
             paramLabel = "MS",
             defaultValue = "5000",
@@ -95,6 +105,8 @@ final class ServeCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), "--regions describes a --memory file");
         if (peerTimeoutMs < 500 || peerTimeoutMs > 600_000)
             throw new CommandLine.ParameterException(spec.commandLine(), "--peer-timeout must be 500 to 600000 ms");
+        if (pushBuffer != 0 && (pushBuffer < 64 << 10 || pushBuffer > 1 << 30))
+            throw new CommandLine.ParameterException(spec.commandLine(), "--push-buffer must be 0, or 64K to 1G");
         PostcopyOptions.HostPort at = PostcopyOptions.HostPort.parse(spec, listen, "--listen");
         javax.net.ssl.SSLContext context = tls.context(spec);
         InetAddress address = InetAddress.getByName(at.host());
@@ -126,7 +138,7 @@ final class ServeCommand implements Callable<Integer> {
             PageServer server = PageServer.start(
                     new InetSocketAddress(address, at.port()),
                     source,
-                    new PageServer.Options(Duration.ofMillis(peerTimeoutMs), lz4, context),
+                    new PageServer.Options(Duration.ofMillis(peerTimeoutMs), lz4, context, (int) pushBuffer),
                     log);
             java.util.concurrent.CountDownLatch stopped = new java.util.concurrent.CountDownLatch(1);
             Signals.onStop(signal -> {

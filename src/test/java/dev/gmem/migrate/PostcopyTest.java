@@ -126,6 +126,61 @@ class PostcopyTest {
         }
     }
 
+    /**
+     * The push connection's send buffer is the one asked for (SO_SNDBUF, which the kernel doubles),
+     * read back from the kernel with ss(8) on both of the source's sockets; the control connection
+     * keeps the kernel's own sizing.
+     */
+    @Test
+    void thePushConnectionsSendBufferIsBoundedAsAsked() throws Exception {
+        Host.assumeUserfaultfd();
+        org.junit.jupiter.api.Assumptions.assumeTrue(
+                java.nio.file.Files.isExecutable(Path.of("/usr/bin/ss"))
+                        || java.nio.file.Files.isExecutable(Path.of("/bin/ss")),
+                "ss (iproute2) is not installed: the socket's buffer cannot be read back");
+        Path raw = Fixtures.raw(dir, "raw", SIZE, 53);
+        int asked = 128 << 10;
+        try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
+                PageServer server = PageServer.start(
+                        new InetSocketAddress("127.0.0.1", 0),
+                        source,
+                        new PageServer.Options(Duration.ofSeconds(5), false, null, asked),
+                        l -> {});
+                RemoteSource remote = RemoteSource.connect(
+                        "127.0.0.1",
+                        server.address().getPort(),
+                        new RemoteSource.Options(Duration.ofSeconds(10), Duration.ofSeconds(3), null),
+                        l -> {});
+                dev.gmem.restore.Destination dst =
+                        dev.gmem.restore.Destination.anonymous(GuestMemory.Backend.MEMFD, remote);
+                LazyRestore lazy =
+                        LazyRestore.start(remote, dst.memory(), LazyRestore.Options.defaults(UffdMode.MISSING))) {
+            assertThat(lazy.awaitPopulated(30_000)).isTrue();
+            // both connections stay open while the restore does: the source's two sockets, as the kernel holds them
+            List<Long> buffers = sendBuffers(server.address().getPort());
+            assertThat(buffers).as("the source's sockets: %s", buffers).hasSize(2);
+            assertThat(buffers).as("the push's, doubled by the kernel").containsOnlyOnce(2L * asked);
+        }
+    }
+
+    /** The send buffers (ss's "tb") of the established sockets whose local port is {@code port}. */
+    private static List<Long> sendBuffers(int port) throws Exception {
+        Process p = new ProcessBuilder("ss", "-tmnH", "state", "established", "( sport = :" + port + " )")
+                .redirectErrorStream(true)
+                .start();
+        String out = new String(p.getInputStream().readAllBytes(), java.nio.charset.StandardCharsets.UTF_8);
+        if (!p.waitFor(10, java.util.concurrent.TimeUnit.SECONDS)) {
+            p.destroyForcibly();
+            throw new AssertionError("ss did not answer in 10 s");
+        }
+        assertThat(p.exitValue()).as(out).isZero();
+        List<Long> tb = new ArrayList<>();
+        java.util.regex.Matcher m =
+                java.util.regex.Pattern.compile("\\btb(\\d+)").matcher(out);
+        while (m.find()) tb.add(Long.parseLong(m.group(1)));
+        return tb;
+    }
+
     /** A source gone for good: the restore fails once the reconnect time-out has passed, naming the source; it does not hang. */
     @Test
     void aSourceGoneForGoodFailsTheRestoreAfterTheTimeout() throws Exception {
