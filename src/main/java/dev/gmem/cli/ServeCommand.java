@@ -67,13 +67,13 @@ final class ServeCommand implements Callable<Integer> {
 
     @Option(
             names = "--push-buffer",
-            paramLabel = "SIZE",
-            defaultValue = "1M",
-            converter = Sizes.class,
-            description = "The push connection's socket send buffer (default ${DEFAULT-VALUE}; 0: the kernel's sizing,"
-                    + " up to net.ipv4.tcp_wmem's maximum). It bounds the pushed bytes queued ahead of a fault's answer;"
-                    + " the push needs about its bandwidth times the round trip (1M carries some 1 GB/s at 1 ms).")
-    long pushBuffer;
+            paramLabel = "SIZE|auto",
+            defaultValue = "auto",
+            description = "The push connection's socket send buffer (default ${DEFAULT-VALUE}: 1M for a destination on"
+                    + " loopback, the kernel's sizing for any other; 0: the kernel's sizing). On loopback it bounds the"
+                    + " pushed bytes queued ahead of a fault's answer; the kernel caps it at net.core.wmem_max, and a"
+                    + " push needs about its bandwidth times the round trip.")
+    String pushBuffer;
 
     @Option(
             names = "--peer-timeout",
@@ -105,8 +105,19 @@ final class ServeCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), "--regions describes a --memory file");
         if (peerTimeoutMs < 500 || peerTimeoutMs > 600_000)
             throw new CommandLine.ParameterException(spec.commandLine(), "--peer-timeout must be 500 to 600000 ms");
-        if (pushBuffer != 0 && (pushBuffer < 64 << 10 || pushBuffer > 1 << 30))
-            throw new CommandLine.ParameterException(spec.commandLine(), "--push-buffer must be 0, or 64K to 1G");
+        int pushSendBuffer = PageServer.Options.PUSH_SEND_BUFFER_AUTO;
+        if (!pushBuffer.equals("auto")) {
+            long b;
+            try {
+                b = Sizes.parse(pushBuffer);
+            } catch (CommandLine.TypeConversionException e) {
+                throw new CommandLine.ParameterException(spec.commandLine(), "--push-buffer: " + e.getMessage());
+            }
+            if (b != 0 && (b < 64 << 10 || b > 1 << 30))
+                throw new CommandLine.ParameterException(
+                        spec.commandLine(), "--push-buffer must be auto, 0, or 64K to 1G");
+            pushSendBuffer = (int) b;
+        }
         PostcopyOptions.HostPort at = PostcopyOptions.HostPort.parse(spec, listen, "--listen");
         javax.net.ssl.SSLContext context = tls.context(spec);
         InetAddress address = InetAddress.getByName(at.host());
@@ -138,7 +149,7 @@ final class ServeCommand implements Callable<Integer> {
             PageServer server = PageServer.start(
                     new InetSocketAddress(address, at.port()),
                     source,
-                    new PageServer.Options(Duration.ofMillis(peerTimeoutMs), lz4, context, (int) pushBuffer),
+                    new PageServer.Options(Duration.ofMillis(peerTimeoutMs), lz4, context, pushSendBuffer),
                     log);
             java.util.concurrent.CountDownLatch stopped = new java.util.concurrent.CountDownLatch(1);
             Signals.onStop(signal -> {

@@ -40,29 +40,43 @@ public final class PageServer implements AutoCloseable {
      * {@code peerTimeout}: a connection silent this long is closed (the destination pings every
      * {@link #HEARTBEAT}); {@code lz4}: compress pushed batches with LZ4 where that saves at least
      * an eighth; {@code tls}: TLS 1.3 with client certificates, or null for plain TCP;
-     * {@code pushSendBuffer}: the push connection's socket send buffer in bytes (SO_SNDBUF, which
-     * the kernel doubles and caps at {@code net.core.wmem_max}), or 0 for the kernel's own sizing.
+     * {@code pushSendBuffer}: the push connection's socket send buffer in bytes (SO_SNDBUF), 0 for
+     * the kernel's own sizing, or {@link #PUSH_SEND_BUFFER_AUTO}.
      *
-     * <p>A bounded send buffer bounds the pushed bytes queued on this host's network path ahead of
-     * a fault's answer: on loopback, with the kernel's sizing (up to 4 MiB), the p99 of a fault's
-     * round trip under the push was 166-200 us, and with 1 MiB 69-74 us, at the same push rate.
-     * The push needs about its bandwidth times the round trip: 1 MiB carries some 1 GB/s at 1 ms.
+     * <p>On loopback a bounded send buffer bounds the pushed bytes queued in the kernel's path ahead
+     * of a fault's answer: with the kernel's sizing (up to 4 MiB) the p99 of a fault's round trip
+     * under the push was 166-200 us, and with 1 MiB 69-74 us, at the same push rate. Over a real
+     * network device the kernel bounds a socket's queued bytes itself (TCP small queues), and a set
+     * SO_SNDBUF would only cap the push: it turns the kernel's sizing off, and the kernel caps it
+     * at {@code net.core.wmem_max} (208 KiB on a stock kernel), while a push needs about its
+     * bandwidth times the round trip. So by default ({@code AUTO}) a destination on this host gets
+     * {@link #LOOPBACK_PUSH_SEND_BUFFER} and any other the kernel's sizing.
      */
     public record Options(Duration peerTimeout, boolean lz4, SSLContext tls, int pushSendBuffer) {
-        /** The push's send buffer by default: 1 MiB. */
-        public static final int DEFAULT_PUSH_SEND_BUFFER = 1 << 20;
+        /** The push's send buffer: 1 MiB for a destination on loopback, the kernel's sizing for any other. */
+        public static final int PUSH_SEND_BUFFER_AUTO = -1;
+
+        /** What {@link #PUSH_SEND_BUFFER_AUTO} gives a destination on loopback. */
+        public static final int LOOPBACK_PUSH_SEND_BUFFER = 1 << 20;
 
         public Options {
-            if (pushSendBuffer < 0)
-                throw new IllegalArgumentException("the push's send buffer must be 0 (the kernel's) or more bytes");
+            if (pushSendBuffer < PUSH_SEND_BUFFER_AUTO)
+                throw new IllegalArgumentException(
+                        "the push's send buffer must be AUTO, 0 (the kernel's sizing) or a number of bytes");
         }
 
         public Options(Duration peerTimeout, boolean lz4, SSLContext tls) {
-            this(peerTimeout, lz4, tls, DEFAULT_PUSH_SEND_BUFFER);
+            this(peerTimeout, lz4, tls, PUSH_SEND_BUFFER_AUTO);
         }
 
         public static Options defaults() {
             return new Options(Duration.ofSeconds(5), false, null);
+        }
+
+        /** The send buffer a push connection to {@code peer} gets: 0 for the kernel's sizing. */
+        int pushSendBufferFor(java.net.InetAddress peer) {
+            if (pushSendBuffer != PUSH_SEND_BUFFER_AUTO) return pushSendBuffer;
+            return peer != null && peer.isLoopbackAddress() ? LOOPBACK_PUSH_SEND_BUFFER : 0;
         }
     }
 
@@ -253,7 +267,7 @@ public final class PageServer implements AutoCloseable {
                 });
                 control(d, link);
             } else {
-                if (options.pushSendBuffer() > 0) link.socket.setSendBufferSize(options.pushSendBuffer());
+                boundPushSendBuffer(link, peer);
                 Pusher p = d.attachPush(link, hello.have());
                 Thread.ofPlatform()
                         .name(Thread.currentThread().getName() + "-push")
@@ -283,6 +297,17 @@ public final class PageServer implements AutoCloseable {
                 links.remove(link);
             }
         }
+    }
+
+    /** Sets the push connection's send buffer as the options say; one that the kernel capped lower is logged. */
+    private void boundPushSendBuffer(Link link, String peer) throws IOException {
+        int asked = options.pushSendBufferFor(link.socket.getInetAddress());
+        if (asked <= 0) return;
+        link.socket.setSendBufferSize(asked);
+        int got = link.socket.getSendBufferSize(); // Linux reports twice what it keeps for the data
+        if (got < asked)
+            log.accept(peer + ": the push's send buffer is " + got + " bytes, not " + asked
+                    + ": the kernel caps it at net.core.wmem_max");
     }
 
     private Destination destination(long pair, String peer) {
