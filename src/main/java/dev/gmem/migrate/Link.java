@@ -58,7 +58,7 @@ final class Link implements AutoCloseable {
      * The channel's bytes, buffered in native memory; every byte read counts as a sign of life. The
      * buffer is small: a DATA frame's header is read through it, and what it read ahead of the
      * pages is copied again into their place, so a large one copied a quarter of every 256 KiB
-     * batch twice. Reads larger than the buffer go straight to the channel.
+     * batch twice. Reads larger than the buffer go straight to the channel, 64 KiB at a time.
      */
     private final class ChannelInput extends java.io.InputStream {
         private static final int BUFFER = 4096;
@@ -87,7 +87,8 @@ final class Link implements AutoCloseable {
         public int read(byte[] b, int off, int len) throws IOException {
             if (len == 0) return 0;
             if (!buffer.hasRemaining() && len >= BUFFER) { // a large read (a map): straight from the channel
-                int n = reader.read(ByteBuffer.wrap(b, off, len));
+                // at most 64 KiB a call: the JDK reads a heap buffer through a direct one of its size, and keeps it
+                int n = reader.read(ByteBuffer.wrap(b, off, Math.min(len, 64 << 10)));
                 if (n > 0) lastReceived = System.nanoTime();
                 return n;
             }
