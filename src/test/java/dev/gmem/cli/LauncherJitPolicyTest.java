@@ -52,15 +52,19 @@ class LauncherJitPolicyTest {
                 .isTrue();
         assertThat(fullJit("snapshot", "pull", "--from=s3://bucket/prefix/vm")).isTrue();
         assertThat(fullJit("store", "gc", "s3://bucket/prefix/")).isTrue();
-        // an argument that merely mentions a scheme inside a word is not a source
-        assertThat(fullJit("restore", "/dev/shm/tcp:/x.snap")).isFalse();
+        // an argument that merely has a scheme inside it is not a source
+        assertThat(fullJit("restore", "/dev/shm/a.snap", "--export=/x/tcp://y")).isFalse();
+        assertThat(fullJit("restore", "/x/s3://y.snap")).isFalse();
     }
 
     /** Runs the policy in bash on {@code args}, as the launcher does; true when it chose both compilers. */
     private static boolean fullJit(String... args) throws IOException, InterruptedException {
         assertThat(POLICY).isRegularFile();
         List<String> cmd = new ArrayList<>(List.of(
-                "bash", "-c", ". \"$0\" && gmem_jit_policy \"$@\" && echo \"$gmem_full_jit\"", POLICY.toString()));
+                "bash",
+                "-c",
+                "set -euo pipefail; . \"$0\"; gmem_jit_policy \"$@\"; echo \"$gmem_full_jit\"",
+                POLICY.toString()));
         cmd.addAll(List.of(args));
         Path out = Files.createTempFile("gmem-jit", ".txt");
         try {
