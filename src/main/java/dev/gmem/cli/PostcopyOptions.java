@@ -72,6 +72,17 @@ final class PostcopyOptions {
         }
     }
 
+    /** --push-nice's help, on both sides. */
+    static final String PUSH_NICE_HELP =
+            "nicer than this process the push's threads run (default ${DEFAULT-VALUE}; 0 to 19): on a busy"
+                    + " core they yield it to the fault path. 0 keeps the push at the process's priority, so that a"
+                    + " loaded host's other busy threads (other VMs' vCPUs) do not slow it.";
+
+    static void checkPushNice(CommandLine.Model.CommandSpec spec, int nice) {
+        if (nice < 0 || nice > 19)
+            throw new CommandLine.ParameterException(spec.commandLine(), "--push-nice must be 0 to 19");
+    }
+
     /** A destination's: how long a lost source is waited for, and what silence counts as loss. */
     static final class Destination {
         @Option(
@@ -90,6 +101,13 @@ final class PostcopyOptions {
                         + " ${DEFAULT-VALUE}; the source pings every 250 ms).")
         int peerTimeoutMs;
 
+        @Option(
+                names = "--push-nice",
+                paramLabel = "N",
+                defaultValue = "10",
+                description = "With a tcp:// source: how much " + PUSH_NICE_HELP)
+        int pushNice;
+
         @CommandLine.Mixin
         TlsMixin tls;
 
@@ -103,12 +121,16 @@ final class PostcopyOptions {
                         spec.commandLine(), "--reconnect-timeout must be 0 to 86400 seconds");
             if (peerTimeoutMs < 500 || peerTimeoutMs > 600_000)
                 throw new CommandLine.ParameterException(spec.commandLine(), "--peer-timeout must be 500 to 600000 ms");
+            checkPushNice(spec, pushNice);
             HostPort at = HostPort.parse(spec, argument.substring(6), "the source");
             return RemoteSource.connect(
                     at.host(),
                     at.port(),
                     new RemoteSource.Options(
-                            Duration.ofSeconds(reconnectSeconds), Duration.ofMillis(peerTimeoutMs), tls.context(spec)),
+                            Duration.ofSeconds(reconnectSeconds),
+                            Duration.ofMillis(peerTimeoutMs),
+                            tls.context(spec),
+                            pushNice),
                     log);
         }
     }

@@ -76,6 +76,13 @@ final class ServeCommand implements Callable<Integer> {
     String pushBuffer;
 
     @Option(
+            names = "--push-nice",
+            paramLabel = "N",
+            defaultValue = "10",
+            description = "How much " + PostcopyOptions.PUSH_NICE_HELP)
+    int pushNice;
+
+    @Option(
             names = "--peer-timeout",
             paramLabel = "MS",
             defaultValue = "5000",
@@ -105,6 +112,7 @@ final class ServeCommand implements Callable<Integer> {
             throw new CommandLine.ParameterException(spec.commandLine(), "--regions describes a --memory file");
         if (peerTimeoutMs < 500 || peerTimeoutMs > 600_000)
             throw new CommandLine.ParameterException(spec.commandLine(), "--peer-timeout must be 500 to 600000 ms");
+        PostcopyOptions.checkPushNice(spec, pushNice);
         int pushSendBuffer = PageServer.Options.PUSH_SEND_BUFFER_AUTO;
         if (!pushBuffer.equals("auto")) {
             long b;
@@ -149,7 +157,7 @@ final class ServeCommand implements Callable<Integer> {
             PageServer server = PageServer.start(
                     new InetSocketAddress(address, at.port()),
                     source,
-                    new PageServer.Options(Duration.ofMillis(peerTimeoutMs), lz4, context, pushSendBuffer),
+                    new PageServer.Options(Duration.ofMillis(peerTimeoutMs), lz4, context, pushSendBuffer, pushNice),
                     log);
             java.util.concurrent.CountDownLatch stopped = new java.util.concurrent.CountDownLatch(1);
             Signals.onStop(signal -> {

@@ -41,7 +41,8 @@ public final class PageServer implements AutoCloseable {
      * {@link #HEARTBEAT}); {@code lz4}: compress pushed batches with LZ4 where that saves at least
      * an eighth; {@code tls}: TLS 1.3 with client certificates, or null for plain TCP;
      * {@code pushSendBuffer}: the push connection's socket send buffer in bytes (SO_SNDBUF), 0 for
-     * the kernel's own sizing, or {@link #PUSH_SEND_BUFFER_AUTO}.
+     * the kernel's own sizing, or {@link #PUSH_SEND_BUFFER_AUTO}; {@code pushNice}: how much nicer
+     * than the process the pushing threads run (0 to 19, 10 by default).
      *
      * <p>On loopback a bounded send buffer bounds the pushed bytes queued in the kernel's path ahead
      * of a fault's answer: with the kernel's sizing (up to 4 MiB) the p99 of a fault's round trip
@@ -52,7 +53,7 @@ public final class PageServer implements AutoCloseable {
      * bandwidth times the round trip. So by default ({@code AUTO}) a destination on this host gets
      * {@link #LOOPBACK_PUSH_SEND_BUFFER} and any other the kernel's sizing.
      */
-    public record Options(Duration peerTimeout, boolean lz4, SSLContext tls, int pushSendBuffer) {
+    public record Options(Duration peerTimeout, boolean lz4, SSLContext tls, int pushSendBuffer, int pushNice) {
         /** The push's send buffer: 1 MiB for a destination on loopback, the kernel's sizing for any other. */
         public static final int PUSH_SEND_BUFFER_AUTO = -1;
 
@@ -63,10 +64,11 @@ public final class PageServer implements AutoCloseable {
             if (pushSendBuffer < PUSH_SEND_BUFFER_AUTO)
                 throw new IllegalArgumentException(
                         "the push's send buffer must be AUTO, 0 (the kernel's sizing) or a number of bytes");
+            if (pushNice < 0 || pushNice > 19) throw new IllegalArgumentException("the push's nice must be 0 to 19");
         }
 
         public Options(Duration peerTimeout, boolean lz4, SSLContext tls) {
-            this(peerTimeout, lz4, tls, PUSH_SEND_BUFFER_AUTO);
+            this(peerTimeout, lz4, tls, PUSH_SEND_BUFFER_AUTO, Protocol.PUSH_NICER);
         }
 
         public static Options defaults() {
@@ -588,7 +590,7 @@ public final class PageServer implements AutoCloseable {
 
         @Override
         public void run() {
-            Protocol.lowerPushPriority();
+            Protocol.lowerPushPriority(options.pushNice());
             try (Arena arena = Arena.ofConfined();
                     PageProvider.Fetcher fetcher = pages.fetcher()) {
                 Answer out = new Answer(link, arena);

@@ -23,18 +23,23 @@ final class Protocol {
     private Protocol() {}
 
     /**
-     * How much nicer than the process the threads that send and receive the push are (10): on a
-     * busy core they yield to the threads that serve and receive faults' requests, whose round trip
-     * is the latency a faulting vCPU sees; on an idle core they run at full speed all the same.
+     * How much nicer than the process the threads that send and receive the push are by default
+     * (10; each side's options may say otherwise, 0 for not at all): on a busy core they yield to
+     * the threads that serve and receive faults' requests, whose round trip is the latency a
+     * faulting vCPU sees; on an idle core they run at full speed all the same. The price: any busy
+     * thread of the host at the process's priority (another VM's vCPU, say) outweighs them
+     * tenfold, so on a loaded host the push, and the time until a restore no longer needs its
+     * source, grows.
      * Threads they start take their nice value: the push starts none (a store's pools start with it).
      */
     static final int PUSH_NICER = 10;
 
-    /** The calling thread, which moves the push, yields the CPU to the fault path's threads. */
-    static void lowerPushPriority() {
+    /** The calling thread, which moves the push, yields the CPU to the fault path's threads: {@code nicer} (0 to 19) nicer. */
+    static void lowerPushPriority(int nicer) {
+        if (nicer <= 0) return;
         try {
             int now = dev.gmem.linux.Posix.threadNice();
-            dev.gmem.linux.Posix.setThreadNice(Math.min(19, now + PUSH_NICER)); // only ever nicer
+            dev.gmem.linux.Posix.setThreadNice(Math.min(19, now + nicer)); // only ever nicer
         } catch (dev.gmem.linux.SyscallException e) {
             // raising one's own nice value is always allowed; if it were not, the push runs as before
         }

@@ -43,8 +43,21 @@ import net.jpountz.lz4.LZ4SafeDecompressor;
  * connection ({@code gmem-pc-control}, {@code gmem-pc-push}).
  */
 public final class RemoteSource implements ProvidedSource {
-    /** {@code reconnectTimeout}: how long a lost source is waited for; {@code peerTimeout}: silence that counts as loss; {@code tls}: or null. */
-    public record Options(Duration reconnectTimeout, Duration peerTimeout, SSLContext tls) {
+    /**
+     * {@code reconnectTimeout}: how long a lost source is waited for; {@code peerTimeout}: silence
+     * that counts as loss; {@code tls}: or null; {@code pushNice}: how much nicer than the process
+     * the push reader runs (0 to 19, 10 by default: it yields a busy core to the fault path).
+     */
+    public record Options(Duration reconnectTimeout, Duration peerTimeout, SSLContext tls, int pushNice) {
+        public Options {
+            if (pushNice < 0 || pushNice > 19) throw new IllegalArgumentException("the push's nice must be 0 to 19");
+        }
+
+        /** The push reader at {@link Protocol#PUSH_NICER}. */
+        public Options(Duration reconnectTimeout, Duration peerTimeout, SSLContext tls) {
+            this(reconnectTimeout, peerTimeout, tls, Protocol.PUSH_NICER);
+        }
+
         public static Options defaults() {
             return new Options(Duration.ofSeconds(30), Duration.ofSeconds(3), null);
         }
@@ -451,7 +464,7 @@ public final class RemoteSource implements ProvidedSource {
     }
 
     private void read(Link link, boolean isPush) {
-        if (isPush) Protocol.lowerPushPriority();
+        if (isPush) Protocol.lowerPushPriority(options.pushNice());
         try (Arena arena = Arena.ofConfined()) {
             MemorySegment raw = arena.allocate(Protocol.MAX_DATA, 4096);
             MemorySegment stored = arena.allocate(Protocol.MAX_DATA, 4096);

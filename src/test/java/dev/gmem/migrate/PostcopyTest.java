@@ -165,7 +165,7 @@ class PostcopyTest {
                 PageServer server = PageServer.start(
                         new InetSocketAddress("127.0.0.1", 0),
                         source,
-                        new PageServer.Options(Duration.ofSeconds(5), false, null, asked),
+                        new PageServer.Options(Duration.ofSeconds(5), false, null, asked, 10),
                         l -> {});
                 RemoteSource remote = RemoteSource.connect(
                         "127.0.0.1",
@@ -199,6 +199,46 @@ class PostcopyTest {
                 java.util.regex.Pattern.compile("\\btb(\\d+)").matcher(said);
         while (m.find()) tb.add(Long.parseLong(m.group(1)));
         return tb;
+    }
+
+    /**
+     * The destination's push reader runs 10 nicer than the process by default, and at the
+     * process's own priority with a push nice of 0 (a loaded host's other threads then do not
+     * slow the push), as the kernel holds its nice value.
+     */
+    @Test
+    void thePushReadersNiceValueFollowsTheOptions() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = Fixtures.raw(dir, "raw", SIZE / 4, 59);
+        int mine = dev.gmem.linux.Posix.threadNice();
+        assertThat(pushReaderNice(raw, 0)).as("push nice 0").containsOnly(mine);
+        assertThat(pushReaderNice(raw, 10)).as("push nice 10").containsOnly(Math.min(19, mine + 10));
+    }
+
+    /** The nice values of the push reader threads of a lazy restore whose push runs {@code nicer} nicer. */
+    private java.util.Collection<Integer> pushReaderNice(Path raw, int nicer) throws Exception {
+        try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
+                PageServer server = PageServer.start(
+                        new InetSocketAddress("127.0.0.1", 0),
+                        source,
+                        new PageServer.Options(
+                                Duration.ofSeconds(5), false, null, PageServer.Options.PUSH_SEND_BUFFER_AUTO, nicer),
+                        l -> {});
+                RemoteSource remote = RemoteSource.connect(
+                        "127.0.0.1",
+                        server.address().getPort(),
+                        new RemoteSource.Options(Duration.ofSeconds(10), Duration.ofSeconds(3), null, nicer),
+                        l -> {});
+                dev.gmem.restore.Destination dst =
+                        dev.gmem.restore.Destination.anonymous(GuestMemory.Backend.MEMFD, remote);
+                LazyRestore lazy =
+                        LazyRestore.start(remote, dst.memory(), LazyRestore.Options.defaults(UffdMode.MISSING))) {
+            assertThat(lazy.awaitPopulated(30_000)).isTrue();
+            // the push reader lives as long as its connection, which outlasts the population
+            java.util.Map<String, Integer> nice = dev.gmem.testing.ThreadNice.ofThreadsNamed("gmem-pc-push");
+            assertThat(nice).as("the push reader").isNotEmpty();
+            return nice.values();
+        }
     }
 
     /** A source gone for good: the restore fails once the reconnect time-out has passed, naming the source; it does not hang. */

@@ -195,7 +195,7 @@ class StoreTest {
                 niced.join(120_000);
                 assertThat(niced.isAlive()).isFalse();
                 assertThat(failed.get()).isNull();
-                java.util.Map<String, Integer> pools = poolThreadsNice();
+                java.util.Map<String, Integer> pools = dev.gmem.testing.ThreadNice.ofThreadsNamed("gmem-store-");
                 assertThat(pools).as("the pools' threads").isNotEmpty();
                 assertThat(pools.values()).as("%s", pools).containsOnly(mine);
             }
@@ -203,27 +203,6 @@ class StoreTest {
     }
 
     /** The nice value of each of this process's threads named gmem-store-*, by thread id. */
-    private static java.util.Map<String, Integer> poolThreadsNice() throws Exception {
-        java.util.Map<String, Integer> out = new java.util.TreeMap<>();
-        try (var tasks = Files.list(Path.of("/proc/self/task"))) {
-            for (Path t : (Iterable<Path>) tasks::iterator) {
-                String comm;
-                String stat;
-                try {
-                    comm = Files.readString(t.resolve("comm")).strip();
-                    stat = Files.readString(t.resolve("stat"));
-                } catch (java.io.IOException gone) {
-                    continue; // the thread ended meanwhile
-                }
-                if (!comm.startsWith("gmem-store-")) continue;
-                // after the name in parentheses: state is field 3, nice field 19
-                String[] f = stat.substring(stat.lastIndexOf(')') + 2).split(" ");
-                out.put(t.getFileName() + " " + comm, Integer.parseInt(f[19 - 3]));
-            }
-        }
-        return out;
-    }
-
     @Test
     void damagedObjectsAndMissingThingsAreNamed() throws Exception {
         assumeServer();
