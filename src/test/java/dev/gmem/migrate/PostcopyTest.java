@@ -161,24 +161,32 @@ class PostcopyTest {
      * open while the restore does).
      */
     private List<Long> sourceSendBuffers(Path raw, int asked) throws Exception {
+        return populated(
+                raw,
+                new PageServer.Options(Duration.ofSeconds(5), false, null, asked, 10),
+                new RemoteSource.Options(Duration.ofSeconds(10), Duration.ofSeconds(3), null),
+                server -> sendBuffers(server.address().getPort()));
+    }
+
+    /** What {@code probe} finds of a source and its destination once a lazy restore between them is populated. */
+    private static <T> T populated(
+            Path raw, PageServer.Options serving, RemoteSource.Options destination, Probe<T> probe) throws Exception {
         try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
-                PageServer server = PageServer.start(
-                        new InetSocketAddress("127.0.0.1", 0),
-                        source,
-                        new PageServer.Options(Duration.ofSeconds(5), false, null, asked, 10),
-                        l -> {});
-                RemoteSource remote = RemoteSource.connect(
-                        "127.0.0.1",
-                        server.address().getPort(),
-                        new RemoteSource.Options(Duration.ofSeconds(10), Duration.ofSeconds(3), null),
-                        l -> {});
+                PageServer server = PageServer.start(new InetSocketAddress("127.0.0.1", 0), source, serving, l -> {});
+                RemoteSource remote =
+                        RemoteSource.connect("127.0.0.1", server.address().getPort(), destination, l -> {});
                 dev.gmem.restore.Destination dst =
                         dev.gmem.restore.Destination.anonymous(GuestMemory.Backend.MEMFD, remote);
                 LazyRestore lazy =
                         LazyRestore.start(remote, dst.memory(), LazyRestore.Options.defaults(UffdMode.MISSING))) {
             assertThat(lazy.awaitPopulated(30_000)).isTrue();
-            return sendBuffers(server.address().getPort());
+            return probe.find(server);
         }
+    }
+
+    @FunctionalInterface
+    private interface Probe<T> {
+        T find(PageServer server) throws Exception;
     }
 
     /** The send buffers (ss's "tb") of the established sockets whose local port is {@code port}. */
@@ -217,28 +225,17 @@ class PostcopyTest {
 
     /** The nice values of the push reader threads of a lazy restore whose push runs {@code nicer} nicer. */
     private java.util.Collection<Integer> pushReaderNice(Path raw, int nicer) throws Exception {
-        try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
-                PageServer server = PageServer.start(
-                        new InetSocketAddress("127.0.0.1", 0),
-                        source,
-                        new PageServer.Options(
-                                Duration.ofSeconds(5), false, null, PageServer.Options.PUSH_SEND_BUFFER_AUTO, nicer),
-                        l -> {});
-                RemoteSource remote = RemoteSource.connect(
-                        "127.0.0.1",
-                        server.address().getPort(),
-                        new RemoteSource.Options(Duration.ofSeconds(10), Duration.ofSeconds(3), null, nicer),
-                        l -> {});
-                dev.gmem.restore.Destination dst =
-                        dev.gmem.restore.Destination.anonymous(GuestMemory.Backend.MEMFD, remote);
-                LazyRestore lazy =
-                        LazyRestore.start(remote, dst.memory(), LazyRestore.Options.defaults(UffdMode.MISSING))) {
-            assertThat(lazy.awaitPopulated(30_000)).isTrue();
-            // the push reader lives as long as its connection, which outlasts the population
-            java.util.Map<String, Integer> nice = dev.gmem.testing.ThreadNice.ofThreadsNamed("gmem-pc-push");
-            assertThat(nice).as("the push reader").isNotEmpty();
-            return nice.values();
-        }
+        return populated(
+                raw,
+                new PageServer.Options(
+                        Duration.ofSeconds(5), false, null, PageServer.Options.PUSH_SEND_BUFFER_AUTO, nicer),
+                new RemoteSource.Options(Duration.ofSeconds(10), Duration.ofSeconds(3), null, nicer),
+                server -> {
+                    // the push reader lives as long as its connection, which outlasts the population
+                    java.util.Map<String, Integer> nice = dev.gmem.testing.ThreadNice.ofThreadsNamed("gmem-pc-push");
+                    assertThat(nice).as("the push reader").isNotEmpty();
+                    return nice.values();
+                });
     }
 
     /** A source gone for good: the restore fails once the reconnect time-out has passed, naming the source; it does not hang. */
