@@ -306,7 +306,10 @@ public final class PageServer implements AutoCloseable {
         int asked = options.pushSendBufferFor(link.socket.getInetAddress());
         if (asked <= 0) return;
         link.socket.setSendBufferSize(asked);
-        int got = link.socket.getSendBufferSize(); // Linux reports twice what it keeps for the data
+        // what the kernel granted, at most net.core.wmem_max (it keeps twice that, the half for its bookkeeping, and
+        // the
+        // JDK reports the half)
+        int got = link.socket.getSendBufferSize();
         if (got < asked)
             log.accept(peer + ": the push's send buffer is " + got + " bytes, not " + asked
                     + ": the kernel caps it at net.core.wmem_max");

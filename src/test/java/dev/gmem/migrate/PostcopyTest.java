@@ -145,14 +145,23 @@ class PostcopyTest {
                 .get(0)
                 .strip());
         int asked = 128 << 10;
-        assertThat(sourceSendBuffers(raw, asked))
+        assertThat(sourceSendBuffers(raw, asked, l -> {}))
                 .as("asked for: the push's, doubled by the kernel; the control's is the kernel's")
                 .hasSize(2)
                 .containsOnlyOnce(2 * Math.min(asked, wmemMax));
-        assertThat(sourceSendBuffers(raw, PageServer.Options.PUSH_SEND_BUFFER_AUTO))
+        assertThat(sourceSendBuffers(raw, PageServer.Options.PUSH_SEND_BUFFER_AUTO, l -> {}))
                 .as("by default, on loopback")
                 .hasSize(2)
                 .containsOnlyOnce(2 * Math.min(PageServer.Options.LOOPBACK_PUSH_SEND_BUFFER, wmemMax));
+        // more than the kernel allows: it keeps wmem_max, and the source says so
+        if (2 * wmemMax <= 1 << 30) {
+            List<String> log = Collections.synchronizedList(new ArrayList<>());
+            assertThat(sourceSendBuffers(raw, (int) (2 * wmemMax), log::add))
+                    .as("capped")
+                    .containsOnlyOnce(2 * wmemMax);
+            assertThat(log)
+                    .anySatisfy(l -> assertThat(l).contains("the push's send buffer is " + wmemMax + " bytes, not "));
+        }
     }
 
     /**
@@ -160,19 +169,26 @@ class PostcopyTest {
      * the source's sockets as ss reads them, once every page is in place (both connections stay
      * open while the restore does).
      */
-    private List<Long> sourceSendBuffers(Path raw, int asked) throws Exception {
+    private List<Long> sourceSendBuffers(Path raw, int asked, java.util.function.Consumer<String> log)
+            throws Exception {
         return populated(
                 raw,
                 new PageServer.Options(Duration.ofSeconds(5), false, null, asked, 10),
                 new RemoteSource.Options(Duration.ofSeconds(10), Duration.ofSeconds(3), null),
+                log,
                 server -> sendBuffers(server.address().getPort()));
     }
 
     /** What {@code probe} finds of a source and its destination once a lazy restore between them is populated. */
     private static <T> T populated(
-            Path raw, PageServer.Options serving, RemoteSource.Options destination, Probe<T> probe) throws Exception {
+            Path raw,
+            PageServer.Options serving,
+            RemoteSource.Options destination,
+            java.util.function.Consumer<String> log,
+            Probe<T> probe)
+            throws Exception {
         try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
-                PageServer server = PageServer.start(new InetSocketAddress("127.0.0.1", 0), source, serving, l -> {});
+                PageServer server = PageServer.start(new InetSocketAddress("127.0.0.1", 0), source, serving, log);
                 RemoteSource remote =
                         RemoteSource.connect("127.0.0.1", server.address().getPort(), destination, l -> {});
                 dev.gmem.restore.Destination dst =
@@ -230,6 +246,7 @@ class PostcopyTest {
                 new PageServer.Options(
                         Duration.ofSeconds(5), false, null, PageServer.Options.PUSH_SEND_BUFFER_AUTO, nicer),
                 new RemoteSource.Options(Duration.ofSeconds(10), Duration.ofSeconds(3), null, nicer),
+                l -> {},
                 server -> {
                     // the push reader lives as long as its connection, which outlasts the population
                     java.util.Map<String, Integer> nice = dev.gmem.testing.ThreadNice.ofThreadsNamed("gmem-pc-push");
