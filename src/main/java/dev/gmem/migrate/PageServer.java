@@ -64,7 +64,7 @@ public final class PageServer implements AutoCloseable {
             if (pushSendBuffer < PUSH_SEND_BUFFER_AUTO)
                 throw new IllegalArgumentException(
                         "the push's send buffer must be AUTO, 0 (the kernel's sizing) or a number of bytes");
-            if (pushNice < 0 || pushNice > 19) throw new IllegalArgumentException("the push's nice must be 0 to 19");
+            Protocol.requirePushNice(pushNice);
         }
 
         public Options(Duration peerTimeout, boolean lz4, SSLContext tls) {

@@ -34,6 +34,12 @@ final class Protocol {
      */
     static final int PUSH_NICER = 10;
 
+    /** {@code nice}, a push's nice value relative to its process: 0 to 19, or an IllegalArgumentException. */
+    static int requirePushNice(int nice) {
+        if (nice < 0 || nice > 19) throw new IllegalArgumentException("the push's nice must be 0 to 19, not " + nice);
+        return nice;
+    }
+
     /** The calling thread, which moves the push, yields the CPU to the fault path's threads: {@code nicer} (0 to 19) nicer. */
     static void lowerPushPriority(int nicer) {
         if (nicer <= 0) return;

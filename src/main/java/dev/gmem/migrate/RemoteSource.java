@@ -50,7 +50,7 @@ public final class RemoteSource implements ProvidedSource {
      */
     public record Options(Duration reconnectTimeout, Duration peerTimeout, SSLContext tls, int pushNice) {
         public Options {
-            if (pushNice < 0 || pushNice > 19) throw new IllegalArgumentException("the push's nice must be 0 to 19");
+            Protocol.requirePushNice(pushNice);
         }
 
         /** The push reader at {@link Protocol#PUSH_NICER}. */
