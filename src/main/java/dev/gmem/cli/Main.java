@@ -17,9 +17,8 @@ import picocli.CommandLine.Command;
         })
 public final class Main implements Runnable {
     /**
-     * The subcommands in the order the help lists them, each built only when it is needed: picocli
-     * reads a command's annotations (and its subcommands') when it is added, which for all of them
-     * cost some 100 ms of every run. A run that names a command builds that one alone.
+     * The subcommands in the order the help lists them, as the build reads them into the command
+     * model ({@link CommandModel}); a run builds only the one it names, or all of them for the help.
      */
     private static final Map<String, Class<?>> COMMANDS = commands();
 
@@ -52,10 +51,22 @@ public final class Main implements Runnable {
     }
 
     public static void main(String[] args) {
-        Signals.install();
+        // the handlers are installed while the command line is built (a proxy class the JDK makes, some
+        // 6 ms): before the command runs, and so before it writes any file a signal would have to remove
+        var installFailed = new java.util.concurrent.atomic.AtomicReference<RuntimeException>();
+        Thread signals = Thread.ofPlatform().name("gmem-signals").start(() -> {
+            try {
+                Signals.install();
+            } catch (RuntimeException e) {
+                installFailed.set(e);
+            }
+        });
         int status;
         try {
-            status = commandLine(args).execute(args);
+            CommandLine cl = commandLine(args);
+            join(signals);
+            if (installFailed.get() != null) throw installFailed.get();
+            status = cl.execute(args);
         } catch (Error e) {
             // picocli hands only Exceptions to the error handler: an Error still gets one line, not a stack trace
             System.err.println("gmem: " + ErrorHandler.message(e));
@@ -81,6 +92,19 @@ public final class Main implements Runnable {
         System.exit(status);
     }
 
+    private static void join(Thread t) {
+        boolean interrupted = false;
+        while (true) {
+            try {
+                t.join();
+                break;
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) Thread.currentThread().interrupt();
+    }
+
     /** Whether every live thread but this one is a daemon (the JVM ends when main returns). */
     private static boolean onlyThisThreadKeepsTheJvm() {
         Thread self = Thread.currentThread();
@@ -97,21 +121,40 @@ public final class Main implements Runnable {
 
     /**
      * The configured command line for {@code args}: only the command they name, none for the
-     * version, or every command when they name none (help, usage).
+     * version, or every command when they name none (help, usage). Built from the command model
+     * the build compiled from the annotations ({@link CommandModel}): a run reads no annotation.
+     * One command line parses once: a second parse would not reset the options to their fields'
+     * initial values (the model does not read them).
      */
     static CommandLine commandLine(String[] args) {
+        String first = args.length > 0 ? args[0] : "";
+        boolean versionOnly = args.length == 1 && (first.equals("--version") || first.equals("-V"));
+        // the version names no command: none is built for it
+        CommandModel.Node root = CommandModel.load(c -> !versionOnly && c.equals(first));
+        if (!versionOnly && (root.subcommands().isEmpty() || first.equals("help")))
+            root = CommandModel.load(c -> true); // no command named (the help, the usage, a mistake): all of them
+        return configured(new CommandLine(CommandModel.build(root), factory()));
+    }
+
+    /**
+     * The command line as picocli builds it from the commands' annotations, every subcommand
+     * included: what the build compiles into the command model, and what tests compare it with.
+     */
+    static CommandLine annotatedCommandLine() {
+        CommandLine cl = new CommandLine(new Main(), factory());
+        for (Map.Entry<String, Class<?>> c : COMMANDS.entrySet()) cl.addSubcommand(c.getKey(), c.getValue());
+        return configured(cl);
+    }
+
+    private static CommandLine.IFactory factory() {
         // picocli would otherwise look for Groovy's closure class, which is nowhere: a class that is not
         // found makes the class loader open every jar of the class path, some 20 ms (docs/benchmarks.md)
         System.setProperty("picocli.disable.closures", "true");
-        CommandLine cl = new CommandLine(new Main());
-        Class<?> named = args.length > 0 && !args[0].equals("help") ? COMMANDS.get(args[0]) : null;
-        boolean versionOnly = args.length == 1 && (args[0].equals("--version") || args[0].equals("-V"));
-        if (named != null) {
-            cl.addSubcommand(args[0], named);
-        } else if (!versionOnly) { // the version names no command: none is built for it
-            for (Map.Entry<String, Class<?>> c : COMMANDS.entrySet()) cl.addSubcommand(c.getKey(), c.getValue());
-        }
-        // the settings below reach the subcommands added so far: they are added first
+        return CommandLine.defaultFactory();
+    }
+
+    /** The settings every command line gets; they reach the subcommands added so far, so they come last. */
+    private static CommandLine configured(CommandLine cl) {
         cl.setUsageHelpWidth(120);
         cl.setExecutionExceptionHandler(new ErrorHandler());
         cl.setParameterExceptionHandler(Main::usageError);
