@@ -119,7 +119,8 @@ final class CommandModel {
         Node n = node(spec);
         for (Map.Entry<String, CommandLine> c : spec.subcommands().entrySet()) {
             // an alias lists the same command again
-            if (c.getValue().getCommandSpec().name().equals(c.getKey()))
+            if (!java.util.Arrays.asList(c.getValue().getCommandSpec().aliases())
+                    .contains(c.getKey()))
                 n.subcommands().put(c.getKey(), of(c.getValue().getCommandSpec()));
         }
         return n;
@@ -214,6 +215,13 @@ final class CommandModel {
             throw new IllegalStateException(
                     spec.qualifiedName() + ": " + a + " uses a feature the command model lacks");
         OptionSpec o = a instanceof OptionSpec x ? x : null;
+        // picocli flips a flag's initial value when it has no default; the model reads no initial value
+        if (o != null
+                && o.defaultValue() == null
+                && (a.type() == boolean.class || a.type() == Boolean.class)
+                && Boolean.TRUE.equals(a.initialValue()))
+            throw new IllegalStateException(spec.qualifiedName() + ": " + a
+                    + " starts true without a defaultValue; give it defaultValue = \"true\"");
         String index = "";
         // the texts as declared: the spec's own getters give them interpolated (a default baked in, %% made %)
         String[] description;
@@ -450,17 +458,20 @@ final class CommandModel {
 
     // ---- at run time: picocli's programmatic API ----
 
-    /** A new instance of the node's class and the command spec bound to it, with its subcommands. */
-    static CommandSpec build(Node n) {
-        CommandSpec spec = spec(n, instance(n.className()), null);
+    /**
+     * A new instance of the node's class and the command spec bound to it, with its subcommands,
+     * each made by {@code factory} as picocli makes them.
+     */
+    static CommandSpec build(Node n, CommandLine.IFactory factory) {
+        CommandSpec spec = spec(n, instance(n.className()), null, factory);
         for (Map.Entry<String, Node> c : n.subcommands().entrySet())
-            spec.addSubcommand(c.getKey(), new CommandLine(build(c.getValue())));
+            spec.addSubcommand(c.getKey(), new CommandLine(build(c.getValue(), factory), factory));
         return spec;
     }
 
     /** The spec of node {@code n} bound to {@code user}; {@code mixee} is the command it is mixed into, if any. */
-    private static CommandSpec spec(Node n, Object user, CommandSpec mixee) {
-        CommandSpec spec = CommandSpec.wrapWithoutInspection(user);
+    private static CommandSpec spec(Node n, Object user, CommandSpec mixee, CommandLine.IFactory factory) {
+        CommandSpec spec = CommandSpec.wrapWithoutInspection(user, factory);
         spec.name(n.name());
         spec.aliases(n.aliases());
         String[] h = n.headings();
@@ -478,7 +489,6 @@ final class CommandModel {
         if (!n.versionProvider().isEmpty())
             spec.versionProvider((CommandLine.IVersionProvider) instance(n.versionProvider()));
         spec.helpCommand(n.helpCommand());
-        CommandSpec command = mixee == null ? spec : mixee;
         // instanceof, not a pattern switch: a switch's bootstrap spins classes at run time, some 5 ms
         for (Member m : n.members()) {
             if (m instanceof Arg a) {
@@ -487,10 +497,12 @@ final class CommandModel {
             } else if (m instanceof Mixin x) {
                 Object held = instance(x.node().className());
                 if (!x.field().isEmpty()) set(field(x.declaringClass(), x.field()), user, held);
-                spec.addMixin(x.name(), spec(x.node(), held, command));
+                // a mixin's mixee is what it is directly mixed into, as picocli has it
+                spec.addMixin(x.name(), spec(x.node(), held, spec, factory));
             }
         }
-        for (SpecField s : n.specFields()) set(field(s.declaringClass(), s.field()), user, s.mixee() ? command : spec);
+        for (SpecField s : n.specFields())
+            set(field(s.declaringClass(), s.field()), user, s.mixee() && mixee != null ? mixee : spec);
         return spec;
     }
 

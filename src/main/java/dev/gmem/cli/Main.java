@@ -53,11 +53,11 @@ public final class Main implements Runnable {
     public static void main(String[] args) {
         // the handlers are installed while the command line is built (a proxy class the JDK makes, some
         // 6 ms): before the command runs, and so before it writes any file a signal would have to remove
-        var installFailed = new java.util.concurrent.atomic.AtomicReference<RuntimeException>();
+        var installFailed = new java.util.concurrent.atomic.AtomicReference<Throwable>();
         Thread signals = Thread.ofPlatform().name("gmem-signals").start(() -> {
             try {
                 Signals.install();
-            } catch (RuntimeException e) {
+            } catch (Throwable e) {
                 installFailed.set(e);
             }
         });
@@ -65,10 +65,17 @@ public final class Main implements Runnable {
         try {
             CommandLine cl = commandLine(args);
             join(signals);
-            if (installFailed.get() != null) throw installFailed.get();
+            switch (installFailed.get()) {
+                case null -> {}
+                case Error e -> throw e;
+                case RuntimeException e -> throw e;
+                case Throwable e -> throw new IllegalStateException("cannot install signal handlers: " + e, e);
+            }
             status = cl.execute(args);
-        } catch (Error e) {
-            // picocli hands only Exceptions to the error handler: an Error still gets one line, not a stack trace
+        } catch (Error | RuntimeException e) {
+            // picocli hands only Exceptions to the error handler: an Error still gets one line, not a stack
+            // trace; so does a failure before the command runs (no signal handlers, a command model that is
+            // missing or of other classes)
             System.err.println("gmem: " + ErrorHandler.message(e));
             if (System.getenv("GMEM_DEBUG") != null) e.printStackTrace();
             status = ExitCode.FAILED.status;
@@ -133,7 +140,8 @@ public final class Main implements Runnable {
         CommandModel.Node root = CommandModel.load(c -> !versionOnly && c.equals(first));
         if (!versionOnly && (root.subcommands().isEmpty() || first.equals("help")))
             root = CommandModel.load(c -> true); // no command named (the help, the usage, a mistake): all of them
-        return configured(new CommandLine(CommandModel.build(root), factory()));
+        CommandLine.IFactory factory = factory();
+        return configured(new CommandLine(CommandModel.build(root, factory), factory));
     }
 
     /**

@@ -45,6 +45,7 @@ class CommandModelTest {
             ArgSpec x = a.args().get(i);
             assertThat(attributes(m.args().get(i))).as(name + " " + x).isEqualTo(attributes(x));
         }
+        injected(name, a.userObject(), m.userObject());
         compared.add(name);
         assertThat(modelled.getSubcommands().keySet())
                 .as(name + "'s subcommands")
@@ -105,6 +106,52 @@ class CommandModelTest {
         return m;
     }
 
+    /**
+     * What the two put into a command's fields before any parse: each {@code @Spec} field the same
+     * spec (its own, or its mixee's), each {@code @Mixin} field an instance of the same class with
+     * the same of its own.
+     */
+    private static void injected(String name, Object annotated, Object modelled) {
+        for (Class<?> c = annotated.getClass(); c != null && c != Object.class; c = c.getSuperclass()) {
+            for (java.lang.reflect.Field f : c.getDeclaredFields()) {
+                if (java.lang.reflect.Modifier.isStatic(f.getModifiers())) continue;
+                if (!f.isAnnotationPresent(CommandLine.Spec.class) && !f.isAnnotationPresent(CommandLine.Mixin.class))
+                    continue;
+                f.setAccessible(true);
+                Object x;
+                Object y;
+                try {
+                    x = f.get(annotated);
+                    y = f.get(modelled);
+                } catch (IllegalAccessException e) {
+                    throw new AssertionError(e);
+                }
+                String what = name + " " + c.getSimpleName() + "." + f.getName();
+                assertThat(y == null).as(what).isEqualTo(x == null);
+                if (x instanceof CommandSpec sx) {
+                    CommandSpec sy = (CommandSpec) y;
+                    assertThat(sy.qualifiedName()).as(what).isEqualTo(sx.qualifiedName());
+                    assertThat(sy.userObject().getClass())
+                            .as(what)
+                            .isEqualTo(sx.userObject().getClass());
+                    assertThat(sy.args()).as(what + "'s options").hasSameSizeAs(sx.args());
+                } else if (x != null) {
+                    assertThat(y.getClass()).as(what).isEqualTo(x.getClass());
+                    injected(what, x, y);
+                }
+            }
+        }
+    }
+
+    @Test
+    void theVersionIsTheSame() {
+        var a = new java.io.StringWriter();
+        var m = new java.io.StringWriter();
+        Main.annotatedCommandLine().printVersionHelp(new java.io.PrintWriter(a, true));
+        Main.commandLine(new String[] {"--version"}).printVersionHelp(new java.io.PrintWriter(m, true));
+        assertThat(m.toString()).startsWith("gmem ").isEqualTo(a.toString());
+    }
+
     private static List<Class<?>> classes(Object[] objects) {
         List<Class<?>> l = new ArrayList<>();
         for (Object o : objects) l.add(o.getClass());
@@ -121,7 +168,11 @@ class CommandModelTest {
                 new String[] {"bench", "populate", "--threads", "1,2", "--no-c-reference"},
                 new String[] {"serve", "--memory", "g.raw", "--listen", "127.0.0.1:0", "--push-nice", "0"},
                 new String[] {"fc-handler", "--socket", "s.sock", "--source", "tcp://127.0.0.1:9"},
-                new String[] {"probe", "--json"});
+                new String[] {"probe", "--json"},
+                new String[] {"help", "restore"},
+                new String[] {"bench", "populate", "--c-reference", "--size", "1G"},
+                new String[] {"qemu", "restore", "vm.snap", "--timeout", "5", "--", "qemu-system-x86_64", "-m", "1G"},
+                new String[] {"fc-handler", "--socket", "s.sock", "--source", "g.snap", "--graduate"});
         List<String[]> refused = List.of(
                 new String[] {"restore", "g.snap", "--threads", "many"},
                 new String[] {"image", "synth", "--size", "64M"});
@@ -211,7 +262,7 @@ class CommandModelTest {
                         new String[0])),
                 List.of(),
                 new java.util.LinkedHashMap<>());
-        assertThatThrownBy(() -> CommandModel.build(node))
+        assertThatThrownBy(() -> CommandModel.build(node, CommandLine.defaultFactory()))
                 .hasMessageContaining("names a field that is not here: dev.gmem.cli.Options$Json.gone");
     }
 }
