@@ -136,10 +136,11 @@ public final class Main implements Runnable {
     static CommandLine commandLine(String[] args) {
         String first = args.length > 0 ? args[0] : "";
         boolean versionOnly = args.length == 1 && (first.equals("--version") || first.equals("-V"));
-        // the version names no command: none is built for it
-        CommandModel.Node root = CommandModel.load(c -> !versionOnly && c.equals(first));
-        if (!versionOnly && (root.subcommands().isEmpty() || first.equals("help")))
-            root = CommandModel.load(c -> true); // no command named (the help, the usage, a mistake): all of them
+        boolean named = !first.isEmpty() && !first.startsWith("-") && !first.equals("help");
+        // the version builds no command; the help and the usage all of them
+        CommandModel.Node root = CommandModel.load(versionOnly ? c -> false : named ? c -> c.equals(first) : c -> true);
+        // a word that names no command: all of them, for picocli's error and its suggestions
+        if (named && root.subcommands().isEmpty()) root = CommandModel.load(c -> true);
         CommandLine.IFactory factory = factory();
         return configured(new CommandLine(CommandModel.build(root, factory), factory));
     }
