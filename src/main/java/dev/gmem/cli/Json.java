@@ -1,9 +1,5 @@
 package dev.gmem.cli;
 
-import java.lang.annotation.ElementType;
-import java.lang.annotation.Retention;
-import java.lang.annotation.RetentionPolicy;
-import java.lang.annotation.Target;
 import java.lang.reflect.Array;
 import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
@@ -15,6 +11,7 @@ import java.util.Base64;
 import java.util.Collection;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import tools.jackson.databind.json.JsonMapper;
 
@@ -23,8 +20,8 @@ import tools.jackson.databind.json.JsonMapper;
  * declaration order, indented as Jackson's default pretty printer indents (or on one line).
  *
  * <p>It writes the values the commands report and nothing else: null, booleans, numbers, strings,
- * characters, enums (by their toString), records (a component marked {@link Inline} written in place, as
- * Jackson's {@code @JsonUnwrapped}), maps (keys as written, not renamed), collections, arrays and
+ * characters, enums (by their toString), records (the components an {@link Inlining} record names written
+ * in place, as Jackson's {@code @JsonUnwrapped}), maps (keys as written, not renamed), collections, arrays and
  * {@link Optional}s; a {@link Path} as its {@code file:} URI, as Jackson writes one. Anything
  * else is a bug in the caller and is refused with the class named. It is written here rather than
  * with Jackson's object mapper because building that mapper and its first record type cost about
@@ -62,24 +59,34 @@ final class Json {
     private static final ConcurrentHashMap<Class<?>, Component[]> COMPONENTS = new ConcurrentHashMap<>();
 
     /**
-     * On a record component whose value is a record: that record's members are written in its
-     * place, as if they were the enclosing record's own (nothing is written when it is null).
+     * A record some of whose components hold records that are written in their place: their
+     * members as if they were the enclosing record's own (nothing is written for a null one). Said by
+     * an interface rather than an annotation on the component: reading a component's annotations
+     * costs the first {@code --json} run of a command about 3 ms (an annotation proxy class).
      */
-    @Retention(RetentionPolicy.RUNTIME)
-    @Target(ElementType.RECORD_COMPONENT)
-    @interface Inline {}
+    interface Inlining {
+        /** The names of the components written in place, as declared; the same for every instance. */
+        Set<String> inlined();
+    }
 
     private record Component(String key, Method accessor, boolean inline) {}
 
-    private static Component[] components(Class<?> type) {
-        return COMPONENTS.computeIfAbsent(type, t -> {
+    private static Component[] components(Record r) {
+        return COMPONENTS.computeIfAbsent(r.getClass(), t -> {
+            Set<String> inlined = r instanceof Inlining i ? i.inlined() : Set.of();
             RecordComponent[] rc = t.getRecordComponents();
             Component[] out = new Component[rc.length];
+            int found = 0;
             for (int i = 0; i < rc.length; i++) {
                 Method m = rc[i].getAccessor();
                 m.setAccessible(true); // a record private to its command: same module, always allowed
-                out[i] = new Component(snakeCase(rc[i].getName()), m, rc[i].isAnnotationPresent(Inline.class));
+                boolean inline = inlined.contains(rc[i].getName());
+                if (inline) found++;
+                out[i] = new Component(snakeCase(rc[i].getName()), m, inline);
             }
+            if (found != inlined.size())
+                throw new IllegalArgumentException(
+                        t.getName() + " inlines " + inlined + ", which are not all its components");
             return out;
         });
     }
@@ -164,7 +171,7 @@ final class Json {
 
         /** Writes {@code r}'s members after {@code written} others; returns how many there are now. */
         private int members(Record r, int written, int level) {
-            for (Component c : components(r.getClass())) {
+            for (Component c : components(r)) {
                 Object v;
                 try {
                     v = c.accessor().invoke(r);

@@ -347,11 +347,21 @@ final class RestoreCommand implements Callable<Integer> {
     }
 
     /** The JSON of a lazy restore: the time to open and validate the source, then the restore's outcome. */
-    record LazyRun(double openMs, @Json.Inline LazyRestore.Outcome restore) {}
+    record LazyRun(double openMs, LazyRestore.Outcome restore) implements Json.Inlining {
+        @Override
+        public java.util.Set<String> inlined() {
+            return java.util.Set.of("restore");
+        }
+    }
 
     /** The JSON of an eager restore: its report, then the time to release its memory and source. */
-    record Summary(
-            @Json.Inline EagerRestore.Report restore, double releaseMs, String export, GuestVerdict guestCheck) {}
+    record Summary(EagerRestore.Report restore, double releaseMs, String export, GuestVerdict guestCheck)
+            implements Json.Inlining {
+        @Override
+        public java.util.Set<String> inlined() {
+            return java.util.Set.of("restore");
+        }
+    }
 
     static final java.time.Duration GUEST_TIMEOUT = java.time.Duration.ofMinutes(10);
     static final java.time.Duration POPULATE_TIMEOUT = java.time.Duration.ofMinutes(10);

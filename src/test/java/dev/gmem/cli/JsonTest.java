@@ -15,6 +15,7 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import tools.jackson.databind.PropertyNamingStrategies;
@@ -41,12 +42,17 @@ class JsonTest {
 
     record Inner(String name, long gibPerS, Double maybe, List<Integer> counts) {}
 
-    /** Marked for both writers: Jackson's annotation for the reference, gmem's for its own writer. */
+    /** Marked for both writers: Jackson's annotation for the reference, gmem's interface for its own. */
     record Wrapper(
             double openMs,
-            @Json.Inline @JsonUnwrapped Inner inner,
-            @Json.Inline @JsonUnwrapped Wrapper nested,
-            String after) {}
+            @JsonUnwrapped Inner inner,
+            @JsonUnwrapped Wrapper nested,
+            String after) implements Json.Inlining {
+        @Override
+        public Set<String> inlined() {
+            return Set.of("inner", "nested");
+        }
+    }
 
     record Names(int x, int p99Us, int fullyResidentMs, int aBc, int urlName, int hTTPStatus, int _under, int a1B2) {}
 
@@ -179,7 +185,19 @@ class JsonTest {
         }
     }
 
-    record NotARecordInline(@Json.Inline Object value) {}
+    record NotARecordInline(Object value) implements Json.Inlining {
+        @Override
+        public Set<String> inlined() {
+            return Set.of("value");
+        }
+    }
+
+    record InlinesWhatItLacks(int value) implements Json.Inlining {
+        @Override
+        public Set<String> inlined() {
+            return Set.of("value", "other");
+        }
+    }
 
     @Test
     void refusesWhatItDoesNotKnowWithTheClassNamed() {
@@ -189,5 +207,9 @@ class JsonTest {
         assertThatThrownBy(() -> Json.write(new NotARecordInline("text")))
                 .isInstanceOf(IllegalArgumentException.class)
                 .hasMessage("value: only a record can be inline");
+        assertThatThrownBy(() -> Json.write(new InlinesWhatItLacks(1)))
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageContaining("InlinesWhatItLacks inlines")
+                .hasMessageEndingWith(", which are not all its components");
     }
 }
