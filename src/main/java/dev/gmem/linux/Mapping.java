@@ -50,7 +50,7 @@ public final class Mapping implements AutoCloseable {
 
     private static void unmap(long address, long length) {
         MemorySegment st = Native.callState();
-        long r = Native.criticalSyscall(st, Sys.MUNMAP, address, length, 0);
+        long r = Native.syscall(st, Sys.MUNMAP, address, length);
         // munmap fails only for arguments that mmap itself returned, so a failure is a bug here.
         if (r != 0)
             throw new AssertionError(new SyscallException(
@@ -79,7 +79,7 @@ public final class Mapping implements AutoCloseable {
     public void protect(long offset, long length, int prot) throws SyscallException {
         MemorySegment range = slice(offset, length);
         MemorySegment st = Native.callState();
-        long r = Native.criticalSyscall(st, Sys.MPROTECT, range, length, prot);
+        long r = Native.syscall(st, Sys.MPROTECT, range, length, prot, 0, 0);
         if (r != 0)
             throw new SyscallException(
                     "mprotect", "off=" + offset + ", len=" + length + ", prot=" + prot, Native.errno(st));

@@ -17,7 +17,7 @@ import java.lang.invoke.VarHandle;
  * after a call has failed (a successful call does not clear it).
  *
  * <p>System calls all go through {@link #syscall}: the C library's {@code syscall(3)}, linked in
- * three shapes (and each once more as a critical call). Linking is what costs at start: a downcall
+ * three shapes (and the first once more as a critical call, for the fault path). Linking is what costs at start: a downcall
  * per C function took a few milliseconds each on its first use, and a restore used about fifteen;
  * it now links three. A call's buffer is a segment argument, which the linker checks and holds
  * for the call; only addresses inside a structure (a message's data, a userfaultfd copy's
@@ -71,10 +71,6 @@ final class Native {
 
     private static final class RangeFirst {
         static final MethodHandle HANDLE = downcall("syscall", RANGE_FIRST, false, 1);
-    }
-
-    private static final class CriticalRangeFirst {
-        static final MethodHandle HANDLE = downcall("syscall", RANGE_FIRST, true, 1);
     }
 
     /**
@@ -132,9 +128,11 @@ final class Native {
     }
 
     /*
-     * The critical forms, for calls that never block and finish in microseconds (munmap, mprotect,
-     * a userfaultfd COPY of a few pages): the thread stays in Java state, which saves the transition
-     * but stalls safepoints for the call's duration.
+     * The critical form, for calls that never block and finish in microseconds (a userfaultfd COPY
+     * or CONTINUE of a few pages, on the fault path): the thread stays in Java state, which saves the
+     * transition but stalls safepoints for the call's duration. Not for munmap: unmapping a large
+     * populated range frees its pages, for milliseconds; and a short command that links a form it
+     * does not need pays milliseconds for it at start.
      */
 
     static long criticalSyscall(MemorySegment state, Sys call, long a0, long a1, long a2) {
@@ -153,14 +151,6 @@ final class Native {
     static long address(MemorySegment segment) {
         if (!segment.isNative()) throw new IllegalArgumentException("only native memory can be passed to the kernel");
         return segment.address();
-    }
-
-    static long criticalSyscall(MemorySegment state, Sys call, MemorySegment range, long a1, long a2) {
-        try {
-            return (long) CriticalRangeFirst.HANDLE.invokeExact(state, call.number(), range, a1, a2, 0L, 0L, 0L);
-        } catch (Throwable t) {
-            throw unexpected(t);
-        }
     }
 
     /**
