@@ -3,12 +3,8 @@ package dev.gmem.cli;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -59,29 +55,8 @@ class LauncherJitPolicyTest {
 
     /** Runs the policy in bash on {@code args}, as the launcher does; true when it chose both compilers. */
     private static boolean fullJit(String... args) throws IOException, InterruptedException {
-        assertThat(POLICY).isRegularFile();
-        List<String> cmd = new ArrayList<>(List.of(
-                "bash",
-                "-c",
-                "set -euo pipefail; . \"$0\"; gmem_jit_policy \"$@\"; echo \"$gmem_full_jit\"",
-                POLICY.toString()));
-        cmd.addAll(List.of(args));
-        Path out = Files.createTempFile("gmem-jit", ".txt");
-        try {
-            Process p = new ProcessBuilder(cmd)
-                    .redirectErrorStream(true)
-                    .redirectOutput(out.toFile())
-                    .start();
-            if (!p.waitFor(20, TimeUnit.SECONDS)) {
-                p.destroyForcibly().waitFor(5, TimeUnit.SECONDS);
-                throw new AssertionError("bash did not answer in 20 s");
-            }
-            String said = Files.readString(out, StandardCharsets.UTF_8).strip();
-            assertThat(p.exitValue()).as("bash: " + said).isZero();
-            assertThat(said).isIn("0", "1");
-            return said.equals("1");
-        } finally {
-            Files.deleteIfExists(out);
-        }
+        String said = LauncherScript.answer(POLICY, "gmem_jit_policy", "gmem_full_jit", args);
+        assertThat(said).isIn("0", "1");
+        return said.equals("1");
     }
 }
