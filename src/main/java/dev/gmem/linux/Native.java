@@ -17,11 +17,12 @@ import java.lang.invoke.VarHandle;
  * after a call has failed (a successful call does not clear it).
  *
  * <p>System calls all go through {@link #syscall}: the C library's {@code syscall(3)}, linked in
- * three shapes (and the first once more as a critical call, for the fault path). Linking is what costs at start: a downcall
- * per C function took a few milliseconds each on its first use, and a restore used about fifteen;
- * it now links three. A call's buffer is a segment argument, which the linker checks and holds
- * for the call; only addresses inside a structure (a message's data, a userfaultfd copy's
- * source) are raw, and their callers keep that memory reachable across the call.
+ * three shapes (the first once more as a critical call, for the fault path). Linking is what costs
+ * at start: a downcall per C function took a few milliseconds each on its first use, and a restore
+ * used about fifteen; it now links two. A call's buffer is a segment argument, which the linker
+ * checks and holds for the call; only addresses inside a structure (a message's data, a
+ * userfaultfd copy's source) are raw, and their callers keep that memory reachable across the
+ * call.
  */
 final class Native {
     static final ValueLayout.OfInt C_INT = ValueLayout.JAVA_INT;
@@ -56,7 +57,7 @@ final class Native {
     private static final FunctionDescriptor RANGE_FIRST =
             FunctionDescriptor.of(C_LONG, C_LONG, C_POINTER, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG);
 
-    // each linked on first use: a process links only the shapes it calls (a restore, three)
+    // each linked on first use: a process links only the shapes it calls (an eager restore, two)
     private static final class Integers {
         static final MethodHandle HANDLE = downcall("syscall", INTEGERS, false, 1);
     }
