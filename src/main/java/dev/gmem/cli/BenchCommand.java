@@ -467,8 +467,9 @@ final class BenchCommand implements Runnable {
             description = {
                 "Run gmem --version, gmem probe and an eager restore of a sparse guest through the launcher, each in a new",
                 "process, interleaved round by round with a bare java -version of the same JDK; after one untimed round,",
-                "report the median wall times. For the restore, the wall time beyond gmem's own reported work (the restore and the release of its memory) is set",
-                "against java -version (target: restore <= 250 ms on a quiet machine, overhead <= 4x java -version)."
+                "report the median wall times. For the restore, the wall time beyond gmem's own reported work (the restore",
+                "and the release of its memory) is set against java -version (target: restore <= 250 ms on a quiet machine,",
+                "overhead <= 4x java -version)."
             })
     static final class Start implements Callable<Integer> {
         @Option(
