@@ -8,8 +8,8 @@
 # all of them, serves the others.
 #
 # gmem_aot_family ARGS...: sets gmem_family to the family of the command line ARGS: main for no
-# command or an option first (--version, --help), restore-lazy for a lazy restore, else the command's
-# own name. The launcher uses all.aot when that family has no cache.
+# command, an option first (--version, --help) or help, restore-lazy for a lazy restore, else the
+# command's own name. The launcher uses all.aot when that family has no cache.
 gmem_aot_family() {
   gmem_family=main
   case "${1:-}" in
@@ -20,14 +20,18 @@ gmem_aot_family() {
       ;;
   esac
   gmem_family="$1"
+  # help prints what --help prints
+  [ "$1" = help ] && gmem_family=main
   [ "$1" = restore ] || return 0
   local a prev=""
   for a in "${@:2}"; do
-    case "$prev $a" in
-      "--mode "[Ll][Aa][Zz][Yy] | *" --mode="[Ll][Aa][Zz][Yy])
-        gmem_family=restore-lazy
-        return
-        ;;
+    # after --, every word is an argument, never an option
+    [ "$a" = -- ] && return 0
+    case "$a" in
+      --mode=[Ll][Aa][Zz][Yy]) gmem_family=restore-lazy && return 0 ;;
+    esac
+    case "$prev" in
+      --mode) case "$a" in [Ll][Aa][Zz][Yy]) gmem_family=restore-lazy && return 0 ;; esac ;;
     esac
     prev="$a"
   done

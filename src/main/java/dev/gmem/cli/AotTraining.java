@@ -30,13 +30,16 @@ import java.util.Map;
  * </ul>
  *
  * A command that fails here (no userfaultfd, say) only leaves its path out of the cache. Prints
- * nothing but errors in the arguments.
+ * the families for {@code --families}, and otherwise only errors.
  */
 public final class AotTraining {
     private AotTraining() {}
 
     /** The family of every command's runs: the cache of commands without a family of their own. */
     static final String ALL = "all";
+
+    /** The directory, inside the inputs', where the runs write their outputs. */
+    private static final String OUTPUTS = "out";
 
     /** The family of {@code gmem --version}, {@code gmem --help} and a bare {@code gmem}. */
     static final String MAIN = "main";
@@ -50,6 +53,8 @@ public final class AotTraining {
     static Map<String, List<String[]>> families(Path dir) {
         String raw = dir.resolve("guest.raw").toString();
         String snap = dir.resolve("guest.snap").toString();
+        // what the runs write: emptied before each family's runs, which write the same names again
+        Path out = dir.resolve(OUTPUTS);
         Map<String, List<String[]>> f = new LinkedHashMap<>();
         f.put(MAIN, List.of(new String[] {"--version"}, new String[] {"--help"}));
         f.put("probe", List.<String[]>of(new String[] {"probe", "--json"}));
@@ -61,7 +66,7 @@ public final class AotTraining {
             "--hole",
             "50%",
             "-o",
-            dir.resolve("synth.raw").toString()
+            out.resolve("synth.raw").toString()
         }));
         f.put(
                 "snapshot",
@@ -71,7 +76,7 @@ public final class AotTraining {
                             "pack",
                             raw,
                             "-o",
-                            dir.resolve("pack.snap").toString()
+                            out.resolve("pack.snap").toString()
                         },
                         new String[] {"snapshot", "inspect", snap, "--json"},
                         new String[] {"snapshot", "verify", snap},
@@ -80,7 +85,7 @@ public final class AotTraining {
                             "unpack",
                             snap,
                             "-o",
-                            dir.resolve("back.raw").toString()
+                            out.resolve("back.raw").toString()
                         }));
         f.put(
                 "restore",
@@ -88,7 +93,7 @@ public final class AotTraining {
                         new String[] {"restore", snap},
                         new String[] {"restore", snap, "--json", "--verify"},
                         new String[] {
-                            "restore", raw, "--export", dir.resolve("guest.mem").toString()
+                            "restore", raw, "--export", out.resolve("guest.mem").toString()
                         },
                         new String[] {"restore", dir.resolve("missing.snap").toString()}));
         f.put("restore-lazy", List.<String[]>of(new String[] {
@@ -98,13 +103,13 @@ public final class AotTraining {
             "lazy",
             "--verify",
             "--trace",
-            dir.resolve("lazy.trace").toString()
+            out.resolve("lazy.trace").toString()
         }));
         f.put("report", List.<String[]>of(new String[] {
             "report",
             dir.resolve("t.trace").toString(),
             "-o",
-            dir.resolve("t.svg").toString()
+            out.resolve("t.svg").toString()
         }));
         // a QEMU restore up to QEMU's start; the "QEMU" here exits at once, as no QEMU is needed to train
         f.put("qemu", List.<String[]>of(new String[] {
@@ -143,8 +148,17 @@ public final class AotTraining {
             System.err.println("AotTraining: no training family " + args[0] + "; see --families");
             System.exit(2);
         }
+        emptyDirectory(dir.resolve(OUTPUTS));
         Signals.install(); // as every run does: its classes belong in the cache too
         runQuietly(commands);
+    }
+
+    /** Makes {@code d} an empty directory: the files an earlier family's runs left in it are removed. */
+    private static void emptyDirectory(Path d) throws IOException {
+        Files.createDirectories(d);
+        try (var files = Files.list(d)) {
+            for (Path f : (Iterable<Path>) files::iterator) Files.delete(f);
+        }
     }
 
     /** Runs each command line as {@code gmem} would, its output and errors discarded. */
@@ -179,6 +193,10 @@ public final class AotTraining {
                     dir.resolve("t.trace").toString()
                 });
         runQuietly(inputs);
+        if (!Files.isRegularFile(raw)) {
+            System.err.println("AotTraining: no synthetic guest was made; the QEMU snapshot is left out");
+            return;
+        }
         try (var image = dev.gmem.snapshot.RawImage.open(raw, null, 1, b -> {})) {
             var attachments = new LinkedHashMap<String, byte[]>();
             attachments.put(

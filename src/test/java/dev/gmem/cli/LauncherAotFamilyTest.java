@@ -54,6 +54,12 @@ class LauncherAotFamilyTest {
         // a word that is no command name never becomes a path
         assertThat(family("../../etc/x")).isEqualTo("all");
         assertThat(family("Restore")).isEqualTo("all");
+        // help prints what --help prints
+        assertThat(family("help")).isEqualTo("main");
+        assertThat(family("help", "restore")).isEqualTo("main");
+        // a mode only as an option: not after --, not inside another argument
+        assertThat(family("restore", "a.snap", "--", "--mode", "lazy")).isEqualTo("restore");
+        assertThat(family("restore", "/tmp/a --mode=lazy")).isEqualTo("restore");
     }
 
     /** Runs the choice in bash on {@code args}, as the launcher does; the family it named. */
