@@ -38,11 +38,11 @@ public final class AotTraining {
     /** The family of every command's runs: the cache of commands without a family of their own. */
     static final String ALL = "all";
 
-    /** The directory, inside the inputs', where the runs write their outputs. */
-    private static final String OUTPUTS = "out";
-
     /** The family of {@code gmem --version}, {@code gmem --help} and a bare {@code gmem}. */
     static final String MAIN = "main";
+
+    /** The directory, inside the inputs', where the runs write their outputs. */
+    private static final String OUTPUTS = "out";
 
     /**
      * The training's command lines, by family. A family's name is its command's, or {@value #MAIN}
