@@ -63,7 +63,7 @@ public final class Destination implements AutoCloseable {
     }
 
     public static Destination anonymous(GuestMemory.Backend backend, long size) throws IOException {
-        checkState(size);
+        checkState(backend, size);
         return new Destination(GuestMemories.create(backend, size, FLAGS), null);
     }
 
@@ -72,7 +72,7 @@ public final class Destination implements AutoCloseable {
      * supports write() (tmpfs, or a disk file system; not hugetlbfs).
      */
     public static Destination export(Path path, long size) throws IOException {
-        checkState(size);
+        checkState(GuestMemory.Backend.MEMFD, size);
         Path dir = path.toAbsolutePath().getParent();
         if (dir != null
                 && Files.isDirectory(dir)
@@ -93,15 +93,22 @@ public final class Destination implements AutoCloseable {
     /**
      * gmem keeps two bits of state per 4 KiB page on the Java heap (populated, private): 1 TiB of
      * guest memory needs 64 MiB. A size whose state the heap cannot hold is refused up front,
-     * rather than failing later with OutOfMemoryError (a damaged manifest can claim any size).
+     * rather than failing later with OutOfMemoryError. The snapshot format allows guests up to
+     * 4 PiB, so a sound snapshot can ask for more than this process has: that is this host's limit,
+     * not a fault of the input, as {@link #checkResident} says for data.
+     *
+     * @throws UnsupportedFeatureException naming both sizes (exit status 3, never "bad input")
      */
-    private static void checkState(long size) throws IOException {
+    static void checkState(GuestMemory.Backend backend, long size) {
         long state = size / 4096 / 8 * 2;
         long heap = Runtime.getRuntime().maxMemory();
         if (state > heap / 2) {
-            throw new IOException("guest memory of " + size + " bytes needs " + (state >> 20)
-                    + " MiB of page state, more than half the Java heap (" + (heap >> 20)
-                    + " MiB); raise it with GMEM_JAVA_OPTS=-Xmx...");
+            throw new UnsupportedFeatureException(
+                    backend.label(),
+                    "keeping the guest's page state",
+                    "guest memory of " + size + " bytes needs " + (state >> 20)
+                            + " MiB of page state, more than half the Java heap (" + (heap >> 20)
+                            + " MiB); raise it with GMEM_JAVA_OPTS=-Xmx...");
         }
     }
 

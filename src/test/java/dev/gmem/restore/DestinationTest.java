@@ -30,6 +30,26 @@ class DestinationTest {
         }
     }
 
+    /**
+     * A guest the format allows (up to 4 PiB) whose page state would not fit the heap is this
+     * host's limit (exit status 3), refused before any memory file exists, and an export leaves no file.
+     */
+    @Test
+    void aGuestWhosePageStateTheHeapCannotHoldIsRefusedAsAHostLimit() {
+        long huge = dev.gmem.snapshot.Region.MAX_GUEST_ADDRESS;
+        for (var backend : dev.gmem.memory.GuestMemory.Backend.values())
+            assertThatThrownBy(() -> Destination.checkState(backend, huge))
+                    .isInstanceOf(dev.gmem.memory.UnsupportedFeatureException.class)
+                    .hasMessageContaining("guest memory of " + huge + " bytes needs 262144 MiB of page state")
+                    .hasMessageContaining("GMEM_JAVA_OPTS=-Xmx");
+        Path out = dir.resolve("export.mem");
+        assertThatThrownBy(() -> Destination.export(out, huge))
+                .isInstanceOf(dev.gmem.memory.UnsupportedFeatureException.class);
+        assertThat(out).doesNotExist();
+        assertThat(dir.toFile().list()).isEmpty();
+        Destination.checkState(dev.gmem.memory.GuestMemory.Backend.MEMFD, 1L << 40); // 1 TiB: 64 MiB of state
+    }
+
     @Test
     void theHostsCapacityIsReadFromMeminfo() {
         assertThat(HostMemory.capacity(true))
