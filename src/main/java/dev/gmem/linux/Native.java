@@ -17,9 +17,10 @@ import java.lang.invoke.VarHandle;
  * after a call has failed (a successful call does not clear it).
  *
  * <p>System calls all go through {@link #syscall}: the C library's {@code syscall(3)}, linked in
- * three shapes (the first once more as a critical call, for the fault path). Linking is what costs
- * at start: a downcall per C function took a few milliseconds each on its first use, and a restore
- * used about fifteen; it now links two. A call's buffer is a segment argument, which the linker
+ * one shape (once more as a critical call, for the fault path). Linking is what costs at start: a
+ * downcall per C function took a few milliseconds each on its first use, a restore used about
+ * fifteen, and each further shape of {@code syscall} cost about 5 ms; it now links one. A call's
+ * buffer is a segment argument, which the linker
  * checks and holds for the call; only addresses inside a structure (a message's data, a
  * userfaultfd copy's source) are raw, and their callers keep that memory reachable across the
  * call.
@@ -42,36 +43,33 @@ final class Native {
     private Native() {}
 
     /**
-     * {@code long syscall(long number, ...)} in its three shapes: six integer arguments; a buffer
-     * second (a descriptor's read, write, sendmsg); a memory range first (madvise, mprotect, ppoll).
-     * A buffer passed as a segment is the linker's to check: it refuses heap memory and memory
-     * already freed, and holds the segment's arena open for the call, so memory being unmapped by
-     * another thread is never handed to the kernel (closing it fails while the call runs).
+     * {@code long syscall(long number, ...)} in one shape: its first two arguments pointers, the
+     * other four integers. Every call fits it. A memory range comes first (madvise, mprotect, ppoll)
+     * and a descriptor's buffer second (read, pwrite, sendmsg); an integer in either place travels
+     * as a zero-length segment at that value (a register holds the same bits either way). A buffer
+     * passed as a segment is the linker's to check: it refuses heap memory and memory already
+     * freed, and holds the segment's arena open for the call, so memory being unmapped by another
+     * thread is never handed to the kernel (closing it fails while the call runs).
      */
+    private static final FunctionDescriptor SHAPE =
+            FunctionDescriptor.of(C_LONG, C_LONG, C_POINTER, C_POINTER, C_LONG, C_LONG, C_LONG, C_LONG);
+
+    /** The critical form's shape: integers only (its calls pass no buffer the linker should hold). */
     private static final FunctionDescriptor INTEGERS =
             FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG);
 
-    private static final FunctionDescriptor BUFFER_SECOND =
-            FunctionDescriptor.of(C_LONG, C_LONG, C_LONG, C_POINTER, C_LONG, C_LONG, C_LONG, C_LONG);
-
-    private static final FunctionDescriptor RANGE_FIRST =
-            FunctionDescriptor.of(C_LONG, C_LONG, C_POINTER, C_LONG, C_LONG, C_LONG, C_LONG, C_LONG);
-
-    // each linked on first use: a process links only the shapes it calls (an eager restore, two)
-    private static final class Integers {
-        static final MethodHandle HANDLE = downcall("syscall", INTEGERS, false, 1);
+    // each linked on first use: a process links only the forms it calls (an eager restore, one)
+    private static final class Call {
+        static final MethodHandle HANDLE = downcall("syscall", SHAPE, false, 1);
     }
 
     private static final class CriticalIntegers {
         static final MethodHandle HANDLE = downcall("syscall", INTEGERS, true, 1);
     }
 
-    private static final class BufferSecond {
-        static final MethodHandle HANDLE = downcall("syscall", BUFFER_SECOND, false, 1);
-    }
-
-    private static final class RangeFirst {
-        static final MethodHandle HANDLE = downcall("syscall", RANGE_FIRST, false, 1);
+    /** An integer argument in a pointer's place. */
+    private static MemorySegment word(long value) {
+        return MemorySegment.ofAddress(value);
     }
 
     /**
@@ -80,7 +78,7 @@ final class Native {
      */
     static long syscall(MemorySegment state, Sys call, long a0, long a1, long a2, long a3, long a4, long a5) {
         try {
-            return (long) Integers.HANDLE.invokeExact(state, call.number(), a0, a1, a2, a3, a4, a5);
+            return (long) Call.HANDLE.invokeExact(state, call.number(), word(a0), word(a1), a2, a3, a4, a5);
         } catch (Throwable t) {
             throw unexpected(t);
         }
@@ -113,7 +111,7 @@ final class Native {
     /** {@code call(a0, buffer, a2, a3)}: a descriptor's call on a buffer (read, pwrite, sendmsg). */
     static long syscall(MemorySegment state, Sys call, long a0, MemorySegment buffer, long a2, long a3) {
         try {
-            return (long) BufferSecond.HANDLE.invokeExact(state, call.number(), a0, buffer, a2, a3, 0L, 0L);
+            return (long) Call.HANDLE.invokeExact(state, call.number(), word(a0), buffer, a2, a3, 0L, 0L);
         } catch (Throwable t) {
             throw unexpected(t);
         }
@@ -122,7 +120,7 @@ final class Native {
     /** {@code call(range, a1, a2, a3, a4)}: a call on a range of memory (madvise, mlock, mincore, ppoll). */
     static long syscall(MemorySegment state, Sys call, MemorySegment range, long a1, long a2, long a3, long a4) {
         try {
-            return (long) RangeFirst.HANDLE.invokeExact(state, call.number(), range, a1, a2, a3, a4, 0L);
+            return (long) Call.HANDLE.invokeExact(state, call.number(), range, word(a1), a2, a3, a4, 0L);
         } catch (Throwable t) {
             throw unexpected(t);
         }
