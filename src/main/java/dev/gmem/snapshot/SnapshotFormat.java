@@ -254,31 +254,31 @@ public final class SnapshotFormat {
         int previousRegion = -1;
         long previousPage = -1;
         for (long i = 0; i < chunkCount; i++, pos += CHUNK_ENTRY_BYTES) {
-            String what = "chunk " + i;
             long regionIndex = Integer.toUnsignedLong(b.getInt(pos));
             Codec codec = Codec.ofId(b.get(pos + 4) & 0xff);
             if (b.get(pos + 5) != 0 || b.getShort(pos + 6) != 0 || b.getInt(pos + 36) != 0)
-                throw new SnapshotFormatException(file, what + ": reserved fields are not zero");
+                throw new SnapshotFormatException(file, "chunk " + i + ": reserved fields are not zero");
             if (regionIndex >= regionCount)
                 throw new SnapshotFormatException(
-                        file, what + ": region " + regionIndex + " does not exist (" + regionCount + " regions)");
+                        file,
+                        "chunk " + i + ": region " + regionIndex + " does not exist (" + regionCount + " regions)");
             if (codec == null)
-                throw new SnapshotFormatException(file, what + ": unknown codec " + (b.get(pos + 4) & 0xff));
+                throw new SnapshotFormatException(file, "chunk " + i + ": unknown codec " + (b.get(pos + 4) & 0xff));
             Region r = laid.get((int) regionIndex);
             int window = partial.windowPages(r.pageSize());
             long firstPage = b.getLong(pos + 8);
             if (firstPage < 0 || firstPage >= r.pages() || firstPage % window != 0) {
                 throw new SnapshotFormatException(
                         file,
-                        what + ": first page " + firstPage + " is not the start of a " + window
+                        "chunk " + i + ": first page " + firstPage + " is not the start of a " + window
                                 + "-page window of region " + regionIndex + " (" + r.pages() + " pages)");
             }
             if ((int) regionIndex < previousRegion
                     || ((int) regionIndex == previousRegion && firstPage <= previousPage)) {
                 throw new SnapshotFormatException(
                         file,
-                        what + ": out of order or overlapping the chunk before it (region " + regionIndex + ", page "
-                                + firstPage + ")");
+                        "chunk " + i + ": out of order or overlapping the chunk before it (region " + regionIndex
+                                + ", page " + firstPage + ")");
             }
             previousRegion = (int) regionIndex;
             previousPage = firstPage;
@@ -295,9 +295,9 @@ public final class SnapshotFormat {
                 long beyond = pageMaskBeyond(pages, w);
                 if (((data[w] | zero[w]) & beyond) != 0)
                     throw new SnapshotFormatException(
-                            file, what + ": page bits set past the window's " + pages + " pages");
+                            file, "chunk " + i + ": page bits set past the window's " + pages + " pages");
                 if ((data[w] & zero[w]) != 0)
-                    throw new SnapshotFormatException(file, what + ": pages marked both data and zero");
+                    throw new SnapshotFormatException(file, "chunk " + i + ": pages marked both data and zero");
             }
             Chunk c = new Chunk(
                     (int) regionIndex, firstPage, pages, data, zero, codec, offset, (int) stored, (int) raw, crc);
@@ -305,25 +305,26 @@ public final class SnapshotFormat {
             if (raw != expectRaw) {
                 throw new SnapshotFormatException(
                         file,
-                        what + ": raw length " + raw + ", but its " + c.dataPages() + " data pages of " + r.pageSize()
-                                + " bytes make " + expectRaw);
+                        "chunk " + i + ": raw length " + raw + ", but its " + c.dataPages() + " data pages of "
+                                + r.pageSize() + " bytes make " + expectRaw);
             }
             if (c.dataPages() == 0) {
                 if (stored != 0 || offset != 0 || codec != Codec.NONE || crc != 0)
-                    throw new SnapshotFormatException(file, what + ": has no data pages but says it stores data");
+                    throw new SnapshotFormatException(
+                            file, "chunk " + i + ": has no data pages but says it stores data");
                 if (c.zeroPages() == 0)
-                    throw new SnapshotFormatException(file, what + ": has neither data nor zero pages");
+                    throw new SnapshotFormatException(file, "chunk " + i + ": has neither data nor zero pages");
             } else {
                 if (stored == 0 || (codec == Codec.NONE && stored != raw)) {
                     throw new SnapshotFormatException(
                             file,
-                            what + ": stored length " + stored + " does not fit " + raw + " raw bytes with codec "
-                                    + codec.label());
+                            "chunk " + i + ": stored length " + stored + " does not fit " + raw
+                                    + " raw bytes with codec " + codec.label());
                 }
                 if (offset < previousEnd || offset > dataEnd || stored > dataEnd - offset) {
                     throw new SnapshotFormatException(
                             file,
-                            what + ": data at offset " + offset + " (" + stored + " bytes) "
+                            "chunk " + i + ": data at offset " + offset + " (" + stored + " bytes) "
                                     + (offset < previousEnd
                                             ? "overlaps the header or the chunk before it (which ends at " + previousEnd
                                                     + ")"
