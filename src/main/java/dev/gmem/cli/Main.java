@@ -65,12 +65,11 @@ public final class Main implements Runnable {
         try {
             CommandLine cl = commandLine(args);
             join(signals);
-            switch (installFailed.get()) {
-                case null -> {}
-                case Error e -> throw e;
-                case RuntimeException e -> throw e;
-                case Throwable e -> throw new IllegalStateException("cannot install signal handlers: " + e, e);
-            }
+            // no pattern switch on the start path: its first run spins a class (docs/benchmarks.md, start time)
+            Throwable failed = installFailed.get();
+            if (failed instanceof Error e) throw e;
+            if (failed instanceof RuntimeException e) throw e;
+            if (failed != null) throw new IllegalStateException("cannot install signal handlers: " + failed, failed);
             status = cl.execute(args);
         } catch (Error | RuntimeException e) {
             // picocli hands only Exceptions to the error handler: an Error still gets one line, not a stack
