@@ -31,7 +31,8 @@ import picocli.CommandLine.Model.PositionalParamSpec;
  * no annotation). {@code CommandModelTest} checks that the two give the same commands, option by
  * option and help text by help text.
  *
- * <p>The file: {@value #MAGIC}, a version, then the root command's node. A node (a command or a
+ * <p>The file: {@value #MAGIC}, a version, the fields the generated class reaches (a count, then
+ * each field's class and name, numbered from 0 in that order), then the root command's node. A node (a command or a
  * mixin) is its class, its command attributes, its members in declaration order (an option, a
  * positional parameter, or a mixin with its own node; the order is the help's and the parser's),
  * its {@code @Spec} fields, and its subcommands, each a name and a node.
@@ -39,7 +40,7 @@ import picocli.CommandLine.Model.PositionalParamSpec;
 final class CommandModel {
     static final String RESOURCE = "commands.model";
     private static final String MAGIC = "gmem-command-model";
-    private static final int VERSION = 1;
+    private static final int VERSION = 2;
 
     private CommandModel() {}
 
@@ -107,11 +108,43 @@ final class CommandModel {
         Node root = of(Main.annotatedCommandLine().getCommandSpec());
         Path out = Path.of(args[0]);
         Files.createDirectories(out.toAbsolutePath().getParent());
+        List<Field> reached = new ArrayList<>();
+        bound(root, reached);
+        reached.removeIf(f -> !FieldAccess.reachable(f));
         try (DataOutputStream o = new DataOutputStream(new java.io.BufferedOutputStream(Files.newOutputStream(out)))) {
             o.writeUTF(MAGIC);
             o.writeInt(VERSION);
+            // the fields the generated class reaches, in its numbering
+            o.writeInt(reached.size());
+            for (Field f : reached) {
+                o.writeUTF(f.getDeclaringClass().getName());
+                o.writeUTF(f.getName());
+            }
             write(o, root);
         }
+        Files.write(
+                out.toAbsolutePath()
+                        .getParent()
+                        .resolve(
+                                FieldAccess.GENERATED.substring(FieldAccess.GENERATED.lastIndexOf('.') + 1) + ".class"),
+                FieldAccess.generate(reached));
+    }
+
+    /** Every field {@code n} and its subcommands bind, each once, in the model's order. */
+    static void bound(Node n, List<Field> into) {
+        for (Member m : n.members()) {
+            if (m instanceof Arg a) once(field(a.declaringClass(), a.field()), into);
+            else if (m instanceof Mixin x) {
+                if (!x.field().isEmpty()) once(field(x.declaringClass(), x.field()), into);
+                bound(x.node(), into);
+            }
+        }
+        for (SpecField f : n.specFields()) once(field(f.declaringClass(), f.field()), into);
+        for (Node c : n.subcommands().values()) bound(c, into);
+    }
+
+    private static void once(Field f, List<Field> into) {
+        if (!into.contains(f)) into.add(f);
     }
 
     /** The model of {@code spec}, a command built from its annotations, with its subcommands. */
@@ -365,6 +398,10 @@ final class CommandModel {
             if (!magic.equals(MAGIC) || version != VERSION)
                 throw new IllegalStateException(
                         "gmem's command model is of another build (" + magic + " " + version + "); rebuild gmem");
+            int n = d.readInt();
+            Map<String, Integer> numbers = new java.util.HashMap<>(n * 2);
+            for (int i = 0; i < n; i++) numbers.put(d.readUTF() + '#' + d.readUTF(), i);
+            if (access == null) access = new Access(numbers, FieldAccess.load(n));
             return read(d, which);
         } catch (IOException e) {
             throw new java.io.UncheckedIOException("gmem's command model cannot be read", e);
@@ -496,13 +533,14 @@ final class CommandModel {
                 else spec.addPositional(positional(a, user));
             } else if (m instanceof Mixin x) {
                 Object held = instance(x.node().className());
-                if (!x.field().isEmpty()) set(field(x.declaringClass(), x.field()), user, held);
+                if (!x.field().isEmpty())
+                    FieldBinding.of(x.declaringClass(), x.field(), user).set(held);
                 // a mixin's mixee is what it is directly mixed into, as picocli has it
                 spec.addMixin(x.name(), spec(x.node(), held, spec, factory));
             }
         }
         for (SpecField s : n.specFields())
-            set(field(s.declaringClass(), s.field()), user, s.mixee() && mixee != null ? mixee : spec);
+            FieldBinding.of(s.declaringClass(), s.field(), user).set(s.mixee() && mixee != null ? mixee : spec);
         return spec;
     }
 
@@ -574,15 +612,44 @@ final class CommandModel {
         CommandLine.ITypeConverter<?>[] converters = new CommandLine.ITypeConverter<?>[a.converters().length];
         for (int i = 0; i < converters.length; i++)
             converters[i] = (CommandLine.ITypeConverter<?>) instance(a.converters()[i]);
-        return new Bound(new FieldBinding(field(a.declaringClass(), a.field()), user), type(a.type()), aux, converters);
+        return new Bound(FieldBinding.of(a.declaringClass(), a.field(), user), type(a.type()), aux, converters);
     }
 
-    /** An option's field in an instance: what picocli reads for the help's defaults and sets when it parses. */
-    private record FieldBinding(Field field, Object target)
+    /** The generated field access of the model on the class path, and its fields' numbers ({@code "class#field"}). */
+    private record Access(Map<String, Integer> numbers, FieldAccess fields) {}
+
+    /** Set by the first {@link #load}: every load reads the same file. */
+    private static volatile Access access;
+
+    /** The numbers of the fields the generated class reaches ({@code "class#field"}), once a model is loaded; for tests. */
+    static Map<String, Integer> generatedFieldNumbers() {
+        Access a = access;
+        return a == null ? Map.of() : a.numbers();
+    }
+
+    /** The generated field access, once a model naming fields is loaded; for tests. */
+    static FieldAccess generatedFieldAccess() {
+        Access a = access;
+        return a == null ? null : a.fields();
+    }
+
+    /**
+     * A field in an instance: what picocli reads for the help's defaults and sets when it parses,
+     * through the generated field access when it reaches the field ({@code number} from 0), else
+     * by reflection.
+     */
+    private record FieldBinding(Field field, Object target, int number)
             implements CommandLine.Model.IGetter, CommandLine.Model.ISetter {
+        static FieldBinding of(String declaringClass, String name, Object target) {
+            Access a = access;
+            Integer n = a == null ? null : a.numbers().get(declaringClass + '#' + name);
+            return new FieldBinding(CommandModel.field(declaringClass, name), target, n == null ? -1 : n);
+        }
+
         @Override
         @SuppressWarnings("unchecked")
         public <T> T get() {
+            if (number >= 0) return (T) access.fields().get(number, target);
             try {
                 return (T) field.get(target);
             } catch (IllegalAccessException e) {
@@ -591,10 +658,13 @@ final class CommandModel {
         }
 
         @Override
-        @SuppressWarnings("unchecked")
         public <T> T set(T value) {
+            T old = get();
+            if (number >= 0) {
+                access.fields().set(number, target, value);
+                return old;
+            }
             try {
-                T old = (T) field.get(target);
                 field.set(target, value);
                 return old;
             } catch (IllegalAccessException e) {
@@ -631,14 +701,6 @@ final class CommandModel {
         } catch (NoSuchFieldException e) {
             throw new IllegalStateException(
                     "the command model names a field that is not here: " + declaringClass + "." + name, e);
-        }
-    }
-
-    private static void set(Field f, Object target, Object value) {
-        try {
-            f.set(target, value);
-        } catch (IllegalAccessException e) {
-            throw new IllegalStateException(e);
         }
     }
 

@@ -211,6 +211,59 @@ class CommandModelTest {
                 : ((CommandLine.Model.PositionalParamSpec) a).index() + " " + a.paramLabel();
     }
 
+    /**
+     * The class the build generated reaches, by number, exactly the field the model names for that
+     * number (what it sets, reflection reads, and the other way round), and it reaches every field
+     * of gmem's own commands: only picocli's own help options are left to reflection.
+     */
+    @Test
+    void theGeneratedFieldAccessReachesEachFieldByItsNumber() throws Exception {
+        CommandModel.Node root = CommandModel.load(c -> true);
+        Map<String, Integer> numbers = CommandModel.generatedFieldNumbers();
+        FieldAccess access = CommandModel.generatedFieldAccess();
+        assertThat(access).isNotNull();
+        List<java.lang.reflect.Field> bound = new ArrayList<>();
+        CommandModel.bound(root, bound);
+        List<String> reflective = new ArrayList<>();
+        for (java.lang.reflect.Field f : bound) {
+            String key = f.getDeclaringClass().getName() + "#" + f.getName();
+            if (!numbers.containsKey(key)) {
+                reflective.add(key);
+                continue;
+            }
+            f.setAccessible(true);
+            var ctor = f.getDeclaringClass().getDeclaredConstructor();
+            ctor.setAccessible(true);
+            Object target = ctor.newInstance();
+            int n = numbers.get(key);
+            for (Object value : samples(f.getType())) {
+                access.set(n, target, value);
+                assertThat(f.get(target)).as(key + " set to " + value).isEqualTo(value);
+                f.set(target, value);
+                assertThat(access.get(n, target)).as(key + " read").isEqualTo(value);
+            }
+        }
+        assertThat(numbers).hasSize(bound.size() - reflective.size());
+        assertThat(numbers.size()).isGreaterThan(50);
+        assertThat(reflective)
+                .as("fields left to reflection: make a field of a command package-private to have it reached")
+                .allMatch(k -> k.startsWith("picocli."));
+        assertThatThrownBy(() -> access.get(numbers.size(), new Object())).isInstanceOf(IllegalArgumentException.class);
+    }
+
+    /** Two values a field of {@code type} can hold (null for a type without an obvious one). */
+    private static List<Object> samples(Class<?> type) {
+        if (type == boolean.class) return List.of(true, false);
+        if (type == int.class) return List.of(7, -3);
+        if (type == long.class) return List.of(1L << 40, -1L);
+        if (type == double.class) return List.of(2.5, -0.0);
+        if (type == String.class) return java.util.Arrays.asList("x", null);
+        if (type == java.nio.file.Path.class) return java.util.Arrays.asList(java.nio.file.Path.of("p"), null);
+        if (type.isEnum()) return java.util.Arrays.asList(type.getEnumConstants()[0], null);
+        if (type.isPrimitive()) throw new AssertionError("a field of a primitive type without samples: " + type);
+        return java.util.Collections.singletonList(null);
+    }
+
     @Test
     void aRunBuildsOnlyTheCommandItNames() {
         assertThat(Main.commandLine(new String[] {"restore", "x"})
