@@ -7,9 +7,9 @@ import dev.gmem.snapshot.SnapshotFormatException;
  * gmem's exit statuses, chosen by the type of the error (and of its causes), never by its text:
  * 0 done; 1 failed (an I/O or system call error, a restore that failed or differs from its source,
  * a guest check that failed); 2 the command line is wrong (a QEMU command that does not fit its
- * snapshot included); 3 this host, or the VM, lacks what the command needs (the reason is printed;
- * a file system that cannot hold a file that large, EFBIG, included); 4 the input is corrupt or not
- * what it claims (a snapshot, a memory file or a trace).
+ * snapshot included); 3 this host, or the VM, lacks what the command needs, or cannot hold what a
+ * sound input asks for (the reason is printed); 4 the input is corrupt or not what it claims (a
+ * snapshot, a memory file or a trace).
  */
 enum ExitCode {
     OK(0),
@@ -40,9 +40,8 @@ enum ExitCode {
                 case dev.gmem.store.StoreFormatException e -> {
                     return BAD_INPUT;
                 }
-                case dev.gmem.linux.SyscallException e
-                when e.is(dev.gmem.linux.Errno.EFBIG) -> {
-                    return UNSUPPORTED; // the format allows guests up to 4 PiB; ext4 files end at 16 TiB
+                case dev.gmem.util.HostLimitException e -> {
+                    return UNSUPPORTED;
                 }
                 case dev.gmem.qemu.QemuRam.NotShareableException e -> {
                     return UNSUPPORTED;

@@ -63,7 +63,7 @@ public final class Destination implements AutoCloseable {
     }
 
     public static Destination anonymous(GuestMemory.Backend backend, long size) throws IOException {
-        checkState(backend, size);
+        checkState(size);
         return new Destination(GuestMemories.create(backend, size, FLAGS), null);
     }
 
@@ -72,7 +72,7 @@ public final class Destination implements AutoCloseable {
      * supports write() (tmpfs, or a disk file system; not hugetlbfs).
      */
     public static Destination export(Path path, long size) throws IOException {
-        checkState(GuestMemory.Backend.MEMFD, size);
+        checkState(size);
         Path dir = path.toAbsolutePath().getParent();
         if (dir != null
                 && Files.isDirectory(dir)
@@ -83,6 +83,7 @@ public final class Destination implements AutoCloseable {
         }
         OutputFile out = OutputFile.create(path, OutputFile.Mode.CREATE, 0600);
         try {
+            dev.gmem.util.HostLimitException.truncate(out.fd(), path, size);
             return new Destination(MemfdGuestMemory.overFile(out.fd().dup(), size, FLAGS), out);
         } catch (IOException | RuntimeException e) {
             out.close();
@@ -95,20 +96,17 @@ public final class Destination implements AutoCloseable {
      * guest memory needs 64 MiB. A size whose state the heap cannot hold is refused up front,
      * rather than failing later with OutOfMemoryError. The snapshot format allows guests up to
      * 4 PiB, so a sound snapshot can ask for more than this process has: that is this host's limit,
-     * not a fault of the input, as {@link #checkResident} says for data.
+     * not a fault of the input.
      *
-     * @throws UnsupportedFeatureException naming both sizes (exit status 3, never "bad input")
+     * @throws dev.gmem.util.HostLimitException naming both sizes (exit status 3, never "bad input")
      */
-    static void checkState(GuestMemory.Backend backend, long size) {
+    static void checkState(long size) throws dev.gmem.util.HostLimitException {
         long state = size / 4096 / 8 * 2;
         long heap = Runtime.getRuntime().maxMemory();
         if (state > heap / 2) {
-            throw new UnsupportedFeatureException(
-                    backend.label(),
-                    "keeping the guest's page state",
-                    "guest memory of " + size + " bytes needs " + (state >> 20)
-                            + " MiB of page state, more than half the Java heap (" + (heap >> 20)
-                            + " MiB); raise it with GMEM_JAVA_OPTS=-Xmx...");
+            throw new dev.gmem.util.HostLimitException("guest memory of " + size + " bytes needs " + (state >> 20)
+                    + " MiB of page state, more than half the Java heap (" + (heap >> 20)
+                    + " MiB); raise it with GMEM_JAVA_OPTS=-Xmx...");
         }
     }
 

@@ -275,8 +275,8 @@ class AttackSuiteTest {
 
         // one verdict: what verify accepts every reader accepts, and what it refuses every reader refuses
         boolean accepted = verify.exit() == 0;
-        agrees(restore, accepted, what + ": restore", verify);
-        agrees(unpack, accepted, what + ": unpack", verify);
+        agrees(restore, accepted, false, what + ": restore", verify);
+        agrees(unpack, accepted, true, what + ": unpack", verify);
         for (Result refused : List.of(verify, restore, unpack)) {
             if (refused.exit() != 0)
                 refusals.add(refused.errLines()
@@ -288,7 +288,7 @@ class AttackSuiteTest {
         if (lazyToo && Host.hasUserfaultfd()) {
             Result lazy = gmem("damaged snapshots", dir, "restore", f.toString(), "--mode", "lazy", "--verify");
             clean(lazy, dir, what + ", lazy restore", 0, 1, 3, 4);
-            agrees(lazy, accepted, what + ": lazy restore", verify);
+            agrees(lazy, accepted, false, what + ": lazy restore", verify);
         }
         Host.removeTree(dir);
     }
@@ -297,16 +297,22 @@ class AttackSuiteTest {
      * A reader gives verify's verdict, or refuses as this host's limit. The format allows a guest of
      * 4 PiB, so a forged manifest can make a sound snapshot that no heap here holds the page state of
      * (restore) and no disk file system holds (unpack: ext4 files end at 16 TiB). That refusal is exit
-     * 3 naming the limit, which is no verdict on the input; exit 3 is never anything else.
+     * 3 naming the limit, which is no verdict on the input; exit 3 is never anything else. A reader
+     * that checks every chunk first ({@code checksFirst}: unpack) meets the limit only in a file
+     * verify accepted; a restore meets it before it reads any data, so in a refused file too.
      */
-    private static void agrees(Result reader, boolean accepted, String what, Result verify) {
+    private static void agrees(Result reader, boolean accepted, boolean checksFirst, String what, Result verify) {
         boolean hostLimit = reader.exit() == 3
                 && reader.errLines().size() == 1
                 && (reader.errLines().get(0).contains("of page state, more than half the Java heap")
-                        || reader.errLines().get(0).contains(": EFBIG (File too large)"));
+                        || reader.errLines().get(0).contains("(EFBIG, File too large)"));
         if (reader.exit() == 3)
             assertThat(hostLimit)
                     .as("%s: exit 3 is the host's limit%n%s", what, reader)
+                    .isTrue();
+        if (hostLimit && checksFirst)
+            assertThat(accepted)
+                    .as("%s: the limit after every chunk was checked%n%s%n%s", what, verify, reader)
                     .isTrue();
         if (hostLimit) return;
         assertThat(reader.exit() == 0)

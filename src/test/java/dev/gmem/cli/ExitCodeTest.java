@@ -15,15 +15,19 @@ class ExitCodeTest {
     @Test
     void eachTypeHasItsStatusAndTheFirstTypedCauseDecides() {
         var efbig = new SyscallException("ftruncate", "size=4503599627370496", Errno.EFBIG);
-        assertThat(ExitCode.of(efbig)).isEqualTo(ExitCode.UNSUPPORTED);
-        assertThat(ExitCode.of(new IOException("unpack", efbig))).isEqualTo(ExitCode.UNSUPPORTED);
+        assertThat(ExitCode.of(efbig)).as("an errno is no type of its own").isEqualTo(ExitCode.FAILED);
+        var limit = new dev.gmem.util.HostLimitException("x: the file system holds no file of 4 PiB", efbig);
+        assertThat(ExitCode.of(limit)).isEqualTo(ExitCode.UNSUPPORTED);
+        assertThat(ExitCode.of(new IOException("unpack", limit))).isEqualTo(ExitCode.UNSUPPORTED);
         assertThat(ExitCode.of(new SyscallException("pwrite", "len=4096", Errno.ENOSPC)))
                 .isEqualTo(ExitCode.FAILED);
         assertThat(ExitCode.of(new UnsupportedFeatureException("memfd", "keeping the guest's page state", "why")))
                 .isEqualTo(ExitCode.UNSUPPORTED);
-        var bad = new SnapshotFormatException(Path.of("x.snap"), "bad magic", efbig);
+        var bad = new SnapshotFormatException(Path.of("x.snap"), "bad magic", limit);
         assertThat(ExitCode.of(bad)).as("the outer typed error decides").isEqualTo(ExitCode.BAD_INPUT);
-        assertThat(ExitCode.of(new IOException("EFBIG"))).as("never the text").isEqualTo(ExitCode.FAILED);
+        assertThat(ExitCode.of(new IOException("more than the heap")))
+                .as("never the text")
+                .isEqualTo(ExitCode.FAILED);
         assertThat(ExitCode.UNSUPPORTED.status).isEqualTo(3);
     }
 }
