@@ -53,6 +53,40 @@ class LauncherJitPolicyTest {
         assertThat(fullJit("restore", "/x/s3://y.snap")).isFalse();
     }
 
+    @Test
+    void shortCommandsStartLighterAndLongOnesKeepTheJvmDefaults() throws Exception {
+        String light = "-XX:-UsePerfData -Djdk.reflect.useNativeAccessorOnly=true";
+        String c1 = light + " -XX:TieredStopAtLevel=1";
+        String noReplay = c1 + " -XX:+UnlockDiagnosticVMOptions -XX:-AOTReplayTraining";
+        assertThat(startOptions("1", "1", "1", "restore", "/dev/shm/g.snap", "--json"))
+                .isEqualTo(noReplay);
+        assertThat(startOptions("1", "1", "1", "--version")).isEqualTo(noReplay);
+        // the profiles stay when there is no cache, or the training found the option refused
+        assertThat(startOptions("1", "0", "1", "probe")).isEqualTo(c1);
+        assertThat(startOptions("1", "1", "0", "probe")).isEqualTo(c1);
+        // a JIT of the user's own: no compiler choice, and the profiles stay for it
+        assertThat(startOptions("0", "1", "1", "probe")).isEqualTo(light);
+        for (String[] longOne : List.of(
+                new String[] {"serve", "--snapshot", "g.snap"},
+                new String[] {"bench", "start"},
+                new String[] {"restore", "tcp://127.0.0.1:9", "--mode", "lazy"},
+                new String[] {"restore", "g.snap", "--metrics", "127.0.0.1:9400"}))
+            assertThat(startOptions("1", "1", "1", longOne))
+                    .as(String.join(" ", longOne))
+                    .isEmpty();
+    }
+
+    /** The policy's start options for a command, as the launcher gets them, space-separated. */
+    private static String startOptions(String ownJit, String cached, String noReplay, String... args)
+            throws IOException, InterruptedException {
+        String[] all = new String[args.length + 3];
+        all[0] = ownJit;
+        all[1] = cached;
+        all[2] = noReplay;
+        System.arraycopy(args, 0, all, 3, args.length);
+        return LauncherScript.answer(POLICY, "gmem_start_options", "{gmem_start_opts[*]}", all);
+    }
+
     /** Runs the policy in bash on {@code args}, as the launcher does; true when it chose both compilers. */
     private static boolean fullJit(String... args) throws IOException, InterruptedException {
         String said = LauncherScript.answer(POLICY, "gmem_jit_policy", "gmem_full_jit", args);
