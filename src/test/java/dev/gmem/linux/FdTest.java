@@ -55,6 +55,39 @@ class FdTest {
         }
     }
 
+    /**
+     * The one shape of syscall(3) passes a buffer as a segment, which the linker checks: heap memory
+     * and memory already freed are refused (a bug in the caller, never an OS error), and integers in
+     * a pointer's place keep their bits (a negative descriptor fails with EBADF).
+     */
+    @Test
+    void buffersAreCheckedByTheLinkerAndIntegersKeepTheirBits() throws Exception {
+        try (Fd fd = Fd.memfd("gmem-fd-heap", Linux.MFD_CLOEXEC)) {
+            fd.truncate(PAGE);
+            assertThatThrownBy(() -> fd.pwrite(MemorySegment.ofArray(new byte[16]), 0))
+                    .isInstanceOf(AssertionError.class)
+                    .hasCauseInstanceOf(IllegalArgumentException.class);
+            MemorySegment freed;
+            try (Arena arena = Arena.ofConfined()) {
+                freed = arena.allocate(16);
+            }
+            MemorySegment gone = freed;
+            assertThatThrownBy(() -> fd.pwrite(gone, 0))
+                    .isInstanceOf(AssertionError.class)
+                    .hasCauseInstanceOf(IllegalStateException.class);
+            try (Arena arena = Arena.ofConfined()) {
+                MemorySegment b = arena.allocate(16);
+                assertThat(fd.pwrite(b, 0)).isEqualTo(16);
+            }
+        }
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment b = arena.allocate(16);
+            long r = Native.syscall(Native.callState(), Sys.PWRITE64, -1, b, 16, 0);
+            assertThat(r).isEqualTo(-1);
+            assertThat(Native.errno(Native.callState())).isEqualTo(Errno.EBADF.number());
+        }
+    }
+
     @Test
     void fallocateErrorsNameTheCall() throws Exception {
         try (Fd fd = Fd.memfd("gmem-fd-errors", Linux.MFD_CLOEXEC)) {
