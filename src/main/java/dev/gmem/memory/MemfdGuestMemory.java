@@ -62,7 +62,7 @@ public final class MemfdGuestMemory extends AbstractGuestMemory {
     public static MemfdGuestMemory overFile(Fd fd, long size, long flags) throws IOException {
         try {
             checkCreation("file", size, flags);
-            fd.truncate(size);
+            dev.gmem.util.HostLimitException.truncate(fd, size); // a file system's size limit is this host's
         } catch (IOException | RuntimeException e) {
             fd.closeQuietly();
             throw e;

@@ -83,7 +83,6 @@ public final class Destination implements AutoCloseable {
         }
         OutputFile out = OutputFile.create(path, OutputFile.Mode.CREATE, 0600);
         try {
-            dev.gmem.util.HostLimitException.truncate(out.fd(), path, size);
             return new Destination(MemfdGuestMemory.overFile(out.fd().dup(), size, FLAGS), out);
         } catch (IOException | RuntimeException e) {
             out.close();

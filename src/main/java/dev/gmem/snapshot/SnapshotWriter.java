@@ -180,7 +180,7 @@ public final class SnapshotWriter {
         try (OutputFile file = OutputFile.create(output, OutputFile.Mode.REPLACE, 0644, source.path());
                 Arena arena = Arena.ofShared()) {
             Fd fd = file.fd();
-            dev.gmem.util.HostLimitException.truncate(fd, output, size);
+            dev.gmem.util.HostLimitException.truncate(fd, size);
             long scratchBytes = Math.max(1, source.scratchBytes());
             ThreadLocal<MemorySegment> mine = ThreadLocal.withInitial(() -> arena.allocate(scratchBytes, ALIGN));
             java.util.concurrent.atomic.AtomicLong written = new java.util.concurrent.atomic.AtomicLong();

@@ -3,7 +3,6 @@ package dev.gmem.util;
 import dev.gmem.linux.Errno;
 import dev.gmem.linux.SyscallException;
 import java.io.IOException;
-import java.nio.file.Path;
 
 /**
  * A sound input asks for more than this host can hold: page state beyond the Java heap, a file
@@ -22,16 +21,16 @@ public final class HostLimitException extends IOException {
     }
 
     /**
-     * Sizes {@code out}, the new file at {@code path}, to {@code size} bytes: a file system that
-     * holds no file that large (EFBIG) is this host's limit, named with both.
+     * Sizes {@code out}, a new file, to {@code size} bytes: a file system that holds no file that
+     * large (EFBIG) is this host's limit, named with the file (its descriptor's name) and the size.
      */
-    public static void truncate(dev.gmem.linux.Fd out, Path path, long size) throws IOException {
+    public static void truncate(dev.gmem.linux.Fd out, long size) throws IOException {
         try {
             out.truncate(size);
         } catch (SyscallException e) {
             if (!e.is(Errno.EFBIG)) throw e;
             throw new HostLimitException(
-                    path + ": the file system holds no file of " + size + " bytes (EFBIG, File too large)", e);
+                    out.name() + ": the file system holds no file of " + size + " bytes (EFBIG, File too large)", e);
         }
     }
 }

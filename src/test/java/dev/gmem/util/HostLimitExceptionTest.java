@@ -31,12 +31,12 @@ class HostLimitExceptionTest {
             }
             Assumptions.assumeFalse(
                     held, "skipped: " + dir + "'s file system holds a 4 PiB file, so nothing here is refused");
-            assertThatThrownBy(() -> HostLimitException.truncate(fd, p, huge))
+            assertThatThrownBy(() -> HostLimitException.truncate(fd, huge))
                     .isInstanceOf(HostLimitException.class)
                     .hasMessage(p + ": the file system holds no file of " + huge + " bytes (EFBIG, File too large)")
                     .hasCauseInstanceOf(SyscallException.class);
             // any other failure is what it was
-            assertThatThrownBy(() -> HostLimitException.truncate(fd, p, -1))
+            assertThatThrownBy(() -> HostLimitException.truncate(fd, -1))
                     .isInstanceOf(SyscallException.class)
                     .isNotInstanceOf(HostLimitException.class);
         }
