@@ -14,7 +14,6 @@ import java.lang.reflect.Field;
 import java.lang.reflect.Modifier;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
 
 /**
  * Reads and writes the fields the command line binds (options, mixins, {@code @Spec} fields) by
@@ -147,20 +146,14 @@ interface FieldAccess {
         return ClassDesc.ofDescriptor(c.descriptorString());
     }
 
-    /** The wrapper of each primitive type, and the method that unwraps it. */
-    Map<Class<?>, Class<?>> WRAPPERS = Map.of(
-            boolean.class, Boolean.class,
-            byte.class, Byte.class,
-            char.class, Character.class,
-            short.class, Short.class,
-            int.class, Integer.class,
-            long.class, Long.class,
-            float.class, Float.class,
-            double.class, Double.class);
+    /** The wrapper class of primitive {@code type} (Integer for int, …), as the JDK's method types know it. */
+    private static ClassDesc wrapper(Class<?> type) {
+        return desc(java.lang.invoke.MethodType.methodType(type).wrap().returnType());
+    }
 
     private static void box(CodeBuilder b, Class<?> type) {
         if (!type.isPrimitive()) return;
-        ClassDesc w = desc(WRAPPERS.get(type));
+        ClassDesc w = wrapper(type);
         b.invokestatic(w, "valueOf", MethodTypeDesc.of(w, desc(type)));
     }
 
@@ -169,7 +162,7 @@ interface FieldAccess {
             b.checkcast(desc(type));
             return;
         }
-        ClassDesc w = desc(WRAPPERS.get(type));
+        ClassDesc w = wrapper(type);
         b.checkcast(w).invokevirtual(w, type.getName() + "Value", MethodTypeDesc.of(desc(type)));
     }
 }

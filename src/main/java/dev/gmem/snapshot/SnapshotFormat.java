@@ -257,28 +257,27 @@ public final class SnapshotFormat {
             long regionIndex = Integer.toUnsignedLong(b.getInt(pos));
             Codec codec = Codec.ofId(b.get(pos + 4) & 0xff);
             if (b.get(pos + 5) != 0 || b.getShort(pos + 6) != 0 || b.getInt(pos + 36) != 0)
-                throw new SnapshotFormatException(file, "chunk " + i + ": reserved fields are not zero");
+                throw badChunk(file, i, "reserved fields are not zero");
             if (regionIndex >= regionCount)
-                throw new SnapshotFormatException(
-                        file,
-                        "chunk " + i + ": region " + regionIndex + " does not exist (" + regionCount + " regions)");
-            if (codec == null)
-                throw new SnapshotFormatException(file, "chunk " + i + ": unknown codec " + (b.get(pos + 4) & 0xff));
+                throw badChunk(file, i, "region " + regionIndex + " does not exist (" + regionCount + " regions)");
+            if (codec == null) throw badChunk(file, i, "unknown codec " + (b.get(pos + 4) & 0xff));
             Region r = laid.get((int) regionIndex);
             int window = partial.windowPages(r.pageSize());
             long firstPage = b.getLong(pos + 8);
             if (firstPage < 0 || firstPage >= r.pages() || firstPage % window != 0) {
-                throw new SnapshotFormatException(
+                throw badChunk(
                         file,
-                        "chunk " + i + ": first page " + firstPage + " is not the start of a " + window
-                                + "-page window of region " + regionIndex + " (" + r.pages() + " pages)");
+                        i,
+                        "first page " + firstPage + " is not the start of a " + window + "-page window of region "
+                                + regionIndex + " (" + r.pages() + " pages)");
             }
             if ((int) regionIndex < previousRegion
                     || ((int) regionIndex == previousRegion && firstPage <= previousPage)) {
-                throw new SnapshotFormatException(
+                throw badChunk(
                         file,
-                        "chunk " + i + ": out of order or overlapping the chunk before it (region " + regionIndex
-                                + ", page " + firstPage + ")");
+                        i,
+                        "out of order or overlapping the chunk before it (region " + regionIndex + ", page " + firstPage
+                                + ")");
             }
             previousRegion = (int) regionIndex;
             previousPage = firstPage;
@@ -294,37 +293,36 @@ public final class SnapshotFormat {
                 zero[w] = b.getLong(pos + 40 + 8 * MAP_WORDS + 8 * w);
                 long beyond = pageMaskBeyond(pages, w);
                 if (((data[w] | zero[w]) & beyond) != 0)
-                    throw new SnapshotFormatException(
-                            file, "chunk " + i + ": page bits set past the window's " + pages + " pages");
-                if ((data[w] & zero[w]) != 0)
-                    throw new SnapshotFormatException(file, "chunk " + i + ": pages marked both data and zero");
+                    throw badChunk(file, i, "page bits set past the window's " + pages + " pages");
+                if ((data[w] & zero[w]) != 0) throw badChunk(file, i, "pages marked both data and zero");
             }
             Chunk c = new Chunk(
                     (int) regionIndex, firstPage, pages, data, zero, codec, offset, (int) stored, (int) raw, crc);
             long expectRaw = c.dataPages() * r.pageSize();
             if (raw != expectRaw) {
-                throw new SnapshotFormatException(
+                throw badChunk(
                         file,
-                        "chunk " + i + ": raw length " + raw + ", but its " + c.dataPages() + " data pages of "
-                                + r.pageSize() + " bytes make " + expectRaw);
+                        i,
+                        "raw length " + raw + ", but its " + c.dataPages() + " data pages of " + r.pageSize()
+                                + " bytes make " + expectRaw);
             }
             if (c.dataPages() == 0) {
                 if (stored != 0 || offset != 0 || codec != Codec.NONE || crc != 0)
-                    throw new SnapshotFormatException(
-                            file, "chunk " + i + ": has no data pages but says it stores data");
-                if (c.zeroPages() == 0)
-                    throw new SnapshotFormatException(file, "chunk " + i + ": has neither data nor zero pages");
+                    throw badChunk(file, i, "has no data pages but says it stores data");
+                if (c.zeroPages() == 0) throw badChunk(file, i, "has neither data nor zero pages");
             } else {
                 if (stored == 0 || (codec == Codec.NONE && stored != raw)) {
-                    throw new SnapshotFormatException(
+                    throw badChunk(
                             file,
-                            "chunk " + i + ": stored length " + stored + " does not fit " + raw
-                                    + " raw bytes with codec " + codec.label());
+                            i,
+                            "stored length " + stored + " does not fit " + raw + " raw bytes with codec "
+                                    + codec.label());
                 }
                 if (offset < previousEnd || offset > dataEnd || stored > dataEnd - offset) {
-                    throw new SnapshotFormatException(
+                    throw badChunk(
                             file,
-                            "chunk " + i + ": data at offset " + offset + " (" + stored + " bytes) "
+                            i,
+                            "data at offset " + offset + " (" + stored + " bytes) "
                                     + (offset < previousEnd
                                             ? "overlaps the header or the chunk before it (which ends at " + previousEnd
                                                     + ")"
@@ -421,6 +419,11 @@ public final class SnapshotFormat {
         } catch (ArithmeticException e) {
             return -1;
         }
+    }
+
+    /** A chunk entry of the manifest that is wrong: named by its index (the name built only for the error). */
+    private static SnapshotFormatException badChunk(Path file, long index, String problem) {
+        return new SnapshotFormatException(file, "chunk " + index + ": " + problem);
     }
 
     static int crc(ByteBuffer b) {
