@@ -153,15 +153,24 @@ public final class PopulationBench {
         return new Report(o.size(), o.repeat(), results, chosen, skipped);
     }
 
-    /** One timed population of a fresh file, then an untimed check of every byte. */
     private static double measure(Config cfg, MemorySegment source) throws IOException {
-        try (GuestMemory memory = GuestMemories.create(cfg.backend(), source.byteSize(), FLAGS)) {
+        return timedPopulation(cfg.backend(), cfg.strategy(), cfg.threads(), source.byteSize(), source, cfg.label());
+    }
+
+    /**
+     * One timed population of {@code source} at offset 0 of a fresh guest memory of {@code size} bytes, in
+     * milliseconds; then an untimed check of every byte, whose failure names {@code label}.
+     */
+    static double timedPopulation(
+            GuestMemory.Backend backend, Strategy strategy, int threads, long size, MemorySegment source, String label)
+            throws IOException {
+        try (GuestMemory memory = GuestMemories.create(backend, size, FLAGS)) {
             long start = System.nanoTime();
-            Populator.populate(cfg.strategy(), cfg.threads(), memory, 0, source);
+            Populator.populate(strategy, threads, memory, 0, source);
             long elapsed = System.nanoTime() - start;
-            long mismatch = memory.guestView().mismatch(source);
+            long mismatch = memory.guestView().asSlice(0, source.byteSize()).mismatch(source);
             if (mismatch != -1) {
-                throw new IOException(cfg.label() + ": populated memory differs from the source at offset " + mismatch);
+                throw new IOException(label + ": populated memory differs from the source at offset " + mismatch);
             }
             return elapsed / 1e6;
         }

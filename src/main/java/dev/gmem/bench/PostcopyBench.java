@@ -40,7 +40,10 @@ import javax.net.ssl.SSLContext;
  *       the push runs at full speed; beside them the local lazy restore's (the floor) and a 4 KiB
  *       echo's round trip on the same path;
  *   <li>push throughput until every data page is in place, plain and TLS 1.3, with and without LZ4,
- *       interleaved round by round (medians);
+ *       interleaved round by round (medians); in the same rounds, the install floor: {@code write()}
+ *       of as many bytes from memory into a fresh memfd, on one thread, as the destination writes
+ *       each pushed page, so that no push can be faster (it tells a slow push from a host slow to
+ *       allocate pages);
  *   <li>the time until fully resident, and the same with 5 connection resets during it.
  * </ul>
  */
@@ -57,12 +60,16 @@ public final class PostcopyBench {
 
     public record Echo(String path, double p50Us, double p99Us) {}
 
+    /** {@code write()} of the guest's data bytes from memory into a fresh memfd, one thread: medians. */
+    public record InstallFloor(double medianGibPerS, double medianMs) {}
+
     public record Report(
             long guestBytes,
             long dataBytes,
             List<Latency> latency,
             List<Echo> echo,
             List<Push> push,
+            InstallFloor installFloor,
             List<Resident> resident,
             double tlsCost) {}
 
@@ -79,7 +86,8 @@ public final class PostcopyBench {
                     Tls.context(Tls.Identity.pkcs12(certs.p12("server"), TestCerts.PASSWORD.toCharArray()), certs.ca());
             SSLContext clientTls =
                     Tls.context(Tls.Identity.pkcs12(certs.p12("client"), TestCerts.PASSWORD.toCharArray()), certs.ca());
-            try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.RAW);
+            try (Arena floorArena = Arena.ofConfined();
+                    PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.RAW);
                     PageServer plain = serve(source, false, null);
                     PageServer plainLz4 = serve(source, true, null);
                     PageServer tls = serve(source, false, serverTls);
@@ -110,6 +118,10 @@ public final class PostcopyBench {
                 PageServer[] servers = {plain, plainLz4, tls, tlsLz4};
                 double[][] gibs = new double[4][o.rounds()];
                 double[][] ms = new double[4][o.rounds()];
+                double[] floorMs = new double[o.rounds()];
+                long dataBytes = source.counts().dataBytes();
+                MemorySegment floorSource = floorArena.allocate(dataBytes, Posix.pageSize());
+                PopulationBench.fill(floorSource);
                 // a first round of each way warms up, untimed: a first push runs while the server compiler
                 // compiles beside it on the two cores, at 1.5-2x the time of later ones
                 for (int round = -1; round < o.rounds(); round++) {
@@ -121,10 +133,18 @@ public final class PostcopyBench {
                             double t = resident(r);
                             if (round < 0) continue;
                             ms[k][round] = t;
-                            gibs[k][round] = source.counts().dataBytes() / (1024.0 * 1024 * 1024) / (t / 1000);
+                            gibs[k][round] = dataBytes / (1024.0 * 1024 * 1024) / (t / 1000);
                         }
                     }
+                    progress.accept("install floor: write() into a fresh memfd"
+                            + (round < 0 ? ", warming up" : ", round " + (round + 1) + "/" + o.rounds()));
+                    double t = installFloor(source.size(), floorSource);
+                    if (round >= 0) floorMs[round] = t;
                 }
+                double floorMedianMs = BenchSupport.median(floorMs);
+                InstallFloor floor = new InstallFloor(
+                        BenchSupport.round(dataBytes / (1024.0 * 1024 * 1024) / (floorMedianMs / 1000)),
+                        BenchSupport.round(floorMedianMs));
                 List<Push> push = new ArrayList<>();
                 for (int k = 0; k < 4; k++)
                     push.add(new Push(
@@ -162,6 +182,7 @@ public final class PostcopyBench {
                         latency,
                         echo,
                         push,
+                        floor,
                         resident,
                         BenchSupport.round(tlsCost));
             }
@@ -250,6 +271,15 @@ public final class PostcopyBench {
             Double ms = lazy.stats().populatedMs();
             return ms == null ? Double.NaN : ms;
         }
+    }
+
+    /**
+     * One timed {@code write()} of {@code bytes} into a fresh memfd of {@code size} bytes, on one thread, as
+     * the destination installs pushed pages; every byte is checked afterwards, untimed.
+     */
+    private static double installFloor(long size, MemorySegment bytes) throws IOException {
+        return PopulationBench.timedPopulation(
+                GuestMemory.Backend.MEMFD, dev.gmem.restore.Strategy.WRITE, 1, size, bytes, "the install floor");
     }
 
     /** A 4 KiB echo's round trip on the path: an echo server here, through the proxy when {@code delayMs} > 0. */

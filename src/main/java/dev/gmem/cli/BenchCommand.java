@@ -708,7 +708,9 @@ final class BenchCommand implements Runnable {
                 "                     push runs (it yields to faults), over loopback and through a proxy adding 1 ms each way;",
                 "                     beside them the local lazy restore's (the floor) and a 4 KiB echo on the same path;",
                 "  push               every data page in place, plain and TLS 1.3, with and without LZ4 (medians of",
-                "                     interleaved rounds, after one untimed round of each);",
+                "                     interleaved rounds, after one untimed round of each); in the same rounds the install",
+                "                     floor: write() of as many bytes from memory into a fresh memfd, as each pushed page",
+                "                     is written at the destination (no push beats it; it shows a host slow to allocate);",
                 "  resident           the time until fully resident over loopback, and with 5 resets on the way.",
                 "Targets: loopback round trip p50 <= 80 us and p99 <= 300 us under the push; push >= 1.5 GiB/s plain;",
                 "TLS costing <= 30%% of that."
@@ -803,6 +805,13 @@ final class BenchCommand implements Runnable {
                         p.medianGibPerS(),
                         p.medianResidentMs());
             out.printf(Locale.ROOT, "  TLS costs %.0f%% of the plain push%n", r.tlsCost() * 100);
+            out.printf(
+                    Locale.ROOT,
+                    "  install floor: write() of as many bytes from memory into a fresh memfd, one thread:"
+                            + " %.2f GiB/s, %.1f ms;%n  the plain push runs at %.2fx that (no push can beat it)%n",
+                    r.installFloor().medianGibPerS(),
+                    r.installFloor().medianMs(),
+                    r.push().get(0).medianGibPerS() / r.installFloor().medianGibPerS());
             out.println("fully resident");
             for (var x : r.resident())
                 out.printf(

@@ -46,24 +46,8 @@ class BenchCommandTest {
 
     @Test
     void restoreReportsPackDenseAndSparse(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
-        ProbeCommandTest.Run r = ProbeCommandTest.run(
-                "bench",
-                "restore",
-                "--size",
-                "1M",
-                "--proportion-size",
-                "2M",
-                "--repeat",
-                "1",
-                "--backend",
-                "memfd",
-                "--warm",
-                "0",
-                "--dir",
-                dir.toString(),
-                "--json");
-        assertThat(r.exit()).as(r.err()).isZero();
-        JsonNode root = Json.mapper().readTree(r.out());
+        JsonNode root = benchJson(
+                dir, "restore", "--size", "1M", "--proportion-size", "2M", "--repeat", "1", "--backend", "memfd");
         List<String> rows = new ArrayList<>();
         for (JsonNode x : root.get("results")) {
             rows.add(x.get("what").asString() + "/" + x.get("guest_bytes").asLong());
@@ -74,16 +58,14 @@ class BenchCommandTest {
                 .containsExactly(
                         "pack/1048576", "restore dense/1048576", "restore dense/2097152", "restore sparse/2097152");
         assertThat(root.get("sparse_vs_dense").get("memfd").asDouble()).isPositive();
-        try (var left = java.nio.file.Files.list(dir)) {
-            assertThat(left.toList()).as("the benchmark removes its files").isEmpty();
-        }
+        assertNothingLeft(dir);
     }
 
     @Test
     void lazyReportsEveryTarget(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir) throws Exception {
         dev.gmem.testing.Host.assumeUserfaultfd();
-        ProbeCommandTest.Run r = ProbeCommandTest.run(
-                "bench",
+        JsonNode root = benchJson(
+                dir,
                 "lazy",
                 "--size",
                 "2M",
@@ -96,14 +78,7 @@ class BenchCommandTest {
                 "--repeat",
                 "1",
                 "--runs",
-                "2",
-                "--warm",
-                "0",
-                "--dir",
-                dir.toString(),
-                "--json");
-        assertThat(r.exit()).as(r.err()).isZero();
-        JsonNode root = Json.mapper().readTree(r.out());
+                "2");
         assertThat(root.get("ready")).hasSize(2);
         assertThat(root.get("ready").get(1).get("guest_bytes").asLong()).isEqualTo(8L << 20);
         assertThat(root.get("faults").get(0).get("faults").asLong()).isEqualTo(512);
@@ -112,9 +87,55 @@ class BenchCommandTest {
         assertThat(root.get("prefetch").get(0).get("gib_per_s").asDouble()).isPositive();
         assertThat(root.get("stress").get(0).get("wrong_pages").asLong()).isZero();
         assertThat(root.get("stress").get(0).get("pages_read").asLong()).isEqualTo(2 * 512);
+        assertNothingLeft(dir);
+    }
+
+    @Test
+    @org.junit.jupiter.api.Timeout(120)
+    void postcopyReportsEveryPathAndTheInstallFloor(@org.junit.jupiter.api.io.TempDir java.nio.file.Path dir)
+            throws Exception {
+        dev.gmem.testing.Host.assumeUserfaultfd();
+        JsonNode root = benchJson(dir, "postcopy", "--size", "64M", "--rounds", "1", "--touches", "200");
+        long data = root.get("data_bytes").asLong();
+        assertThat(data).isPositive().isLessThan(64L << 20);
+        assertThat(root.get("latency")).hasSize(5);
+        for (JsonNode l : root.get("latency"))
+            assertThat(l.get("p50_us").asDouble()).isPositive();
+        assertThat(root.get("echo")).hasSize(2);
+        assertThat(root.get("push")).hasSize(4);
+        for (JsonNode p : root.get("push")) assertRate(p.get("median_gib_per_s"), p.get("median_resident_ms"), data);
+        JsonNode floor = root.get("install_floor");
+        assertRate(floor.get("median_gib_per_s"), floor.get("median_ms"), data);
+        assertThat(root.get("resident")).hasSize(2);
+        assertThat(root.get("resident").get(0).get("reconnects").asInt()).isZero();
+        assertNothingLeft(dir);
+    }
+
+    /**
+     * Runs {@code gmem bench ARGS --warm 0 --dir DIR --json} in this process, and returns its JSON once it
+     * exited 0.
+     */
+    private static JsonNode benchJson(java.nio.file.Path dir, String... args) throws Exception {
+        List<String> all = new ArrayList<>(List.of("bench"));
+        all.addAll(List.of(args));
+        all.addAll(List.of("--warm", "0", "--dir", dir.toString(), "--json"));
+        ProbeCommandTest.Run r = ProbeCommandTest.run(all.toArray(String[]::new));
+        assertThat(r.exit()).as(r.err()).isZero();
+        return Json.mapper().readTree(r.out());
+    }
+
+    private static void assertNothingLeft(java.nio.file.Path dir) throws java.io.IOException {
         try (var left = java.nio.file.Files.list(dir)) {
-            assertThat(left.toList()).isEmpty();
+            assertThat(left.toList()).as("the benchmark removes its files").isEmpty();
         }
+    }
+
+    /** A reported rate is the bytes over the reported time, both rounded to 3 decimals. */
+    private static void assertRate(JsonNode gibPerS, JsonNode ms, long bytes) {
+        assertThat(ms.asDouble()).isPositive();
+        double expected = bytes / (double) (1L << 30) / (ms.asDouble() / 1000);
+        assertThat(gibPerS.asDouble())
+                .isCloseTo(expected, org.assertj.core.data.Offset.offset(0.001 + expected * 0.001));
     }
 
     @Test
