@@ -40,15 +40,12 @@ class DemoCommandTest {
                 assertThat(check).startsWith("skipped: ");
             }
         }
-        assertThat(rows)
-                .containsExactly(
-                        "eager/kernel",
-                        "eager/kernel",
-                        "eager/memfd",
-                        "eager/memfd",
-                        "lazy/memfd",
-                        "lazy/memfd",
-                        "lazy/kernel");
+        // a host without guest_memfd gets one skipped row for the kernel backend's eager restores, not one a strategy
+        List<String> expected = new ArrayList<>();
+        expected.add("eager/kernel");
+        if (HostProbe.host().guestMemfd().available()) expected.add("eager/kernel");
+        expected.addAll(List.of("eager/memfd", "eager/memfd", "lazy/memfd", "lazy/memfd", "lazy/kernel"));
+        assertThat(rows).containsExactlyElementsOf(expected);
         try (var left = java.nio.file.Files.list(dir)) {
             assertThat(left.toList()).isEmpty();
         }
