@@ -127,6 +127,44 @@ class PostcopyTest {
     }
 
     /**
+     * Through a proxy that adds 10 ms each way (a 20 ms round trip, a continent's): the map takes at
+     * least the round trip, then a lazy restore with two readers checking every page, fed by the push
+     * and by faults that each wait a round trip, is right page by page.
+     */
+    @Test
+    void aLazyRestoreThroughTenMillisecondsEachWayIsRight() throws Exception {
+        Host.assumeUserfaultfd();
+        Path raw = Fixtures.raw(dir, "raw", SIZE / 4, 47);
+        List<String> log = Collections.synchronizedList(new ArrayList<>());
+        long seed = System.nanoTime();
+        try (PageSource source = PageSources.open(raw, null, 2, x -> {}, PageSources.Format.AUTO);
+                PageServer server = PageServer.start(
+                        new InetSocketAddress("127.0.0.1", 0), source, PageServer.Options.defaults(), log::add);
+                dev.gmem.bench.FaultProxy proxy = new dev.gmem.bench.FaultProxy(
+                        new InetSocketAddress("127.0.0.1", 0), server.address(), 10.0, 0)) {
+            long start = System.nanoTime();
+            try (RemoteSource remote = RemoteSource.connect(
+                    "127.0.0.1", proxy.address().getPort(), RemoteSource.Options.defaults(), log::add)) {
+                double mapMs = (System.nanoTime() - start) / 1e6;
+                assertThat(mapMs).as("the map came through the delay").isGreaterThanOrEqualTo(20);
+                LazyRestore.Outcome o = LazyRestore.run(
+                        remote,
+                        GuestMemory.Backend.MEMFD,
+                        LazyRestore.Options.defaults(UffdMode.MISSING),
+                        new LazyRestore.Checks(2, seed, 0, Duration.ofMinutes(1), Duration.ofMinutes(1)));
+                RemoteSource.Stats s = remote.stats();
+                System.out.println("postcopy test: 10 ms each way (seed " + seed + "): the map in " + Math.round(mapMs)
+                        + " ms, " + s + ", faults " + o.stats().latency());
+                assertThat(o.verify().wrongPages()).as("%s", log).isZero();
+                assertThat(o.stats().complete()).isTrue();
+                assertThat(s.pushedPages() + s.requestedPages())
+                        .isGreaterThanOrEqualTo(source.counts().dataPages());
+                assertThat(s.reconnects()).as("%s", log).isZero();
+            }
+        }
+    }
+
+    /**
      * The push connection's send buffer is the one asked for (SO_SNDBUF, which the kernel doubles
      * and caps at net.core.wmem_max), and by default 1 MiB for a destination on loopback: read back
      * from the kernel with ss(8) on both of the source's sockets. The control connection keeps the
