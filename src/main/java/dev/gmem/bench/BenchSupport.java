@@ -30,6 +30,11 @@ final class BenchSupport {
         return Math.round(v * 1000) / 1000.0;
     }
 
+    /** The rate of {@code bytes} moved in {@code ms} milliseconds, in GiB/s. */
+    static double gibPerS(double bytes, double ms) {
+        return bytes / (1L << 30) / (ms / 1000);
+    }
+
     /** {@code warm} if not negative, else 80% of the memory available now. */
     static long warmBytes(long warm) {
         return warm >= 0 ? warm : availableMemory() / 5 * 4;

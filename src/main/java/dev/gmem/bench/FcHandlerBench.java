@@ -301,7 +301,7 @@ public final class FcHandlerBench {
                         o.rounds(),
                         BenchSupport.round(ms),
                         BenchSupport.round(BenchSupport.median(graduatedMs)),
-                        BenchSupport.round(data / (double) (1L << 30) / (ms / 1000)));
+                        BenchSupport.round(BenchSupport.gibPerS(data, ms)));
             }
         }
 

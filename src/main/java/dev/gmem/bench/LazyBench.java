@@ -113,7 +113,7 @@ public final class LazyBench {
                             mode.label(),
                             bytes,
                             BenchSupport.round(med),
-                            BenchSupport.round(bytes / (1024.0 * 1024 * 1024) / (med / 1000))));
+                            BenchSupport.round(BenchSupport.gibPerS(bytes, med))));
                     long read = 0, wrong = 0, fs = 0, lost = 0;
                     for (int run = 0; run < o.runs(); run++) {
                         progress.accept("random access during prefetch, " + mode.label() + ", run " + (run + 1) + "/"

@@ -147,7 +147,7 @@ public final class PopulationBench {
                     BenchSupport.round(median),
                     BenchSupport.round(t[0]),
                     BenchSupport.round(t[t.length - 1]),
-                    BenchSupport.round(o.size() / (double) (1L << 30) / (median / 1000)),
+                    BenchSupport.round(BenchSupport.gibPerS(o.size(), median)),
                     BenchSupport.round(baseMedian / median)));
         }
         return new Report(o.size(), o.repeat(), results, chosen, skipped);

@@ -133,7 +133,7 @@ public final class PostcopyBench {
                             double t = resident(r);
                             if (round < 0) continue;
                             ms[k][round] = t;
-                            gibs[k][round] = dataBytes / (1024.0 * 1024 * 1024) / (t / 1000);
+                            gibs[k][round] = BenchSupport.gibPerS(dataBytes, t);
                         }
                     }
                     progress.accept("install floor: write() into a fresh memfd"
@@ -143,7 +143,7 @@ public final class PostcopyBench {
                 }
                 double floorMedianMs = BenchSupport.median(floorMs);
                 InstallFloor floor = new InstallFloor(
-                        BenchSupport.round(dataBytes / (1024.0 * 1024 * 1024) / (floorMedianMs / 1000)),
+                        BenchSupport.round(BenchSupport.gibPerS(dataBytes, floorMedianMs)),
                         BenchSupport.round(floorMedianMs));
                 List<Push> push = new ArrayList<>();
                 for (int k = 0; k < 4; k++)

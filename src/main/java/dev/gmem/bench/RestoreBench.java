@@ -27,7 +27,6 @@ import java.util.function.Consumer;
  * populate. Each restore is checked page by page outside the timing. The page cache is warm.
  */
 public final class RestoreBench {
-    private static final double GIB = 1024.0 * 1024 * 1024;
 
     private RestoreBench() {}
 
@@ -157,7 +156,7 @@ public final class RestoreBench {
                         BenchSupport.round(BenchSupport.max(total)),
                         BenchSupport.round(BenchSupport.median(column(runs, 1))),
                         BenchSupport.round(BenchSupport.median(column(runs, 2))),
-                        BenchSupport.round(s.dataBytes() / GIB / (med / 1000))));
+                        BenchSupport.round(BenchSupport.gibPerS(s.dataBytes(), med))));
             });
             Map<String, Double> ratio = new LinkedHashMap<>();
             for (GuestMemory.Backend b : o.backends()) {
